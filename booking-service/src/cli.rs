@@ -1,0 +1,228 @@
+//! The command line: `serve` (default), `migrate`, `create-admin` and the patient
+//! commands, which call the same use cases as the HTTP API.
+
+use crate::domain::{Email, FullName, Password, PatientProfile, RawPatient, UserId};
+use crate::service::auth::Registration;
+use crate::service::patients::ImportError;
+use crate::service::ports::PageRequest;
+use crate::settings::Settings;
+use crate::startup::{self, Application, Services};
+use crate::transport::http::dto::common::UserResponse;
+use crate::transport::http::dto::patients::PatientRecord;
+use anyhow::{bail, Context};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "booking-service", version, about = "medbook booking API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create an admin. The password comes from MEDBOOK_ADMIN_PASSWORD or stdin.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        full_name: String,
+    },
+    /// Print the OpenAPI 3 document of the HTTP API.
+    Openapi,
+    /// Manage patient records.
+    #[command(subcommand)]
+    Patients(PatientsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PatientsCommand {
+    /// List patients (JSON page on stdout).
+    List {
+        /// Case-insensitive substring of name or e-mail.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long, default_value_t = 50)]
+        per_page: u32,
+    },
+    /// Show one patient.
+    Get { id: Uuid },
+    /// Add one patient (without a password: they cannot log in until one is set).
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        full_name: String,
+        #[arg(long)]
+        birth_date: Option<NaiveDate>,
+        #[arg(long)]
+        gender: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Import a JSON array of patient records: all or nothing.
+    Import { file: PathBuf },
+    /// Export all patients as a JSON array that `import` reads.
+    Export { file: PathBuf },
+}
+
+fn out(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let mut settings = settings;
+            settings.database.run_migrations = false;
+            let services = Services::build(&settings).await?;
+            let applied = startup::apply_migrations(&services.db).await?;
+            out(&serde_json::json!({ "applied": applied }))
+        }
+        Command::CreateAdmin { email, full_name } => {
+            let services = Services::build(&settings).await?;
+            let password = admin_password()?;
+            let mut errors = crate::domain::ValidationErrors::new();
+            let email = errors.check("email", Email::parse(&email));
+            let password = errors.check("password", Password::parse(&password));
+            let full_name = errors.check("full_name", FullName::parse(&full_name));
+            let reg = errors
+                .finish(|| {
+                    Some(Registration {
+                        email: email?,
+                        password: password?,
+                        full_name: full_name?,
+                        birth_date: None,
+                        gender: None,
+                        phone: None,
+                    })
+                })
+                .map_err(|e| anyhow::anyhow!("invalid admin: {e}"))?;
+            let admin = services.auth.create_admin(reg).await?;
+            out(&UserResponse::from(admin))
+        }
+        Command::Openapi => print_openapi(),
+        Command::Patients(cmd) => patients(cmd, &Services::build(&settings).await?).await,
+    }
+}
+
+/// Prints the OpenAPI document; needs no configuration.
+pub fn print_openapi() -> anyhow::Result<()> {
+    out(&crate::transport::http::openapi_document())
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    startup::stop_on_signals(app.handle());
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("MEDBOOK_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the admin password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        bail!("no admin password: set MEDBOOK_ADMIN_PASSWORD or pipe it on stdin");
+    }
+    Ok(password)
+}
+
+async fn patients(cmd: PatientsCommand, services: &Services) -> anyhow::Result<()> {
+    let svc = &services.patients;
+    match cmd {
+        PatientsCommand::List {
+            search,
+            page,
+            per_page,
+        } => {
+            let page =
+                crate::transport::http::dto::common::page_request(Some(page), Some(per_page))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let result = svc.list(search, PageRequest { ..page }).await?;
+            out(&serde_json::json!({
+                "items": result.items.into_iter().map(UserResponse::from).collect::<Vec<_>>(),
+                "total": result.total,
+                "page": result.page,
+                "per_page": result.per_page,
+            }))
+        }
+        PatientsCommand::Get { id } => out(&UserResponse::from(svc.get(UserId(id)).await?)),
+        PatientsCommand::Add {
+            email,
+            full_name,
+            birth_date,
+            gender,
+            phone,
+        } => {
+            let raw = RawPatient {
+                email,
+                full_name,
+                birth_date,
+                gender,
+                phone,
+            };
+            let profile = PatientProfile::parse(&raw, svc.today())
+                .map_err(|e| anyhow::anyhow!("invalid patient: {e}"))?;
+            out(&UserResponse::from(svc.create(profile, None).await?))
+        }
+        PatientsCommand::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let records: Vec<PatientRecord> = serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a JSON array of patient records", file.display())
+            })?;
+            match svc
+                .import(records.into_iter().map(Into::into).collect())
+                .await
+            {
+                Ok(users) => out(&serde_json::json!({ "imported": users.len() })),
+                Err(ImportError::Rejected(rejected)) => {
+                    let report: Vec<_> = rejected
+                        .iter()
+                        .map(|r| serde_json::json!({"index": r.index, "email": r.email, "errors": r.errors}))
+                        .collect();
+                    out(&serde_json::json!({ "imported": 0, "rejected": report }))?;
+                    bail!(
+                        "{} record(s) rejected; nothing was imported",
+                        rejected.len()
+                    )
+                }
+                Err(ImportError::Service(e)) => Err(e.into()),
+            }
+        }
+        PatientsCommand::Export { file } => {
+            let records: Vec<PatientRecord> = svc
+                .export()
+                .await?
+                .into_iter()
+                .map(PatientRecord::from)
+                .collect();
+            let json = serde_json::to_string_pretty(&records)?;
+            std::fs::write(&file, json + "\n")
+                .with_context(|| format!("writing {}", file.display()))?;
+            out(&serde_json::json!({ "exported": records.len(), "file": file }))
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Entities and value objects of the booking domain. No framework types live here:
+//! every value is parsed once at the edge (`Email::parse`, `Password::parse`, …) and is
+//! valid from then on.
+
+pub mod errors;
+pub mod user;
+pub mod values;
+
+pub use errors::{FieldError, ValidationErrors};
+pub use user::{Gender, NewUser, PatientProfile, RawPatient, Role, User, UserId};
+pub use values::{BirthDate, Email, FullName, Password, Phone};

@@ -1,0 +1,161 @@
+//! Users: patients, admins and doctors share one table and one entity.
+
+use super::{BirthDate, Email, FullName, Phone};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Typed id of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub Uuid);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Patient,
+    Admin,
+    Doctor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Admin => "admin",
+            Role::Doctor => "doctor",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "patient" => Ok(Role::Patient),
+            "admin" => Ok(Role::Admin),
+            "doctor" => Ok(Role::Doctor),
+            other => Err(format!("unknown role {other}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gender {
+    Female,
+    Male,
+    Other,
+    Undisclosed,
+}
+
+impl Gender {
+    pub const ALL: [&'static str; 4] = ["female", "male", "other", "undisclosed"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gender::Female => "female",
+            Gender::Male => "male",
+            Gender::Other => "other",
+            Gender::Undisclosed => "undisclosed",
+        }
+    }
+}
+
+impl FromStr for Gender {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "female" => Ok(Gender::Female),
+            "male" => Ok(Gender::Male),
+            "other" => Ok(Gender::Other),
+            "undisclosed" => Ok(Gender::Undisclosed),
+            _ => Err(format!("must be one of: {}", Gender::ALL.join(", "))),
+        }
+    }
+}
+
+/// A stored user. `password_hash` is `None` for records imported without a password:
+/// such a user cannot log in until a password is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub role: Role,
+    pub full_name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<Gender>,
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything needed to insert a user; built only from parsed values.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email: Email,
+    pub password_hash: Option<String>,
+    pub role: Role,
+    pub full_name: FullName,
+    pub birth_date: Option<BirthDate>,
+    pub gender: Option<Gender>,
+    pub phone: Option<Phone>,
+}
+
+/// A patient's profile fields, as set by an admin (create / replace) or an import.
+#[derive(Debug, Clone)]
+pub struct PatientProfile {
+    pub email: Email,
+    pub full_name: FullName,
+    pub birth_date: Option<BirthDate>,
+    pub gender: Option<Gender>,
+    pub phone: Option<Phone>,
+}
+
+/// Patient fields as they arrive (HTTP body, import file, CLI flags), before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawPatient {
+    pub email: String,
+    pub full_name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub gender: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl PatientProfile {
+    /// Validates every field and reports all problems at once.
+    pub fn parse(raw: &RawPatient, today: NaiveDate) -> Result<Self, super::ValidationErrors> {
+        let mut errors = super::ValidationErrors::new();
+        let email = errors.check("email", Email::parse(&raw.email));
+        let full_name = errors.check("full_name", FullName::parse(&raw.full_name));
+        let birth_date = match raw.birth_date {
+            Some(d) => errors
+                .check("birth_date", BirthDate::parse(d, today))
+                .map(Some),
+            None => Some(None),
+        };
+        let gender = match raw.gender.as_deref() {
+            Some(g) => errors.check("gender", g.parse::<Gender>()).map(Some),
+            None => Some(None),
+        };
+        let phone = match raw.phone.as_deref() {
+            Some(p) => errors.check("phone", Phone::parse(p)).map(Some),
+            None => Some(None),
+        };
+        errors.finish(|| {
+            Some(PatientProfile {
+                email: email?,
+                full_name: full_name?,
+                birth_date: birth_date?,
+                gender: gender?,
+                phone: phone?,
+            })
+        })
+    }
+}

@@ -1,0 +1,35 @@
+//! Entry point: parse the command line, load configuration, start telemetry, run.
+
+use booking_service::{cli, settings::Settings};
+use clap::Parser;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if matches!(cli.command, Some(cli::Command::Openapi)) {
+        return match cli::print_openapi() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("booking-service: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("booking-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    medbook_shared::telemetry::init("booking-service", &settings.log.level);
+    match cli::run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "booking-service failed");
+            eprintln!("booking-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

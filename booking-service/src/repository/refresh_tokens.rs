@@ -1,0 +1,169 @@
+//! `RefreshTokenRepository`: rotation happens in one transaction with the presented
+//! row locked (`FOR UPDATE`), so of two concurrent refreshes with the same token the
+//! second waits, sees the token rotated and revokes the family.
+
+use super::db::{map_err, Db};
+use super::schema::refresh_tokens;
+use crate::domain::UserId;
+use crate::service::ports::{
+    NewRefreshToken, RefreshTokenRepository, Replacement, RepoError, RotateOutcome,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Insertable)]
+#[diesel(table_name = refresh_tokens)]
+struct NewRow {
+    id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: String,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+struct Row {
+    id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    expires_at: DateTime<Utc>,
+    rotated_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct PgRefreshTokens {
+    db: Db,
+}
+
+impl PgRefreshTokens {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn revoke_family(conn: &mut PgConnection, family: Uuid, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now))
+    .execute(conn)
+}
+
+#[async_trait]
+impl RefreshTokenRepository for PgRefreshTokens {
+    async fn insert(&self, t: NewRefreshToken) -> Result<(), RepoError> {
+        let row = NewRow {
+            id: t.id,
+            user_id: t.user_id.0,
+            family_id: t.family_id,
+            token_hash: t.token_hash,
+            expires_at: t.expires_at,
+        };
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
+                    .execute(conn)
+                    .map(|_| ())
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn rotate(
+        &self,
+        presented_hash: String,
+        replacement: Replacement,
+        now: DateTime<Utc>,
+    ) -> Result<RotateOutcome, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let row: Option<Row> = refresh_tokens::table
+                        .filter(refresh_tokens::token_hash.eq(&presented_hash))
+                        .select(Row::as_select())
+                        .for_update()
+                        .first(conn)
+                        .optional()?;
+                    let Some(row) = row else {
+                        return Ok(RotateOutcome::Rejected);
+                    };
+                    if row.revoked_at.is_some() {
+                        return Ok(RotateOutcome::Rejected);
+                    }
+                    if row.rotated_at.is_some() {
+                        revoke_family(conn, row.family_id, now)?;
+                        return Ok(RotateOutcome::ReuseDetected);
+                    }
+                    if row.expires_at <= now {
+                        return Ok(RotateOutcome::Rejected);
+                    }
+                    diesel::update(refresh_tokens::table.find(row.id))
+                        .set(refresh_tokens::rotated_at.eq(now))
+                        .execute(conn)?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(&NewRow {
+                            id: replacement.id,
+                            user_id: row.user_id,
+                            family_id: row.family_id,
+                            token_hash: replacement.token_hash,
+                            expires_at: replacement.expires_at,
+                        })
+                        .execute(conn)?;
+                    Ok(RotateOutcome::Rotated {
+                        user_id: UserId(row.user_id),
+                    })
+                })
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn revoke_family_of(
+        &self,
+        token_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let family: Option<Uuid> = refresh_tokens::table
+                        .filter(refresh_tokens::token_hash.eq(&token_hash))
+                        .select(refresh_tokens::family_id)
+                        .first(conn)
+                        .optional()?;
+                    match family {
+                        Some(f) => revoke_family(conn, f, now).map(|_| true),
+                        None => Ok(false),
+                    }
+                })
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn revoke_all_for_user(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::user_id.eq(user_id.0))
+                        .filter(refresh_tokens::revoked_at.is_null()),
+                )
+                .set(refresh_tokens::revoked_at.eq(now))
+                .execute(conn)
+                .map(|n| n as u64)
+                .map_err(map_err)
+            })
+            .await
+    }
+}

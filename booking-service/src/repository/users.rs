@@ -1,0 +1,301 @@
+//! `UserRepository` over the `users` table.
+
+use super::db::{map_err, Db};
+use super::schema::users;
+use crate::domain::{Email, Gender, NewUser, Role, User, UserId};
+use crate::service::ports::{Page, PageRequest, RepoError, UserChanges, UserRepository};
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    password_hash: Option<String>,
+    role: String,
+    full_name: String,
+    birth_date: Option<NaiveDate>,
+    gender: Option<String>,
+    phone: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = RepoError;
+    fn try_from(r: UserRow) -> Result<Self, RepoError> {
+        Ok(User {
+            id: UserId(r.id),
+            email: r.email,
+            password_hash: r.password_hash,
+            role: r
+                .role
+                .parse()
+                .map_err(|e: String| RepoError::Internal(anyhow::anyhow!(e)))?,
+            full_name: r.full_name,
+            birth_date: r.birth_date,
+            gender: r
+                .gender
+                .map(|g| g.parse::<Gender>())
+                .transpose()
+                .map_err(|e| RepoError::Internal(anyhow::anyhow!(e)))?,
+            phone: r.phone,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+struct NewUserRow {
+    id: Uuid,
+    email: String,
+    password_hash: Option<String>,
+    role: &'static str,
+    full_name: String,
+    birth_date: Option<NaiveDate>,
+    gender: Option<&'static str>,
+    phone: Option<String>,
+}
+
+impl From<NewUser> for NewUserRow {
+    fn from(u: NewUser) -> Self {
+        Self {
+            id: u.id.0,
+            email: u.email.as_str().to_owned(),
+            password_hash: u.password_hash,
+            role: u.role.as_str(),
+            full_name: u.full_name.as_str().to_owned(),
+            birth_date: u.birth_date.map(|d| d.get()),
+            gender: u.gender.map(Gender::as_str),
+            phone: u.phone.map(|p| p.as_str().to_owned()),
+        }
+    }
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = users)]
+struct UserChangeset {
+    email: Option<String>,
+    password_hash: Option<String>,
+    full_name: Option<String>,
+    birth_date: Option<Option<NaiveDate>>,
+    gender: Option<Option<&'static str>>,
+    phone: Option<Option<String>>,
+    updated_at: DateTime<Utc>,
+}
+
+fn rows_to_users(rows: Vec<UserRow>) -> Result<Vec<User>, RepoError> {
+    rows.into_iter().map(User::try_from).collect()
+}
+
+/// Escapes `%`, `_` and `\` so user input is matched literally by ILIKE.
+fn like_pattern(s: &str) -> String {
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+pub struct PgUsers {
+    db: Db,
+}
+
+impl PgUsers {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl UserRepository for PgUsers {
+    async fn insert(&self, user: NewUser) -> Result<User, RepoError> {
+        let row = NewUserRow::from(user);
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(users::table)
+                    .values(&row)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .map_err(map_err)
+                    .and_then(User::try_from)
+            })
+            .await
+    }
+
+    async fn insert_all(&self, new_users: Vec<NewUser>) -> Result<Vec<User>, RepoError> {
+        let rows: Vec<NewUserRow> = new_users.into_iter().map(NewUserRow::from).collect();
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let mut out = Vec::with_capacity(rows.len());
+                    // Chunks keep each statement well under PostgreSQL's bind limit.
+                    for chunk in rows.chunks(1000) {
+                        let inserted = diesel::insert_into(users::table)
+                            .values(chunk)
+                            .returning(UserRow::as_returning())
+                            .get_results(conn)?;
+                        out.extend(inserted);
+                    }
+                    Ok(out)
+                })
+                .map_err(map_err)
+                .and_then(rows_to_users)
+            })
+            .await
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepoError> {
+        self.db
+            .run(move |conn| {
+                users::table
+                    .find(id.0)
+                    .select(UserRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?
+                    .map(User::try_from)
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {
+        let email = email.as_str().to_owned();
+        self.db
+            .run(move |conn| {
+                users::table
+                    .filter(users::email.eq(email))
+                    .select(UserRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?
+                    .map(User::try_from)
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn existing_emails(&self, emails: Vec<String>) -> Result<Vec<String>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let mut found = Vec::new();
+                for chunk in emails.chunks(10_000) {
+                    let mut part: Vec<String> = users::table
+                        .filter(users::email.eq_any(chunk))
+                        .select(users::email)
+                        .load(conn)
+                        .map_err(map_err)?;
+                    found.append(&mut part);
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn update(&self, id: UserId, c: UserChanges) -> Result<Option<User>, RepoError> {
+        let changes = UserChangeset {
+            email: c.email,
+            password_hash: c.password_hash,
+            full_name: c.full_name,
+            birth_date: c.birth_date,
+            gender: c.gender.map(|g| g.map(Gender::as_str)),
+            phone: c.phone,
+            updated_at: Utc::now(),
+        };
+        self.db
+            .run(move |conn| {
+                diesel::update(users::table.find(id.0))
+                    .set(&changes)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .optional()
+                    .map_err(map_err)?
+                    .map(User::try_from)
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn delete(&self, id: UserId, role: Role) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::delete(
+                    users::table
+                        .filter(users::id.eq(id.0))
+                        .filter(users::role.eq(role.as_str())),
+                )
+                .execute(conn)
+                .map(|n| n > 0)
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        role: Role,
+        search: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<User>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let filtered = || {
+                    let mut q = users::table
+                        .filter(users::role.eq(role.as_str()))
+                        .into_boxed();
+                    if let Some(s) = &search {
+                        let pattern = like_pattern(s);
+                        q = q.filter(
+                            users::full_name
+                                .ilike(pattern.clone())
+                                .or(users::email.ilike(pattern)),
+                        );
+                    }
+                    q
+                };
+                let total: i64 = filtered().count().get_result(conn).map_err(map_err)?;
+                let rows = filtered()
+                    .order((users::full_name.asc(), users::id.asc()))
+                    .limit(i64::from(page.per_page))
+                    .offset(page.offset())
+                    .select(UserRow::as_select())
+                    .load(conn)
+                    .map_err(map_err)?;
+                Ok(Page {
+                    items: rows_to_users(rows)?,
+                    total,
+                    page: page.page,
+                    per_page: page.per_page,
+                })
+            })
+            .await
+    }
+
+    async fn all_with_role(&self, role: Role) -> Result<Vec<User>, RepoError> {
+        self.db
+            .run(move |conn| {
+                users::table
+                    .filter(users::role.eq(role.as_str()))
+                    .order((users::created_at.asc(), users::id.asc()))
+                    .select(UserRow::as_select())
+                    .load(conn)
+                    .map_err(map_err)
+                    .and_then(rows_to_users)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(super::like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

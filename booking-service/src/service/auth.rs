@@ -1,0 +1,470 @@
+//! Registration, login, token refresh and logout.
+//!
+//! * Login verifies against a dummy hash when the account is unknown (or has no
+//!   password), so both failures cost one bcrypt verification and look the same.
+//! * Failed logins are counted per account and per client address; a locked key
+//!   answers `TooManyRequests` until its lockout expires.
+//! * Refresh tokens rotate on every use; presenting an already rotated token revokes
+//!   its whole family (someone holds a stolen copy).
+
+use super::ports::{
+    Clock, IssuedAccessToken, LoginThrottle, NewRefreshToken, PasswordHasher,
+    RefreshTokenRepository, Replacement, RotateOutcome, ThrottlePolicy, TokenIssuer,
+    UserRepository,
+};
+use super::ServiceError;
+use crate::domain::{
+    BirthDate, Email, FullName, Gender, NewUser, Password, Phone, Role, User, UserId,
+    ValidationErrors,
+};
+use chrono::{DateTime, Utc};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A validated registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub email: Email,
+    pub password: Password,
+    pub full_name: FullName,
+    pub birth_date: Option<BirthDate>,
+    pub gender: Option<Gender>,
+    pub phone: Option<Phone>,
+}
+
+/// Access and refresh token handed to a client.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access: IssuedAccessToken,
+    pub refresh_token: String,
+    pub refresh_expires_in: Duration,
+}
+
+/// Failed-login limits per account and per client address.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    pub per_account: ThrottlePolicy,
+    pub per_client: ThrottlePolicy,
+}
+
+pub struct AuthService {
+    users: Arc<dyn UserRepository>,
+    tokens: Arc<dyn RefreshTokenRepository>,
+    throttle: Arc<dyn LoginThrottle>,
+    hasher: Arc<dyn PasswordHasher>,
+    issuer: Arc<dyn TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    dummy_hash: String,
+    limits: LoginLimits,
+}
+
+impl AuthService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        tokens: Arc<dyn RefreshTokenRepository>,
+        throttle: Arc<dyn LoginThrottle>,
+        hasher: Arc<dyn PasswordHasher>,
+        issuer: Arc<dyn TokenIssuer>,
+        clock: Arc<dyn Clock>,
+        dummy_hash: String,
+        limits: LoginLimits,
+    ) -> Self {
+        Self {
+            users,
+            tokens,
+            throttle,
+            hasher,
+            issuer,
+            clock,
+            dummy_hash,
+            limits,
+        }
+    }
+
+    /// Creates a patient account.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(&self, reg: Registration) -> Result<User, ServiceError> {
+        self.create_user(reg, Role::Patient).await
+    }
+
+    /// Creates an admin (command line only; never reachable over public HTTP).
+    #[tracing::instrument(skip_all)]
+    pub async fn create_admin(&self, reg: Registration) -> Result<User, ServiceError> {
+        self.create_user(reg, Role::Admin).await
+    }
+
+    async fn create_user(&self, reg: Registration, role: Role) -> Result<User, ServiceError> {
+        let hash = self.hasher.hash(reg.password).await?;
+        let user = NewUser {
+            id: UserId(Uuid::new_v4()),
+            email: reg.email,
+            password_hash: Some(hash),
+            role,
+            full_name: reg.full_name,
+            birth_date: reg.birth_date,
+            gender: reg.gender,
+            phone: reg.phone,
+        };
+        self.users.insert(user).await.map_err(email_conflict)
+    }
+
+    /// Checks credentials and issues a token pair.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, ServiceError> {
+        let mut errors = ValidationErrors::new();
+        let email = errors.check("email", Email::parse(email));
+        if password.len() > crate::domain::values::MAX_PASSWORD_BYTES {
+            errors.push(
+                "password",
+                format!(
+                    "must be at most {} bytes",
+                    crate::domain::values::MAX_PASSWORD_BYTES
+                ),
+            );
+        }
+        let email = errors.finish(|| email)?;
+        let now = self.clock.now();
+        let account_key = format!("account:{email}");
+        let client_key = client.map(|ip| format!("client:{ip}"));
+
+        for key in std::iter::once(&account_key).chain(client_key.as_ref()) {
+            if let Some(wait) = self.throttle.locked_for(key.clone(), now).await? {
+                return Err(ServiceError::TooManyRequests { retry_after: wait });
+            }
+        }
+
+        let user = self.users.find_by_email(&email).await?;
+        let (hash, candidate) = match user {
+            Some(u) => match u.password_hash.clone() {
+                Some(h) => (h, Some(u)),
+                None => (self.dummy_hash.clone(), None),
+            },
+            None => (self.dummy_hash.clone(), None),
+        };
+        // Passwords too short to be valid still cost a full verification.
+        let verified = match Password::parse(password) {
+            Ok(p) => self.hasher.verify(p, hash).await?,
+            Err(_) => {
+                let filler =
+                    Password::parse("medbook-timing-filler").map_err(anyhow::Error::msg)?;
+                let _ = self.hasher.verify(filler, hash).await?;
+                false
+            }
+        };
+        match (verified, candidate) {
+            (true, Some(user)) => {
+                self.throttle.clear(account_key).await?;
+                self.issue_pair(&user, now).await
+            }
+            _ => {
+                self.throttle
+                    .record_failure(account_key, self.limits.per_account, now)
+                    .await?;
+                if let Some(key) = client_key {
+                    self.throttle
+                        .record_failure(key, self.limits.per_client, now)
+                        .await?;
+                }
+                Err(ServiceError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Exchanges a refresh token for a new pair; the presented token is used up.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, ServiceError> {
+        let now = self.clock.now();
+        let presented = self.issuer.hash_refresh_token(refresh_token);
+        let (secret, hash) = self.issuer.new_refresh_token();
+        let replacement = Replacement {
+            id: Uuid::new_v4(),
+            token_hash: hash,
+            expires_at: now + self.refresh_ttl(),
+        };
+        match self.tokens.rotate(presented, replacement, now).await? {
+            RotateOutcome::Rotated { user_id } => {
+                let user = self
+                    .users
+                    .find_by_id(user_id)
+                    .await?
+                    .ok_or(ServiceError::Unauthorized("account no longer exists"))?;
+                let access = self.issuer.issue_access(user.id, user.role, now)?;
+                Ok(TokenPair {
+                    access,
+                    refresh_token: secret,
+                    refresh_expires_in: self.issuer.refresh_ttl(),
+                })
+            }
+            RotateOutcome::ReuseDetected => {
+                tracing::warn!("refresh token reuse detected; token family revoked");
+                Err(ServiceError::Unauthorized("refresh token was already used"))
+            }
+            RotateOutcome::Rejected => Err(ServiceError::Unauthorized("invalid refresh token")),
+        }
+    }
+
+    /// Revokes the refresh token's family. Unknown tokens are accepted silently.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), ServiceError> {
+        let hash = self.issuer.hash_refresh_token(refresh_token);
+        self.tokens.revoke_family_of(hash, self.clock.now()).await?;
+        Ok(())
+    }
+
+    async fn issue_pair(&self, user: &User, now: DateTime<Utc>) -> Result<TokenPair, ServiceError> {
+        let access = self.issuer.issue_access(user.id, user.role, now)?;
+        let (secret, hash) = self.issuer.new_refresh_token();
+        self.tokens
+            .insert(NewRefreshToken {
+                id: Uuid::new_v4(),
+                user_id: user.id,
+                family_id: Uuid::new_v4(),
+                token_hash: hash,
+                expires_at: now + self.refresh_ttl(),
+            })
+            .await?;
+        Ok(TokenPair {
+            access,
+            refresh_token: secret,
+            refresh_expires_in: self.issuer.refresh_ttl(),
+        })
+    }
+
+    fn refresh_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.issuer.refresh_ttl()).unwrap_or(chrono::Duration::days(30))
+    }
+}
+
+/// Maps a unique violation on insert/update of a user to the `email_taken` conflict.
+pub(crate) fn email_conflict(e: super::ports::RepoError) -> ServiceError {
+    match e {
+        super::ports::RepoError::UniqueViolation(_) => ServiceError::Conflict {
+            code: "email_taken",
+            message: "an account with this e-mail address already exists".into(),
+        },
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::fakes::Fakes;
+
+    fn registration(email: &str, password: &str) -> Registration {
+        Registration {
+            email: Email::parse(email).unwrap(),
+            password: Password::parse(password).unwrap(),
+            full_name: FullName::parse("Ann Lee").unwrap(),
+            birth_date: None,
+            gender: None,
+            phone: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn register_then_login_issues_tokens() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        let user = auth
+            .register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        assert_eq!(user.role, Role::Patient);
+        let pair = auth
+            .login("ANN@example.com", "correct horse", None)
+            .await
+            .unwrap();
+        assert!(pair.access.token.starts_with("access:"));
+        assert!(!pair.refresh_token.is_empty());
+    }
+
+    #[tokio::test]
+    async fn duplicate_email_is_a_conflict() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        auth.register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        let err = auth
+            .register(registration("Ann@Example.com", "other password"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServiceError::Conflict {
+                    code: "email_taken",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_email_costs_one_verification_like_a_wrong_password() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        auth.register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        let before = f.hasher.verifications();
+        let unknown = auth
+            .login("bob@example.com", "whatever12", None)
+            .await
+            .unwrap_err();
+        assert_eq!(f.hasher.verifications(), before + 1, "dummy hash verified");
+        let wrong = auth
+            .login("ann@example.com", "whatever12", None)
+            .await
+            .unwrap_err();
+        assert_eq!(f.hasher.verifications(), before + 2);
+        let short = auth
+            .login("ann@example.com", "short", None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            f.hasher.verifications(),
+            before + 3,
+            "short passwords verify too"
+        );
+        for e in [unknown, wrong, short] {
+            assert!(matches!(e, ServiceError::InvalidCredentials), "{e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_email_verifies_against_the_dummy_hash() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        let _ = auth.login("nobody@example.com", "whatever12", None).await;
+        assert_eq!(
+            f.hasher.last_verified_hash().as_deref(),
+            Some(crate::service::fakes::DUMMY_HASH)
+        );
+    }
+
+    #[tokio::test]
+    async fn repeated_failures_lock_the_account_temporarily() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        auth.register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let e = auth
+                .login("ann@example.com", "wrong password", None)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ServiceError::InvalidCredentials));
+        }
+        let e = auth
+            .login("ann@example.com", "correct horse", None)
+            .await
+            .unwrap_err();
+        let ServiceError::TooManyRequests { retry_after } = e else {
+            panic!("expected lockout, got {e:?}")
+        };
+        assert!(retry_after <= Duration::from_secs(60) && retry_after > Duration::ZERO);
+        f.clock.advance(chrono::Duration::seconds(61));
+        auth.login("ann@example.com", "correct horse", None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn failures_from_one_client_lock_that_client() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        for i in 0..5 {
+            let _ = auth
+                .login(&format!("u{i}@example.com"), "wrong password", Some(ip))
+                .await;
+        }
+        let e = auth
+            .login("other@example.com", "wrong password", Some(ip))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::TooManyRequests { .. }), "{e:?}");
+        let other_ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let e = auth
+            .login("other@example.com", "wrong password", Some(other_ip))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::InvalidCredentials), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn refresh_rotates_and_reuse_revokes_the_family() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        auth.register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        let first = auth
+            .login("ann@example.com", "correct horse", None)
+            .await
+            .unwrap();
+        let second = auth.refresh(&first.refresh_token).await.unwrap();
+        assert_ne!(second.refresh_token, first.refresh_token);
+        let reuse = auth.refresh(&first.refresh_token).await.unwrap_err();
+        assert!(matches!(reuse, ServiceError::Unauthorized(_)));
+        let after = auth.refresh(&second.refresh_token).await.unwrap_err();
+        assert!(
+            matches!(after, ServiceError::Unauthorized(_)),
+            "family revoked"
+        );
+    }
+
+    #[tokio::test]
+    async fn logout_revokes() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        auth.register(registration("ann@example.com", "correct horse"))
+            .await
+            .unwrap();
+        let pair = auth
+            .login("ann@example.com", "correct horse", None)
+            .await
+            .unwrap();
+        auth.logout(&pair.refresh_token).await.unwrap();
+        assert!(auth.refresh(&pair.refresh_token).await.is_err());
+        auth.logout("never-issued").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn busy_hasher_is_overloaded_not_internal() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        f.hasher.set_busy(true);
+        let e = auth
+            .login("ann@example.com", "whatever12", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::Overloaded { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn overlong_password_is_a_validation_error() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        let e = auth
+            .login("ann@example.com", &"a".repeat(73), None)
+            .await
+            .unwrap_err();
+        let ServiceError::Validation(v) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(v.0[0].field, "password");
+    }
+}

@@ -1,0 +1,420 @@
+//! In-memory fakes of the ports, for unit tests of the use cases. The real
+//! implementations are tested against PostgreSQL in `tests/api`.
+
+use super::auth::{AuthService, LoginLimits};
+use super::patients::PatientService;
+use super::ports::*;
+use crate::domain::{NewUser, Password, Role, User, UserId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+pub const DUMMY_HASH: &str = "hash:dummy-never-matches";
+
+pub struct Fakes {
+    pub users: Arc<FakeUsers>,
+    pub tokens: Arc<FakeTokens>,
+    pub throttle: Arc<FakeThrottle>,
+    pub hasher: Arc<FakeHasher>,
+    pub issuer: Arc<FakeIssuer>,
+    pub clock: Arc<FakeClock>,
+}
+
+impl Fakes {
+    pub fn new() -> Self {
+        Self {
+            users: Arc::default(),
+            tokens: Arc::default(),
+            throttle: Arc::default(),
+            hasher: Arc::default(),
+            issuer: Arc::new(FakeIssuer),
+            clock: Arc::new(FakeClock(Mutex::new(Utc::now()))),
+        }
+    }
+
+    pub fn auth(&self) -> AuthService {
+        AuthService::new(
+            self.users.clone(),
+            self.tokens.clone(),
+            self.throttle.clone(),
+            self.hasher.clone(),
+            self.issuer.clone(),
+            self.clock.clone(),
+            DUMMY_HASH.into(),
+            LoginLimits {
+                per_account: ThrottlePolicy {
+                    max_failures: 3,
+                    window: Duration::from_secs(300),
+                    lockout: Duration::from_secs(60),
+                },
+                per_client: ThrottlePolicy {
+                    max_failures: 5,
+                    window: Duration::from_secs(300),
+                    lockout: Duration::from_secs(60),
+                },
+            },
+        )
+    }
+
+    pub fn patients(&self) -> PatientService {
+        PatientService::new(
+            self.users.clone(),
+            self.tokens.clone(),
+            self.hasher.clone(),
+            self.clock.clone(),
+        )
+    }
+}
+
+pub struct FakeClock(Mutex<DateTime<Utc>>);
+
+impl FakeClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[derive(Default)]
+pub struct FakeUsers(Mutex<Vec<User>>);
+
+impl FakeUsers {
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+fn to_user(n: NewUser) -> User {
+    let now = Utc::now();
+    User {
+        id: n.id,
+        email: n.email.as_str().to_owned(),
+        password_hash: n.password_hash,
+        role: n.role,
+        full_name: n.full_name.as_str().to_owned(),
+        birth_date: n.birth_date.map(|d| d.get()),
+        gender: n.gender,
+        phone: n.phone.map(|p| p.as_str().to_owned()),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[async_trait]
+impl UserRepository for FakeUsers {
+    async fn insert(&self, user: NewUser) -> Result<User, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        if all.iter().any(|u| u.email == user.email.as_str()) {
+            return Err(RepoError::UniqueViolation("users_email_key".into()));
+        }
+        let u = to_user(user);
+        all.push(u.clone());
+        Ok(u)
+    }
+    async fn insert_all(&self, users: Vec<NewUser>) -> Result<Vec<User>, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let new: Vec<User> = users.into_iter().map(to_user).collect();
+        all.extend(new.iter().cloned());
+        Ok(new)
+    }
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepoError> {
+        Ok(self.0.lock().unwrap().iter().find(|u| u.id == id).cloned())
+    }
+    async fn find_by_email(&self, email: &crate::domain::Email) -> Result<Option<User>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|u| u.email == email.as_str())
+            .cloned())
+    }
+    async fn existing_emails(&self, emails: Vec<String>) -> Result<Vec<String>, RepoError> {
+        let all = self.0.lock().unwrap();
+        Ok(emails
+            .into_iter()
+            .filter(|e| all.iter().any(|u| &u.email == e))
+            .collect())
+    }
+    async fn update(&self, id: UserId, c: UserChanges) -> Result<Option<User>, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let Some(u) = all.iter_mut().find(|u| u.id == id) else {
+            return Ok(None);
+        };
+        if let Some(v) = c.email {
+            u.email = v;
+        }
+        if let Some(v) = c.password_hash {
+            u.password_hash = Some(v);
+        }
+        if let Some(v) = c.full_name {
+            u.full_name = v;
+        }
+        if let Some(v) = c.birth_date {
+            u.birth_date = v;
+        }
+        if let Some(v) = c.gender {
+            u.gender = v;
+        }
+        if let Some(v) = c.phone {
+            u.phone = v;
+        }
+        Ok(Some(u.clone()))
+    }
+    async fn delete(&self, id: UserId, role: Role) -> Result<bool, RepoError> {
+        let mut all = self.0.lock().unwrap();
+        let before = all.len();
+        all.retain(|u| !(u.id == id && u.role == role));
+        Ok(all.len() < before)
+    }
+    async fn list(
+        &self,
+        role: Role,
+        search: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<User>, RepoError> {
+        let all = self.0.lock().unwrap();
+        let matching: Vec<User> = all
+            .iter()
+            .filter(|u| u.role == role)
+            .filter(|u| {
+                search
+                    .as_ref()
+                    .is_none_or(|s| u.full_name.contains(s) || u.email.contains(s))
+            })
+            .cloned()
+            .collect();
+        Ok(Page {
+            total: matching.len() as i64,
+            items: matching
+                .into_iter()
+                .skip(page.offset() as usize)
+                .take(page.per_page as usize)
+                .collect(),
+            page: page.page,
+            per_page: page.per_page,
+        })
+    }
+    async fn all_with_role(&self, role: Role) -> Result<Vec<User>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| u.role == role)
+            .cloned()
+            .collect())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredToken {
+    user_id: UserId,
+    family_id: Uuid,
+    hash: String,
+    rotated: bool,
+    revoked: bool,
+}
+
+#[derive(Default)]
+pub struct FakeTokens {
+    tokens: Mutex<Vec<StoredToken>>,
+    revoked_users: Mutex<Vec<UserId>>,
+}
+
+impl FakeTokens {
+    pub fn revoked_users(&self) -> Vec<UserId> {
+        self.revoked_users.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl RefreshTokenRepository for FakeTokens {
+    async fn insert(&self, t: NewRefreshToken) -> Result<(), RepoError> {
+        self.tokens.lock().unwrap().push(StoredToken {
+            user_id: t.user_id,
+            family_id: t.family_id,
+            hash: t.token_hash,
+            rotated: false,
+            revoked: false,
+        });
+        Ok(())
+    }
+    async fn rotate(
+        &self,
+        presented: String,
+        r: Replacement,
+        _now: DateTime<Utc>,
+    ) -> Result<RotateOutcome, RepoError> {
+        let mut all = self.tokens.lock().unwrap();
+        let Some(t) = all.iter_mut().find(|t| t.hash == presented) else {
+            return Ok(RotateOutcome::Rejected);
+        };
+        if t.revoked {
+            return Ok(RotateOutcome::Rejected);
+        }
+        let (family, user) = (t.family_id, t.user_id);
+        if t.rotated {
+            all.iter_mut()
+                .filter(|t| t.family_id == family)
+                .for_each(|t| t.revoked = true);
+            return Ok(RotateOutcome::ReuseDetected);
+        }
+        t.rotated = true;
+        all.push(StoredToken {
+            user_id: user,
+            family_id: family,
+            hash: r.token_hash,
+            rotated: false,
+            revoked: false,
+        });
+        Ok(RotateOutcome::Rotated { user_id: user })
+    }
+    async fn revoke_family_of(&self, hash: String, _now: DateTime<Utc>) -> Result<bool, RepoError> {
+        let mut all = self.tokens.lock().unwrap();
+        let Some(family) = all.iter().find(|t| t.hash == hash).map(|t| t.family_id) else {
+            return Ok(false);
+        };
+        all.iter_mut()
+            .filter(|t| t.family_id == family)
+            .for_each(|t| t.revoked = true);
+        Ok(true)
+    }
+    async fn revoke_all_for_user(
+        &self,
+        user_id: UserId,
+        _now: DateTime<Utc>,
+    ) -> Result<u64, RepoError> {
+        self.revoked_users.lock().unwrap().push(user_id);
+        let mut all = self.tokens.lock().unwrap();
+        let mut n = 0;
+        for t in all.iter_mut().filter(|t| t.user_id == user_id) {
+            t.revoked = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Same semantics as the PostgreSQL throttle: a window of counted failures, then a lockout.
+#[derive(Default)]
+pub struct FakeThrottle(Mutex<HashMap<String, (u32, DateTime<Utc>, Option<DateTime<Utc>>)>>);
+
+#[async_trait]
+impl LoginThrottle for FakeThrottle {
+    async fn locked_for(
+        &self,
+        key: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, RepoError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&key)
+            .and_then(|(_, _, until)| *until)
+            .filter(|until| *until > now)
+            .and_then(|until| (until - now).to_std().ok()))
+    }
+    async fn record_failure(
+        &self,
+        key: String,
+        policy: ThrottlePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        let mut map = self.0.lock().unwrap();
+        let window = chrono::Duration::from_std(policy.window).unwrap();
+        let entry = map.entry(key).or_insert((0, now, None));
+        if entry.1 + window <= now || entry.2.is_some_and(|u| u <= now) {
+            *entry = (0, now, None);
+        }
+        entry.0 += 1;
+        if entry.0 >= policy.max_failures {
+            entry.2 = Some(now + chrono::Duration::from_std(policy.lockout).unwrap());
+        }
+        Ok(())
+    }
+    async fn clear(&self, key: String) -> Result<(), RepoError> {
+        self.0.lock().unwrap().remove(&key);
+        Ok(())
+    }
+}
+
+/// "Hashes" as `hash:<password>`; counts verifications and can simulate saturation.
+#[derive(Default)]
+pub struct FakeHasher {
+    verifications: AtomicUsize,
+    last_hash: Mutex<Option<String>>,
+    busy: AtomicBool,
+}
+
+impl FakeHasher {
+    pub fn verifications(&self) -> usize {
+        self.verifications.load(Ordering::SeqCst)
+    }
+    pub fn last_verified_hash(&self) -> Option<String> {
+        self.last_hash.lock().unwrap().clone()
+    }
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl PasswordHasher for FakeHasher {
+    async fn hash(&self, password: Password) -> Result<String, HashError> {
+        if self.busy.load(Ordering::SeqCst) {
+            return Err(HashError::Busy);
+        }
+        Ok(format!("hash:{}", password.expose()))
+    }
+    async fn verify(&self, password: Password, hash: String) -> Result<bool, HashError> {
+        if self.busy.load(Ordering::SeqCst) {
+            return Err(HashError::Busy);
+        }
+        self.verifications.fetch_add(1, Ordering::SeqCst);
+        let ok = hash == format!("hash:{}", password.expose());
+        *self.last_hash.lock().unwrap() = Some(hash);
+        Ok(ok)
+    }
+}
+
+pub struct FakeIssuer;
+
+impl TokenIssuer for FakeIssuer {
+    fn issue_access(
+        &self,
+        user_id: UserId,
+        role: Role,
+        _now: DateTime<Utc>,
+    ) -> anyhow::Result<IssuedAccessToken> {
+        Ok(IssuedAccessToken {
+            token: format!("access:{user_id}:{}", role.as_str()),
+            expires_in: Duration::from_secs(900),
+        })
+    }
+    fn verify_access(&self, _token: &str) -> Result<AccessClaims, &'static str> {
+        Err("fake issuer does not verify")
+    }
+    fn new_refresh_token(&self) -> (String, String) {
+        let secret = Uuid::new_v4().to_string();
+        let hash = self.hash_refresh_token(&secret);
+        (secret, hash)
+    }
+    fn hash_refresh_token(&self, secret: &str) -> String {
+        format!("h:{secret}")
+    }
+    fn refresh_ttl(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}

@@ -1,0 +1,319 @@
+//! booking-service configuration: built-in defaults < `config/booking-service.yml`
+//! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables. Every value is checked
+//! at start-up; an invalid one fails with a message naming its key.
+
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub const SERVICE: &str = "booking-service";
+
+/// Used only when `profile: dev` and no secret is configured. Never valid in production.
+const DEV_JWT_SECRET: &str = "medbook-dev-profile-insecure-jwt-secret-do-not-use";
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+const DEFAULTS: &str = r#"
+profile: production
+log:
+  level: info
+http:
+  addr: "127.0.0.1:8080"
+  workers: 0
+  request_timeout_ms: 30000
+  shutdown_grace_secs: 30
+  max_body_bytes: 65536
+  cors_origins: []
+  trust_forwarded_for: false
+database:
+  url: "postgres://postgres@127.0.0.1:5432/medbook"
+  pool_size: 10
+  connect_timeout_ms: 5000
+  statement_timeout_ms: 10000
+  run_migrations: true
+  startup_retry_secs: 30
+auth:
+  jwt_issuer: medbook
+  jwt_audience: medbook-api
+  access_token_ttl_secs: 900
+  refresh_token_ttl_secs: 2592000
+  bcrypt_cost: 12
+  max_concurrent_hashes: 0
+  hash_wait_ms: 1000
+  login:
+    max_failures_per_account: 5
+    max_failures_per_client: 50
+    window_secs: 900
+    lockout_secs: 900
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Local development: allows the built-in insecure JWT secret.
+    Dev,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub profile: Profile,
+    pub log: LogSettings,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// `host:port` to listen on; port 0 picks a free port.
+    pub addr: String,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    pub request_timeout_ms: u64,
+    pub shutdown_grace_secs: u64,
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub pool_size: u32,
+    pub connect_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
+    pub run_migrations: bool,
+    pub startup_retry_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    #[serde(default)]
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub bcrypt_cost: u32,
+    /// Concurrent bcrypt operations; 0 means the number of cores.
+    pub max_concurrent_hashes: usize,
+    pub hash_wait_ms: u64,
+    pub login: LoginSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoginSettings {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_client: u32,
+    pub window_secs: u64,
+    pub lockout_secs: u64,
+}
+
+impl Settings {
+    /// Loads and validates the configuration of a real process.
+    pub fn load() -> Result<Self, ConfigLoadError> {
+        Self::load_from(&ConfigSources::from_env(SERVICE))
+    }
+
+    pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
+        let settings: Settings = config_loader::load(DEFAULTS, sources, &["http.cors_origins"])?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigLoadError> {
+        fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
+            ConfigLoadError::invalid(key, message)
+        }
+        let (host, port) = self
+            .http
+            .addr
+            .rsplit_once(':')
+            .ok_or_else(|| bad("http.addr", "must be host:port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(
+                "http.addr",
+                "must be host:port with a port from 0 to 65535",
+            ));
+        }
+        if self.http.request_timeout_ms == 0 {
+            return Err(bad("http.request_timeout_ms", "must be greater than 0"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(bad("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.database.url.expose_secret().is_empty() {
+            return Err(bad("database.url", "must not be empty"));
+        }
+        if self.database.pool_size == 0 {
+            return Err(bad("database.pool_size", "must be at least 1"));
+        }
+        if self.database.connect_timeout_ms == 0 {
+            return Err(bad("database.connect_timeout_ms", "must be greater than 0"));
+        }
+        if !(4..=31).contains(&self.auth.bcrypt_cost) {
+            return Err(bad("auth.bcrypt_cost", "must be between 4 and 31"));
+        }
+        if self.profile == Profile::Production && self.auth.bcrypt_cost < 10 {
+            return Err(bad(
+                "auth.bcrypt_cost",
+                "must be at least 10 outside the dev profile",
+            ));
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            return Err(bad(
+                "auth.access_token_ttl_secs",
+                "token lifetimes must be greater than 0",
+            ));
+        }
+        if self.auth.login.max_failures_per_account == 0 {
+            return Err(bad(
+                "auth.login.max_failures_per_account",
+                "must be at least 1",
+            ));
+        }
+        if self.auth.login.max_failures_per_client == 0 {
+            return Err(bad(
+                "auth.login.max_failures_per_client",
+                "must be at least 1",
+            ));
+        }
+        match (&self.auth.jwt_secret, self.profile) {
+            (Some(s), _) if s.expose_secret().len() >= MIN_JWT_SECRET_BYTES => {}
+            (Some(_), _) => {
+                return Err(bad(
+                    "auth.jwt_secret",
+                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                ))
+            }
+            (None, Profile::Dev) => {}
+            (None, Profile::Production) => {
+                return Err(bad(
+                    "auth.jwt_secret",
+                    "is required (set MEDBOOK_AUTH__JWT_SECRET; only the dev profile has a built-in one)",
+                ))
+            }
+        }
+        for origin in &self.http.cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(bad(
+                    "http.cors_origins",
+                    format!("`{origin}` is not an http(s) origin"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The JWT signing secret (the dev fallback only exists in the dev profile).
+    pub fn jwt_secret(&self) -> SecretString {
+        self.auth
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| SecretString::from(DEV_JWT_SECRET))
+    }
+
+    pub fn hash_permits(&self) -> usize {
+        if self.auth.max_concurrent_hashes > 0 {
+            self.auth.max_concurrent_hashes
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.http.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(env: &[(&str, &str)]) -> ConfigSources {
+        ConfigSources {
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    const SECRET: &str = "a-test-secret-that-is-long-enough-32";
+
+    #[test]
+    fn production_requires_a_jwt_secret() {
+        let err = Settings::load_from(&sources(&[])).unwrap_err().to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+        let ok = Settings::load_from(&sources(&[("MEDBOOK_AUTH__JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(ok.profile, Profile::Production);
+    }
+
+    #[test]
+    fn dev_profile_has_a_fallback_secret() {
+        let s = Settings::load_from(&sources(&[("MEDBOOK_PROFILE", "dev")])).unwrap();
+        assert_eq!(s.jwt_secret().expose_secret(), DEV_JWT_SECRET);
+    }
+
+    #[test]
+    fn short_secret_and_bad_addr_name_their_keys() {
+        let err = Settings::load_from(&sources(&[("MEDBOOK_AUTH__JWT_SECRET", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+        let err = Settings::load_from(&sources(&[
+            ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+            ("MEDBOOK_HTTP__ADDR", "localhost"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.addr"), "{err}");
+        let err = Settings::load_from(&sources(&[
+            ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+            ("MEDBOOK_DATABASE__POOL_SIZE", "lots"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.pool_size"), "{err}");
+    }
+
+    #[test]
+    fn documented_keys_are_accepted_from_env() {
+        let s = Settings::load_from(&sources(&[
+            ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+            ("MEDBOOK_DATABASE__URL", "postgres://u@db:5432/x"),
+            ("MEDBOOK_HTTP__ADDR", "0.0.0.0:9000"),
+            (
+                "MEDBOOK_HTTP__CORS_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            // Keys of later features must not be rejected.
+            ("MEDBOOK_REDIS__URL", "redis://127.0.0.1:6379"),
+            ("MEDBOOK_KAFKA__BROKERS", "127.0.0.1:9092"),
+        ]))
+        .unwrap();
+        assert_eq!(s.http.addr, "0.0.0.0:9000");
+        assert_eq!(s.database.url.expose_secret(), "postgres://u@db:5432/x");
+        assert_eq!(s.http.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/booking-service.yml");
+        let s = Settings::load_from(&ConfigSources {
+            file: Some((path, true)),
+            env: vec![("MEDBOOK_AUTH__JWT_SECRET".into(), SECRET.into())],
+        })
+        .unwrap();
+        assert_eq!(s.auth.bcrypt_cost, 12);
+    }
+}

@@ -1,0 +1,70 @@
+//! Shapes shared by several endpoints: users, paging.
+
+use crate::domain::{User, ValidationErrors};
+use crate::service::ports::PageRequest;
+use chrono::{DateTime, NaiveDate, Utc};
+use paperclip::actix::Apiv2Schema;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+pub const MAX_PER_PAGE: u32 = 100;
+pub const DEFAULT_PER_PAGE: u32 = 20;
+
+/// A user's profile as the API shows it (never the password hash).
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct UserResponse {
+    pub id: Uuid,
+    pub email: String,
+    /// `patient`, `admin` or `doctor`.
+    pub role: String,
+    pub full_name: String,
+    pub birth_date: Option<NaiveDate>,
+    /// `female`, `male`, `other` or `undisclosed`.
+    pub gender: Option<String>,
+    /// E.164, e.g. `+4930123456`.
+    pub phone: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<User> for UserResponse {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.0,
+            email: u.email,
+            role: u.role.as_str().to_owned(),
+            full_name: u.full_name,
+            birth_date: u.birth_date,
+            gender: u.gender.map(|g| g.as_str().to_owned()),
+            phone: u.phone,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// `page` (from 1) and `per_page` (1–100, default 20).
+pub fn page_request(
+    page: Option<u32>,
+    per_page: Option<u32>,
+) -> Result<PageRequest, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
+    if page == 0 || page > 1_000_000 {
+        errors.push("page", "must be between 1 and 1000000");
+    }
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        errors.push("per_page", format!("must be between 1 and {MAX_PER_PAGE}"));
+    }
+    errors.finish(|| Some(PageRequest { page, per_page }))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

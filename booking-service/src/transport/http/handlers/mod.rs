@@ -1,0 +1,7 @@
+//! Thin handlers: extract the caller and body, convert to domain values, call one
+//! use case, map the result.
+
+pub mod auth;
+pub mod me;
+pub mod ops;
+pub mod patients;

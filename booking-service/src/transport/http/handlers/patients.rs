@@ -1,0 +1,88 @@
+//! `/api/v1/patients`: admin management of patient records.
+
+use crate::domain::UserId;
+use crate::transport::http::dto::common::{page_request, UserResponse};
+use crate::transport::http::dto::patients::{PatientListQuery, PatientPage, PatientRequest};
+use crate::transport::http::error::ApiError;
+use crate::transport::http::extractors::AdminCaller;
+use crate::transport::http::state::AppState;
+use paperclip::actix::{api_v2_operation, web, CreatedJson, NoContent};
+use uuid::Uuid;
+
+/// List patients
+///
+/// Paged; `q` searches name and e-mail (case-insensitive substring).
+#[api_v2_operation(tags(Patients))]
+pub async fn list(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    query: web::Query<PatientListQuery>,
+) -> Result<web::Json<PatientPage>, ApiError> {
+    let query = query.into_inner();
+    let page = page_request(query.page, query.per_page)?;
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
+            "q",
+            "must be at most 200 characters",
+        )]));
+    }
+    let result = state.patients.list(query.q, page).await?;
+    Ok(web::Json(PatientPage {
+        items: result.items.into_iter().map(UserResponse::from).collect(),
+        total: result.total,
+        page: result.page,
+        per_page: result.per_page,
+    }))
+}
+
+/// Create a patient
+#[api_v2_operation(tags(Patients))]
+pub async fn create(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    body: web::Json<PatientRequest>,
+) -> Result<CreatedJson<UserResponse>, ApiError> {
+    let (profile, password) = body.into_inner().into_new(state.patients.today())?;
+    let user = state.patients.create(profile, password).await?;
+    Ok(CreatedJson(user.into()))
+}
+
+/// Get a patient
+#[api_v2_operation(tags(Patients))]
+pub async fn get(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserResponse>, ApiError> {
+    let user = state.patients.get(UserId(id.into_inner())).await?;
+    Ok(web::Json(user.into()))
+}
+
+/// Replace a patient's profile
+#[api_v2_operation(tags(Patients))]
+pub async fn replace(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+    body: web::Json<PatientRequest>,
+) -> Result<web::Json<UserResponse>, ApiError> {
+    let profile = body.into_inner().into_replacement(state.patients.today())?;
+    let user = state
+        .patients
+        .replace(UserId(id.into_inner()), profile)
+        .await?;
+    Ok(web::Json(user.into()))
+}
+
+/// Delete a patient
+///
+/// Removes the patient and their sessions.
+#[api_v2_operation(tags(Patients))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+) -> Result<NoContent, ApiError> {
+    state.patients.delete(UserId(id.into_inner())).await?;
+    Ok(NoContent)
+}

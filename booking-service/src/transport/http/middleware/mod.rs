@@ -1,0 +1,9 @@
+//! Cross-cutting HTTP behaviour, applied to every request (outermost first):
+//! request id → observe (log line + metrics) → catch panics → JSON errors → CORS →
+//! timeout → the route.
+
+pub mod catch_panic;
+pub mod json_errors;
+pub mod observe;
+pub mod request_id;
+pub mod timeout;

@@ -1,0 +1,64 @@
+//! `X-Request-Id`: taken from the request when it is a sane token, generated
+//! otherwise; echoed on every response and available to error bodies.
+
+use crate::transport::http::error::REQUEST_ID;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use uuid::Uuid;
+
+pub const HEADER: &str = "x-request-id";
+
+/// The request id, also stored in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+pub async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let id = req
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let header_value = HeaderValue::from_str(&id).ok();
+    let scoped_id = id.clone();
+    REQUEST_ID
+        .scope(scoped_id, async move {
+            match next.call(req).await {
+                Ok(mut res) => {
+                    if let Some(v) = header_value {
+                        res.headers_mut().insert(HeaderName::from_static(HEADER), v);
+                    }
+                    Ok(res.map_into_boxed_body())
+                }
+                // Errors raised by middleware (timeout, panic) have no request left to
+                // build a `ServiceResponse` from: render them here, inside the request-id
+                // scope, and hand the finished response to actix.
+                Err(e) => {
+                    let mut response = e.error_response();
+                    if let Some(v) = header_value {
+                        response
+                            .headers_mut()
+                            .insert(HeaderName::from_static(HEADER), v);
+                    }
+                    Err(InternalError::from_response(e.to_string(), response).into())
+                }
+            }
+        })
+        .await
+}

@@ -1,0 +1,143 @@
+//! The actix-web transport: routes, DTOs, extractors, middleware, OpenAPI.
+
+pub mod dto;
+pub mod error;
+pub mod extractors;
+pub mod handlers;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod state;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Condition};
+use actix_web::{guard, http::header, Error};
+use handlers::{auth, me, ops, patients};
+use paperclip::actix::{web, OpenApiExt};
+use std::time::Duration;
+
+/// HTTP settings the app itself needs (the server's are applied in `startup`).
+#[derive(Debug, Clone)]
+pub struct HttpAppConfig {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+}
+
+/// Every documented route. Each path is a resource, so a wrong method gets 405.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .service(web::resource("/auth/register").route(web::post().to(auth::register)))
+            .service(web::resource("/auth/login").route(web::post().to(auth::login)))
+            .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
+            .service(web::resource("/auth/logout").route(web::post().to(auth::logout)))
+            .service(
+                web::resource("/me")
+                    .route(web::get().to(me::get_me))
+                    .route(web::patch().to(me::update_me)),
+            )
+            .service(
+                web::resource("/patients")
+                    .route(web::get().to(patients::list))
+                    .route(web::post().to(patients::create)),
+            )
+            .service(
+                web::resource("/patients/{id}")
+                    .route(web::get().to(patients::get))
+                    .route(web::put().to(patients::replace))
+                    .route(web::delete().to(patients::delete)),
+            ),
+    )
+    .service(web::resource("/health").route(web::get().to(ops::health)))
+    .service(web::resource("/ready").route(web::get().to(ops::ready)))
+    .service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+}
+
+/// The finished OpenAPI 3 document of every route.
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::Value::Null;
+    let _ = actix_web::App::new()
+        .wrap_api_with_spec(openapi::base_spec())
+        .configure(routes)
+        .with_raw_json_spec_v3(|app, spec| {
+            doc = spec;
+            app
+        });
+    openapi::finish(doc)
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-request-id"),
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// Builds the application with all routes, docs and middleware.
+pub fn build_app(
+    state: actix_web::web::Data<state::AppState>,
+    doc: actix_web::web::Data<openapi::OpenApiDoc>,
+    config: &HttpAppConfig,
+) -> actix_web::App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    let swagger_file_guard = guard::fn_guard(|ctx| {
+        let path = ctx.head().uri.path();
+        let file = path
+            .strip_prefix(openapi::UI_PATH)
+            .map(|rest| rest.trim_start_matches('/'))
+            .unwrap_or_default();
+        !openapi::SWAGGER_FILES.contains(&file)
+    });
+    actix_web::App::new()
+        .wrap_api_with_spec(openapi::base_spec())
+        .app_data(state)
+        .app_data(doc)
+        .app_data(error::extractor_configs::json(config.max_body_bytes))
+        .app_data(error::extractor_configs::path())
+        .app_data(error::extractor_configs::query())
+        .app_data(actix_web::web::Data::new(
+            middleware::timeout::RequestTimeout(config.request_timeout),
+        ))
+        // Registered first, so they take precedence over paperclip's own handlers.
+        .service(web::resource(openapi::SPEC_PATH).route(web::get().to(openapi::serve)))
+        .service(
+            web::resource("/swagger/{file:.*}")
+                .guard(swagger_file_guard)
+                .route(web::get().to(openapi::unknown_swagger_file)),
+        )
+        .configure(routes)
+        .with_json_spec_v3_at(openapi::SPEC_PATH)
+        .with_swagger_ui_at(openapi::UI_PATH)
+        .build()
+        .wrap(from_fn(middleware::timeout::timeout))
+        .wrap(Condition::new(
+            !config.cors_origins.is_empty(),
+            cors(&config.cors_origins),
+        ))
+        .wrap(from_fn(middleware::json_errors::json_errors))
+        .wrap(from_fn(middleware::catch_panic::catch_panic))
+        .wrap(from_fn(middleware::observe::observe))
+        .wrap(from_fn(middleware::request_id::request_id))
+}

@@ -1,0 +1,3 @@
+//! Transports: how the outside world reaches the use cases.
+
+pub mod http;

@@ -1,0 +1,3 @@
+DROP TABLE login_throttle;
+DROP TABLE refresh_tokens;
+DROP TABLE users;
