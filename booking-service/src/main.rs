@@ -2,6 +2,7 @@
 
 use booking_service::{cli, settings::Settings};
 use clap::Parser;
+use medbook_shared::telemetry::LogOutput;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -23,7 +24,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    medbook_shared::telemetry::init("booking-service", &settings.log.level);
+    // The server logs to stdout; commands that print a result log to stderr.
+    let output = match cli.command {
+        None | Some(cli::Command::Serve) => LogOutput::Stdout,
+        Some(_) => LogOutput::Stderr,
+    };
+    medbook_shared::telemetry::init("booking-service", &settings.log.level, output);
     match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -51,7 +51,8 @@ impl Db {
             .max_size(settings.max_size)
             .min_idle(Some(0))
             .connection_timeout(settings.connect_timeout)
-            .test_on_check_out(false)
+            // A connection the server killed is replaced rather than failing a request.
+            .test_on_check_out(true)
             .connection_customizer(Box::new(SessionSetup {
                 statement_timeout_ms: settings.statement_timeout.as_millis(),
             }))

@@ -1,5 +1,5 @@
-//! Diesel table definitions; kept in step with `migrations/` (checked by the
-//! `schema_matches_database` test).
+//! Diesel table definitions, kept in step with `migrations/` by hand. Every column is
+//! written and read back by the repository tests in `tests/api/repository.rs`.
 
 diesel::table! {
     users (id) {

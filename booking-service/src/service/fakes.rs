@@ -306,9 +306,12 @@ impl RefreshTokenRepository for FakeTokens {
     }
 }
 
+/// (failures, window start, locked until) per key.
+type ThrottleEntry = (u32, DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// Same semantics as the PostgreSQL throttle: a window of counted failures, then a lockout.
 #[derive(Default)]
-pub struct FakeThrottle(Mutex<HashMap<String, (u32, DateTime<Utc>, Option<DateTime<Utc>>)>>);
+pub struct FakeThrottle(Mutex<HashMap<String, ThrottleEntry>>);
 
 #[async_trait]
 impl LoginThrottle for FakeThrottle {

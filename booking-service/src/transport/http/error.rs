@@ -266,6 +266,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<crate::domain::ValidationErrors> for ApiError {
+    fn from(e: crate::domain::ValidationErrors) -> Self {
+        ApiError::validation(e.0)
+    }
+}
+
 /// HTML-escapes text that may contain user input.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -388,11 +394,5 @@ mod tests {
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.message.contains("hunter2"));
         assert!(e.cause.unwrap().contains("hunter2"));
-    }
-}
-
-impl From<crate::domain::ValidationErrors> for ApiError {
-    fn from(e: crate::domain::ValidationErrors) -> Self {
-        ApiError::validation(e.0)
     }
 }

@@ -52,7 +52,39 @@ pub fn base_spec() -> DefaultApiRaw {
 }
 
 /// Applies the finishing touches to paperclip's OpenAPI 3 output.
+///
+/// paperclip cannot describe handlers that build an `HttpResponse` themselves
+/// (`/ready` answers 200 or 503 with the same body, `/metrics` is plain text), so their
+/// responses are filled in here.
 pub fn finish(mut spec: Value) -> Value {
+    let ready = json!({
+        "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadyResponse"}}}},
+        "503": {"description": "Not ready: a dependency is unavailable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadyResponse"}}}}
+    });
+    let metrics = json!({
+        "200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    });
+    for (path, responses) in [("/ready", ready), ("/metrics", metrics)] {
+        if let Some(op) = spec.pointer_mut(&format!("/paths/{}/get", path.replace('/', "~1"))) {
+            op["responses"] = responses;
+        }
+    }
+    if let Some(schemas) = spec
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        schemas.insert(
+            "ReadyResponse".into(),
+            json!({
+                "type": "object",
+                "required": ["status", "database"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["ready", "not_ready"]},
+                    "database": {"type": "string", "enum": ["ok", "unavailable"]}
+                }
+            }),
+        );
+    }
     if let Some(components) = spec.get_mut("components").and_then(Value::as_object_mut) {
         let schemes = components
             .entry("securitySchemes")

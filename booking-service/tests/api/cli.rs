@@ -1,0 +1,229 @@
+//! The command line: `migrate`, `create-admin`, `patients …`, `openapi`.
+
+use crate::helpers::{spawn_app, TestDb, JWT_SECRET};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn cli(db: &TestDb) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_booking-service"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
+        .env("MEDBOOK_PROFILE", "dev")
+        .env("MEDBOOK_AUTH__BCRYPT_COST", "4")
+        .env("MEDBOOK_LOG__LEVEL", "warn")
+        .env("MEDBOOK_DATABASE__URL", db.url());
+    cmd
+}
+
+fn json_out(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Logs go to stderr: stdout is exactly the command's JSON result.
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[tokio::test]
+async fn create_admin_from_env_or_stdin_then_log_in() {
+    let app = spawn_app().await;
+    let mut cmd = cli(&app.db);
+    let out = cmd
+        .args(["create-admin", "--email", "Root@Clinic.example"])
+        .env("MEDBOOK_ADMIN_PASSWORD", "root password")
+        .output()
+        .unwrap();
+    let admin = json_out(&out);
+    assert_eq!(admin["role"], "admin");
+    let res = app.login("root@clinic.example", "root password").await;
+    assert_eq!(res.status(), 200);
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get("/api/v1/patients", Some(&token)).await.status(),
+        200
+    );
+
+    let mut child = cli(&app.db)
+        .args([
+            "create-admin",
+            "--email",
+            "second@clinic.example",
+            "--full-name",
+            "Second",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"stdin password\n")
+        .unwrap();
+    json_out(&child.wait_with_output().unwrap());
+    assert_eq!(
+        app.login("second@clinic.example", "stdin password")
+            .await
+            .status(),
+        200
+    );
+
+    let out = cli(&app.db)
+        .args(["create-admin", "--email", "weak@clinic.example"])
+        .env("MEDBOOK_ADMIN_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+}
+
+#[test]
+fn patients_import_is_all_or_nothing_and_export_round_trips() {
+    let db = TestDb::new();
+    let dir = std::env::temp_dir().join(format!("medbook-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        json!([
+            {"email": "ok@example.com", "full_name": "Okay Person", "birth_date": "1980-01-01", "gender": "other", "phone": "+33 1 23 45 67 89"},
+            {"email": "broken", "full_name": "", "phone": "12"},
+            {"email": "OK@example.com", "full_name": "Duplicate"}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let out = cli(&db)
+        .args(["patients", "import"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["imported"], 0);
+    let rejected = report["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{report}");
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["errors"].as_array().unwrap().len(), 3);
+    assert_eq!(rejected[1]["index"], 2);
+    let listed = json_out(&cli(&db).args(["patients", "list"]).output().unwrap());
+    assert_eq!(listed["total"], 0, "nothing imported");
+
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        json!([
+            {"email": "a@example.com", "full_name": "Alpha", "birth_date": "1980-01-01", "gender": "female", "phone": "+33123456789"},
+            {"email": "b@example.com", "full_name": "Beta"}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let out = json_out(
+        &cli(&db)
+            .args(["patients", "import"])
+            .arg(&good)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out["imported"], 2);
+    let again = cli(&db)
+        .args(["patients", "import"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "re-import must be refused: e-mails taken"
+    );
+
+    let export = dir.join("export.json");
+    json_out(
+        &cli(&db)
+            .args(["patients", "export"])
+            .arg(&export)
+            .output()
+            .unwrap(),
+    );
+    let exported: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    assert_eq!(exported.len(), 2);
+    let alpha = exported
+        .iter()
+        .find(|p| p["email"] == "a@example.com")
+        .unwrap();
+    assert_eq!(alpha["phone"], "+33123456789");
+    let id = alpha["id"].as_str().unwrap().to_owned();
+
+    let fresh = TestDb::new();
+    let out = json_out(
+        &cli(&fresh)
+            .args(["patients", "import"])
+            .arg(&export)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out["imported"], 2);
+    let got = json_out(&cli(&fresh).args(["patients", "get", &id]).output().unwrap());
+    assert_eq!(got["full_name"], "Alpha");
+
+    let added = json_out(
+        &cli(&fresh)
+            .args([
+                "patients",
+                "add",
+                "--email",
+                "c@example.com",
+                "--full-name",
+                "Gamma",
+                "--gender",
+                "male",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(added["gender"], "male");
+    let bad_add = cli(&fresh)
+        .args(["patients", "add", "--email", "nope", "--full-name", "X"])
+        .output()
+        .unwrap();
+    assert!(!bad_add.status.success());
+    let found = json_out(
+        &cli(&fresh)
+            .args(["patients", "list", "--search", "gam"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(found["total"], 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn migrate_is_idempotent() {
+    let db = TestDb::new();
+    let out = json_out(&cli(&db).arg("migrate").output().unwrap());
+    assert_eq!(out["applied"], json!([]), "template is already migrated");
+}
+
+#[test]
+fn openapi_prints_the_document_without_configuration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_booking-service"))
+        .env_clear()
+        .arg("openapi")
+        .output()
+        .unwrap();
+    let doc = json_out(&out);
+    assert!(doc["paths"]["/api/v1/auth/login"].is_object());
+}

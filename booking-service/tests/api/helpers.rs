@@ -1,0 +1,338 @@
+//! Test harness: a migrated template database, one clone per test, the app on port 0.
+
+use booking_service::domain::{Email, FullName, Password};
+use booking_service::repository::migrations::MIGRATIONS;
+use booking_service::service::auth::Registration;
+use booking_service::settings::Settings;
+use booking_service::startup::{Application, Services};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel_migrations::MigrationHarness;
+use medbook_shared::config_loader::ConfigSources;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "integration-test-secret-at-least-32-bytes";
+
+/// Server URL of the PostgreSQL the tests use (any database name is replaced).
+pub fn pg_server_url() -> String {
+    std::env::var("MEDBOOK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn db_url(name: &str) -> String {
+    let server = pg_server_url();
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+fn maintenance() -> PgConnection {
+    PgConnection::establish(&pg_server_url()).unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required for these tests and is not reachable at {}: {e}",
+            pg_server_url()
+        )
+    })
+}
+
+/// Name of the template database for the current migrations (created once, under an
+/// advisory lock, by whichever test process gets there first).
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<_> = walk(&dir);
+        files.sort();
+        let mut hasher = Sha256::new();
+        for f in files {
+            hasher.update(f.to_string_lossy().as_bytes());
+            hasher.update(std::fs::read(&f).unwrap());
+        }
+        let name = format!("medbook_tpl_{}", &hex::encode(hasher.finalize())[..16]);
+        let mut conn = maintenance();
+        conn.batch_execute("SELECT pg_advisory_lock(7243002)")
+            .unwrap();
+        let exists: i64 = diesel::sql_query(format!(
+            "SELECT 1::bigint AS n FROM pg_database WHERE datname = '{name}'"
+        ))
+        .load::<Count>(&mut conn)
+        .unwrap()
+        .len() as i64;
+        if exists == 0 {
+            conn.batch_execute(&format!("CREATE DATABASE {name}_tmp"))
+                .unwrap();
+            {
+                let mut tpl = PgConnection::establish(&db_url(&format!("{name}_tmp"))).unwrap();
+                tpl.run_pending_migrations(MIGRATIONS).unwrap();
+            }
+            conn.batch_execute(&format!("ALTER DATABASE {name}_tmp RENAME TO {name}"))
+                .unwrap();
+        }
+        conn.batch_execute("SELECT pg_advisory_unlock(7243002)")
+            .unwrap();
+        name
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    #[allow(dead_code)]
+    n: i64,
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A fresh database cloned from the template; dropped with the guard.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn new() -> Self {
+        let template = template();
+        let name = format!("medbook_test_{}", Uuid::new_v4().simple());
+        let mut conn = maintenance();
+        let mut attempt = 0;
+        loop {
+            match conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")) {
+                Ok(()) => break,
+                // Another test is cloning the same template at this instant.
+                Err(e) if attempt < 20 && e.to_string().contains("being accessed") => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        db_url(&self.name)
+    }
+
+    /// Drops the database now (killing connections): simulates losing it.
+    pub fn drop_now(&self) {
+        let mut conn = maintenance();
+        conn.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&pg_server_url()) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}
+
+/// Settings for a test: dev profile, cheap bcrypt, port 0, the given database.
+pub fn test_settings(db: &TestDb) -> Settings {
+    let env = [
+        ("MEDBOOK_PROFILE", "dev".to_owned()),
+        ("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET.to_owned()),
+        ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
+        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_HTTP__WORKERS", "2".to_owned()),
+        ("MEDBOOK_DATABASE__URL", db.url()),
+        ("MEDBOOK_DATABASE__POOL_SIZE", "5".to_owned()),
+        ("MEDBOOK_DATABASE__STARTUP_RETRY_SECS", "5".to_owned()),
+    ];
+    Settings::load_from(&ConfigSources {
+        file: None,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    })
+    .unwrap()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    medbook_shared::telemetry::init(
+        "booking-service-tests",
+        "warn",
+        medbook_shared::telemetry::LogOutput::Stdout,
+    );
+    let db = TestDb::new();
+    let mut settings = test_settings(&db);
+    customize(&mut settings);
+    let app = Application::build(settings.clone()).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        settings,
+        db,
+    }
+}
+
+/// A registered and logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub password: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut r = self.request(Method::GET, path);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut r = self.request(method, path).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, path, None, body).await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": password, "full_name": "Test Patient"}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers and logs in a patient with a unique e-mail.
+    pub async fn patient(&self) -> TestUser {
+        let email = format!("patient-{}@example.com", Uuid::new_v4().simple());
+        let password = "patient password".to_owned();
+        let res = self.register(&email, &password).await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        let id: Uuid = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.logged_in(id, email, password).await
+    }
+
+    /// Creates an admin through the same use case as the CLI, and logs in.
+    pub async fn admin(&self) -> TestUser {
+        let services = Services::build(&self.settings).await.unwrap();
+        let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
+        let password = "admin password".to_owned();
+        let admin = services
+            .auth
+            .create_admin(Registration {
+                email: Email::parse(&email).unwrap(),
+                password: Password::parse(&password).unwrap(),
+                full_name: FullName::parse("Test Admin").unwrap(),
+                birth_date: None,
+                gender: None,
+                phone: None,
+            })
+            .await
+            .unwrap();
+        self.logged_in(admin.id.0, email, password).await
+    }
+
+    async fn logged_in(&self, id: Uuid, email: String, password: String) -> TestUser {
+        let res = self.login(&email, &password).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        TestUser {
+            id,
+            email,
+            password,
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+/// Asserts the documented error shape and returns the body.
+pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
+    let actual = res.status().as_u16();
+    let header_id = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = res.text().await.unwrap();
+    assert_eq!(actual, status, "body: {text}");
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(body["error"]["details"].is_array(), "{body}");
+    assert!(header_id.is_some(), "X-Request-Id missing");
+    assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "{body}");
+    body
+}

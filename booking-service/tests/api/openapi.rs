@@ -1,0 +1,78 @@
+//! `/openapi.json` documents every endpoint; Swagger UI is served without a CDN.
+
+use crate::helpers::spawn_app;
+use serde_json::Value;
+
+#[tokio::test]
+async fn the_document_covers_every_endpoint_with_schemas_errors_and_bearer_auth() {
+    let app = spawn_app().await;
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/me", "patch"),
+        ("/api/v1/patients", "get"),
+        ("/api/v1/patients", "post"),
+        ("/api/v1/patients/{id}", "get"),
+        ("/api/v1/patients/{id}", "put"),
+        ("/api/v1/patients/{id}", "delete"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} undocumented");
+        let responses = op["responses"].as_object().unwrap();
+        assert!(!responses.is_empty(), "{method} {path} has no responses");
+        if path.starts_with("/api/") {
+            assert!(
+                responses.contains_key("500"),
+                "{method} {path} lacks error responses"
+            );
+        }
+    }
+    let secured = &doc["paths"]["/api/v1/patients"]["get"]["security"];
+    assert_eq!(secured[0]["bearerAuth"], serde_json::json!([]));
+    assert!(doc["paths"]["/api/v1/auth/login"]["post"]["security"].is_null());
+    let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    let register = &doc["paths"]["/api/v1/auth/register"]["post"];
+    assert!(
+        register["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with("RegisterRequest")
+    );
+    assert!(register["responses"]["201"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc["paths"]["/ready"]["get"]["responses"]["503"].is_object());
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let app = spawn_app().await;
+    let res = app.get("/swagger", None).await;
+    assert_eq!(res.status(), 308);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/swagger/index.html?url=/openapi.json");
+    let res = app.get(&location, None).await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui-bundle.js"));
+    assert!(!html.contains("<script src=\"http"), "no external scripts");
+    let js = app.get("/swagger/swagger-ui-bundle.js", None).await;
+    assert_eq!(js.status(), 200);
+    assert!(js.bytes().await.unwrap().len() > 100_000);
+    assert_eq!(
+        app.get("/swagger/does-not-exist.js", None).await.status(),
+        404
+    );
+}

@@ -1,0 +1,67 @@
+//! `/health`, `/ready`, `/metrics`.
+
+use crate::helpers::spawn_app;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn health_and_ready() {
+    let app = spawn_app().await;
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["database"], "ok");
+}
+
+#[tokio::test]
+async fn ready_is_503_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/ready", None).await.status(), 200);
+    app.db.drop_now();
+    let res = app.get("/ready", None).await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["database"], "unavailable");
+    // Liveness does not depend on the database; data endpoints fail cleanly.
+    assert_eq!(app.get("/health", None).await.status(), 200);
+    let res = app.login("a@example.com", "whatever pw").await;
+    assert_eq!(res.status(), 503, "{}", res.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let id = uuid::Uuid::new_v4();
+    app.get(&format!("/api/v1/patients/{id}"), Some(&admin.access))
+        .await;
+    app.send_json(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        &json!({"email": "x@example.com", "password": "y"}),
+    )
+    .await;
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/api/v1/patients/{id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&id.to_string()),
+        "raw paths must not become labels"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("http_requests_in_flight"), "{text}");
+    assert!(
+        text.contains(r#"db_pool_connections{state="max"} 5"#),
+        "{text}"
+    );
+}

@@ -1,0 +1,122 @@
+//! The real binary: graceful shutdown on SIGTERM, clear failures at start-up.
+
+use crate::helpers::{TestDb, JWT_SECRET};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_booking-service"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET);
+    cmd
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
+    let db = TestDb::new();
+    let mut child = binary()
+        .env("MEDBOOK_DATABASE__URL", db.url())
+        .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
+        .env("MEDBOOK_HTTP__SHUTDOWN_GRACE_SECS", "10")
+        .env("MEDBOOK_AUTH__BCRYPT_COST", "13")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("service did not start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["level"].as_str().map(str::is_empty),
+            Some(false),
+            "JSON log lines"
+        );
+        if v["message"] == "listening" {
+            break v["port"].as_u64().unwrap();
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // Registration hashes at cost 13 (~0.5-1 s): in flight when SIGTERM arrives.
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/api/v1/auth/register");
+        async move {
+            client
+                .post(url)
+                .json(&serde_json::json!({"email": "late@example.com", "password": "long enough", "full_name": "Late"}))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request was cut off");
+    assert_eq!(res.status(), 201);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        client.get(format!("{base}/health")).send().await.is_err(),
+        "still accepting"
+    );
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("SIGTERM")), "{lines:?}");
+}
+
+#[test]
+fn unreachable_database_fails_start_up_with_a_clear_message() {
+    let out = binary()
+        .env(
+            "MEDBOOK_DATABASE__URL",
+            "postgres://medbook:secret-pw@127.0.0.1:1/medbook",
+        )
+        .env("MEDBOOK_DATABASE__STARTUP_RETRY_SECS", "1")
+        .env("MEDBOOK_DATABASE__CONNECT_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("database unreachable"), "{stderr}");
+    assert!(!stderr.contains("secret-pw"), "password leaked: {stderr}");
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let out = binary()
+        .env("MEDBOOK_HTTP__ADDR", "nonsense")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.addr"));
+    let out = binary()
+        .env_remove("MEDBOOK_AUTH__JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.jwt_secret"));
+}
