@@ -1,0 +1,77 @@
+# Shared helpers of the run and test scripts: install what is missing, start what is
+# stopped. Sourced, not executed. Everything is idempotent.
+
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root (directly, or through sudo).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# Runs a command as the postgres system user.
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then su postgres -c "$*"; else sudo -u postgres sh -c "$*"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_toolchain() {
+    command -v cargo >/dev/null || die "Rust is not installed: install it with rustup (https://rustup.rs), then re-run"
+    apt_install pkg-config libpq-dev gcc python3 python3-venv
+}
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+# Trust auth ignores the password; a fresh install gets this password (local dev only).
+PG_URL_BASE="postgres://postgres:postgres@${PG_HOST}:${PG_PORT}"
+
+# Starts PostgreSQL if it is not answering, installing it first if needed.
+ensure_postgres() {
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
+        return 0
+    fi
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+        apt_install postgresql postgresql-contrib
+    fi
+    apt_install postgresql-client
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break
+        sleep 1
+    done
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start on ${PG_HOST}:${PG_PORT}"
+    # A fresh Debian cluster asks for a password over TCP: give postgres the dev one.
+    as_postgres "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+# Creates database $1 if it does not exist.
+ensure_database() {
+    local name=$1
+    if ! psql "${PG_URL_BASE}/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '${name}'" | grep -q 1; then
+        log "creating database ${name}"
+        psql "${PG_URL_BASE}/postgres" -qc "CREATE DATABASE ${name}"
+    fi
+}
