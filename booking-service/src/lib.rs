@@ -6,6 +6,7 @@
 //! `main.rs` only parses the command line and calls into here.
 
 pub mod blocking;
+pub mod cache;
 pub mod cli;
 pub mod domain;
 pub mod repository;

@@ -32,7 +32,19 @@ database:
   statement_timeout_ms: 10000
   run_migrations: true
   startup_retry_secs: 30
+redis:
+  url: "redis://127.0.0.1:6379"
+cache:
+  backend: memory
+  ttl_secs: 300
+  memory_capacity: 10000
+  redis_timeout_ms: 200
+booking:
+  min_notice_minutes: 60
+  horizon_days: 90
+  max_active_per_patient: 10
 auth:
+  revocation_check_failure: allow
   jwt_issuer: medbook
   jwt_audience: medbook-api
   access_token_ttl_secs: 900
@@ -62,6 +74,52 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+    pub booking: BookingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Used by the Redis cache backend and for logged-out access tokens.
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In-process, bounded by `cache.memory_capacity` entries.
+    Memory,
+    /// Shared by all replicas; every key has `cache.ttl_secs`.
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    pub backend: CacheBackend,
+    pub ttl_secs: u64,
+    pub memory_capacity: u64,
+    /// Bound on each Redis operation; a slower Redis counts as down.
+    pub redis_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BookingSettings {
+    /// A slot must start at least this many minutes after the booking.
+    pub min_notice_minutes: i64,
+    /// …and at most this many days ahead.
+    pub horizon_days: i64,
+    /// Upcoming active appointments a patient may hold.
+    pub max_active_per_patient: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationFailure {
+    /// Accept the token (and count it in `auth_revocation_check_failures_total`).
+    Allow,
+    /// Answer 503.
+    Deny,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +153,8 @@ pub struct DatabaseSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
+    /// What to do with a token when the revocation store (Redis) cannot be asked.
+    pub revocation_check_failure: RevocationFailure,
     #[serde(default)]
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
@@ -201,6 +261,29 @@ impl Settings {
                 ))
             }
         }
+        if self.cache.ttl_secs == 0 {
+            return Err(bad("cache.ttl_secs", "must be greater than 0"));
+        }
+        if self.cache.memory_capacity == 0 {
+            return Err(bad("cache.memory_capacity", "must be at least 1"));
+        }
+        if self.cache.redis_timeout_ms == 0 {
+            return Err(bad("cache.redis_timeout_ms", "must be greater than 0"));
+        }
+        if !self.redis.url.expose_secret().starts_with("redis://")
+            && !self.redis.url.expose_secret().starts_with("rediss://")
+        {
+            return Err(bad("redis.url", "must start with redis:// or rediss://"));
+        }
+        if self.booking.min_notice_minutes < 0 {
+            return Err(bad("booking.min_notice_minutes", "must not be negative"));
+        }
+        if self.booking.horizon_days < 1 {
+            return Err(bad("booking.horizon_days", "must be at least 1"));
+        }
+        if self.booking.max_active_per_patient < 1 {
+            return Err(bad("booking.max_active_per_patient", "must be at least 1"));
+        }
         for origin in &self.http.cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(bad(
@@ -225,6 +308,14 @@ impl Settings {
             self.auth.max_concurrent_hashes
         } else {
             std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
+    pub fn booking_policy(&self) -> crate::domain::booking::BookingPolicy {
+        crate::domain::booking::BookingPolicy {
+            min_notice: chrono::Duration::minutes(self.booking.min_notice_minutes),
+            horizon: chrono::Duration::days(self.booking.horizon_days),
+            max_active_per_patient: self.booking.max_active_per_patient,
         }
     }
 

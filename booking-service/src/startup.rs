@@ -1,14 +1,22 @@
 //! Wiring: builds the pool, runs migrations, creates the use cases and the HTTP server.
 //! `Application::build` binds the listener (port 0 picks a free port, which tests use).
 
+use crate::cache::memory::MemoryCache;
+use crate::cache::redis::{RedisCache, RedisRevokedTokens};
+use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::repository::{
-    db::PoolSettings, migrations, Db, PgLoginThrottle, PgRefreshTokens, PgUsers,
+    db::PoolSettings, migrations, Db, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle,
+    PgRefreshTokens, PgReviews, PgSlots, PgUsers,
 };
 use crate::security::{BcryptHasher, JwtIssuer};
+use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
+use crate::service::catalog::CatalogService;
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
-use crate::settings::Settings;
+use crate::service::reviews::ReviewService;
+use crate::service::slots::SlotService;
+use crate::settings::{CacheBackend, RevocationFailure, Settings};
 use crate::transport::http::{self, metrics::Metrics, state::AppState, HttpAppConfig};
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
@@ -20,8 +28,14 @@ use std::time::{Duration, Instant};
 /// The use cases, built once from settings; shared by the HTTP server and the CLI.
 pub struct Services {
     pub db: Db,
+    pub metrics: Arc<Metrics>,
     pub auth: Arc<AuthService>,
     pub patients: Arc<PatientService>,
+    pub catalog: Arc<CatalogService>,
+    pub slots: Arc<SlotService>,
+    pub appointments: Arc<AppointmentService>,
+    pub reviews: Arc<ReviewService>,
+    pub revoked: Arc<dyn RevokedTokens>,
     pub issuer: Arc<dyn TokenIssuer>,
 }
 
@@ -61,6 +75,26 @@ impl Services {
         }
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metrics = Arc::new(Metrics::new()?);
+        let cache_metrics = CacheMetrics::new(metrics.registry())?;
+        let ttl = Duration::from_secs(settings.cache.ttl_secs);
+        let redis_url = settings.redis.url.expose_secret();
+        let redis_timeout = Duration::from_millis(settings.cache.redis_timeout_ms);
+        let cache: Arc<dyn Cache> = match settings.cache.backend {
+            CacheBackend::Memory => Arc::new(MemoryCache::new(
+                settings.cache.memory_capacity,
+                ttl,
+                cache_metrics,
+            )),
+            CacheBackend::Redis => Arc::new(RedisCache::new(
+                redis_url,
+                ttl,
+                redis_timeout,
+                cache_metrics,
+            )?),
+        };
+        let revoked: Arc<dyn RevokedTokens> =
+            Arc::new(RedisRevokedTokens::new(redis_url, redis_timeout)?);
         let users = Arc::new(PgUsers::new(db.clone()));
         let tokens = Arc::new(PgRefreshTokens::new(db.clone()));
         let throttle = Arc::new(PgLoginThrottle::new(db.clone()));
@@ -96,14 +130,69 @@ impl Services {
                 per_account: policy(login.max_failures_per_account),
                 per_client: policy(login.max_failures_per_client),
             },
+            revoked.clone(),
         ));
-        let patients = Arc::new(PatientService::new(users, tokens, hasher, clock));
+        let patients = Arc::new(PatientService::new(
+            users,
+            tokens,
+            hasher,
+            clock.clone(),
+            cache.clone(),
+        ));
+        let doctors = Arc::new(PgDoctors::new(db.clone()));
+        let catalog = Arc::new(CatalogService::new(
+            Arc::new(PgClinics::new(db.clone())),
+            doctors.clone(),
+            cache.clone(),
+            clock.clone(),
+        ));
+        let slots = Arc::new(SlotService::new(
+            Arc::new(PgSlots::new(db.clone())),
+            doctors,
+        ));
+        let appointments = Arc::new(AppointmentService::new(
+            Arc::new(PgAppointments::new(db.clone())),
+            clock.clone(),
+            settings.booking_policy(),
+        ));
+        let reviews = Arc::new(ReviewService::new(
+            Arc::new(PgReviews::new(db.clone())),
+            cache,
+            clock,
+        ));
         Ok(Self {
             db,
+            metrics,
             auth,
             patients,
+            catalog,
+            slots,
+            appointments,
+            reviews,
+            revoked,
             issuer,
         })
+    }
+}
+
+impl Services {
+    /// The shared state of the HTTP handlers.
+    pub fn into_state(self, settings: &Settings) -> AppState {
+        AppState {
+            auth: self.auth,
+            patients: self.patients,
+            catalog: self.catalog,
+            slots: self.slots,
+            appointments: self.appointments,
+            reviews: self.reviews,
+            revoked: self.revoked,
+            deny_when_revocation_unknown: settings.auth.revocation_check_failure
+                == RevocationFailure::Deny,
+            issuer: self.issuer,
+            db: self.db,
+            metrics: self.metrics,
+            trust_forwarded_for: settings.http.trust_forwarded_for,
+        }
     }
 }
 
@@ -159,15 +248,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let services = Services::build(&settings).await?;
-        let metrics = Arc::new(Metrics::new()?);
-        let state = actix_web::web::Data::new(AppState {
-            auth: services.auth,
-            patients: services.patients,
-            issuer: services.issuer,
-            db: services.db.clone(),
-            metrics,
-            trust_forwarded_for: settings.http.trust_forwarded_for,
-        });
+        let db = services.db.clone();
+        let state = actix_web::web::Data::new(services.into_state(&settings));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
             max_body_bytes: settings.http.max_body_bytes,
@@ -190,7 +272,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
-            db: services.db,
+            db,
         })
     }
 

@@ -2,7 +2,9 @@
 //! every value is parsed once at the edge (`Email::parse`, `Password::parse`, …) and is
 //! valid from then on.
 
+pub mod booking;
 pub mod errors;
+pub mod schedule;
 pub mod user;
 pub mod values;
 

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 /// Typed id of a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct UserId(pub Uuid);
 
 impl fmt::Display for UserId {
@@ -16,7 +16,8 @@ impl fmt::Display for UserId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     Patient,
     Admin,
@@ -45,7 +46,8 @@ impl FromStr for Role {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Gender {
     Female,
     Male,
@@ -81,10 +83,12 @@ impl FromStr for Gender {
 
 /// A stored user. `password_hash` is `None` for records imported without a password:
 /// such a user cannot log in until a password is set.
-#[derive(Debug, Clone, PartialEq)]
+/// (Serializable for caches; the password hash is never serialized.)
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub email: String,
+    #[serde(skip)]
     pub password_hash: Option<String>,
     pub role: Role,
     pub full_name: String,

@@ -6,7 +6,7 @@ use crate::service::ports::RepoError;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::RunQueryDsl;
+use diesel::{Connection, RunQueryDsl};
 use std::time::Duration;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -81,6 +81,31 @@ impl Db {
         .map_err(RepoError::Internal)?
     }
 
+    /// Runs `f` in a transaction, retrying a few times on serialization failures and
+    /// deadlocks (which PostgreSQL resolves by aborting one side).
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, RepoError>
+    where
+        F: Fn(&mut PgConnection) -> Result<T, RepoError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = conn.transaction::<T, TxError, _>(|conn| f(conn).map_err(TxError));
+                match result {
+                    Ok(v) => return Ok(v),
+                    Err(TxError(RepoError::Retryable(m))) if attempt < 4 => {
+                        tracing::debug!(attempt, error = %m, "retrying transaction");
+                        std::thread::sleep(Duration::from_millis(5 * attempt));
+                    }
+                    Err(TxError(e)) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+
     /// `SELECT 1` through the pool: used by `/ready`.
     pub async fn ping(&self) -> Result<(), RepoError> {
         self.run(|conn| {
@@ -112,6 +137,35 @@ pub fn map_err(e: DieselError) -> RepoError {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
             RepoError::Unavailable(info.message().to_owned())
         }
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+            RepoError::ForeignKeyViolation(
+                info.constraint_name().unwrap_or("foreign key").to_owned(),
+            )
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+            RepoError::Retryable(info.message().to_owned())
+        }
+        // Diesel has no kinds for these SQLSTATEs (23P01, 40P01); PostgreSQL's messages
+        // are stable.
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("violates exclusion constraint") =>
+        {
+            RepoError::ExclusionViolation(info.constraint_name().unwrap_or("exclusion").to_owned())
+        }
+        DieselError::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+            RepoError::Retryable(info.message().to_owned())
+        }
         other => RepoError::Internal(other.into()),
+    }
+}
+
+/// The error type of [`Db::transaction`]'s closure: diesel's own errors (begin, commit)
+/// are classified like any other.
+#[derive(Debug)]
+struct TxError(RepoError);
+
+impl From<DieselError> for TxError {
+    fn from(e: DieselError) -> Self {
+        TxError(map_err(e))
     }
 }

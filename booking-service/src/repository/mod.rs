@@ -1,14 +1,24 @@
 //! PostgreSQL implementations of the service ports, with Diesel over an r2d2 pool.
 //! Every query runs through [`Db::run`], i.e. off the async executor.
 
+pub mod appointments;
+pub mod clinics;
 pub mod db;
+pub mod doctors;
 pub mod migrations;
 pub mod refresh_tokens;
+pub mod reviews;
 pub mod schema;
+pub mod slots;
 pub mod throttle;
 pub mod users;
 
+pub use appointments::PgAppointments;
+pub use clinics::PgClinics;
 pub use db::{Db, PoolSettings};
+pub use doctors::PgDoctors;
 pub use refresh_tokens::PgRefreshTokens;
+pub use reviews::PgReviews;
+pub use slots::PgSlots;
 pub use throttle::PgLoginThrottle;
 pub use users::PgUsers;

@@ -40,3 +40,96 @@ diesel::table! {
 
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, refresh_tokens, login_throttle);
+
+diesel::table! {
+    clinics (id) {
+        id -> Uuid,
+        name -> Text,
+        city -> Text,
+        address -> Text,
+        time_zone -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    doctors (id) {
+        id -> Uuid,
+        full_name -> Text,
+        specialty -> Text,
+        clinic_id -> Uuid,
+        status -> Text,
+        bio -> Text,
+        years_of_experience -> Int4,
+        user_id -> Nullable<Uuid>,
+        rating_sum -> Int8,
+        rating_count -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    slots (id) {
+        id -> Uuid,
+        doctor_id -> Uuid,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        status -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    appointments (id) {
+        id -> Uuid,
+        slot_id -> Uuid,
+        patient_id -> Uuid,
+        doctor_id -> Uuid,
+        status -> Text,
+        reason -> Text,
+        cancel_reason -> Nullable<Text>,
+        cancelled_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reviews (id) {
+        id -> Uuid,
+        doctor_id -> Uuid,
+        patient_id -> Uuid,
+        appointment_id -> Uuid,
+        rating -> Int2,
+        text -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    booking_idempotency (patient_id, key) {
+        patient_id -> Uuid,
+        key -> Text,
+        request_hash -> Text,
+        appointment_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(doctors -> clinics (clinic_id));
+diesel::joinable!(slots -> doctors (doctor_id));
+diesel::joinable!(appointments -> slots (slot_id));
+diesel::joinable!(appointments -> doctors (doctor_id));
+diesel::joinable!(reviews -> doctors (doctor_id));
+diesel::joinable!(reviews -> users (patient_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    clinics,
+    doctors,
+    slots,
+    appointments,
+    reviews,
+    booking_idempotency
+);

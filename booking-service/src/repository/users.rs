@@ -94,7 +94,7 @@ fn rows_to_users(rows: Vec<UserRow>) -> Result<Vec<User>, RepoError> {
 }
 
 /// Escapes `%`, `_` and `\` so user input is matched literally by ILIKE.
-fn like_pattern(s: &str) -> String {
+pub(crate) fn like_pattern(s: &str) -> String {
     let escaped = s
         .replace('\\', "\\\\")
         .replace('%', "\\%")

@@ -13,6 +13,7 @@ use super::ports::{
     UserRepository,
 };
 use super::ServiceError;
+use crate::cache::RevokedTokens;
 use crate::domain::{
     BirthDate, Email, FullName, Gender, NewUser, Password, Phone, Role, User, UserId,
     ValidationErrors,
@@ -58,6 +59,7 @@ pub struct AuthService {
     clock: Arc<dyn Clock>,
     dummy_hash: String,
     limits: LoginLimits,
+    revoked: Arc<dyn RevokedTokens>,
 }
 
 impl AuthService {
@@ -71,6 +73,7 @@ impl AuthService {
         clock: Arc<dyn Clock>,
         dummy_hash: String,
         limits: LoginLimits,
+        revoked: Arc<dyn RevokedTokens>,
     ) -> Self {
         Self {
             users,
@@ -81,6 +84,7 @@ impl AuthService {
             clock,
             dummy_hash,
             limits,
+            revoked,
         }
     }
 
@@ -211,11 +215,26 @@ impl AuthService {
         }
     }
 
-    /// Revokes the refresh token's family. Unknown tokens are accepted silently.
+    /// Revokes the refresh token's family (unknown tokens are accepted silently) and,
+    /// when the caller presented one, the access token until it would have expired.
+    /// If the revocation store is down the access token simply runs out.
     #[tracing::instrument(skip_all)]
-    pub async fn logout(&self, refresh_token: &str) -> Result<(), ServiceError> {
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        access: Option<(Uuid, DateTime<Utc>)>,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
         let hash = self.issuer.hash_refresh_token(refresh_token);
-        self.tokens.revoke_family_of(hash, self.clock.now()).await?;
+        self.tokens.revoke_family_of(hash, now).await?;
+        if let Some((token_id, expires_at)) = access {
+            let ttl = (expires_at - now).to_std().unwrap_or_default();
+            if !ttl.is_zero() {
+                if let Err(e) = self.revoked.revoke(token_id, ttl).await {
+                    tracing::warn!(error = %e, "could not revoke the access token; it stays valid until it expires");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -437,9 +456,9 @@ mod tests {
             .login("ann@example.com", "correct horse", None)
             .await
             .unwrap();
-        auth.logout(&pair.refresh_token).await.unwrap();
+        auth.logout(&pair.refresh_token, None).await.unwrap();
         assert!(auth.refresh(&pair.refresh_token).await.is_err());
-        auth.logout("never-issued").await.unwrap();
+        auth.logout("never-issued", None).await.unwrap();
     }
 
     #[tokio::test]

@@ -19,6 +19,9 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("conflict: {message}")]
     Conflict { code: &'static str, message: String },
+    /// Well-formed but against a business rule (e.g. booking a past slot).
+    #[error("unprocessable: {message}")]
+    Unprocessable { code: &'static str, message: String },
     /// Too many attempts; retry after the given time.
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
@@ -46,6 +49,18 @@ impl From<super::ports::RepoError> for ServiceError {
             RepoError::UniqueViolation(c) => ServiceError::Conflict {
                 code: "conflict",
                 message: format!("a record with the same unique value already exists ({c})"),
+            },
+            RepoError::ExclusionViolation(c) => ServiceError::Conflict {
+                code: "overlap",
+                message: format!("overlaps an existing record ({c})"),
+            },
+            RepoError::ForeignKeyViolation(c) => ServiceError::Conflict {
+                code: "in_use",
+                message: format!("the record is referenced by other records ({c})"),
+            },
+            RepoError::Retryable(_) => ServiceError::Conflict {
+                code: "concurrent_update",
+                message: "the record was changed concurrently; retry the request".into(),
             },
             RepoError::Internal(e) => ServiceError::Internal(e),
         }

@@ -57,6 +57,7 @@ impl Fakes {
                     lockout: Duration::from_secs(60),
                 },
             },
+            Arc::new(crate::cache::memory::MemoryRevokedTokens::new()),
         )
     }
 
@@ -66,6 +67,11 @@ impl Fakes {
             self.tokens.clone(),
             self.hasher.clone(),
             self.clock.clone(),
+            Arc::new(crate::cache::memory::MemoryCache::new(
+                100,
+                Duration::from_secs(60),
+                crate::cache::CacheMetrics::new(&prometheus::Registry::new()).unwrap(),
+            )),
         )
     }
 }

@@ -1,10 +1,15 @@
 //! Use cases. This layer depends only on the traits in [`ports`]; the Diesel and
 //! bcrypt/JWT implementations live in `repository` and `security`, and unit tests use fakes.
 
+pub mod appointments;
 pub mod auth;
+pub mod booking_ports;
+pub mod catalog;
 pub mod error;
 pub mod patients;
 pub mod ports;
+pub mod reviews;
+pub mod slots;
 
 #[cfg(test)]
 pub(crate) mod fakes;

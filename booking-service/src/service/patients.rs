@@ -6,6 +6,7 @@ use super::ports::{
     Clock, Page, PageRequest, PasswordHasher, RefreshTokenRepository, UserChanges, UserRepository,
 };
 use super::ServiceError;
+use crate::cache::{get_or_load, Cache};
 use crate::domain::{
     BirthDate, Email, FieldError, FullName, Gender, NewUser, Password, PatientProfile, Phone,
     RawPatient, Role, User, UserId, ValidationErrors,
@@ -58,6 +59,12 @@ pub struct PatientService {
     tokens: Arc<dyn RefreshTokenRepository>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
+    /// Patient by id (cache-aside); every change to a patient invalidates its entry.
+    cache: Arc<dyn Cache>,
+}
+
+pub fn patient_cache_key(id: UserId) -> String {
+    format!("patient:{id}")
 }
 
 impl PatientService {
@@ -66,12 +73,14 @@ impl PatientService {
         tokens: Arc<dyn RefreshTokenRepository>,
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
+        cache: Arc<dyn Cache>,
     ) -> Self {
         Self {
             users,
             tokens,
             hasher,
             clock,
+            cache,
         }
     }
 
@@ -135,6 +144,7 @@ impl PatientService {
             .await
             .map_err(email_conflict)?
             .ok_or(ServiceError::NotFound("user"))?;
+        self.cache.invalidate(&patient_cache_key(id)).await;
         if password_changed {
             let revoked = self
                 .tokens
@@ -157,9 +167,16 @@ impl PatientService {
         Ok(self.users.list(Role::Patient, search, page).await?)
     }
 
+    /// A patient by id, through the cache.
     #[tracing::instrument(skip_all, fields(patient_id = %id))]
     pub async fn get(&self, id: UserId) -> Result<User, ServiceError> {
-        match self.users.find_by_id(id).await? {
+        let users = self.users.clone();
+        let found: Option<User> =
+            get_or_load(self.cache.as_ref(), &patient_cache_key(id), || async move {
+                users.find_by_id(id).await
+            })
+            .await?;
+        match found {
             Some(u) if u.role == Role::Patient => Ok(u),
             _ => Err(ServiceError::NotFound("patient")),
         }
@@ -186,6 +203,7 @@ impl PatientService {
     #[tracing::instrument(skip_all, fields(patient_id = %id))]
     pub async fn replace(&self, id: UserId, profile: PatientProfile) -> Result<User, ServiceError> {
         self.get(id).await?;
+        self.cache.invalidate(&patient_cache_key(id)).await;
         let changes = UserChanges {
             email: Some(profile.email.as_str().to_owned()),
             password_hash: None,
@@ -194,16 +212,30 @@ impl PatientService {
             gender: Some(profile.gender),
             phone: Some(profile.phone.map(|p| p.as_str().to_owned())),
         };
-        self.users
+        let user = self
+            .users
             .update(id, changes)
             .await
             .map_err(email_conflict)?
-            .ok_or(ServiceError::NotFound("patient"))
+            .ok_or(ServiceError::NotFound("patient"))?;
+        self.cache.invalidate(&patient_cache_key(id)).await;
+        Ok(user)
     }
 
     #[tracing::instrument(skip_all, fields(patient_id = %id))]
     pub async fn delete(&self, id: UserId) -> Result<(), ServiceError> {
-        if self.users.delete(id, Role::Patient).await? {
+        let deleted = match self.users.delete(id, Role::Patient).await {
+            Ok(d) => d,
+            Err(super::ports::RepoError::ForeignKeyViolation(_)) => {
+                return Err(ServiceError::Conflict {
+                    code: "patient_has_history",
+                    message: "the patient has appointments or reviews and cannot be deleted".into(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.cache.invalidate(&patient_cache_key(id)).await;
+        if deleted {
             Ok(())
         } else {
             Err(ServiceError::NotFound("patient"))

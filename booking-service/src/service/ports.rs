@@ -14,6 +14,13 @@ pub enum RepoError {
     Unavailable(String),
     #[error("unique constraint violated: {0}")]
     UniqueViolation(String),
+    #[error("exclusion constraint violated: {0}")]
+    ExclusionViolation(String),
+    #[error("foreign key violated: {0}")]
+    ForeignKeyViolation(String),
+    /// Serialization failure or deadlock that survived the retries.
+    #[error("transaction conflict: {0}")]
+    Retryable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }

@@ -3,10 +3,9 @@
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, test_settings, TestDb};
 use booking_service::startup::Services;
-use booking_service::transport::http::{self, metrics::Metrics, state::AppState, HttpAppConfig};
+use booking_service::transport::http::{self, HttpAppConfig};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
@@ -90,14 +89,7 @@ async fn a_panicking_handler_becomes_a_json_500_and_the_server_keeps_serving() {
     let db = TestDb::new();
     let settings = test_settings(&db);
     let services = Services::build(&settings).await.unwrap();
-    let state = actix_web::web::Data::new(AppState {
-        auth: services.auth,
-        patients: services.patients,
-        issuer: services.issuer,
-        db: services.db,
-        metrics: Arc::new(Metrics::new().unwrap()),
-        trust_forwarded_for: false,
-    });
+    let state = actix_web::web::Data::new(services.into_state(&settings));
     let doc = actix_web::web::Data::new(http::openapi::OpenApiDoc(http::openapi_document()));
     let config = HttpAppConfig {
         request_timeout: Duration::from_secs(5),

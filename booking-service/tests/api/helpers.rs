@@ -23,6 +23,11 @@ pub fn pg_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The Redis the tests use (logged-out tokens, the Redis cache).
+pub fn redis_url() -> String {
+    std::env::var("MEDBOOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
 pub fn db_url(name: &str) -> String {
     let server = pg_server_url();
     let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
@@ -160,6 +165,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ("MEDBOOK_DATABASE__URL", db.url()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "5".to_owned()),
         ("MEDBOOK_DATABASE__STARTUP_RETRY_SECS", "5".to_owned()),
+        ("MEDBOOK_REDIS__URL", redis_url()),
+        // Tests book slots starting soon; the notice rule has its own test.
+        ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
     ];
     Settings::load_from(&ConfigSources {
         file: None,

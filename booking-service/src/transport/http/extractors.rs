@@ -6,7 +6,7 @@ use super::state::AppState;
 use crate::domain::{Role, UserId};
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpRequest};
-use futures_util::future::{ready, Ready};
+use futures_util::future::{ready, LocalBoxFuture, Ready};
 use paperclip::actix::{Apiv2Security, OperationModifier};
 use paperclip::v2::schema::Apiv2Schema;
 use std::net::IpAddr;
@@ -25,6 +25,7 @@ pub struct Caller {
     pub id: UserId,
     pub role: Role,
     pub token_id: Uuid,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A logged-in admin; anyone else gets 403.
@@ -38,10 +39,14 @@ pub struct Caller {
 )]
 pub struct AdminCaller(pub Caller);
 
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state missing"))?;
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing"))
+}
+
+/// Verifies the bearer token (signature, algorithm, issuer, audience, expiry, type).
+fn verify(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -62,30 +67,113 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         id: claims.user_id,
         role: claims.role,
         token_id: claims.token_id,
+        expires_at: claims.expires_at,
     })
+}
+
+/// A verified token that has not been logged out. When the revocation store (Redis)
+/// cannot be asked, `auth.revocation_check_failure` decides: `allow` (default, counted
+/// in `auth_revocation_check_failures_total`) or `deny` (503).
+async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
+    let state = state(&req)?;
+    let caller = verify(&req, &state)?;
+    match state.revoked.is_revoked(caller.token_id).await {
+        Ok(false) => Ok(caller),
+        Ok(true) => Err(ApiError::unauthorized("token has been logged out")),
+        Err(e) => {
+            state.metrics.revocation_check_failures.inc();
+            if state.deny_when_revocation_unknown {
+                let mut err = ApiError::new(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "cannot verify the session right now; try again shortly",
+                )
+                .with_retry_after(std::time::Duration::from_secs(1));
+                err.cause = Some(e.to_string());
+                Err(err)
+            } else {
+                tracing::warn!(error = %e, "revocation store unavailable; accepting token");
+                Ok(caller)
+            }
+        }
+    }
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        Box::pin(authenticate(req.clone()))
     }
 }
 
 impl FromRequest for AdminCaller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|c| {
-            if c.role == Role::Admin {
-                Ok(AdminCaller(c))
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = authenticate(req).await?;
+            if caller.role == Role::Admin {
+                Ok(AdminCaller(caller))
             } else {
                 Err(ApiError::forbidden())
             }
-        }))
+        })
+    }
+}
+
+/// The `Idempotency-Key` header of a booking (optional, 1–200 visible ASCII characters).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: Option<String>,
+}
+
+// Documented by hand: paperclip's `Apiv2Header` derive cannot express an optional header.
+impl Apiv2Schema for IdempotencyKey {
+    fn header_parameter_schema(
+    ) -> Vec<paperclip::v2::models::Parameter<paperclip::v2::models::DefaultSchemaRaw>> {
+        vec![paperclip::v2::models::Parameter {
+            description: Some(
+                "Makes a retried booking return the original appointment (1–200 visible ASCII characters)"
+                    .into(),
+            ),
+            in_: paperclip::v2::models::ParameterIn::Header,
+            name: "Idempotency-Key".into(),
+            required: false,
+            data_type: Some(paperclip::v2::models::DataType::String),
+            max_length: Some(200),
+            min_length: Some(1),
+            ..Default::default()
+        }]
+    }
+}
+impl OperationModifier for IdempotencyKey {}
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = match req.headers().get("idempotency-key") {
+            None => Ok(IdempotencyKey { key: None }),
+            Some(v) => match v.to_str() {
+                Ok(s)
+                    if (1..=200).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic()) =>
+                {
+                    Ok(IdempotencyKey {
+                        key: Some(s.to_owned()),
+                    })
+                }
+                _ => Err(ApiError::validation(vec![crate::domain::FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 200 visible ASCII characters",
+                )])),
+            },
+        };
+        ready(parsed)
     }
 }
 

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub in_flight: IntGauge,
     pool: IntGaugeVec,
+    /// Requests whose token could not be checked against the revocation store.
+    pub revocation_check_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -40,13 +42,24 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        let revocation_check_failures = prometheus::IntCounter::new(
+            "auth_revocation_check_failures_total",
+            "Requests whose access token could not be checked against the revocation store",
+        )?;
+        registry.register(Box::new(revocation_check_failures.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             in_flight,
             pool,
+            revocation_check_failures,
         })
+    }
+
+    /// The registry, for other components (caches, …) to register their metrics in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn set_pool(&self, open: u32, idle: u32, max: u32) {

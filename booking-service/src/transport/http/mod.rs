@@ -13,7 +13,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{guard, http::header, Error};
-use handlers::{auth, me, ops, patients};
+use handlers::{appointments, auth, catalog, me, ops, patients, slots};
 use paperclip::actix::{web, OpenApiExt};
 use std::time::Duration;
 
@@ -48,6 +48,59 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(patients::get))
                     .route(web::put().to(patients::replace))
                     .route(web::delete().to(patients::delete)),
+            )
+            .service(
+                web::resource("/clinics")
+                    .route(web::get().to(catalog::list_clinics))
+                    .route(web::post().to(catalog::create_clinic)),
+            )
+            .service(
+                web::resource("/clinics/{id}")
+                    .route(web::get().to(catalog::get_clinic))
+                    .route(web::put().to(catalog::update_clinic))
+                    .route(web::delete().to(catalog::delete_clinic)),
+            )
+            .service(
+                web::resource("/doctors")
+                    .route(web::get().to(catalog::search_doctors))
+                    .route(web::post().to(catalog::create_doctor)),
+            )
+            .service(
+                web::resource("/doctors/{id}")
+                    .route(web::get().to(catalog::get_doctor))
+                    .route(web::put().to(catalog::update_doctor))
+                    .route(web::delete().to(catalog::delete_doctor)),
+            )
+            .service(
+                web::resource("/doctors/{id}/reviews")
+                    .route(web::get().to(appointments::list_reviews))
+                    .route(web::post().to(appointments::create_review)),
+            )
+            .service(
+                web::resource("/doctors/{id}/slots")
+                    .route(web::get().to(slots::list))
+                    .route(web::post().to(slots::create)),
+            )
+            .service(
+                web::resource("/doctors/{id}/slots/generate")
+                    .route(web::post().to(slots::generate)),
+            )
+            .service(web::resource("/slots/{id}").route(web::delete().to(slots::delete)))
+            .service(web::resource("/slots/{id}/block").route(web::post().to(slots::block)))
+            .service(web::resource("/slots/{id}/unblock").route(web::post().to(slots::unblock)))
+            .service(
+                web::resource("/appointments")
+                    .route(web::get().to(appointments::list))
+                    .route(web::post().to(appointments::book)),
+            )
+            .service(web::resource("/appointments/{id}").route(web::get().to(appointments::get)))
+            .service(
+                web::resource("/appointments/{id}/cancel")
+                    .route(web::post().to(appointments::cancel)),
+            )
+            .service(
+                web::resource("/appointments/{id}/reschedule")
+                    .route(web::post().to(appointments::reschedule)),
             ),
     )
     .service(web::resource("/health").route(web::get().to(ops::health)))

@@ -2,15 +2,28 @@
 //! and the metrics registry.
 
 use super::metrics::Metrics;
+use crate::cache::RevokedTokens;
 use crate::repository::Db;
+use crate::service::appointments::AppointmentService;
 use crate::service::auth::AuthService;
+use crate::service::catalog::CatalogService;
 use crate::service::patients::PatientService;
 use crate::service::ports::TokenIssuer;
+use crate::service::reviews::ReviewService;
+use crate::service::slots::SlotService;
 use std::sync::Arc;
 
 pub struct AppState {
     pub auth: Arc<AuthService>,
     pub patients: Arc<PatientService>,
+    pub catalog: Arc<CatalogService>,
+    pub slots: Arc<SlotService>,
+    pub appointments: Arc<AppointmentService>,
+    pub reviews: Arc<ReviewService>,
+    /// Access tokens that were logged out.
+    pub revoked: Arc<dyn RevokedTokens>,
+    /// Refuse (503) instead of accept when the revocation store cannot be asked.
+    pub deny_when_revocation_unknown: bool,
     pub issuer: Arc<dyn TokenIssuer>,
     pub db: Db,
     pub metrics: Arc<Metrics>,

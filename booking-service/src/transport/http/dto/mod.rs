@@ -1,6 +1,9 @@
 //! Request and response bodies of the HTTP API. Requests reject unknown fields and
 //! convert into domain values with every invalid field reported.
 
+pub mod appointments;
 pub mod auth;
+pub mod catalog;
 pub mod common;
 pub mod patients;
+pub mod slots;

@@ -5,7 +5,7 @@ use crate::transport::http::dto::auth::{
 };
 use crate::transport::http::dto::common::UserResponse;
 use crate::transport::http::error::ApiError;
-use crate::transport::http::extractors::ClientAddr;
+use crate::transport::http::extractors::{Caller, ClientAddr};
 use crate::transport::http::state::AppState;
 use paperclip::actix::{api_v2_operation, web, CreatedJson, NoContent};
 
@@ -57,12 +57,15 @@ pub async fn refresh(
 
 /// Log out
 ///
-/// Revokes the refresh token and every token of the same login. Idempotent.
+/// Revokes the refresh token and every token of the same login. With the access token
+/// in `Authorization`, that token is refused from now on too. Idempotent.
 #[api_v2_operation(tags(Auth))]
 pub async fn logout(
     state: web::Data<AppState>,
+    caller: Option<Caller>,
     body: web::Json<RefreshRequest>,
 ) -> Result<NoContent, ApiError> {
-    state.auth.logout(&body.refresh_token).await?;
+    let access = caller.map(|c| (c.token_id, c.expires_at));
+    state.auth.logout(&body.refresh_token, access).await?;
     Ok(NoContent)
 }

@@ -1,7 +1,10 @@
 //! Thin handlers: extract the caller and body, convert to domain values, call one
 //! use case, map the result.
 
+pub mod appointments;
 pub mod auth;
+pub mod catalog;
 pub mod me;
 pub mod ops;
 pub mod patients;
+pub mod slots;

@@ -1,0 +1,356 @@
+//! Clinics, doctors, slots, appointments and reviews, and the rules of booking.
+//! The rules that must hold under concurrency (one active appointment per slot,
+//! non-overlapping slots) are also enforced by the database; the checks here give
+//! precise error messages.
+
+use super::ValidationErrors;
+use chrono::{DateTime, Duration, Utc};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [&'static str] = &[$($text),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("must be one of: {}", Self::ALL.join(", "))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Whether a doctor takes bookings.
+    DoctorStatus { Active => "active", OnLeave => "on_leave", Inactive => "inactive" }
+);
+text_enum!(SlotStatus { Available => "available", Booked => "booked", Blocked => "blocked" });
+text_enum!(
+    AppointmentStatus {
+        Booked => "booked",
+        Cancelled => "cancelled",
+        Completed => "completed",
+        NoShow => "no_show",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Clinic {
+    pub id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Validated clinic fields (create and full update).
+#[derive(Debug, Clone)]
+pub struct ClinicInput {
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    pub time_zone: chrono_tz::Tz,
+}
+
+/// A rating summary: average of 1–5 stars and how many reviews.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RatingSummary {
+    pub average: Option<f64>,
+    pub count: i64,
+}
+
+impl RatingSummary {
+    pub fn from_totals(sum: i64, count: i64) -> Self {
+        let average = (count > 0).then(|| ((sum as f64 / count as f64) * 100.0).round() / 100.0);
+        Self { average, count }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Doctor {
+    pub id: Uuid,
+    pub full_name: String,
+    pub specialty: String,
+    pub clinic: Clinic,
+    pub status: DoctorStatus,
+    pub bio: String,
+    pub years_of_experience: i32,
+    pub user_id: Option<Uuid>,
+    pub rating: RatingSummary,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Validated doctor fields (create and full update).
+#[derive(Debug, Clone)]
+pub struct DoctorInput {
+    pub full_name: String,
+    pub specialty: String,
+    pub clinic_id: Uuid,
+    pub status: DoctorStatus,
+    pub bio: String,
+    pub years_of_experience: i32,
+    pub user_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub id: Uuid,
+    pub doctor_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: SlotStatus,
+}
+
+/// An appointment with what a patient needs to see about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appointment {
+    pub id: Uuid,
+    pub slot_id: Uuid,
+    pub patient_id: Uuid,
+    pub doctor_id: Uuid,
+    pub doctor_name: String,
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    pub time_zone: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: AppointmentStatus,
+    pub reason: String,
+    pub cancel_reason: Option<String>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: Uuid,
+    pub doctor_id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_name: String,
+    pub rating: i16,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// 1 to 5 stars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rating(i16);
+
+impl Rating {
+    pub fn parse(v: i64) -> Result<Self, String> {
+        if (1..=5).contains(&v) {
+            Ok(Self(v as i16))
+        } else {
+            Err("must be an integer from 1 to 5".into())
+        }
+    }
+    pub fn get(self) -> i16 {
+        self.0
+    }
+}
+
+/// Checks a free-text field: trimmed, at most `max` characters, no control characters
+/// other than line breaks and tabs.
+pub fn parse_text(raw: &str, max: usize, allow_empty: bool) -> Result<String, String> {
+    let s = raw.trim();
+    if !allow_empty && s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.chars().count() > max {
+        return Err(format!("must be at most {max} characters"));
+    }
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("must not contain control characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// Limits on what a patient may book, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct BookingPolicy {
+    /// A slot must start at least this long from now.
+    pub min_notice: Duration,
+    /// …and at most this far ahead.
+    pub horizon: Duration,
+    /// Future active appointments a patient may hold at once.
+    pub max_active_per_patient: i64,
+}
+
+/// Why a slot cannot be booked (or moved to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingRejection {
+    SlotNotFound,
+    SlotTaken,
+    SlotBlocked,
+    SlotInPast,
+    TooShortNotice,
+    BeyondHorizon,
+    DoctorUnavailable,
+    TooManyActive,
+    DifferentDoctor,
+    SameSlot,
+    AppointmentNotFound,
+    NotActive,
+    AlreadyStarted,
+    IdempotencyKeyReused,
+}
+
+/// Whether a slot can be taken now, given the doctor's status. Checked inside the
+/// booking transaction with the slot row locked.
+pub fn check_bookable(
+    slot: &Slot,
+    doctor_status: DoctorStatus,
+    now: DateTime<Utc>,
+    policy: &BookingPolicy,
+) -> Result<(), BookingRejection> {
+    if slot.starts_at <= now {
+        return Err(BookingRejection::SlotInPast);
+    }
+    match slot.status {
+        SlotStatus::Available => {}
+        SlotStatus::Booked => return Err(BookingRejection::SlotTaken),
+        SlotStatus::Blocked => return Err(BookingRejection::SlotBlocked),
+    }
+    if doctor_status != DoctorStatus::Active {
+        return Err(BookingRejection::DoctorUnavailable);
+    }
+    if slot.starts_at < now + policy.min_notice {
+        return Err(BookingRejection::TooShortNotice);
+    }
+    if slot.starts_at > now + policy.horizon {
+        return Err(BookingRejection::BeyondHorizon);
+    }
+    Ok(())
+}
+
+/// Clinic fields as they arrive, validated together.
+pub fn parse_clinic(
+    name: &str,
+    city: &str,
+    address: &str,
+    time_zone: &str,
+) -> Result<ClinicInput, ValidationErrors> {
+    let mut e = ValidationErrors::new();
+    let name = e.check("name", parse_text(name, 200, false));
+    let city = e.check("city", parse_text(city, 100, false));
+    let address = e.check("address", parse_text(address, 300, false));
+    let tz = e.check("time_zone", super::schedule::parse_time_zone(time_zone));
+    e.finish(|| {
+        Some(ClinicInput {
+            name: name?,
+            city: city?,
+            address: address?,
+            time_zone: tz?,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(starts_in: Duration, status: SlotStatus) -> (Slot, DateTime<Utc>) {
+        let now = Utc::now();
+        (
+            Slot {
+                id: Uuid::new_v4(),
+                doctor_id: Uuid::new_v4(),
+                starts_at: now + starts_in,
+                ends_at: now + starts_in + Duration::minutes(30),
+                status,
+            },
+            now,
+        )
+    }
+
+    const POLICY: BookingPolicy = BookingPolicy {
+        min_notice: Duration::hours(2),
+        horizon: Duration::days(90),
+        max_active_per_patient: 5,
+    };
+
+    #[test]
+    fn bookable_rules() {
+        let (s, now) = slot(Duration::days(1), SlotStatus::Available);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Ok(())
+        );
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::OnLeave, now, &POLICY),
+            Err(BookingRejection::DoctorUnavailable)
+        );
+        let (s, now) = slot(Duration::days(1), SlotStatus::Booked);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Err(BookingRejection::SlotTaken)
+        );
+        let (s, now) = slot(Duration::days(1), SlotStatus::Blocked);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Err(BookingRejection::SlotBlocked)
+        );
+        let (s, now) = slot(Duration::minutes(-5), SlotStatus::Available);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Err(BookingRejection::SlotInPast)
+        );
+        let (s, now) = slot(Duration::minutes(30), SlotStatus::Available);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Err(BookingRejection::TooShortNotice)
+        );
+        let (s, now) = slot(Duration::days(91), SlotStatus::Available);
+        assert_eq!(
+            check_bookable(&s, DoctorStatus::Active, now, &POLICY),
+            Err(BookingRejection::BeyondHorizon)
+        );
+    }
+
+    #[test]
+    fn ratings_and_summaries() {
+        assert!(Rating::parse(0).is_err());
+        assert!(Rating::parse(6).is_err());
+        assert_eq!(Rating::parse(5).unwrap().get(), 5);
+        assert_eq!(RatingSummary::from_totals(0, 0).average, None);
+        assert_eq!(RatingSummary::from_totals(14, 3).average, Some(4.67));
+    }
+
+    #[test]
+    fn texts() {
+        assert!(parse_text(&"x".repeat(2001), 2000, true).is_err());
+        assert_eq!(
+            parse_text("  fine\nline ", 2000, true).unwrap(),
+            "fine\nline"
+        );
+        assert!(parse_text("", 10, false).is_err());
+        assert!(parse_text("bell\u{7}", 10, true).is_err());
+    }
+}

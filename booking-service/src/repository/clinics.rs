@@ -1,0 +1,169 @@
+//! `ClinicRepository` over the `clinics` table.
+
+use super::db::{map_err, Db};
+use super::schema::{clinics, doctors};
+use super::users::like_pattern;
+use crate::domain::booking::{Clinic, ClinicInput};
+use crate::service::booking_ports::ClinicRepository;
+use crate::service::ports::{Page, PageRequest, RepoError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Queryable, Selectable, Clone)]
+#[diesel(table_name = clinics)]
+pub(crate) struct ClinicRow {
+    pub id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ClinicRow> for Clinic {
+    fn from(r: ClinicRow) -> Self {
+        Clinic {
+            id: r.id,
+            name: r.name,
+            city: r.city,
+            address: r.address,
+            time_zone: r.time_zone,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = clinics)]
+struct ClinicForm {
+    name: String,
+    city: String,
+    address: String,
+    time_zone: String,
+}
+
+impl From<ClinicInput> for ClinicForm {
+    fn from(i: ClinicInput) -> Self {
+        Self {
+            name: i.name,
+            city: i.city,
+            address: i.address,
+            time_zone: i.time_zone.name().to_owned(),
+        }
+    }
+}
+
+pub struct PgClinics {
+    db: Db,
+}
+
+impl PgClinics {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl ClinicRepository for PgClinics {
+    async fn create(&self, id: Uuid, input: ClinicInput) -> Result<Clinic, RepoError> {
+        let form = ClinicForm::from(input);
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(clinics::table)
+                    .values((clinics::id.eq(id), &form))
+                    .returning(ClinicRow::as_returning())
+                    .get_result(conn)
+                    .map(Clinic::from)
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn update(&self, id: Uuid, input: ClinicInput) -> Result<Option<Clinic>, RepoError> {
+        let form = ClinicForm::from(input);
+        self.db
+            .run(move |conn| {
+                diesel::update(clinics::table.find(id))
+                    .set((&form, clinics::updated_at.eq(Utc::now())))
+                    .returning(ClinicRow::as_returning())
+                    .get_result(conn)
+                    .optional()
+                    .map(|r| r.map(Clinic::from))
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::delete(clinics::table.find(id))
+                    .execute(conn)
+                    .map(|n| n > 0)
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Clinic>, RepoError> {
+        self.db
+            .run(move |conn| {
+                clinics::table
+                    .find(id)
+                    .select(ClinicRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map(|r| r.map(Clinic::from))
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        city: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<Clinic>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let filtered = || {
+                    let mut q = clinics::table.into_boxed();
+                    if let Some(c) = &city {
+                        q = q.filter(clinics::city.ilike(like_pattern(c)));
+                    }
+                    q
+                };
+                let total = filtered().count().get_result(conn).map_err(map_err)?;
+                let items = filtered()
+                    .order((clinics::name.asc(), clinics::id.asc()))
+                    .limit(i64::from(page.per_page))
+                    .offset(page.offset())
+                    .select(ClinicRow::as_select())
+                    .load(conn)
+                    .map_err(map_err)?;
+                Ok(Page {
+                    items: items.into_iter().map(Clinic::from).collect(),
+                    total,
+                    page: page.page,
+                    per_page: page.per_page,
+                })
+            })
+            .await
+    }
+
+    async fn doctor_ids(&self, clinic_id: Uuid) -> Result<Vec<Uuid>, RepoError> {
+        self.db
+            .run(move |conn| {
+                doctors::table
+                    .filter(doctors::clinic_id.eq(clinic_id))
+                    .select(doctors::id)
+                    .load(conn)
+                    .map_err(map_err)
+            })
+            .await
+    }
+}

@@ -1,0 +1,145 @@
+//! `ReviewRepository`: a review and the doctor's rating totals change together.
+
+use super::db::{map_err, Db};
+use super::schema::{appointments, doctors, reviews, slots, users};
+use crate::domain::booking::{AppointmentStatus, Review};
+use crate::service::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
+use crate::service::ports::{Page, PageRequest, RepoError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+type ReviewTuple = (Uuid, Uuid, Uuid, String, i16, String, DateTime<Utc>);
+
+fn to_review(
+    (id, doctor_id, appointment_id, patient_name, rating, text, created_at): ReviewTuple,
+) -> Review {
+    Review {
+        id,
+        doctor_id,
+        appointment_id,
+        patient_name,
+        rating,
+        text,
+        created_at,
+    }
+}
+
+pub struct PgReviews {
+    db: Db,
+}
+
+impl PgReviews {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl ReviewRepository for PgReviews {
+    async fn create(
+        &self,
+        cmd: ReviewCommand,
+    ) -> Result<Result<Review, ReviewRejection>, RepoError> {
+        let result = self
+            .db
+            .transaction(move |conn| {
+                let row: Option<(String, DateTime<Utc>)> = appointments::table
+                    .inner_join(slots::table)
+                    .filter(appointments::id.eq(cmd.appointment_id))
+                    .filter(appointments::patient_id.eq(cmd.patient_id))
+                    .filter(appointments::doctor_id.eq(cmd.doctor_id))
+                    .select((appointments::status, slots::ends_at))
+                    .for_update()
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?;
+                let Some((status, ends_at)) = row else {
+                    return Ok(Err(ReviewRejection::NotYourAppointment));
+                };
+                if status == AppointmentStatus::Cancelled.as_str() {
+                    return Ok(Err(ReviewRejection::Cancelled));
+                }
+                if ends_at > cmd.now {
+                    return Ok(Err(ReviewRejection::NotYetHappened));
+                }
+                diesel::insert_into(reviews::table)
+                    .values((
+                        reviews::id.eq(cmd.review_id),
+                        reviews::doctor_id.eq(cmd.doctor_id),
+                        reviews::patient_id.eq(cmd.patient_id),
+                        reviews::appointment_id.eq(cmd.appointment_id),
+                        reviews::rating.eq(cmd.rating.get()),
+                        reviews::text.eq(&cmd.text),
+                        reviews::created_at.eq(cmd.now),
+                    ))
+                    .execute(conn)
+                    .map_err(map_err)?;
+                diesel::update(doctors::table.find(cmd.doctor_id))
+                    .set((
+                        doctors::rating_sum.eq(doctors::rating_sum + i64::from(cmd.rating.get())),
+                        doctors::rating_count.eq(doctors::rating_count + 1),
+                    ))
+                    .execute(conn)
+                    .map_err(map_err)?;
+                let review = reviews::table
+                    .inner_join(users::table)
+                    .filter(reviews::id.eq(cmd.review_id))
+                    .select((
+                        reviews::id,
+                        reviews::doctor_id,
+                        reviews::appointment_id,
+                        users::full_name,
+                        reviews::rating,
+                        reviews::text,
+                        reviews::created_at,
+                    ))
+                    .first::<ReviewTuple>(conn)
+                    .map_err(map_err)?;
+                Ok(Ok(to_review(review)))
+            })
+            .await;
+        match result {
+            Err(RepoError::UniqueViolation(c)) if c == "reviews_appointment_id_key" => {
+                Ok(Err(ReviewRejection::AlreadyReviewed))
+            }
+            other => other,
+        }
+    }
+
+    async fn list(&self, doctor_id: Uuid, page: PageRequest) -> Result<Page<Review>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let total: i64 = reviews::table
+                    .filter(reviews::doctor_id.eq(doctor_id))
+                    .count()
+                    .get_result(conn)
+                    .map_err(map_err)?;
+                let rows = reviews::table
+                    .inner_join(users::table)
+                    .filter(reviews::doctor_id.eq(doctor_id))
+                    .order((reviews::created_at.desc(), reviews::id.asc()))
+                    .limit(i64::from(page.per_page))
+                    .offset(page.offset())
+                    .select((
+                        reviews::id,
+                        reviews::doctor_id,
+                        reviews::appointment_id,
+                        users::full_name,
+                        reviews::rating,
+                        reviews::text,
+                        reviews::created_at,
+                    ))
+                    .load::<ReviewTuple>(conn)
+                    .map_err(map_err)?;
+                Ok(Page {
+                    items: rows.into_iter().map(to_review).collect(),
+                    total,
+                    page: page.page,
+                    per_page: page.per_page,
+                })
+            })
+            .await
+    }
+}

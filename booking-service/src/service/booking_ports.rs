@@ -1,0 +1,206 @@
+//! Storage traits of the booking core: clinics, doctors, slots, appointments, reviews.
+//! Operations that must be atomic (booking, rescheduling, cancelling, reviewing) are one
+//! method each, implemented as one database transaction.
+
+use super::ports::{Page, PageRequest, RepoError};
+use crate::domain::booking::{
+    Appointment, AppointmentStatus, BookingPolicy, BookingRejection, Clinic, ClinicInput, Doctor,
+    DoctorInput, DoctorStatus, Rating, Review, Slot, SlotStatus,
+};
+use crate::domain::schedule::SlotRange;
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+#[async_trait]
+pub trait ClinicRepository: Send + Sync {
+    async fn create(&self, id: Uuid, input: ClinicInput) -> Result<Clinic, RepoError>;
+    async fn update(&self, id: Uuid, input: ClinicInput) -> Result<Option<Clinic>, RepoError>;
+    /// Fails with a foreign-key violation while doctors belong to the clinic.
+    async fn delete(&self, id: Uuid) -> Result<bool, RepoError>;
+    async fn get(&self, id: Uuid) -> Result<Option<Clinic>, RepoError>;
+    async fn list(
+        &self,
+        city: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<Clinic>, RepoError>;
+    async fn doctor_ids(&self, clinic_id: Uuid) -> Result<Vec<Uuid>, RepoError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorSort {
+    Name,
+    /// Best rated first; unrated last.
+    Rating,
+}
+
+#[derive(Debug, Clone)]
+pub struct DoctorQuery {
+    pub name: Option<String>,
+    pub specialty: Option<String>,
+    pub status: Option<DoctorStatus>,
+    pub city: Option<String>,
+    pub clinic_id: Option<Uuid>,
+    /// Has an available future slot on this date in its clinic's time zone.
+    pub available_on: Option<NaiveDate>,
+    pub sort: DoctorSort,
+    pub page: PageRequest,
+    pub now: DateTime<Utc>,
+}
+
+/// What removing a doctor did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorRemoval {
+    Deleted,
+    /// The doctor has appointments, so the record stays (history) as `inactive`.
+    Deactivated,
+    NotFound,
+}
+
+#[async_trait]
+pub trait DoctorRepository: Send + Sync {
+    async fn create(&self, id: Uuid, input: DoctorInput) -> Result<Doctor, RepoError>;
+    async fn update(&self, id: Uuid, input: DoctorInput) -> Result<Option<Doctor>, RepoError>;
+    async fn remove(&self, id: Uuid) -> Result<DoctorRemoval, RepoError>;
+    async fn get(&self, id: Uuid) -> Result<Option<Doctor>, RepoError>;
+    async fn search(&self, query: DoctorQuery) -> Result<Page<Doctor>, RepoError>;
+}
+
+/// How a bulk generation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationReport {
+    pub created: u64,
+    /// Ranges that overlapped existing slots (e.g. a re-run) and were left out.
+    pub skipped: u64,
+}
+
+/// What a slot status change or deletion did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotChange {
+    Done(Option<Slot>),
+    NotFound,
+    /// The slot is booked (or has appointment history, for deletion).
+    Booked,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlotFilter {
+    pub doctor_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub status: Option<SlotStatus>,
+}
+
+#[async_trait]
+pub trait SlotRepository: Send + Sync {
+    /// Fails with an exclusion violation when it overlaps another slot of the doctor.
+    async fn create(&self, id: Uuid, doctor_id: Uuid, range: SlotRange) -> Result<Slot, RepoError>;
+    async fn insert_generated(
+        &self,
+        doctor_id: Uuid,
+        ranges: Vec<SlotRange>,
+    ) -> Result<GenerationReport, RepoError>;
+    /// Blocks an available slot or unblocks a blocked one.
+    async fn set_blocked(&self, id: Uuid, blocked: bool) -> Result<SlotChange, RepoError>;
+    /// Deletes a slot that was never booked.
+    async fn delete_unbooked(&self, id: Uuid) -> Result<SlotChange, RepoError>;
+    async fn get(&self, id: Uuid) -> Result<Option<Slot>, RepoError>;
+    async fn list(&self, filter: SlotFilter) -> Result<Vec<Slot>, RepoError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct BookCommand {
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub slot_id: Uuid,
+    pub reason: String,
+    /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
+    pub idempotency: Option<(String, String)>,
+    pub now: DateTime<Utc>,
+    pub policy: BookingPolicy,
+}
+
+/// A booking's result: the appointment, and whether it is a replay of an earlier
+/// request with the same idempotency key.
+#[derive(Debug, Clone)]
+pub struct Booked {
+    pub appointment: Appointment,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RescheduleCommand {
+    pub appointment_id: Uuid,
+    /// `Some` when a patient acts: the appointment must be theirs.
+    pub patient_id: Option<Uuid>,
+    pub new_slot_id: Uuid,
+    pub now: DateTime<Utc>,
+    pub policy: BookingPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct CancelCommand {
+    pub appointment_id: Uuid,
+    /// `Some` when a patient acts: the appointment must be theirs and in the future.
+    pub patient_id: Option<Uuid>,
+    pub reason: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentFilter {
+    pub patient_id: Option<Uuid>,
+    pub doctor_id: Option<Uuid>,
+    pub status: Option<AppointmentStatus>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait AppointmentRepository: Send + Sync {
+    async fn book(&self, cmd: BookCommand) -> Result<Result<Booked, BookingRejection>, RepoError>;
+    async fn reschedule(
+        &self,
+        cmd: RescheduleCommand,
+    ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
+    async fn cancel(
+        &self,
+        cmd: CancelCommand,
+    ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
+    async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError>;
+    async fn list(
+        &self,
+        filter: AppointmentFilter,
+        page: PageRequest,
+    ) -> Result<Page<Appointment>, RepoError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct ReviewCommand {
+    pub review_id: Uuid,
+    pub doctor_id: Uuid,
+    pub patient_id: Uuid,
+    pub appointment_id: Uuid,
+    pub rating: Rating,
+    pub text: String,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewRejection {
+    /// No such appointment of this patient with this doctor.
+    NotYourAppointment,
+    Cancelled,
+    NotYetHappened,
+    AlreadyReviewed,
+}
+
+#[async_trait]
+pub trait ReviewRepository: Send + Sync {
+    /// Stores the review and updates the doctor's rating totals in one transaction.
+    async fn create(
+        &self,
+        cmd: ReviewCommand,
+    ) -> Result<Result<Review, ReviewRejection>, RepoError>;
+    async fn list(&self, doctor_id: Uuid, page: PageRequest) -> Result<Page<Review>, RepoError>;
+}

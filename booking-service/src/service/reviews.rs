@@ -1,0 +1,77 @@
+//! Reviews: only the patient of a past, not cancelled appointment may review it, once.
+
+use super::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
+use super::catalog::doctor_cache_key;
+use super::ports::{Clock, Page, PageRequest};
+use super::ServiceError;
+use crate::cache::Cache;
+use crate::domain::booking::{Rating, Review};
+use crate::domain::UserId;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub struct ReviewService {
+    reviews: Arc<dyn ReviewRepository>,
+    cache: Arc<dyn Cache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ReviewService {
+    pub fn new(
+        reviews: Arc<dyn ReviewRepository>,
+        cache: Arc<dyn Cache>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            reviews,
+            cache,
+            clock,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
+    pub async fn create(
+        &self,
+        patient: UserId,
+        doctor_id: Uuid,
+        appointment_id: Uuid,
+        rating: Rating,
+        text: String,
+    ) -> Result<Review, ServiceError> {
+        let cmd = ReviewCommand {
+            review_id: Uuid::new_v4(),
+            doctor_id,
+            patient_id: patient.0,
+            appointment_id,
+            rating,
+            text,
+            now: self.clock.now(),
+        };
+        let review = self.reviews.create(cmd).await?.map_err(|r| match r {
+            ReviewRejection::NotYourAppointment => ServiceError::NotFound("appointment"),
+            ReviewRejection::Cancelled => ServiceError::Unprocessable {
+                code: "appointment_cancelled",
+                message: "a cancelled appointment cannot be reviewed".into(),
+            },
+            ReviewRejection::NotYetHappened => ServiceError::Unprocessable {
+                code: "appointment_not_over",
+                message: "an appointment can be reviewed once it is over".into(),
+            },
+            ReviewRejection::AlreadyReviewed => ServiceError::Conflict {
+                code: "already_reviewed",
+                message: "this appointment has already been reviewed".into(),
+            },
+        })?;
+        // The doctor's rating summary changed.
+        self.cache.invalidate(&doctor_cache_key(doctor_id)).await;
+        Ok(review)
+    }
+
+    pub async fn list(
+        &self,
+        doctor_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<Review>, ServiceError> {
+        Ok(self.reviews.list(doctor_id, page).await?)
+    }
+}

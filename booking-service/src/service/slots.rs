@@ -1,0 +1,95 @@
+//! Admin slot management (single, bulk from a weekly template, block/unblock, delete)
+//! and the public slot listing.
+
+use super::booking_ports::{
+    DoctorRepository, GenerationReport, SlotChange, SlotFilter, SlotRepository,
+};
+use super::ports::RepoError;
+use super::ServiceError;
+use crate::domain::booking::Slot;
+use crate::domain::schedule::{self, SlotRange, WeeklyTemplate};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub struct SlotService {
+    slots: Arc<dyn SlotRepository>,
+    doctors: Arc<dyn DoctorRepository>,
+}
+
+fn overlap(e: RepoError) -> ServiceError {
+    match e {
+        RepoError::ExclusionViolation(_) => ServiceError::Conflict {
+            code: "slot_overlap",
+            message: "the slot overlaps another slot of this doctor".into(),
+        },
+        RepoError::ForeignKeyViolation(_) => ServiceError::NotFound("doctor"),
+        other => other.into(),
+    }
+}
+
+impl SlotService {
+    pub fn new(slots: Arc<dyn SlotRepository>, doctors: Arc<dyn DoctorRepository>) -> Self {
+        Self { slots, doctors }
+    }
+
+    #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
+    pub async fn create(&self, doctor_id: Uuid, range: SlotRange) -> Result<Slot, ServiceError> {
+        self.slots
+            .create(Uuid::new_v4(), doctor_id, range)
+            .await
+            .map_err(overlap)
+    }
+
+    /// Generates slots from a weekly template in the doctor's clinic time zone.
+    /// Re-running the same template creates nothing new.
+    #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
+    pub async fn generate(
+        &self,
+        doctor_id: Uuid,
+        template: WeeklyTemplate,
+    ) -> Result<GenerationReport, ServiceError> {
+        let doctor = self
+            .doctors
+            .get(doctor_id)
+            .await?
+            .ok_or(ServiceError::NotFound("doctor"))?;
+        let tz = schedule::parse_time_zone(&doctor.clinic.time_zone)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
+        let ranges = schedule::generate(&template, tz);
+        self.slots
+            .insert_generated(doctor_id, ranges)
+            .await
+            .map_err(overlap)
+    }
+
+    #[tracing::instrument(skip_all, fields(slot_id = %id))]
+    pub async fn set_blocked(&self, id: Uuid, blocked: bool) -> Result<Slot, ServiceError> {
+        match self.slots.set_blocked(id, blocked).await? {
+            SlotChange::Done(Some(slot)) => Ok(slot),
+            SlotChange::Done(None) | SlotChange::NotFound => Err(ServiceError::NotFound("slot")),
+            SlotChange::Booked => Err(ServiceError::Conflict {
+                code: "slot_booked",
+                message: "the slot is booked; cancel or move the appointment first".into(),
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(slot_id = %id))]
+    pub async fn delete(&self, id: Uuid) -> Result<(), ServiceError> {
+        match self.slots.delete_unbooked(id).await? {
+            SlotChange::Done(_) => Ok(()),
+            SlotChange::NotFound => Err(ServiceError::NotFound("slot")),
+            SlotChange::Booked => Err(ServiceError::Conflict {
+                code: "slot_booked",
+                message: "the slot has or had an appointment; block it instead".into(),
+            }),
+        }
+    }
+
+    pub async fn list(&self, filter: SlotFilter) -> Result<Vec<Slot>, ServiceError> {
+        if self.doctors.get(filter.doctor_id).await?.is_none() {
+            return Err(ServiceError::NotFound("doctor"));
+        }
+        Ok(self.slots.list(filter).await?)
+    }
+}

@@ -1,0 +1,189 @@
+//! Bodies of the appointment and review endpoints.
+
+use crate::domain::booking::{parse_text, Appointment, Rating, Review};
+use crate::domain::ValidationErrors;
+use chrono::{DateTime, Utc};
+use paperclip::actix::Apiv2Schema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A booking: the slot and an optional reason for the visit.
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct BookRequest {
+    pub slot_id: Uuid,
+    /// Up to 1000 characters.
+    pub reason: Option<String>,
+}
+
+impl BookRequest {
+    pub fn reason(&self) -> Result<String, ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let r = e.check(
+            "reason",
+            parse_text(self.reason.as_deref().unwrap_or(""), 1000, true),
+        );
+        e.finish(|| r)
+    }
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Up to 1000 characters.
+    pub reason: Option<String>,
+}
+
+impl CancelRequest {
+    pub fn reason(&self) -> Result<Option<String>, ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let r = self
+            .reason
+            .as_deref()
+            .map(|r| e.check("reason", parse_text(r, 1000, true)));
+        e.finish(|| match r {
+            None => Some(None),
+            Some(v) => v.map(Some),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// Another available slot of the same doctor.
+    pub slot_id: Uuid,
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct AppointmentResponse {
+    pub id: Uuid,
+    pub slot_id: Uuid,
+    pub patient_id: Uuid,
+    pub doctor_id: Uuid,
+    pub doctor_name: String,
+    pub clinic_id: Uuid,
+    pub clinic_name: String,
+    /// The clinic's IANA time zone.
+    pub time_zone: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// `booked`, `cancelled`, `completed` or `no_show`.
+    pub status: String,
+    pub reason: String,
+    pub cancel_reason: Option<String>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Appointment> for AppointmentResponse {
+    fn from(a: Appointment) -> Self {
+        Self {
+            id: a.id,
+            slot_id: a.slot_id,
+            patient_id: a.patient_id,
+            doctor_id: a.doctor_id,
+            doctor_name: a.doctor_name,
+            clinic_id: a.clinic_id,
+            clinic_name: a.clinic_name,
+            time_zone: a.time_zone,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            status: a.status.as_str().to_owned(),
+            reason: a.reason,
+            cancel_reason: a.cancel_reason,
+            cancelled_at: a.cancelled_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct AppointmentPage {
+    pub items: Vec<AppointmentResponse>,
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// Filters; `patient_id` and `doctor_id` are for admins (patients always see their own).
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentListQuery {
+    /// `booked`, `cancelled`, `completed` or `no_show`.
+    pub status: Option<String>,
+    /// Appointments starting at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Appointments starting before this time.
+    pub to: Option<DateTime<Utc>>,
+    pub patient_id: Option<Uuid>,
+    pub doctor_id: Option<Uuid>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// The (past, not cancelled) appointment being reviewed.
+    pub appointment_id: Uuid,
+    /// 1 to 5.
+    pub rating: i64,
+    /// Up to 2000 characters.
+    pub text: Option<String>,
+}
+
+impl ReviewRequest {
+    pub fn parse(&self) -> Result<(Rating, String), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let rating = e.check("rating", Rating::parse(self.rating));
+        let text = e.check(
+            "text",
+            parse_text(self.text.as_deref().unwrap_or(""), 2000, true),
+        );
+        e.finish(|| Some((rating?, text?)))
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct ReviewResponse {
+    pub id: Uuid,
+    pub doctor_id: Uuid,
+    pub appointment_id: Uuid,
+    /// The reviewer's name.
+    pub patient_name: String,
+    pub rating: i16,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Review> for ReviewResponse {
+    fn from(r: Review) -> Self {
+        Self {
+            id: r.id,
+            doctor_id: r.doctor_id,
+            appointment_id: r.appointment_id,
+            patient_name: r.patient_name,
+            rating: r.rating,
+            text: r.text,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct ReviewPage {
+    pub items: Vec<ReviewResponse>,
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}

@@ -1,0 +1,194 @@
+//! Bodies of the clinic and doctor endpoints.
+
+use crate::domain::booking::{
+    parse_clinic, parse_text, Clinic, ClinicInput, Doctor, DoctorInput, DoctorStatus, RatingSummary,
+};
+use crate::domain::ValidationErrors;
+use chrono::{DateTime, NaiveDate, Utc};
+use paperclip::actix::Apiv2Schema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicRequest {
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    /// IANA time zone, e.g. `Europe/Berlin`; slot templates are laid out in it.
+    pub time_zone: String,
+}
+
+impl ClinicRequest {
+    pub fn into_input(self) -> Result<ClinicInput, ValidationErrors> {
+        parse_clinic(&self.name, &self.city, &self.address, &self.time_zone)
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct ClinicResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Clinic> for ClinicResponse {
+    fn from(c: Clinic) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            city: c.city,
+            address: c.address,
+            time_zone: c.time_zone,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct ClinicPage {
+    pub items: Vec<ClinicResponse>,
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicListQuery {
+    /// Case-insensitive substring of the city.
+    pub city: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorRequest {
+    pub full_name: String,
+    pub specialty: String,
+    pub clinic_id: Uuid,
+    /// `active` (default), `on_leave` or `inactive`.
+    pub status: Option<String>,
+    pub bio: Option<String>,
+    pub years_of_experience: Option<i32>,
+    /// The doctor's own login (a user with role `doctor`), if any.
+    pub user_id: Option<Uuid>,
+}
+
+impl DoctorRequest {
+    pub fn into_input(self) -> Result<DoctorInput, ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let full_name = e.check("full_name", parse_text(&self.full_name, 200, false));
+        let specialty = e.check("specialty", parse_text(&self.specialty, 100, false));
+        let status = e.check(
+            "status",
+            self.status
+                .as_deref()
+                .map_or(Ok(DoctorStatus::Active), str::parse),
+        );
+        let bio = e.check(
+            "bio",
+            parse_text(self.bio.as_deref().unwrap_or(""), 5000, true),
+        );
+        let years = self.years_of_experience.unwrap_or(0);
+        if !(0..=80).contains(&years) {
+            e.push("years_of_experience", "must be between 0 and 80");
+        }
+        e.finish(|| {
+            Some(DoctorInput {
+                full_name: full_name?,
+                specialty: specialty?,
+                clinic_id: self.clinic_id,
+                status: status?,
+                bio: bio?,
+                years_of_experience: years,
+                user_id: self.user_id,
+            })
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct RatingSummaryResponse {
+    /// Average stars (1–5, two decimals); null without reviews.
+    pub average: Option<f64>,
+    pub count: i64,
+}
+
+impl From<RatingSummary> for RatingSummaryResponse {
+    fn from(r: RatingSummary) -> Self {
+        Self {
+            average: r.average,
+            count: r.count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct DoctorResponse {
+    pub id: Uuid,
+    pub full_name: String,
+    pub specialty: String,
+    /// `active`, `on_leave` or `inactive`.
+    pub status: String,
+    pub bio: String,
+    pub years_of_experience: i32,
+    pub clinic: ClinicResponse,
+    pub rating: RatingSummaryResponse,
+    pub user_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Doctor> for DoctorResponse {
+    fn from(d: Doctor) -> Self {
+        Self {
+            id: d.id,
+            full_name: d.full_name,
+            specialty: d.specialty,
+            status: d.status.as_str().to_owned(),
+            bio: d.bio,
+            years_of_experience: d.years_of_experience,
+            clinic: d.clinic.into(),
+            rating: d.rating.into(),
+            user_id: d.user_id,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct DoctorPage {
+    pub items: Vec<DoctorResponse>,
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+/// Doctor search filters; all optional and combined with AND.
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct DoctorSearchQuery {
+    /// Case-insensitive substring of the name.
+    pub name: Option<String>,
+    /// Exact specialty, case-insensitive.
+    pub specialty: Option<String>,
+    /// `active`, `on_leave` or `inactive`.
+    pub status: Option<String>,
+    /// Exact city of the clinic, case-insensitive.
+    pub city: Option<String>,
+    pub clinic_id: Option<Uuid>,
+    /// Has an available future slot on this date (in the clinic's time zone).
+    pub available_on: Option<NaiveDate>,
+    /// `name` (default) or `rating` (best first).
+    pub sort: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}

@@ -1,0 +1,209 @@
+//! `/api/v1/clinics` and `/api/v1/doctors`: public reads, admin writes.
+
+use crate::domain::booking::DoctorStatus;
+use crate::domain::ValidationErrors;
+use crate::service::booking_ports::{DoctorQuery, DoctorRemoval, DoctorSort};
+use crate::transport::http::dto::catalog::{
+    ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRequest,
+    DoctorResponse, DoctorSearchQuery,
+};
+use crate::transport::http::dto::common::page_request;
+use crate::transport::http::error::ApiError;
+use crate::transport::http::extractors::AdminCaller;
+use crate::transport::http::state::AppState;
+use actix_web::HttpResponse;
+use paperclip::actix::{api_v2_operation, web, CreatedJson, NoContent};
+use uuid::Uuid;
+
+/// List clinics
+#[api_v2_operation(tags(Clinics))]
+pub async fn list_clinics(
+    state: web::Data<AppState>,
+    query: web::Query<ClinicListQuery>,
+) -> Result<web::Json<ClinicPage>, ApiError> {
+    let q = query.into_inner();
+    let page = page_request(q.page, q.per_page)?;
+    let result = state.catalog.clinics(q.city, page).await?;
+    Ok(web::Json(ClinicPage {
+        items: result.items.into_iter().map(Into::into).collect(),
+        total: result.total,
+        page: result.page,
+        per_page: result.per_page,
+    }))
+}
+
+/// Get a clinic
+#[api_v2_operation(tags(Clinics))]
+pub async fn get_clinic(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ClinicResponse>, ApiError> {
+    Ok(web::Json(
+        state.catalog.clinic(id.into_inner()).await?.into(),
+    ))
+}
+
+/// Create a clinic
+#[api_v2_operation(tags(Clinics))]
+pub async fn create_clinic(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    body: web::Json<ClinicRequest>,
+) -> Result<CreatedJson<ClinicResponse>, ApiError> {
+    let input = body.into_inner().into_input()?;
+    Ok(CreatedJson(
+        state.catalog.create_clinic(input).await?.into(),
+    ))
+}
+
+/// Update a clinic
+#[api_v2_operation(tags(Clinics))]
+pub async fn update_clinic(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+    body: web::Json<ClinicRequest>,
+) -> Result<web::Json<ClinicResponse>, ApiError> {
+    let input = body.into_inner().into_input()?;
+    Ok(web::Json(
+        state
+            .catalog
+            .update_clinic(id.into_inner(), input)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete a clinic
+///
+/// Only a clinic without doctors (409 `clinic_in_use` otherwise).
+#[api_v2_operation(tags(Clinics))]
+pub async fn delete_clinic(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+) -> Result<NoContent, ApiError> {
+    state.catalog.delete_clinic(id.into_inner()).await?;
+    Ok(NoContent)
+}
+
+/// Search doctors
+///
+/// Filters combine with AND; each result carries its rating summary.
+#[api_v2_operation(tags(Doctors))]
+pub async fn search_doctors(
+    state: web::Data<AppState>,
+    query: web::Query<DoctorSearchQuery>,
+) -> Result<web::Json<DoctorPage>, ApiError> {
+    let q = query.into_inner();
+    let mut e = ValidationErrors::new();
+    let page = e.check(
+        "page",
+        page_request(q.page, q.per_page).map_err(|v| v.to_string()),
+    );
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| e.check("status", s.parse::<DoctorStatus>()));
+    let sort = match q.sort.as_deref() {
+        None | Some("name") => Some(DoctorSort::Name),
+        Some("rating") => Some(DoctorSort::Rating),
+        Some(_) => e.check("sort", Err("must be name or rating".to_owned())),
+    };
+    for (field, value) in [
+        ("name", &q.name),
+        ("specialty", &q.specialty),
+        ("city", &q.city),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
+            e.push(field, "must be at most 200 characters");
+        }
+    }
+    let (page, status, sort) =
+        e.finish(|| Some((page?, status.map(|s| s.ok_or(())).transpose().ok()?, sort?)))?;
+    let result = state
+        .catalog
+        .search(DoctorQuery {
+            name: q.name.filter(|s| !s.trim().is_empty()),
+            specialty: q.specialty.filter(|s| !s.trim().is_empty()),
+            status,
+            city: q.city.filter(|s| !s.trim().is_empty()),
+            clinic_id: q.clinic_id,
+            available_on: q.available_on,
+            sort,
+            page,
+            now: chrono::Utc::now(),
+        })
+        .await?;
+    Ok(web::Json(DoctorPage {
+        items: result.items.into_iter().map(Into::into).collect(),
+        total: result.total,
+        page: result.page,
+        per_page: result.per_page,
+    }))
+}
+
+/// Get a doctor
+///
+/// With clinic and rating summary.
+#[api_v2_operation(tags(Doctors))]
+pub async fn get_doctor(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<DoctorResponse>, ApiError> {
+    Ok(web::Json(
+        state.catalog.doctor(id.into_inner()).await?.into(),
+    ))
+}
+
+/// Create a doctor
+#[api_v2_operation(tags(Doctors))]
+pub async fn create_doctor(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    body: web::Json<DoctorRequest>,
+) -> Result<CreatedJson<DoctorResponse>, ApiError> {
+    let input = body.into_inner().into_input()?;
+    Ok(CreatedJson(
+        state.catalog.create_doctor(input).await?.into(),
+    ))
+}
+
+/// Update a doctor
+///
+/// Replaces every field, including `status`.
+#[api_v2_operation(tags(Doctors))]
+pub async fn update_doctor(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+    body: web::Json<DoctorRequest>,
+) -> Result<web::Json<DoctorResponse>, ApiError> {
+    let input = body.into_inner().into_input()?;
+    Ok(web::Json(
+        state
+            .catalog
+            .update_doctor(id.into_inner(), input)
+            .await?
+            .into(),
+    ))
+}
+
+/// Remove a doctor
+///
+/// 204 when deleted; a doctor with appointments is kept as `inactive` instead (200 with the doctor).
+#[api_v2_operation(tags(Doctors))]
+pub async fn delete_doctor(
+    state: web::Data<AppState>,
+    _admin: AdminCaller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match state.catalog.remove_doctor(id).await? {
+        DoctorRemoval::Deactivated => {
+            let doctor = state.catalog.doctor(id).await?;
+            Ok(HttpResponse::Ok().json(DoctorResponse::from(doctor)))
+        }
+        _ => Ok(HttpResponse::NoContent().finish()),
+    }
+}
