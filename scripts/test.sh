@@ -7,8 +7,10 @@ source scripts/lib/common.sh
 
 ensure_toolchain
 ensure_postgres
+ensure_redis
 
 export MEDBOOK_TEST_DATABASE_URL="${MEDBOOK_TEST_DATABASE_URL:-${PG_URL_BASE}/postgres}"
+export MEDBOOK_TEST_REDIS_URL="${MEDBOOK_TEST_REDIS_URL:-${REDIS_URL}}"
 
 log "cargo test"
 mkdir -p target

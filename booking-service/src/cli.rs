@@ -36,6 +36,14 @@ pub enum Command {
         #[arg(long, default_value = "Administrator")]
         full_name: String,
     },
+    /// Load the demo data set (clinics, ~200 doctors, four weeks of slots, patients,
+    /// appointments, reviews) into a database without clinics; otherwise do nothing.
+    SeedDemo {
+        #[arg(long, default_value_t = 200)]
+        doctors: usize,
+        #[arg(long, default_value_t = 40)]
+        patients: usize,
+    },
     /// Print the OpenAPI 3 document of the HTTP API.
     Openapi,
     /// Manage patient records.
@@ -117,6 +125,11 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             out(&UserResponse::from(admin))
         }
         Command::Openapi => print_openapi(),
+        Command::SeedDemo { doctors, patients } => {
+            let services = Services::build(&settings).await?;
+            let report = crate::demo::seed(&services, doctors.max(1), patients.max(1)).await?;
+            out(&report)
+        }
         Command::Patients(cmd) => patients(cmd, &Services::build(&settings).await?).await,
     }
 }

@@ -8,6 +8,7 @@
 pub mod blocking;
 pub mod cache;
 pub mod cli;
+pub mod demo;
 pub mod domain;
 pub mod repository;
 pub mod security;

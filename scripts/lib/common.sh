@@ -75,3 +75,27 @@ ensure_database() {
         psql "${PG_URL_BASE}/postgres" -qc "CREATE DATABASE ${name}"
     fi
 }
+
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+REDIS_URL="redis://${REDIS_HOST}:${REDIS_PORT}"
+
+# Starts Redis if it is not answering, installing it first if needed. It keeps nothing
+# on disk: it holds caches and logged-out tokens that expire anyway.
+ensure_redis() {
+    if redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+        return 0
+    fi
+    apt_install redis-server redis-tools
+    log "starting Redis"
+    local dir=/var/lib/redis logdir=/var/log/redis
+    as_root mkdir -p "$dir" "$logdir"
+    as_root redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" \
+        --save "" --appendonly no --dir "$dir" --logfile "$logdir/medbook.log" \
+        --maxmemory-policy volatile-lru
+    for _ in $(seq 1 20); do
+        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    die "Redis did not start on ${REDIS_HOST}:${REDIS_PORT}"
+}

@@ -4,6 +4,7 @@
 pub mod appointments;
 pub mod clinics;
 pub mod db;
+pub mod demo;
 pub mod doctors;
 pub mod migrations;
 pub mod refresh_tokens;

@@ -227,3 +227,58 @@ fn openapi_prints_the_document_without_configuration() {
     let doc = json_out(&out);
     assert!(doc["paths"]["/api/v1/auth/login"].is_object());
 }
+
+#[tokio::test]
+async fn seed_demo_loads_a_living_data_set_once() {
+    let app = crate::helpers::spawn_app().await;
+    let report = json_out(
+        &cli(&app.db)
+            .args(["seed-demo", "--doctors", "14", "--patients", "6"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(report["skipped"], false);
+    assert_eq!(report["clinics"], 7);
+    assert_eq!(report["doctors"], 14);
+    assert!(
+        report["slots"].as_u64().unwrap() >= 14 * 19 * 16,
+        "{report}"
+    );
+    assert!(
+        report["upcoming_appointments"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["past_visits"].as_u64().unwrap() > 0, "{report}");
+    let again = json_out(&cli(&app.db).arg("seed-demo").output().unwrap());
+    assert_eq!(again["skipped"], true);
+
+    let cities: Value = app
+        .get("/api/v1/clinics?per_page=100", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cities["total"], 7);
+    let rated: Value = app
+        .get("/api/v1/doctors?sort=rating&per_page=1", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(rated["items"][0]["rating"]["count"].as_i64().unwrap() > 0);
+    let login = app
+        .login("patient01@demo.medbook.local", "demo-patient")
+        .await;
+    assert_eq!(login.status(), 200);
+    let token = login.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine: Value = app
+        .get("/api/v1/appointments", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(mine["total"].as_i64().unwrap() >= 1, "{mine}");
+}

@@ -5,6 +5,7 @@ use booking_service::repository::migrations::MIGRATIONS;
 use booking_service::service::auth::Registration;
 use booking_service::settings::Settings;
 use booking_service::startup::{Application, Services};
+use chrono::DurationRound;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use diesel_migrations::MigrationHarness;
@@ -131,6 +132,15 @@ impl TestDb {
         db_url(&self.name)
     }
 
+    pub fn conn(&self) -> PgConnection {
+        PgConnection::establish(&self.url()).unwrap()
+    }
+
+    /// Runs SQL directly (to simulate time passing, or to check invariants).
+    pub fn execute(&self, sql: &str) {
+        self.conn().batch_execute(sql).unwrap();
+    }
+
     /// Drops the database now (killing connections): simulates losing it.
     pub fn drop_now(&self) {
         let mut conn = maintenance();
@@ -196,6 +206,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         "warn",
         medbook_shared::telemetry::LogOutput::Stdout,
     );
+    // Test failures read better with the standard panic output than as JSON lines.
+    let _ = std::panic::take_hook();
     let db = TestDb::new();
     let mut settings = test_settings(&db);
     customize(&mut settings);
@@ -343,4 +355,104 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     assert!(header_id.is_some(), "X-Request-Id missing");
     assert_eq!(body["request_id"].as_str(), header_id.as_deref(), "{body}");
     body
+}
+
+/// Admin-side fixtures for the booking core.
+impl TestApp {
+    pub async fn create_clinic(&self, admin: &TestUser, city: &str, tz: &str) -> Value {
+        let res = self
+            .send_json(
+                Method::POST,
+                "/api/v1/clinics",
+                Some(&admin.access),
+                &json!({"name": format!("Clinic {city}"), "city": city, "address": "1 Main St", "time_zone": tz}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    pub async fn create_doctor(
+        &self,
+        admin: &TestUser,
+        clinic_id: &str,
+        name: &str,
+        specialty: &str,
+    ) -> Value {
+        let res = self
+            .send_json(
+                Method::POST,
+                "/api/v1/doctors",
+                Some(&admin.access),
+                &json!({"full_name": name, "specialty": specialty, "clinic_id": clinic_id, "years_of_experience": 7}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    /// A slot `start_in_minutes` from now lasting `minutes`.
+    pub async fn create_slot(
+        &self,
+        admin: &TestUser,
+        doctor_id: &str,
+        start_in_minutes: i64,
+        minutes: i64,
+    ) -> Value {
+        let start = chrono::Utc::now()
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap()
+            + chrono::Duration::minutes(start_in_minutes);
+        let res = self
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/doctors/{doctor_id}/slots"),
+                Some(&admin.access),
+                &json!({"starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::minutes(minutes)).to_rfc3339()}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        res.json().await.unwrap()
+    }
+
+    pub async fn book(&self, patient: &TestUser, slot_id: &str) -> Response {
+        self.send_json(
+            Method::POST,
+            "/api/v1/appointments",
+            Some(&patient.access),
+            &json!({"slot_id": slot_id, "reason": "check-up"}),
+        )
+        .await
+    }
+}
+
+/// A clinic with one doctor, and an admin.
+pub struct Practice {
+    pub admin: TestUser,
+    pub clinic: Value,
+    pub doctor: Value,
+}
+
+impl Practice {
+    pub fn doctor_id(&self) -> String {
+        self.doctor["id"].as_str().unwrap().to_owned()
+    }
+}
+
+pub async fn practice(app: &TestApp) -> Practice {
+    let admin = app.admin().await;
+    let clinic = app.create_clinic(&admin, "Berlin", "Europe/Berlin").await;
+    let doctor = app
+        .create_doctor(
+            &admin,
+            clinic["id"].as_str().unwrap(),
+            "Dr. Erika Mustermann",
+            "Cardiology",
+        )
+        .await;
+    Practice {
+        admin,
+        clinic,
+        doctor,
+    }
 }

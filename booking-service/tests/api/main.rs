@@ -3,7 +3,9 @@
 //! zero-to-production, so linking happens once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod appointments;
 mod auth;
+mod catalog;
 mod cli;
 mod errors;
 mod helpers;

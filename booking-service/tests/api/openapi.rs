@@ -22,6 +22,29 @@ async fn the_document_covers_every_endpoint_with_schemas_errors_and_bearer_auth(
         ("/api/v1/patients/{id}", "get"),
         ("/api/v1/patients/{id}", "put"),
         ("/api/v1/patients/{id}", "delete"),
+        ("/api/v1/clinics", "get"),
+        ("/api/v1/clinics", "post"),
+        ("/api/v1/clinics/{id}", "get"),
+        ("/api/v1/clinics/{id}", "put"),
+        ("/api/v1/clinics/{id}", "delete"),
+        ("/api/v1/doctors", "get"),
+        ("/api/v1/doctors", "post"),
+        ("/api/v1/doctors/{id}", "get"),
+        ("/api/v1/doctors/{id}", "put"),
+        ("/api/v1/doctors/{id}", "delete"),
+        ("/api/v1/doctors/{id}/reviews", "get"),
+        ("/api/v1/doctors/{id}/reviews", "post"),
+        ("/api/v1/doctors/{id}/slots", "get"),
+        ("/api/v1/doctors/{id}/slots", "post"),
+        ("/api/v1/doctors/{id}/slots/generate", "post"),
+        ("/api/v1/slots/{id}", "delete"),
+        ("/api/v1/slots/{id}/block", "post"),
+        ("/api/v1/slots/{id}/unblock", "post"),
+        ("/api/v1/appointments", "get"),
+        ("/api/v1/appointments", "post"),
+        ("/api/v1/appointments/{id}", "get"),
+        ("/api/v1/appointments/{id}/cancel", "post"),
+        ("/api/v1/appointments/{id}/reschedule", "post"),
         ("/health", "get"),
         ("/ready", "get"),
         ("/metrics", "get"),
@@ -54,6 +77,12 @@ async fn the_document_covers_every_endpoint_with_schemas_errors_and_bearer_auth(
     assert!(register["responses"]["201"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["paths"]["/ready"]["get"]["responses"]["503"].is_object());
+    let book = &doc["paths"]["/api/v1/appointments"]["post"];
+    assert!(book["responses"]["201"].is_object() && book["responses"]["422"].is_object());
+    let params = book["parameters"].as_array().unwrap();
+    assert!(params
+        .iter()
+        .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header" && p["required"] != true));
 }
 
 #[tokio::test]

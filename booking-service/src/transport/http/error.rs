@@ -71,6 +71,8 @@ pub struct InternalCause(pub String);
     description = "Payload too large",
     code = 415,
     description = "Content type is not application/json",
+    code = 422,
+    description = "Well-formed but against a booking rule",
     code = 429,
     description = "Too many attempts; see Retry-After",
     code = 500,

@@ -69,6 +69,34 @@ pub fn finish(mut spec: Value) -> Value {
             op["responses"] = responses;
         }
     }
+    // Handlers whose success status depends on the outcome.
+    let schema = |name: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}});
+    let outcomes = [
+        (
+            "/api/v1/appointments",
+            "post",
+            json!({
+                "201": {"description": "Booked", "content": schema("AppointmentResponse")},
+                "200": {"description": "A retry with the same Idempotency-Key: the original appointment", "content": schema("AppointmentResponse")}
+            }),
+        ),
+        (
+            "/api/v1/doctors/{id}",
+            "delete",
+            json!({
+                "204": {"description": "Deleted (the doctor had no appointments)"},
+                "200": {"description": "Kept as inactive because the doctor has appointments", "content": schema("DoctorResponse")}
+            }),
+        ),
+    ];
+    for (path, method, success) in outcomes {
+        let pointer = format!("/paths/{}/{method}/responses", path.replace('/', "~1"));
+        if let Some(responses) = spec.pointer_mut(&pointer).and_then(Value::as_object_mut) {
+            if let Some(extra) = success.as_object() {
+                responses.extend(extra.clone());
+            }
+        }
+    }
     if let Some(schemas) = spec
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
