@@ -4,7 +4,6 @@
 use crate::domain::{Email, FullName, Password, PatientProfile, RawPatient, UserId};
 use crate::service::auth::Registration;
 use crate::service::patients::ImportError;
-use crate::service::ports::PageRequest;
 use crate::settings::Settings;
 use crate::startup::{self, Application, Services};
 use crate::transport::http::dto::common::UserResponse;
@@ -173,13 +172,10 @@ async fn patients(cmd: PatientsCommand, services: &Services) -> anyhow::Result<(
             let page =
                 crate::transport::http::dto::common::page_request(Some(page), Some(per_page))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let result = svc.list(search, PageRequest { ..page }).await?;
-            out(&serde_json::json!({
-                "items": result.items.into_iter().map(UserResponse::from).collect::<Vec<_>>(),
-                "total": result.total,
-                "page": result.page,
-                "per_page": result.per_page,
-            }))
+            let result = svc.list(search, page).await?;
+            out(&crate::transport::http::dto::patients::PatientPage::from(
+                result,
+            ))
         }
         PatientsCommand::Get { id } => out(&UserResponse::from(svc.get(UserId(id)).await?)),
         PatientsCommand::Add {

@@ -100,13 +100,11 @@ impl From<Appointment> for AppointmentResponse {
     }
 }
 
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct AppointmentPage {
-    pub items: Vec<AppointmentResponse>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
-}
+super::common::page_dto!(
+    /// One page of appointments.
+    AppointmentPage,
+    AppointmentResponse
+);
 
 /// Filters; `patient_id` and `doctor_id` are for admins (patients always see their own).
 #[derive(Debug, Deserialize, Apiv2Schema)]
@@ -173,13 +171,11 @@ impl From<Review> for ReviewResponse {
     }
 }
 
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct ReviewPage {
-    pub items: Vec<ReviewResponse>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
-}
+super::common::page_dto!(
+    /// One page of reviews.
+    ReviewPage,
+    ReviewResponse
+);
 
 #[derive(Debug, Deserialize, Apiv2Schema)]
 #[serde(deny_unknown_fields)]

@@ -50,13 +50,11 @@ impl From<Clinic> for ClinicResponse {
     }
 }
 
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct ClinicPage {
-    pub items: Vec<ClinicResponse>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
-}
+super::common::page_dto!(
+    /// One page of clinics.
+    ClinicPage,
+    ClinicResponse
+);
 
 #[derive(Debug, Deserialize, Apiv2Schema)]
 #[serde(deny_unknown_fields)]
@@ -164,13 +162,11 @@ impl From<Doctor> for DoctorResponse {
     }
 }
 
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct DoctorPage {
-    pub items: Vec<DoctorResponse>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
-}
+super::common::page_dto!(
+    /// One page of doctors.
+    DoctorPage,
+    DoctorResponse
+);
 
 /// Doctor search filters; all optional and combined with AND.
 #[derive(Debug, Deserialize, Apiv2Schema)]

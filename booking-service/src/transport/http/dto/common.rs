@@ -68,3 +68,32 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Declares a page DTO `{items, total, page, per_page}` of `$item`, convertible from a
+/// service [`Page`](crate::service::ports::Page) of anything that converts into `$item`.
+/// (A generic `PageResponse<T>` would be simpler, but paperclip names every
+/// instantiation of a generic schema alike.)
+macro_rules! page_dto {
+    ($(#[$meta:meta])* $name:ident, $item:ty) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Serialize, paperclip::actix::Apiv2Schema)]
+        pub struct $name {
+            pub items: Vec<$item>,
+            pub total: i64,
+            pub page: u32,
+            pub per_page: u32,
+        }
+
+        impl<T: Into<$item>> From<crate::service::ports::Page<T>> for $name {
+            fn from(p: crate::service::ports::Page<T>) -> Self {
+                Self {
+                    items: p.items.into_iter().map(Into::into).collect(),
+                    total: p.total,
+                    page: p.page,
+                    per_page: p.per_page,
+                }
+            }
+        }
+    };
+}
+pub(crate) use page_dto;

@@ -75,14 +75,11 @@ pub struct PatientListQuery {
     pub per_page: Option<u32>,
 }
 
-/// One page of patients.
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct PatientPage {
-    pub items: Vec<UserResponse>,
-    pub total: i64,
-    pub page: u32,
-    pub per_page: u32,
-}
+super::common::page_dto!(
+    /// One page of patients.
+    PatientPage,
+    UserResponse
+);
 
 /// One record of a patient import/export file (a JSON array of these).
 #[derive(Debug, Serialize, Deserialize)]

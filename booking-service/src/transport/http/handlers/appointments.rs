@@ -87,12 +87,7 @@ pub async fn list(
         to: q.to,
     };
     let result = state.appointments.list(actor, filter, page).await?;
-    Ok(web::Json(AppointmentPage {
-        items: result.items.into_iter().map(Into::into).collect(),
-        total: result.total,
-        page: result.page,
-        per_page: result.per_page,
-    }))
+    Ok(web::Json(AppointmentPage::from(result)))
 }
 
 /// Get an appointment
@@ -168,12 +163,7 @@ pub async fn list_reviews(
     let doctor_id = id.into_inner();
     state.catalog.doctor(doctor_id).await?;
     let result = state.reviews.list(doctor_id, page).await?;
-    Ok(web::Json(ReviewPage {
-        items: result.items.into_iter().map(Into::into).collect(),
-        total: result.total,
-        page: result.page,
-        per_page: result.per_page,
-    }))
+    Ok(web::Json(ReviewPage::from(result)))
 }
 
 /// Review a doctor

@@ -24,12 +24,7 @@ pub async fn list_clinics(
     let q = query.into_inner();
     let page = page_request(q.page, q.per_page)?;
     let result = state.catalog.clinics(q.city, page).await?;
-    Ok(web::Json(ClinicPage {
-        items: result.items.into_iter().map(Into::into).collect(),
-        total: result.total,
-        page: result.page,
-        per_page: result.per_page,
-    }))
+    Ok(web::Json(ClinicPage::from(result)))
 }
 
 /// Get a clinic
@@ -135,12 +130,7 @@ pub async fn search_doctors(
             now: chrono::Utc::now(),
         })
         .await?;
-    Ok(web::Json(DoctorPage {
-        items: result.items.into_iter().map(Into::into).collect(),
-        total: result.total,
-        page: result.page,
-        per_page: result.per_page,
-    }))
+    Ok(web::Json(DoctorPage::from(result)))
 }
 
 /// Get a doctor

@@ -27,12 +27,7 @@ pub async fn list(
         )]));
     }
     let result = state.patients.list(query.q, page).await?;
-    Ok(web::Json(PatientPage {
-        items: result.items.into_iter().map(UserResponse::from).collect(),
-        total: result.total,
-        page: result.page,
-        per_page: result.per_page,
-    }))
+    Ok(web::Json(PatientPage::from(result)))
 }
 
 /// Create a patient
