@@ -57,9 +57,10 @@ async fn main() {
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {DB} WITH (FORCE); CREATE DATABASE {DB}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DB}"))
             .unwrap();
     }
     let env = [
