@@ -196,3 +196,217 @@ impl AppointmentService {
         Ok(self.appointments.list(filter, page).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::booking::AppointmentStatus;
+    use crate::service::ports::{RepoError, SystemClock};
+    use async_trait::async_trait;
+    use chrono::Utc;
+    use std::sync::Mutex;
+
+    /// Records what reached the repository and answers with fixed outcomes.
+    #[derive(Default)]
+    struct FakeAppointments {
+        stored: Mutex<Vec<Appointment>>,
+        last_book: Mutex<Option<BookCommand>>,
+        last_filter: Mutex<Option<AppointmentFilter>>,
+        reject_with: Mutex<Option<BookingRejection>>,
+    }
+
+    fn appointment(patient: Uuid) -> Appointment {
+        let now = Utc::now();
+        Appointment {
+            id: Uuid::new_v4(),
+            slot_id: Uuid::new_v4(),
+            patient_id: patient,
+            doctor_id: Uuid::new_v4(),
+            doctor_name: "Dr. A".into(),
+            clinic_id: Uuid::new_v4(),
+            clinic_name: "C".into(),
+            time_zone: "UTC".into(),
+            starts_at: now,
+            ends_at: now,
+            status: AppointmentStatus::Booked,
+            reason: String::new(),
+            cancel_reason: None,
+            cancelled_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[async_trait]
+    impl AppointmentRepository for FakeAppointments {
+        async fn book(
+            &self,
+            cmd: BookCommand,
+        ) -> Result<Result<Booked, BookingRejection>, RepoError> {
+            let patient = cmd.patient_id;
+            *self.last_book.lock().unwrap() = Some(cmd);
+            Ok(match *self.reject_with.lock().unwrap() {
+                Some(r) => Err(r),
+                None => Ok(Booked {
+                    appointment: appointment(patient),
+                    replayed: false,
+                }),
+            })
+        }
+        async fn reschedule(
+            &self,
+            _: RescheduleCommand,
+        ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
+            Ok(Err(BookingRejection::SlotTaken))
+        }
+        async fn cancel(
+            &self,
+            cmd: CancelCommand,
+        ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
+            Ok(match cmd.patient_id {
+                Some(_) => Err(BookingRejection::AlreadyStarted),
+                None => Ok(appointment(Uuid::new_v4())),
+            })
+        }
+        async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {
+            Ok(self
+                .stored
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|a| a.id == id)
+                .cloned())
+        }
+        async fn list(
+            &self,
+            filter: AppointmentFilter,
+            page: PageRequest,
+        ) -> Result<Page<Appointment>, RepoError> {
+            *self.last_filter.lock().unwrap() = Some(filter);
+            Ok(Page {
+                items: vec![],
+                total: 0,
+                page: page.page,
+                per_page: page.per_page,
+            })
+        }
+    }
+
+    fn service(repo: Arc<FakeAppointments>) -> AppointmentService {
+        AppointmentService::new(
+            repo,
+            Arc::new(SystemClock),
+            BookingPolicy {
+                min_notice: chrono::Duration::minutes(30),
+                horizon: chrono::Duration::days(10),
+                max_active_per_patient: 3,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn booking_passes_policy_and_hashes_the_idempotent_request() {
+        let repo = Arc::new(FakeAppointments::default());
+        let svc = service(repo.clone());
+        let patient = UserId(Uuid::new_v4());
+        let slot = Uuid::new_v4();
+        svc.book(patient, slot, "a".into(), Some("k".into()))
+            .await
+            .unwrap();
+        let first = repo.last_book.lock().unwrap().clone().unwrap();
+        assert_eq!(first.policy.max_active_per_patient, 3);
+        let (key, hash_a) = first.idempotency.unwrap();
+        assert_eq!(key, "k");
+        svc.book(patient, slot, "b".into(), Some("k".into()))
+            .await
+            .unwrap();
+        let (_, hash_b) = repo
+            .last_book
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap()
+            .idempotency
+            .unwrap();
+        assert_ne!(hash_a, hash_b, "a different body has a different hash");
+    }
+
+    #[tokio::test]
+    async fn rejections_map_to_conflict_or_unprocessable() {
+        let repo = Arc::new(FakeAppointments::default());
+        let svc = service(repo.clone());
+        for (rejection, conflict) in [
+            (BookingRejection::SlotTaken, true),
+            (BookingRejection::SlotBlocked, true),
+            (BookingRejection::SlotInPast, false),
+            (BookingRejection::TooManyActive, false),
+            (BookingRejection::IdempotencyKeyReused, false),
+        ] {
+            *repo.reject_with.lock().unwrap() = Some(rejection);
+            let err = svc
+                .book(UserId(Uuid::new_v4()), Uuid::new_v4(), String::new(), None)
+                .await
+                .unwrap_err();
+            match (err, conflict) {
+                (ServiceError::Conflict { .. }, true)
+                | (ServiceError::Unprocessable { .. }, false) => {}
+                (other, _) => panic!("{rejection:?} became {other:?}"),
+            }
+        }
+        *repo.reject_with.lock().unwrap() = Some(BookingRejection::SlotNotFound);
+        let err = svc
+            .book(UserId(Uuid::new_v4()), Uuid::new_v4(), String::new(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::NotFound("slot")));
+    }
+
+    #[tokio::test]
+    async fn patients_only_ever_see_their_own() {
+        let repo = Arc::new(FakeAppointments::default());
+        let svc = service(repo.clone());
+        let owner = UserId(Uuid::new_v4());
+        let stranger = UserId(Uuid::new_v4());
+        let a = appointment(owner.0);
+        repo.stored.lock().unwrap().push(a.clone());
+        assert!(svc.get(Actor::Patient(owner), a.id).await.is_ok());
+        assert!(matches!(
+            svc.get(Actor::Patient(stranger), a.id).await,
+            Err(ServiceError::NotFound("appointment"))
+        ));
+        assert!(svc.get(Actor::Admin, a.id).await.is_ok());
+
+        let asked = AppointmentFilter {
+            patient_id: Some(owner.0),
+            ..Default::default()
+        };
+        let page = PageRequest {
+            page: 1,
+            per_page: 10,
+        };
+        svc.list(Actor::Patient(stranger), asked.clone(), page)
+            .await
+            .unwrap();
+        assert_eq!(
+            repo.last_filter.lock().unwrap().clone().unwrap().patient_id,
+            Some(stranger.0)
+        );
+        svc.list(Actor::Admin, asked, page).await.unwrap();
+        assert_eq!(
+            repo.last_filter.lock().unwrap().clone().unwrap().patient_id,
+            Some(owner.0)
+        );
+
+        let err = svc
+            .cancel(Actor::Patient(owner), a.id, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ServiceError::Unprocessable {
+                code: "appointment_started",
+                ..
+            }
+        ));
+    }
+}
