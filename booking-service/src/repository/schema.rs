@@ -1,5 +1,5 @@
-//! Diesel table definitions, kept in step with `migrations/` by hand. Every column is
-//! written and read back by the repository tests in `tests/api/repository.rs`.
+//! Diesel table definitions, kept in step with `migrations/` by hand; the test
+//! `schema_rs_matches_the_migrated_database` compares them with the migrated database.
 
 diesel::table! {
     users (id) {

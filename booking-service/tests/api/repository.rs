@@ -192,3 +192,58 @@ async fn throttle_counts_within_a_window_and_locks_temporarily() {
     throttle.clear(key()).await.unwrap();
     assert_eq!(throttle.locked_for(key(), t1).await.unwrap(), None);
 }
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Column {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column_name: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    nullable: bool,
+}
+
+/// `src/repository/schema.rs` is written by hand: compare it with the migrated database
+/// (table and column names, and nullability), as `diesel print-schema` would.
+#[test]
+fn schema_rs_matches_the_migrated_database() {
+    use diesel::RunQueryDsl;
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/repository/schema.rs"
+    ))
+    .unwrap();
+    let mut declared = std::collections::BTreeSet::new();
+    let mut table = None;
+    for line in source.lines().map(str::trim) {
+        if let Some(rest) = line.strip_suffix('{') {
+            let name = rest.trim().split(['(', ' ']).next().unwrap_or_default();
+            if !name.is_empty() && !name.starts_with("diesel::") {
+                table = Some(name.to_owned());
+            }
+        } else if line == "}" {
+            table = None;
+        } else if let (Some(t), Some((col, ty))) = (&table, line.split_once("->")) {
+            let nullable = ty.trim().starts_with("Nullable<");
+            declared.insert((t.clone(), col.trim().to_owned(), nullable));
+        }
+    }
+    let db = TestDb::new();
+    let actual: std::collections::BTreeSet<(String, String, bool)> = diesel::sql_query(
+        "SELECT table_name::text AS table_name, column_name::text AS column_name, is_nullable = 'YES' AS nullable
+         FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'",
+    )
+    .load::<Column>(&mut db.conn())
+    .unwrap()
+    .into_iter()
+    .map(|c| (c.table_name, c.column_name, c.nullable))
+    .collect();
+    assert!(!declared.is_empty());
+    let missing: Vec<_> = actual.difference(&declared).collect();
+    let extra: Vec<_> = declared.difference(&actual).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "in the database only: {missing:?}\nin schema.rs only: {extra:?}"
+    );
+}
