@@ -142,13 +142,13 @@ impl Services {
         let doctors = Arc::new(PgDoctors::new(db.clone()));
         let catalog = Arc::new(CatalogService::new(
             Arc::new(PgClinics::new(db.clone())),
-            doctors.clone(),
+            doctors,
             cache.clone(),
             clock.clone(),
         ));
         let slots = Arc::new(SlotService::new(
             Arc::new(PgSlots::new(db.clone())),
-            doctors,
+            catalog.clone(),
         ));
         let appointments = Arc::new(AppointmentService::new(
             Arc::new(PgAppointments::new(db.clone())),

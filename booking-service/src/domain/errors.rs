@@ -38,6 +38,30 @@ impl ValidationErrors {
         }
     }
 
+    /// [`check`](Self::check) for an optional field: `Some(None)` when absent,
+    /// `Some(Some(v))` when valid, `None` (error recorded) when invalid.
+    pub fn check_opt<T>(
+        &mut self,
+        field: &str,
+        value: Option<Result<T, String>>,
+    ) -> Option<Option<T>> {
+        match value {
+            None => Some(None),
+            Some(result) => self.check(field, result).map(Some),
+        }
+    }
+
+    /// Takes over the errors of a part validated on its own.
+    pub fn absorb<T>(&mut self, result: Result<T, ValidationErrors>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.0);
+                None
+            }
+        }
+    }
+
     pub fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
     }

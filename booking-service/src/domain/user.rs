@@ -138,20 +138,12 @@ impl PatientProfile {
         let mut errors = super::ValidationErrors::new();
         let email = errors.check("email", Email::parse(&raw.email));
         let full_name = errors.check("full_name", FullName::parse(&raw.full_name));
-        let birth_date = match raw.birth_date {
-            Some(d) => errors
-                .check("birth_date", BirthDate::parse(d, today))
-                .map(Some),
-            None => Some(None),
-        };
-        let gender = match raw.gender.as_deref() {
-            Some(g) => errors.check("gender", g.parse::<Gender>()).map(Some),
-            None => Some(None),
-        };
-        let phone = match raw.phone.as_deref() {
-            Some(p) => errors.check("phone", Phone::parse(p)).map(Some),
-            None => Some(None),
-        };
+        let birth_date = errors.check_opt(
+            "birth_date",
+            raw.birth_date.map(|d| BirthDate::parse(d, today)),
+        );
+        let gender = errors.check_opt("gender", raw.gender.as_deref().map(str::parse::<Gender>));
+        let phone = errors.check_opt("phone", raw.phone.as_deref().map(Phone::parse));
         errors.finish(|| {
             Some(PatientProfile {
                 email: email?,

@@ -235,6 +235,18 @@ fn book_in_tx(
     }))
 }
 
+/// The partial unique index caught a second active appointment on a slot (the row
+/// locks make this unreachable, but the database has the last word). Mapped after the
+/// transaction has rolled back, never inside it.
+fn slot_taken_on_unique<T>(e: RepoError) -> Result<Result<T, BookingRejection>, RepoError> {
+    match e {
+        RepoError::UniqueViolation(c) if c == "appointments_one_active_per_slot" => {
+            Ok(Err(BookingRejection::SlotTaken))
+        }
+        other => Err(other),
+    }
+}
+
 pub struct PgAppointments {
     db: Db,
 }
@@ -249,15 +261,9 @@ impl PgAppointments {
 impl AppointmentRepository for PgAppointments {
     async fn book(&self, cmd: BookCommand) -> Result<Result<Booked, BookingRejection>, RepoError> {
         self.db
-            .transaction(move |conn| match book_in_tx(conn, &cmd) {
-                // The unique index caught a race the row locks did not (cannot happen
-                // with the locks above, but the database has the last word).
-                Err(RepoError::UniqueViolation(c)) if c == "appointments_one_active_per_slot" => {
-                    Ok(Err(BookingRejection::SlotTaken))
-                }
-                other => other,
-            })
+            .transaction(move |conn| book_in_tx(conn, &cmd))
             .await
+            .or_else(slot_taken_on_unique)
     }
 
     async fn reschedule(
@@ -320,12 +326,7 @@ impl AppointmentRepository for PgAppointments {
                 Ok(Ok(must_load(conn, cmd.appointment_id)?))
             })
             .await
-            .or_else(|e| match e {
-                RepoError::UniqueViolation(c) if c == "appointments_one_active_per_slot" => {
-                    Ok(Err(BookingRejection::SlotTaken))
-                }
-                other => Err(other),
-            })
+            .or_else(slot_taken_on_unique)
     }
 
     async fn cancel(

@@ -170,7 +170,7 @@ impl DoctorRepository for PgDoctors {
         self.db.run(move |conn| load_one(conn, id)).await
     }
 
-    async fn search(&self, q: DoctorQuery) -> Result<Page<Doctor>, RepoError> {
+    async fn search(&self, q: DoctorQuery, now: DateTime<Utc>) -> Result<Page<Doctor>, RepoError> {
         self.db
             .run(move |conn| {
                 let filtered = || {
@@ -206,7 +206,7 @@ impl DoctorRepository for PgDoctors {
                                 "EXISTS (SELECT 1 FROM slots s WHERE s.doctor_id = doctors.id \
                                  AND s.status = 'available' AND s.starts_at > ",
                             )
-                            .bind::<Timestamptz, _>(q.now)
+                            .bind::<Timestamptz, _>(now)
                             .sql(" AND s.starts_at >= (")
                             .bind::<Date, _>(day)
                             .sql("::timestamp AT TIME ZONE clinics.time_zone) AND s.starts_at < ((")

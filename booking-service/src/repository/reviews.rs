@@ -12,6 +12,21 @@ use uuid::Uuid;
 
 type ReviewTuple = (Uuid, Uuid, Uuid, String, i16, String, DateTime<Utc>);
 
+/// What a review shows, with the reviewer's name from `users`.
+macro_rules! review_columns {
+    () => {
+        (
+            reviews::id,
+            reviews::doctor_id,
+            reviews::appointment_id,
+            users::full_name,
+            reviews::rating,
+            reviews::text,
+            reviews::created_at,
+        )
+    };
+}
+
 fn to_review(
     (id, doctor_id, appointment_id, patient_name, rating, text, created_at): ReviewTuple,
 ) -> Review {
@@ -86,15 +101,7 @@ impl ReviewRepository for PgReviews {
                 let review = reviews::table
                     .inner_join(users::table)
                     .filter(reviews::id.eq(cmd.review_id))
-                    .select((
-                        reviews::id,
-                        reviews::doctor_id,
-                        reviews::appointment_id,
-                        users::full_name,
-                        reviews::rating,
-                        reviews::text,
-                        reviews::created_at,
-                    ))
+                    .select(review_columns!())
                     .first::<ReviewTuple>(conn)
                     .map_err(map_err)?;
                 Ok(Ok(to_review(review)))
@@ -122,15 +129,7 @@ impl ReviewRepository for PgReviews {
                     .order((reviews::created_at.desc(), reviews::id.asc()))
                     .limit(i64::from(page.per_page))
                     .offset(page.offset())
-                    .select((
-                        reviews::id,
-                        reviews::doctor_id,
-                        reviews::appointment_id,
-                        users::full_name,
-                        reviews::rating,
-                        reviews::text,
-                        reviews::created_at,
-                    ))
+                    .select(review_columns!())
                     .load::<ReviewTuple>(conn)
                     .map_err(map_err)?;
                 Ok(Page {

@@ -45,7 +45,6 @@ pub struct DoctorQuery {
     pub available_on: Option<NaiveDate>,
     pub sort: DoctorSort,
     pub page: PageRequest,
-    pub now: DateTime<Utc>,
 }
 
 /// What removing a doctor did.
@@ -63,7 +62,12 @@ pub trait DoctorRepository: Send + Sync {
     async fn update(&self, id: Uuid, input: DoctorInput) -> Result<Option<Doctor>, RepoError>;
     async fn remove(&self, id: Uuid) -> Result<DoctorRemoval, RepoError>;
     async fn get(&self, id: Uuid) -> Result<Option<Doctor>, RepoError>;
-    async fn search(&self, query: DoctorQuery) -> Result<Page<Doctor>, RepoError>;
+    /// `now` decides which slots count as future for `available_on`.
+    async fn search(
+        &self,
+        query: DoctorQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Doctor>, RepoError>;
 }
 
 /// How a bulk generation went.

@@ -134,13 +134,8 @@ impl CatalogService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn search(&self, mut query: DoctorQuery) -> Result<Page<Doctor>, ServiceError> {
-        query.now = self.clock.now();
-        Ok(self.doctors.search(query).await?)
-    }
-
-    pub fn cache(&self) -> &Arc<dyn Cache> {
-        &self.cache
+    pub async fn search(&self, query: DoctorQuery) -> Result<Page<Doctor>, ServiceError> {
+        Ok(self.doctors.search(query, self.clock.now()).await?)
     }
 }
 

@@ -202,8 +202,11 @@ impl PatientService {
     /// Replaces all profile fields of a patient.
     #[tracing::instrument(skip_all, fields(patient_id = %id))]
     pub async fn replace(&self, id: UserId, profile: PatientProfile) -> Result<User, ServiceError> {
-        self.get(id).await?;
-        self.cache.invalidate(&patient_cache_key(id)).await;
+        // Checked against the database, not the cache: this is a write.
+        match self.users.find_by_id(id).await? {
+            Some(u) if u.role == Role::Patient => {}
+            _ => return Err(ServiceError::NotFound("patient")),
+        }
         let changes = UserChanges {
             email: Some(profile.email.as_str().to_owned()),
             password_hash: None,

@@ -1,9 +1,8 @@
 //! Admin slot management (single, bulk from a weekly template, block/unblock, delete)
 //! and the public slot listing.
 
-use super::booking_ports::{
-    DoctorRepository, GenerationReport, SlotChange, SlotFilter, SlotRepository,
-};
+use super::booking_ports::{GenerationReport, SlotChange, SlotFilter, SlotRepository};
+use super::catalog::CatalogService;
 use super::ports::RepoError;
 use super::ServiceError;
 use crate::domain::booking::Slot;
@@ -13,7 +12,8 @@ use uuid::Uuid;
 
 pub struct SlotService {
     slots: Arc<dyn SlotRepository>,
-    doctors: Arc<dyn DoctorRepository>,
+    /// Doctors are read through the catalog, so its cache serves these checks too.
+    catalog: Arc<CatalogService>,
 }
 
 fn overlap(e: RepoError) -> ServiceError {
@@ -28,8 +28,8 @@ fn overlap(e: RepoError) -> ServiceError {
 }
 
 impl SlotService {
-    pub fn new(slots: Arc<dyn SlotRepository>, doctors: Arc<dyn DoctorRepository>) -> Self {
-        Self { slots, doctors }
+    pub fn new(slots: Arc<dyn SlotRepository>, catalog: Arc<CatalogService>) -> Self {
+        Self { slots, catalog }
     }
 
     #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
@@ -48,11 +48,7 @@ impl SlotService {
         doctor_id: Uuid,
         template: WeeklyTemplate,
     ) -> Result<GenerationReport, ServiceError> {
-        let doctor = self
-            .doctors
-            .get(doctor_id)
-            .await?
-            .ok_or(ServiceError::NotFound("doctor"))?;
+        let doctor = self.catalog.doctor(doctor_id).await?;
         let tz = schedule::parse_time_zone(&doctor.clinic.time_zone)
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
         let ranges = schedule::generate(&template, tz);
@@ -87,9 +83,7 @@ impl SlotService {
     }
 
     pub async fn list(&self, filter: SlotFilter) -> Result<Vec<Slot>, ServiceError> {
-        if self.doctors.get(filter.doctor_id).await?.is_none() {
-            return Err(ServiceError::NotFound("doctor"));
-        }
+        self.catalog.doctor(filter.doctor_id).await?;
         Ok(self.slots.list(filter).await?)
     }
 }

@@ -37,14 +37,11 @@ pub struct CancelRequest {
 impl CancelRequest {
     pub fn reason(&self) -> Result<Option<String>, ValidationErrors> {
         let mut e = ValidationErrors::new();
-        let r = self
-            .reason
-            .as_deref()
-            .map(|r| e.check("reason", parse_text(r, 1000, true)));
-        e.finish(|| match r {
-            None => Some(None),
-            Some(v) => v.map(Some),
-        })
+        let r = e.check_opt(
+            "reason",
+            self.reason.as_deref().map(|r| parse_text(r, 1000, true)),
+        );
+        e.finish(|| r)
     }
 }
 

@@ -28,19 +28,20 @@ impl RegisterRequest {
         let email = e.check("email", Email::parse(&self.email));
         let password = e.check("password", Password::parse(&self.password));
         let full_name = e.check("full_name", FullName::parse(&self.full_name));
-        let birth_date = self
-            .birth_date
-            .map(|d| e.check("birth_date", BirthDate::parse(d, today)));
-        let gender = self.gender.map(|g| e.check("gender", g.parse()));
-        let phone = self.phone.map(|p| e.check("phone", Phone::parse(&p)));
+        let birth_date = e.check_opt(
+            "birth_date",
+            self.birth_date.map(|d| BirthDate::parse(d, today)),
+        );
+        let gender = e.check_opt("gender", self.gender.as_deref().map(str::parse));
+        let phone = e.check_opt("phone", self.phone.as_deref().map(Phone::parse));
         e.finish(|| {
             Some(Registration {
                 email: email?,
                 password: password?,
                 full_name: full_name?,
-                birth_date: lift(birth_date)?,
-                gender: lift(gender)?,
-                phone: lift(phone)?,
+                birth_date: birth_date?,
+                gender: gender?,
+                phone: phone?,
             })
         })
     }
@@ -106,49 +107,39 @@ pub struct UpdateMeRequest {
 impl UpdateMeRequest {
     pub fn into_update(self, today: NaiveDate) -> Result<ProfileUpdate, ValidationErrors> {
         let mut e = ValidationErrors::new();
-        let full_name = self
-            .full_name
-            .map(|n| e.check("full_name", FullName::parse(&n)));
-        let birth_date = self
-            .birth_date
-            .map(|d| d.map(|d| e.check("birth_date", BirthDate::parse(d, today))));
-        let gender = self.gender.map(|g| g.map(|g| e.check("gender", g.parse())));
-        let phone = self
-            .phone
-            .map(|p| p.map(|p| e.check("phone", Phone::parse(&p))));
-        let email = self.email.map(|m| e.check("email", Email::parse(&m)));
-        let new_password = self
-            .new_password
-            .map(|p| e.check("new_password", Password::parse(&p)));
+        // An explicit `null` (clear the field) is `Some(None)`: transpose keeps it unchecked.
+        let full_name = e.check_opt("full_name", self.full_name.as_deref().map(FullName::parse));
+        let birth_date = e.check_opt(
+            "birth_date",
+            self.birth_date
+                .map(|d| d.map(|d| BirthDate::parse(d, today)).transpose()),
+        );
+        let gender = e.check_opt(
+            "gender",
+            self.gender
+                .map(|g| g.as_deref().map(str::parse).transpose()),
+        );
+        let phone = e.check_opt(
+            "phone",
+            self.phone
+                .map(|p| p.as_deref().map(Phone::parse).transpose()),
+        );
+        let email = e.check_opt("email", self.email.as_deref().map(Email::parse));
+        let new_password = e.check_opt(
+            "new_password",
+            self.new_password.as_deref().map(Password::parse),
+        );
         let current_password = self.current_password;
         e.finish(|| {
             Some(ProfileUpdate {
-                full_name: lift(full_name)?,
-                birth_date: lift_nested(birth_date)?,
-                gender: lift_nested(gender)?,
-                phone: lift_nested(phone)?,
-                email: lift(email)?,
-                new_password: lift(new_password)?,
+                full_name: full_name?,
+                birth_date: birth_date?,
+                gender: gender?,
+                phone: phone?,
+                email: email?,
+                new_password: new_password?,
                 current_password,
             })
         })
-    }
-}
-
-/// `Some(None)` (a failed check) becomes `None` (abort); otherwise unwraps one level.
-pub(crate) fn lift<T>(v: Option<Option<T>>) -> Option<Option<T>> {
-    match v {
-        None => Some(None),
-        Some(Some(x)) => Some(Some(x)),
-        Some(None) => None,
-    }
-}
-
-pub(crate) fn lift_nested<T>(v: Option<Option<Option<T>>>) -> Option<Option<Option<T>>> {
-    match v {
-        None => Some(None),
-        Some(None) => Some(Some(None)),
-        Some(Some(Some(x))) => Some(Some(Some(x))),
-        Some(Some(None)) => None,
     }
 }

@@ -38,31 +38,22 @@ impl PatientRequest {
         self,
         today: NaiveDate,
     ) -> Result<(PatientProfile, Option<Password>), ValidationErrors> {
-        let profile = PatientProfile::parse(&self.raw(), today);
-        let password = self.password.as_deref().map(Password::parse).transpose();
-        match (profile, password) {
-            (Ok(p), Ok(pw)) => Ok((p, pw)),
-            (profile, password) => {
-                let mut errors = profile.err().unwrap_or_default();
-                if let Err(m) = password {
-                    errors.push("password", m);
-                }
-                Err(errors)
-            }
-        }
+        let mut e = ValidationErrors::new();
+        let profile = e.absorb(PatientProfile::parse(&self.raw(), today));
+        let password = e.check_opt("password", self.password.as_deref().map(Password::parse));
+        e.finish(|| Some((profile?, password?)))
     }
 
     pub fn into_replacement(self, today: NaiveDate) -> Result<PatientProfile, ValidationErrors> {
-        let mut result = PatientProfile::parse(&self.raw(), today);
+        let mut e = ValidationErrors::new();
+        let profile = e.absorb(PatientProfile::parse(&self.raw(), today));
         if self.password.is_some() {
-            let mut errors = result.err().unwrap_or_default();
-            errors.push(
+            e.push(
                 "password",
                 "cannot be set here; patients change it through /api/v1/me",
             );
-            result = Err(errors);
         }
-        result
+        e.finish(|| profile)
     }
 }
 

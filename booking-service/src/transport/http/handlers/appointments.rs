@@ -64,21 +64,17 @@ pub async fn list(
     let actor = actor(&caller)?;
     let q = query.into_inner();
     let mut e = ValidationErrors::new();
-    let page = e.check(
-        "page",
-        page_request(q.page, q.per_page).map_err(|v| v.to_string()),
+    let page = e.absorb(page_request(q.page, q.per_page));
+    let status = e.check_opt(
+        "status",
+        q.status.as_deref().map(str::parse::<AppointmentStatus>),
     );
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| e.check("status", s.parse::<AppointmentStatus>()));
     if let (Some(from), Some(to)) = (q.from, q.to) {
         if to <= from {
             e.push("to", "must be after from");
         }
     }
-    let (page, status) =
-        e.finish(|| Some((page?, status.map(|s| s.ok_or(())).transpose().ok()?)))?;
+    let (page, status) = e.finish(|| Some((page?, status?)))?;
     let filter = AppointmentFilter {
         patient_id: q.patient_id,
         doctor_id: q.doctor_id,

@@ -92,14 +92,11 @@ pub async fn search_doctors(
 ) -> Result<web::Json<DoctorPage>, ApiError> {
     let q = query.into_inner();
     let mut e = ValidationErrors::new();
-    let page = e.check(
-        "page",
-        page_request(q.page, q.per_page).map_err(|v| v.to_string()),
+    let page = e.absorb(page_request(q.page, q.per_page));
+    let status = e.check_opt(
+        "status",
+        q.status.as_deref().map(str::parse::<DoctorStatus>),
     );
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| e.check("status", s.parse::<DoctorStatus>()));
     let sort = match q.sort.as_deref() {
         None | Some("name") => Some(DoctorSort::Name),
         Some("rating") => Some(DoctorSort::Rating),
@@ -114,8 +111,7 @@ pub async fn search_doctors(
             e.push(field, "must be at most 200 characters");
         }
     }
-    let (page, status, sort) =
-        e.finish(|| Some((page?, status.map(|s| s.ok_or(())).transpose().ok()?, sort?)))?;
+    let (page, status, sort) = e.finish(|| Some((page?, status?, sort?)))?;
     let result = state
         .catalog
         .search(DoctorQuery {
@@ -127,7 +123,6 @@ pub async fn search_doctors(
             available_on: q.available_on,
             sort,
             page,
-            now: chrono::Utc::now(),
         })
         .await?;
     Ok(web::Json(DoctorPage::from(result)))

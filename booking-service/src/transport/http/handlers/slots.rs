@@ -31,11 +31,8 @@ pub async fn list(
     } else if to - from > Duration::days(62) {
         e.push("to", "must be at most 62 days after from");
     }
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| e.check("status", s.parse::<SlotStatus>()));
-    let status = e.finish(|| status.map(|s| s.ok_or(())).transpose().ok())?;
+    let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
+    let status = e.finish(|| status)?;
     let slots = state
         .slots
         .list(SlotFilter {
