@@ -1,0 +1,431 @@
+//! The appointment events every service agrees on (DESIGN.md §6), defined once.
+//!
+//! On the wire an event is a JSON envelope `{id, type, version, occurred_at, data}`,
+//! keyed by the appointment id so that one appointment's events stay in order. `data`
+//! carries everything an email needs, so a consumer never calls back into the booking
+//! service. Decoding is strict where it matters and lenient where it helps evolution:
+//! unknown fields are ignored, while an unknown `type` or `version` is an error the
+//! consumer treats as a poison message.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The only envelope version this code writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Topic of newly booked appointments.
+pub const TOPIC_CREATED: &str = "appointments.created";
+/// Topic of cancellations.
+pub const TOPIC_CANCELLED: &str = "appointments.cancelled";
+/// Topic of reschedules.
+pub const TOPIC_RESCHEDULED: &str = "appointments.rescheduled";
+/// Dead letters of the notification-service.
+pub const TOPIC_DLQ: &str = "notifications.dlq";
+/// Every topic the system uses, dead letters last.
+pub const ALL_TOPICS: [&str; 4] = [TOPIC_CREATED, TOPIC_CANCELLED, TOPIC_RESCHEDULED, TOPIC_DLQ];
+
+/// Kafka header names that travel with events.
+pub mod headers {
+    /// The envelope's `id`, so tools can find an event without decoding it.
+    pub const EVENT_ID: &str = "medbook-event-id";
+    /// The envelope's `type`.
+    pub const EVENT_TYPE: &str = "medbook-event-type";
+    /// The HTTP request that caused the event.
+    pub const REQUEST_ID: &str = "x-request-id";
+}
+
+/// A topic name with the deployment's prefix (empty in production; tests use a unique
+/// prefix to stay out of each other's way).
+pub fn topic_name(prefix: &str, topic: &str) -> String {
+    format!("{prefix}{topic}")
+}
+
+/// What happened to an appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    Created,
+    Cancelled,
+    Rescheduled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 3] = [Self::Created, Self::Cancelled, Self::Rescheduled];
+
+    /// The envelope's `type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "appointment.created",
+            Self::Cancelled => "appointment.cancelled",
+            Self::Rescheduled => "appointment.rescheduled",
+        }
+    }
+
+    /// The topic this type is published to (without prefix).
+    pub fn topic(self) -> &'static str {
+        match self {
+            Self::Created => TOPIC_CREATED,
+            Self::Cancelled => TOPIC_CANCELLED,
+            Self::Rescheduled => TOPIC_RESCHEDULED,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// The patient the email goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientInfo {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoctorInfo {
+    pub id: Uuid,
+    pub full_name: String,
+    pub specialty: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClinicInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub city: String,
+    pub address: String,
+    /// IANA zone name; emails show times in it.
+    pub time_zone: String,
+}
+
+/// The appointment as it is after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppointmentSnapshot {
+    pub appointment_id: Uuid,
+    pub slot_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub patient: PatientInfo,
+    pub doctor: DoctorInfo,
+    pub clinic: ClinicInfo,
+}
+
+/// Who cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledBy {
+    Patient,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancellation {
+    #[serde(flatten)]
+    pub appointment: AppointmentSnapshot,
+    pub cancelled_by: CancelledBy,
+    pub cancel_reason: Option<String>,
+}
+
+/// The slot the appointment had before a reschedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSlot {
+    pub slot_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reschedule {
+    #[serde(flatten)]
+    pub appointment: AppointmentSnapshot,
+    pub previous: PreviousSlot,
+}
+
+/// The payload, by event type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppointmentEvent {
+    Created(AppointmentSnapshot),
+    Cancelled(Cancellation),
+    Rescheduled(Reschedule),
+}
+
+impl AppointmentEvent {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Created(_) => EventType::Created,
+            Self::Cancelled(_) => EventType::Cancelled,
+            Self::Rescheduled(_) => EventType::Rescheduled,
+        }
+    }
+
+    /// The appointment as it is after the change.
+    pub fn appointment(&self) -> &AppointmentSnapshot {
+        match self {
+            Self::Created(a) => a,
+            Self::Cancelled(c) => &c.appointment,
+            Self::Rescheduled(r) => &r.appointment,
+        }
+    }
+}
+
+/// One event as published: identity, time and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventEnvelope {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub event: AppointmentEvent,
+}
+
+/// Why bytes are not an event this code understands. Consumers treat every variant as a
+/// poison message: retrying cannot help.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unsupported event version {0} (this consumer reads version {ENVELOPE_VERSION})")]
+    UnsupportedVersion(u64),
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+}
+
+/// The payload by reference, serialized as the bare struct.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DataRef<'a> {
+    Created(&'a AppointmentSnapshot),
+    Cancelled(&'a Cancellation),
+    Rescheduled(&'a Reschedule),
+}
+
+/// The envelope's fields as they travel; `data` is decoded once `type` is known.
+#[derive(Serialize, Deserialize)]
+struct Wire<D> {
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: u64,
+    occurred_at: DateTime<Utc>,
+    data: D,
+}
+
+impl EventEnvelope {
+    /// A new event with a fresh id.
+    pub fn new(occurred_at: DateTime<Utc>, event: AppointmentEvent) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            occurred_at,
+            event,
+        }
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.event.event_type()
+    }
+
+    /// The message key: per-appointment ordering.
+    pub fn key(&self) -> String {
+        self.event.appointment().appointment_id.to_string()
+    }
+
+    /// The JSON bytes of the envelope. Only fails if serde_json itself does: the payload
+    /// is plain strings, ids and times.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let data = match &self.event {
+            AppointmentEvent::Created(d) => DataRef::Created(d),
+            AppointmentEvent::Cancelled(d) => DataRef::Cancelled(d),
+            AppointmentEvent::Rescheduled(d) => DataRef::Rescheduled(d),
+        };
+        serde_json::to_vec(&Wire {
+            id: self.id,
+            event_type: self.event_type().as_str().to_owned(),
+            version: u64::from(ENVELOPE_VERSION),
+            occurred_at: self.occurred_at,
+            data,
+        })
+    }
+
+    /// Decodes an envelope; see [`DecodeError`] for what is refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let wire: Wire<serde_json::Value> =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if wire.version != u64::from(ENVELOPE_VERSION) {
+            return Err(DecodeError::UnsupportedVersion(wire.version));
+        }
+        let event_type = EventType::parse(&wire.event_type)
+            .ok_or_else(|| DecodeError::UnknownType(wire.event_type.clone()))?;
+        let malformed = |e: serde_json::Error| DecodeError::Malformed(format!("data: {e}"));
+        let event = match event_type {
+            EventType::Created => {
+                AppointmentEvent::Created(serde_json::from_value(wire.data).map_err(malformed)?)
+            }
+            EventType::Cancelled => {
+                AppointmentEvent::Cancelled(serde_json::from_value(wire.data).map_err(malformed)?)
+            }
+            EventType::Rescheduled => {
+                AppointmentEvent::Rescheduled(serde_json::from_value(wire.data).map_err(malformed)?)
+            }
+        };
+        Ok(Self {
+            id: wire.id,
+            occurred_at: wire.occurred_at,
+            event,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn snapshot() -> AppointmentSnapshot {
+        AppointmentSnapshot {
+            appointment_id: Uuid::new_v4(),
+            slot_id: Uuid::new_v4(),
+            starts_at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap(),
+            ends_at: Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap(),
+            reason: "Checkup <b>&</b> \"quotes\" ü".into(),
+            patient: PatientInfo {
+                id: Uuid::new_v4(),
+                email: "ana@example.com".into(),
+                full_name: "Ana Lima".into(),
+            },
+            doctor: DoctorInfo {
+                id: Uuid::new_v4(),
+                full_name: "Dr. Mia Chen".into(),
+                specialty: "Cardiology".into(),
+            },
+            clinic: ClinicInfo {
+                id: Uuid::new_v4(),
+                name: "Central".into(),
+                city: "Berlin".into(),
+                address: "Hauptstr. 1".into(),
+                time_zone: "Europe/Berlin".into(),
+            },
+        }
+    }
+
+    fn all_events() -> Vec<EventEnvelope> {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        vec![
+            EventEnvelope::new(at, AppointmentEvent::Created(snapshot())),
+            EventEnvelope::new(
+                at,
+                AppointmentEvent::Cancelled(Cancellation {
+                    appointment: snapshot(),
+                    cancelled_by: CancelledBy::Admin,
+                    cancel_reason: Some("doctor ill".into()),
+                }),
+            ),
+            EventEnvelope::new(
+                at,
+                AppointmentEvent::Rescheduled(Reschedule {
+                    appointment: snapshot(),
+                    previous: PreviousSlot {
+                        slot_id: Uuid::new_v4(),
+                        starts_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap(),
+                        ends_at: Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap(),
+                    },
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_event_type_round_trips() {
+        for e in all_events() {
+            let bytes = e.encode().unwrap();
+            assert_eq!(EventEnvelope::decode(&bytes), Ok(e));
+        }
+    }
+
+    #[test]
+    fn the_wire_shape_is_the_contract() {
+        for e in all_events() {
+            let v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+            assert_eq!(v["id"], e.id.to_string());
+            assert_eq!(v["type"], e.event_type().as_str());
+            assert_eq!(v["version"], 1);
+            assert_eq!(v["occurred_at"], "2026-11-22T08:00:00Z");
+            let data = &v["data"];
+            assert_eq!(data["patient"]["email"], "ana@example.com");
+            assert_eq!(data["clinic"]["time_zone"], "Europe/Berlin");
+            assert_eq!(data["starts_at"], "2026-12-01T09:30:00Z");
+            match e.event_type() {
+                EventType::Created => assert!(data.get("previous").is_none()),
+                EventType::Cancelled => {
+                    assert_eq!(data["cancelled_by"], "admin");
+                    assert_eq!(data["cancel_reason"], "doctor ill");
+                }
+                EventType::Rescheduled => {
+                    assert_eq!(data["previous"]["starts_at"], "2026-11-30T09:30:00Z")
+                }
+            }
+            assert_eq!(e.key(), data["appointment_id"].as_str().unwrap());
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let e = &all_events()[2];
+        let mut v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+        v["trace"] = serde_json::json!({"x": 1});
+        v["data"]["doctor"]["photo_url"] = "http://x".into();
+        v["data"]["new_field"] = serde_json::json!([1, 2]);
+        let bytes = serde_json::to_vec(&v).unwrap();
+        assert_eq!(EventEnvelope::decode(&bytes).as_ref(), Ok(e));
+    }
+
+    #[test]
+    fn unknown_version_and_type_are_refused() {
+        let e = &all_events()[0];
+        let mut v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+        v["version"] = 2.into();
+        assert_eq!(
+            EventEnvelope::decode(&serde_json::to_vec(&v).unwrap()),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        v["version"] = 1.into();
+        v["type"] = "appointment.teleported".into();
+        assert_eq!(
+            EventEnvelope::decode(&serde_json::to_vec(&v).unwrap()),
+            Err(DecodeError::UnknownType("appointment.teleported".into()))
+        );
+    }
+
+    #[test]
+    fn garbage_and_missing_data_are_malformed() {
+        for bytes in [
+            &b"not json"[..],
+            &b"{}"[..],
+            &b"\xff\xfe"[..],
+            br#"{"id":"x","type":"appointment.created","version":1,"occurred_at":"2026-01-01T00:00:00Z","data":{}}"#,
+        ] {
+            assert!(matches!(
+                EventEnvelope::decode(bytes),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+        let e = &all_events()[1];
+        let mut v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+        v["data"].as_object_mut().unwrap().remove("cancelled_by");
+        assert!(matches!(
+            EventEnvelope::decode(&serde_json::to_vec(&v).unwrap()),
+            Err(DecodeError::Malformed(m)) if m.contains("cancelled_by")
+        ));
+    }
+
+    #[test]
+    fn types_map_to_their_topics() {
+        assert_eq!(EventType::Created.topic(), TOPIC_CREATED);
+        assert_eq!(EventType::Cancelled.topic(), TOPIC_CANCELLED);
+        assert_eq!(EventType::Rescheduled.topic(), TOPIC_RESCHEDULED);
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(topic_name("t1.", TOPIC_DLQ), "t1.notifications.dlq");
+    }
+}
