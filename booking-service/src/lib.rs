@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod demo;
 pub mod domain;
+pub mod messaging;
 pub mod repository;
 pub mod security;
 pub mod service;

@@ -3,6 +3,7 @@
 //! at start-up; an invalid one fails with a message naming its key.
 
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::kafka::KafkaSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::time::Duration;
@@ -39,6 +40,20 @@ cache:
   ttl_secs: 300
   memory_capacity: 10000
   redis_timeout_ms: 200
+kafka:
+  brokers: "127.0.0.1:9092"
+  topic_prefix: ""
+  properties: {}
+outbox:
+  relay_enabled: true
+  batch_size: 200
+  poll_interval_ms: 250
+  lease_ms: 60000
+  message_timeout_ms: 30000
+  backoff_initial_ms: 200
+  backoff_max_ms: 30000
+  retention_hours: 168
+  prune_interval_secs: 600
 booking:
   min_notice_minutes: 60
   horizon_days: 90
@@ -77,6 +92,29 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cache: CacheSettings,
     pub booking: BookingSettings,
+    pub kafka: KafkaSettings,
+    pub outbox: OutboxSettings,
+}
+
+/// The transactional outbox's relay (see `service::outbox`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OutboxSettings {
+    /// Run the relay in this process. Events are written to the outbox either way.
+    pub relay_enabled: bool,
+    pub batch_size: i64,
+    /// How often to look for events written by other replicas.
+    pub poll_interval_ms: u64,
+    /// How long a claim keeps other replicas off a batch; must exceed
+    /// `message_timeout_ms`.
+    pub lease_ms: u64,
+    /// librdkafka's `message.timeout.ms`: how long one delivery may take before the
+    /// relay counts it failed and retries from the outbox.
+    pub message_timeout_ms: u64,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Published events are kept this long, then deleted.
+    pub retention_hours: u64,
+    pub prune_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -284,6 +322,32 @@ impl Settings {
         if self.booking.max_active_per_patient < 1 {
             return Err(bad("booking.max_active_per_patient", "must be at least 1"));
         }
+        self.kafka.validate()?;
+        let o = &self.outbox;
+        if o.batch_size < 1 {
+            return Err(bad("outbox.batch_size", "must be at least 1"));
+        }
+        if o.poll_interval_ms == 0 || o.backoff_initial_ms == 0 || o.prune_interval_secs == 0 {
+            return Err(bad(
+                "outbox.poll_interval_ms",
+                "intervals (poll_interval_ms, backoff_initial_ms, prune_interval_secs) must be greater than 0",
+            ));
+        }
+        if o.backoff_max_ms < o.backoff_initial_ms {
+            return Err(bad(
+                "outbox.backoff_max_ms",
+                "must not be less than outbox.backoff_initial_ms",
+            ));
+        }
+        if o.message_timeout_ms == 0 {
+            return Err(bad("outbox.message_timeout_ms", "must be greater than 0"));
+        }
+        if o.lease_ms <= o.message_timeout_ms {
+            return Err(bad(
+                "outbox.lease_ms",
+                "must be greater than outbox.message_timeout_ms, or two replicas could publish one event at once",
+            ));
+        }
         for origin in &self.http.cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(bad(
@@ -316,6 +380,20 @@ impl Settings {
             min_notice: chrono::Duration::minutes(self.booking.min_notice_minutes),
             horizon: chrono::Duration::days(self.booking.horizon_days),
             max_active_per_patient: self.booking.max_active_per_patient,
+        }
+    }
+
+    pub fn relay_config(&self) -> crate::service::outbox::RelayConfig {
+        let o = &self.outbox;
+        crate::service::outbox::RelayConfig {
+            batch_size: o.batch_size,
+            lease: Duration::from_millis(o.lease_ms),
+            poll_interval: Duration::from_millis(o.poll_interval_ms),
+            backoff_initial: Duration::from_millis(o.backoff_initial_ms),
+            backoff_max: Duration::from_millis(o.backoff_max_ms),
+            retention: Duration::from_secs(o.retention_hours * 3600),
+            prune_interval: Duration::from_secs(o.prune_interval_secs),
+            stats_interval: Duration::from_secs(1),
         }
     }
 
@@ -394,6 +472,35 @@ mod tests {
         assert_eq!(s.http.addr, "0.0.0.0:9000");
         assert_eq!(s.database.url.expose_secret(), "postgres://u@db:5432/x");
         assert_eq!(s.http.cors_origins.len(), 2);
+        assert_eq!(s.kafka.brokers, "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn kafka_and_outbox_keys_are_checked() {
+        for (key, value, named) in [
+            ("MEDBOOK_KAFKA__BROKERS", "kafka", "kafka.brokers"),
+            ("MEDBOOK_KAFKA__BROKERS", "a:1,b", "kafka.brokers"),
+            ("MEDBOOK_KAFKA__TOPIC_PREFIX", "a b", "kafka.topic_prefix"),
+            ("MEDBOOK_OUTBOX__LEASE_MS", "1000", "outbox.lease_ms"),
+            ("MEDBOOK_OUTBOX__BATCH_SIZE", "0", "outbox.batch_size"),
+        ] {
+            let err = Settings::load_from(&sources(&[
+                ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+                (key, value),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+        let s = Settings::load_from(&sources(&[
+            ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+            ("MEDBOOK_KAFKA__BROKERS", "k1:9092, k2:9093"),
+            ("MEDBOOK_KAFKA__PROPERTIES__SECURITY_PROTOCOL", "plaintext"),
+        ]))
+        .unwrap();
+        let config = s.kafka.client_config("t");
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("bootstrap.servers"), Some("k1:9092, k2:9093"));
     }
 
     #[test]

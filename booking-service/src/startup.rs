@@ -4,14 +4,16 @@
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
+use crate::messaging::KafkaPublisher;
 use crate::repository::{
     db::PoolSettings, migrations, Db, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle,
-    PgRefreshTokens, PgReviews, PgSlots, PgUsers,
+    PgOutbox, PgRefreshTokens, PgReviews, PgSlots, PgUsers,
 };
 use crate::security::{BcryptHasher, JwtIssuer};
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::catalog::CatalogService;
+use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
 use crate::service::reviews::ReviewService;
@@ -37,6 +39,9 @@ pub struct Services {
     pub reviews: Arc<ReviewService>,
     pub revoked: Arc<dyn RevokedTokens>,
     pub issuer: Arc<dyn TokenIssuer>,
+    pub publisher: Arc<dyn EventPublisher>,
+    /// The outbox relay, if this process runs one (`outbox.relay_enabled`).
+    pub relay: Option<OutboxRelay>,
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages.
@@ -150,8 +155,26 @@ impl Services {
             Arc::new(PgSlots::new(db.clone())),
             catalog.clone(),
         ));
+        let signal = OutboxSignal::default();
+        let publisher: Arc<dyn EventPublisher> = Arc::new(KafkaPublisher::new(
+            settings.kafka.clone(),
+            Duration::from_millis(settings.outbox.message_timeout_ms),
+        )?);
+        let relay = settings.outbox.relay_enabled.then(|| {
+            RelayMetrics::new(metrics.registry()).map(|relay_metrics| {
+                OutboxRelay::new(
+                    Arc::new(PgOutbox::new(db.clone())),
+                    publisher.clone(),
+                    clock.clone(),
+                    signal.clone(),
+                    settings.relay_config(),
+                    relay_metrics,
+                )
+            })
+        });
+        let relay = relay.transpose()?;
         let appointments = Arc::new(AppointmentService::new(
-            Arc::new(PgAppointments::new(db.clone())),
+            Arc::new(PgAppointments::new(db.clone(), signal)),
             clock.clone(),
             settings.booking_policy(),
         ));
@@ -171,6 +194,8 @@ impl Services {
             reviews,
             revoked,
             issuer,
+            publisher,
+            relay,
         })
     }
 }
@@ -190,6 +215,7 @@ impl Services {
                 == RevocationFailure::Deny,
             issuer: self.issuer,
             db: self.db,
+            publisher: self.publisher,
             metrics: self.metrics,
             trust_forwarded_for: settings.http.trust_forwarded_for,
         }
@@ -243,12 +269,26 @@ pub struct Application {
     port: u16,
     server: Server,
     db: Db,
+    relay: Option<RelayTask>,
+}
+
+/// The running relay and the switch that stops it.
+struct RelayTask {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let services = Services::build(&settings).await?;
+        let mut services = Services::build(&settings).await?;
         let db = services.db.clone();
+        let relay = services.relay.take().map(|relay| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            RelayTask {
+                stop,
+                task: tokio::spawn(relay.run(stopped)),
+            }
+        });
         let state = actix_web::web::Data::new(services.into_state(&settings));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
@@ -273,6 +313,7 @@ impl Application {
             port,
             server: server.run(),
             db,
+            relay,
         })
     }
 
@@ -285,9 +326,19 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped, then closes the pool.
+    /// Serves until stopped, lets the relay finish its round, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(relay) = self.relay {
+            let _ = relay.stop.send(true);
+            // A round waits at most for the broker's delivery reports.
+            if tokio::time::timeout(Duration::from_secs(10), relay.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("outbox relay did not stop in time; its claims will expire");
+            }
+        }
         drop(self.db);
         tracing::info!("server stopped; database pool closed");
         result

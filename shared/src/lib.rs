@@ -7,4 +7,5 @@
 
 pub mod config_loader;
 pub mod events;
+pub mod kafka;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 //! last line of defence: whatever happens above, a slot never has two active bookings.
 
 use super::db::{map_err, Db};
+use super::outbox;
 use super::schema::{appointments, booking_idempotency, clinics, doctors, slots, users};
 use super::slots::{lock_slot, SlotRow};
 use crate::domain::booking::{
@@ -14,10 +15,14 @@ use crate::domain::booking::{
 use crate::service::booking_ports::{
     AppointmentFilter, AppointmentRepository, BookCommand, Booked, CancelCommand, RescheduleCommand,
 };
+use crate::service::outbox::OutboxSignal;
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use medbook_shared::events::{
+    AppointmentEvent, Cancellation, CancelledBy, EventEnvelope, PreviousSlot, Reschedule,
+};
 use uuid::Uuid;
 
 type AppointmentTuple = (
@@ -229,6 +234,11 @@ fn book_in_tx(
             .execute(conn)
             .map_err(map_err)?;
     }
+    let snapshot = outbox::snapshot(conn, cmd.appointment_id)?;
+    outbox::enqueue(
+        conn,
+        &EventEnvelope::new(cmd.now, AppointmentEvent::Created(snapshot)),
+    )?;
     Ok(Ok(Booked {
         appointment: must_load(conn, cmd.appointment_id)?,
         replayed: false,
@@ -249,11 +259,19 @@ fn slot_taken_on_unique<T>(e: RepoError) -> Result<Result<T, BookingRejection>, 
 
 pub struct PgAppointments {
     db: Db,
+    /// Woken after a committed change, whose event is then in the outbox.
+    signal: OutboxSignal,
 }
 
 impl PgAppointments {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, signal: OutboxSignal) -> Self {
+        Self { db, signal }
+    }
+
+    fn signal_if_changed<T>(&self, result: &Result<T, BookingRejection>) {
+        if result.is_ok() {
+            self.signal.notify();
+        }
     }
 }
 
@@ -264,6 +282,7 @@ impl AppointmentRepository for PgAppointments {
             .transaction(move |conn| book_in_tx(conn, &cmd))
             .await
             .or_else(slot_taken_on_unique)
+            .inspect(|r| self.signal_if_changed(r))
     }
 
     async fn reschedule(
@@ -323,10 +342,20 @@ impl AppointmentRepository for PgAppointments {
                     ))
                     .execute(conn)
                     .map_err(map_err)?;
+                let event = AppointmentEvent::Rescheduled(Reschedule {
+                    appointment: outbox::snapshot(conn, cmd.appointment_id)?,
+                    previous: PreviousSlot {
+                        slot_id: old.id,
+                        starts_at: old.starts_at,
+                        ends_at: old.ends_at,
+                    },
+                });
+                outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
                 Ok(Ok(must_load(conn, cmd.appointment_id)?))
             })
             .await
             .or_else(slot_taken_on_unique)
+            .inspect(|r| self.signal_if_changed(r))
     }
 
     async fn cancel(
@@ -364,9 +393,19 @@ impl AppointmentRepository for PgAppointments {
                 if slot.starts_at > cmd.now {
                     set_slot_status(conn, slot.id, SlotStatus::Available)?;
                 }
+                let event = AppointmentEvent::Cancelled(Cancellation {
+                    appointment: outbox::snapshot(conn, cmd.appointment_id)?,
+                    cancelled_by: match cmd.patient_id {
+                        Some(_) => CancelledBy::Patient,
+                        None => CancelledBy::Admin,
+                    },
+                    cancel_reason: cmd.reason.clone(),
+                });
+                outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
                 Ok(Ok(must_load(conn, cmd.appointment_id)?))
             })
             .await
+            .inspect(|r| self.signal_if_changed(r))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {

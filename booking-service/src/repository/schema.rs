@@ -118,10 +118,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    outbox_events (seq) {
+        seq -> Int8,
+        id -> Uuid,
+        aggregate_id -> Uuid,
+        topic -> Text,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        locked_by -> Nullable<Uuid>,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(doctors -> clinics (clinic_id));
 diesel::joinable!(slots -> doctors (doctor_id));
 diesel::joinable!(appointments -> slots (slot_id));
 diesel::joinable!(appointments -> doctors (doctor_id));
+diesel::joinable!(appointments -> users (patient_id));
 diesel::joinable!(reviews -> doctors (doctor_id));
 diesel::joinable!(reviews -> users (patient_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -131,5 +149,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     slots,
     appointments,
     reviews,
-    booking_idempotency
+    booking_idempotency,
+    outbox_events
 );

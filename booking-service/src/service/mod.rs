@@ -6,6 +6,7 @@ pub mod auth;
 pub mod booking_ports;
 pub mod catalog;
 pub mod error;
+pub mod outbox;
 pub mod patients;
 pub mod ports;
 pub mod reviews;

@@ -7,6 +7,7 @@ use crate::repository::Db;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::AuthService;
 use crate::service::catalog::CatalogService;
+use crate::service::outbox::EventPublisher;
 use crate::service::patients::PatientService;
 use crate::service::ports::TokenIssuer;
 use crate::service::reviews::ReviewService;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub deny_when_revocation_unknown: bool,
     pub issuer: Arc<dyn TokenIssuer>,
     pub db: Db,
+    /// Asked by `/ready` whether the broker answers.
+    pub publisher: Arc<dyn EventPublisher>,
     pub metrics: Arc<Metrics>,
     pub trust_forwarded_for: bool,
 }

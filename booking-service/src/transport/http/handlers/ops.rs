@@ -28,36 +28,45 @@ pub struct ReadyResponse {
     pub status: String,
     /// `ok` or `unavailable`
     pub database: String,
+    /// `ok` or `unavailable`. Informational: while the broker is away, bookings go on
+    /// and their events wait in the outbox, so this alone never makes the service
+    /// unready.
+    pub kafka: String,
+}
+
+fn state_word(ok: bool) -> String {
+    if ok { "ok" } else { "unavailable" }.to_owned()
 }
 
 /// Readiness
 ///
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers, 503 otherwise. The broker's state is reported too,
+/// but does not make the service unready: bookings keep working while it is away.
 #[api_v2_operation(tags(Ops))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let check = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
-    let db_ok = matches!(check, Ok(Ok(())));
-    if let Ok(Err(e)) = &check {
+    let limit = std::time::Duration::from_secs(2);
+    let (db, kafka) = futures_util::join!(
+        tokio::time::timeout(limit, state.db.ping()),
+        tokio::time::timeout(limit, state.publisher.check()),
+    );
+    let db_ok = matches!(db, Ok(Ok(())));
+    if let Ok(Err(e)) = &db {
         tracing::warn!(error = %e, "readiness: database check failed");
     }
-    let (status, body) = if db_ok {
-        (
-            StatusCode::OK,
-            ReadyResponse {
-                status: "ready".into(),
-                database: "ok".into(),
-            },
-        )
+    let kafka_ok = matches!(kafka, Ok(Ok(())));
+    if let Ok(Err(e)) = &kafka {
+        tracing::warn!(error = %e, "readiness: kafka check failed");
+    }
+    let status = if db_ok {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            ReadyResponse {
-                status: "not_ready".into(),
-                database: "unavailable".into(),
-            },
-        )
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status).json(body)
+    HttpResponse::build(status).json(ReadyResponse {
+        status: if db_ok { "ready" } else { "not_ready" }.into(),
+        database: state_word(db_ok),
+        kafka: state_word(kafka_ok),
+    })
 }
 
 /// Prometheus metrics
