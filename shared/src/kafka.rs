@@ -6,6 +6,8 @@ use crate::config_loader::ConfigLoadError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -100,5 +102,137 @@ impl KafkaSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// A message to publish, owning its parts.
+#[derive(Debug, Clone)]
+pub struct OutgoingRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// An idempotent producer (`enable.idempotence=true`, `acks=all`: librdkafka's own
+/// retries never duplicate or reorder a message) that waits for the broker's delivery
+/// reports. When the producer becomes unusable — a fatal error, or fenced after its
+/// epoch was bumped following timed-out messages — it is replaced by a new one; the
+/// caller still holds the failed records and retries them.
+pub struct ReliableProducer {
+    config: ClientConfig,
+    inner: std::sync::RwLock<std::sync::Arc<FutureProducer>>,
+}
+
+impl ReliableProducer {
+    /// `message_timeout` is librdkafka's `message.timeout.ms`: how long one delivery may
+    /// take before it is reported failed.
+    pub fn new(
+        settings: &KafkaSettings,
+        client_id: &str,
+        message_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut config = settings.client_config(client_id);
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                message_timeout.as_millis().to_string(),
+            );
+        let producer = config.create()?;
+        Ok(Self {
+            config,
+            inner: std::sync::RwLock::new(std::sync::Arc::new(producer)),
+        })
+    }
+
+    fn current(&self) -> std::sync::Arc<FutureProducer> {
+        match self.inner.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn renew(&self, why: &str) {
+        tracing::error!(reason = why, "kafka producer unusable; creating a new one");
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                if let Ok(mut slot) = self.inner.write() {
+                    *slot = std::sync::Arc::new(fresh);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create a kafka producer"),
+        }
+    }
+
+    /// Enqueues the records in order (per partition, the idempotent producer keeps
+    /// that order) and waits for every delivery report. One result per record.
+    pub async fn deliver_all(&self, records: &[OutgoingRecord]) -> Vec<Result<(), String>> {
+        let producer = self.current();
+        let pending: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (key, value) in &r.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: value.as_deref(),
+                    });
+                }
+                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic)
+                    .payload(r.payload.as_slice())
+                    .headers(headers);
+                if let Some(key) = &r.key {
+                    record = record.key(key.as_slice());
+                }
+                producer
+                    .send_result(record)
+                    .map_err(|(err, _)| (err, "not enqueued: "))
+            })
+            .collect();
+        let mut unusable = None;
+        let mut results = Vec::with_capacity(pending.len());
+        for p in pending {
+            let outcome = match p {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((err, _))) => Err((err, "")),
+                    Err(_) => {
+                        results.push(Err("producer dropped the message".to_owned()));
+                        continue;
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            results.push(outcome.map_err(|(err, prefix)| {
+                if err.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced) {
+                    unusable.get_or_insert_with(|| err.to_string());
+                }
+                format!("{prefix}{err}")
+            }));
+        }
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            unusable.get_or_insert(format!("{code}: {reason}"));
+        }
+        if let Some(why) = unusable {
+            self.renew(&why);
+        }
+        results
+    }
+
+    /// Asks the cluster for its metadata (a reachability check).
+    pub async fn check(&self) -> Result<(), String> {
+        let producer = self.current();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }

@@ -40,7 +40,11 @@ pub fn snapshot(
         .inner_join(doctors::table.inner_join(clinics::table))
         .filter(appointments::id.eq(appointment_id))
         .select((
-            (appointments::id, appointments::slot_id, appointments::reason),
+            (
+                appointments::id,
+                appointments::slot_id,
+                appointments::reason,
+            ),
             (slots::starts_at, slots::ends_at),
             (users::id, users::email, users::full_name),
             (doctors::id, doctors::full_name, doctors::specialty),

@@ -115,10 +115,7 @@ impl RelayMetrics {
                 "outbox_oldest_pending_age_seconds",
                 "Age of the oldest unpublished event (0 when none)",
             )?,
-            published: IntCounter::new(
-                "outbox_published_total",
-                "Events the broker confirmed",
-            )?,
+            published: IntCounter::new("outbox_published_total", "Events the broker confirmed")?,
             failures: IntCounter::new(
                 "outbox_publish_failures_total",
                 "Event publications that failed and will be retried",
@@ -480,10 +477,11 @@ mod tests {
         assert_eq!(relay.round().await, Round::Failed);
         // b went through; a's second event waits behind its first.
         assert_eq!(*broker.log.lock().unwrap(), vec![3]);
-        let rows = store.rows.lock().unwrap();
-        assert!(!rows[&1].published && rows[&1].leased_to.is_none());
-        assert_eq!(rows[&1].error.as_deref(), Some("broker unavailable"));
-        drop(rows);
+        {
+            let rows = store.rows.lock().unwrap();
+            assert!(!rows[&1].published && rows[&1].leased_to.is_none());
+            assert_eq!(rows[&1].error.as_deref(), Some("broker unavailable"));
+        }
         broker.refuse.lock().unwrap().clear();
         assert_eq!(relay.round().await, Round::Published(1));
         assert_eq!(relay.round().await, Round::Published(1));
@@ -502,7 +500,9 @@ mod tests {
         let task = tokio::spawn(relay(store.clone(), broker.clone(), 20).run(stop_rx));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(broker.log.lock().unwrap().is_empty());
-        broker.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        broker
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(5), async {
             while broker.log.lock().unwrap().len() < 50 {
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,236 @@
+//! Command line: `serve` (the default), `migrate`, and the operators' dead-letter tools
+//! `dlq list | show | replay`. Commands print JSON lines on stdout; logs go to stderr.
+
+use crate::dlq::{self, Selection};
+use crate::repository::PgDeliveryLog;
+use crate::settings::Settings;
+use crate::startup::{self, NotificationApp};
+use clap::{Args, Parser, Subcommand};
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "notification-service",
+    about = "Emails patients about their appointments"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume appointment events and send emails (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Inspect and replay the dead-letter topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One JSON line per dead letter, oldest first, with its delivery status.
+    List,
+    /// One dead letter in full: headers and the original payload.
+    Show {
+        #[arg(long)]
+        partition: i32,
+        #[arg(long)]
+        offset: i64,
+    },
+    /// Re-publish dead letters to their original topics, oldest first.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "which")]
+pub struct Which {
+    /// Every dead letter.
+    #[arg(long)]
+    all: bool,
+    /// Only these events (repeatable).
+    #[arg(long = "event-id")]
+    event_ids: Vec<Uuid>,
+    /// An offset range `FROM-TO` (inclusive) of the partition given by --partition.
+    #[arg(long, requires = "partition")]
+    offsets: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    which: Which,
+    /// DLQ partition for --offsets.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Show what would be replayed; publish nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many messages per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+}
+
+impl ReplayArgs {
+    fn selection(&self) -> anyhow::Result<Selection> {
+        if self.which.all {
+            return Ok(Selection::All);
+        }
+        if !self.which.event_ids.is_empty() {
+            return Ok(Selection::EventIds(self.which.event_ids.clone()));
+        }
+        let (Some(range), Some(partition)) = (&self.which.offsets, self.partition) else {
+            anyhow::bail!("choose --all, --event-id or --partition with --offsets");
+        };
+        let parsed = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+        match parsed {
+            Some((from, to)) if from <= to => Ok(Selection::Offsets {
+                partition,
+                from,
+                to,
+            }),
+            _ => anyhow::bail!("--offsets must be FROM-TO with FROM <= TO, e.g. 10-20"),
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    match cli.command {
+        None | Some(Command::Serve) => {
+            let (app, stop) = NotificationApp::build(&settings).await?;
+            tokio::spawn(async move {
+                let signal = wait_for_signal().await;
+                tracing::info!(
+                    signal,
+                    "shutdown signal received; finishing the message in hand"
+                );
+                stop.stop();
+            });
+            app.run_until_stopped().await
+        }
+        Some(Command::Migrate) => {
+            startup::database(&settings)
+                .prepare(
+                    Duration::from_secs(settings.database.startup_retry_secs),
+                    true,
+                )
+                .await
+        }
+        Some(Command::Dlq(cmd)) => dlq_command(cmd, &settings).await,
+    }
+}
+
+async fn sent_events(
+    settings: &Settings,
+    ids: Vec<Uuid>,
+) -> anyhow::Result<std::collections::HashMap<Uuid, crate::repository::deliveries::DeliveryRecord>>
+{
+    let db = startup::database(settings);
+    PgDeliveryLog::new(db).lookup(ids).await
+}
+
+async fn dlq_command(cmd: DlqCommand, settings: &Settings) -> anyhow::Result<()> {
+    let entries = dlq::read_all(&settings.kafka, READ_TIMEOUT).await?;
+    let ids: Vec<Uuid> = entries.iter().filter_map(|e| e.event_id).collect();
+    let records = sent_events(settings, ids).await?;
+    let status = |id: Option<Uuid>| {
+        id.and_then(|id| records.get(&id)).map_or("not_sent", |r| {
+            if r.status == "sent" {
+                "sent"
+            } else {
+                "sending"
+            }
+        })
+    };
+    match cmd {
+        DlqCommand::List => {
+            for e in &entries {
+                let mut v = serde_json::to_value(e)?;
+                v["delivery"] = status(e.event_id).into();
+                print_json(&v)?;
+            }
+            tracing::info!(count = entries.len(), "dead letters listed");
+        }
+        DlqCommand::Show { partition, offset } => {
+            let Some(e) = entries
+                .iter()
+                .find(|e| e.partition == partition && e.offset == offset)
+            else {
+                anyhow::bail!("no dead letter at partition {partition}, offset {offset}");
+            };
+            let mut v = e.detail();
+            v["delivery"] = status(e.event_id).into();
+            print_json(&v)?;
+        }
+        DlqCommand::Replay(args) => {
+            let selection = args.selection()?;
+            if args.rate.is_nan() || args.rate <= 0.0 {
+                anyhow::bail!("--rate must be greater than 0");
+            }
+            let chosen: Vec<_> = entries
+                .into_iter()
+                .filter(|e| selection.matches(e))
+                .collect();
+            let sent: HashSet<Uuid> = records
+                .iter()
+                .filter(|(_, r)| r.status == "sent")
+                .map(|(id, _)| *id)
+                .collect();
+            let mut failed = None;
+            let n = dlq::replay(
+                &settings.kafka,
+                &chosen,
+                &sent,
+                args.dry_run,
+                args.rate,
+                |line| {
+                    if let Err(e) = print_json(line) {
+                        failed.get_or_insert(e);
+                    }
+                },
+            )
+            .await?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            tracing::info!(
+                selected = chosen.len(),
+                replayed = n,
+                dry_run = args.dry_run,
+                "replay finished"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

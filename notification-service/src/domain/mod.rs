@@ -1,0 +1,5 @@
+//! What the notification-service knows without any I/O: the emails it writes and how
+//! a failure to send one is classified.
+
+pub mod email;
+pub mod ics;

@@ -1,0 +1,70 @@
+//! `/health`, `/ready` (database and broker) and `/metrics` of the notification-service.
+
+use crate::dlq::KafkaDeadLetters;
+use crate::repository::Db;
+use crate::service::Metrics;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Probes {
+    pub db: Db,
+    pub dlq: Arc<KafkaDeadLetters>,
+    pub metrics: Metrics,
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// 200 when both the database (de-duplication) and the broker answer: without either,
+/// this service cannot make progress.
+async fn ready(p: web::Data<Probes>) -> HttpResponse {
+    let limit = Duration::from_secs(2);
+    let (db, kafka) = futures_util::join!(
+        tokio::time::timeout(limit, p.db.ping()),
+        tokio::time::timeout(limit, p.dlq.check()),
+    );
+    let db_ok = matches!(db, Ok(Ok(())));
+    let kafka_ok = matches!(kafka, Ok(Ok(())));
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = serde_json::json!({
+        "status": if db_ok && kafka_ok { "ready" } else { "not_ready" },
+        "database": word(db_ok),
+        "kafka": word(kafka_ok),
+    });
+    if db_ok && kafka_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(p: web::Data<Probes>) -> HttpResponse {
+    match p.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering metrics failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+pub fn server(listener: TcpListener, probes: Probes) -> std::io::Result<actix_web::dev::Server> {
+    let probes = web::Data::new(probes);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(probes.clone())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run())
+}

@@ -1,0 +1,32 @@
+//! Entry point: parse the command line, load configuration, start telemetry, run.
+
+use clap::Parser;
+use medbook_shared::telemetry::LogOutput;
+use notification_service::{cli, settings::Settings};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("notification-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The service logs to stdout; commands that print a result log to stderr.
+    let output = match cli.command {
+        None | Some(cli::Command::Serve) => LogOutput::Stdout,
+        Some(_) => LogOutput::Stderr,
+    };
+    medbook_shared::telemetry::init("notification-service", &settings.log.level, output);
+    match cli::run(cli, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "notification-service failed");
+            eprintln!("notification-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

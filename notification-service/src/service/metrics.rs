@@ -1,0 +1,97 @@
+//! Prometheus metrics of the notification-service.
+
+use super::Outcome;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    sent: IntCounterVec,
+    send_failures: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    duplicates: prometheus::IntCounter,
+    handling: Histogram,
+    lag: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let m = Self {
+            sent: IntCounterVec::new(
+                Opts::new("emails_sent_total", "Emails the SMTP server accepted"),
+                &["outcome"],
+            )?,
+            send_failures: IntCounterVec::new(
+                Opts::new("email_send_failures_total", "Failed sending attempts"),
+                &["kind"],
+            )?,
+            dead_lettered: IntCounterVec::new(
+                Opts::new("emails_dead_lettered_total", "Messages written to the DLQ"),
+                &["reason"],
+            )?,
+            duplicates: prometheus::IntCounter::new(
+                "events_duplicate_total",
+                "Events skipped because their email was already sent",
+            )?,
+            handling: Histogram::with_opts(
+                HistogramOpts::new(
+                    "message_handling_seconds",
+                    "Time from receiving a message to having handled it",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0,
+                ]),
+            )?,
+            lag: IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag_messages",
+                    "Messages behind the partition's end, as librdkafka reports it",
+                ),
+                &["topic", "partition"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.sent.clone()))?;
+        m.registry.register(Box::new(m.send_failures.clone()))?;
+        m.registry.register(Box::new(m.dead_lettered.clone()))?;
+        m.registry.register(Box::new(m.duplicates.clone()))?;
+        m.registry.register(Box::new(m.handling.clone()))?;
+        m.registry.register(Box::new(m.lag.clone()))?;
+        Ok(m)
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn observe(&self, outcome: &Outcome, took: Duration) {
+        self.handling.observe(took.as_secs_f64());
+        match outcome {
+            Outcome::Sent { takeover, .. } => self
+                .sent
+                .with_label_values(&[if *takeover { "after_takeover" } else { "first" }])
+                .inc(),
+            Outcome::Duplicate => self.duplicates.inc(),
+            Outcome::DeadLettered(kind) => {
+                self.dead_lettered.with_label_values(&[kind.as_str()]).inc()
+            }
+        }
+    }
+
+    pub fn send_failed(&self, kind: &str) {
+        self.send_failures.with_label_values(&[kind]).inc();
+    }
+
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}

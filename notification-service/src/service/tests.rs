@@ -1,0 +1,349 @@
+//! The handler's rules with in-memory fakes of its ports.
+
+use super::*;
+use chrono::TimeZone;
+use medbook_shared::events::*;
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Default)]
+struct FakeMailer {
+    script: Mutex<VecDeque<Result<(), SendError>>>,
+    sent: Mutex<Vec<Email>>,
+    calls: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl Mailer for FakeMailer {
+    async fn send(&self, email: &Email) -> Result<(), SendError> {
+        *self.calls.lock().unwrap() += 1;
+        let r = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
+        if r.is_ok() {
+            self.sent.lock().unwrap().push(email.clone());
+        }
+        r
+    }
+}
+
+#[derive(Default)]
+struct MemLog {
+    rows: Mutex<HashMap<Uuid, (&'static str, Uuid)>>,
+    /// Claims answered `HeldElsewhere` before the real answer.
+    busy: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl DeliveryLog for MemLog {
+    async fn claim(&self, r: &ClaimRequest, owner: Uuid, _: Duration) -> anyhow::Result<Claim> {
+        {
+            let mut busy = self.busy.lock().unwrap();
+            if *busy > 0 {
+                *busy -= 1;
+                return Ok(Claim::HeldElsewhere);
+            }
+        }
+        let mut rows = self.rows.lock().unwrap();
+        Ok(match rows.get(&r.event_id) {
+            Some(("sent", _)) => Claim::AlreadySent,
+            Some((_, by)) if *by != owner => {
+                rows.insert(r.event_id, ("sending", owner));
+                Claim::Acquired { takeover: true }
+            }
+            _ => {
+                rows.insert(r.event_id, ("sending", owner));
+                Claim::Acquired { takeover: false }
+            }
+        })
+    }
+    async fn mark_sent(&self, id: Uuid, _: u32) -> anyhow::Result<()> {
+        let mut rows = self.rows.lock().unwrap();
+        let owner = rows.get(&id).map(|r| r.1).unwrap();
+        rows.insert(id, ("sent", owner));
+        Ok(())
+    }
+    async fn release(&self, id: Uuid, _: Uuid) -> anyhow::Result<()> {
+        self.rows.lock().unwrap().remove(&id);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeDlq {
+    letters: Mutex<Vec<(Incoming, DeadLetter)>>,
+    failures: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl DeadLetterSink for FakeDlq {
+    async fn dead_letter(&self, m: &Incoming, l: &DeadLetter) -> Result<(), String> {
+        let mut f = self.failures.lock().unwrap();
+        if *f > 0 {
+            *f -= 1;
+            return Err("broker down".into());
+        }
+        self.letters.lock().unwrap().push((m.clone(), l.clone()));
+        Ok(())
+    }
+}
+
+struct Rig {
+    mailer: Arc<FakeMailer>,
+    log: Arc<MemLog>,
+    dlq: Arc<FakeDlq>,
+    stop: watch::Sender<bool>,
+    handler: NotificationHandler,
+}
+
+fn rig(max_attempts: u32, max_dead_letters: u32) -> Rig {
+    let mailer = Arc::new(FakeMailer::default());
+    let log = Arc::new(MemLog::default());
+    let dlq = Arc::new(FakeDlq::default());
+    let (stop, stopped) = watch::channel(false);
+    let handler = NotificationHandler::new(
+        mailer.clone(),
+        log.clone(),
+        dlq.clone(),
+        RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+        },
+        DeadLetterLimiter::new(max_dead_letters, Duration::from_secs(60)),
+        Metrics::new().unwrap(),
+        Duration::from_secs(60),
+        "no-reply@medbook.local".into(),
+        stopped,
+    );
+    Rig {
+        mailer,
+        log,
+        dlq,
+        stop,
+        handler,
+    }
+}
+
+fn event(tz: &str) -> EventEnvelope {
+    let t = |h| chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
+    EventEnvelope::new(
+        t(8),
+        AppointmentEvent::Created(AppointmentSnapshot {
+            appointment_id: Uuid::new_v4(),
+            slot_id: Uuid::new_v4(),
+            starts_at: t(9),
+            ends_at: t(10),
+            reason: "checkup".into(),
+            patient: PatientInfo {
+                id: Uuid::new_v4(),
+                email: "ana@example.com".into(),
+                full_name: "Ana".into(),
+            },
+            doctor: DoctorInfo {
+                id: Uuid::new_v4(),
+                full_name: "Dr. B".into(),
+                specialty: "GP".into(),
+            },
+            clinic: ClinicInfo {
+                id: Uuid::new_v4(),
+                name: "C".into(),
+                city: "Berlin".into(),
+                address: "A 1".into(),
+                time_zone: tz.into(),
+            },
+        }),
+    )
+}
+
+fn message(payload: Option<Vec<u8>>) -> Incoming {
+    Incoming {
+        topic: "appointments.created".into(),
+        partition: 2,
+        offset: 41,
+        key: Some(b"k".to_vec()),
+        payload,
+        headers: vec![("medbook-event-type".into(), Some(b"x".to_vec()))],
+    }
+}
+
+fn encoded(e: &EventEnvelope) -> Incoming {
+    message(Some(e.encode().unwrap()))
+}
+
+#[tokio::test]
+async fn sends_once_and_skips_redeliveries() {
+    let r = rig(3, 10);
+    let e = event("Europe/Berlin");
+    let m = encoded(&e);
+    assert_eq!(
+        r.handler.handle(&m).await,
+        Ok(Outcome::Sent {
+            attempts: 1,
+            takeover: false
+        })
+    );
+    assert_eq!(r.handler.handle(&m).await, Ok(Outcome::Duplicate));
+    assert_eq!(r.mailer.sent.lock().unwrap().len(), 1);
+    assert_eq!(r.log.rows.lock().unwrap()[&e.id].0, "sent");
+}
+
+#[tokio::test]
+async fn undecodable_messages_go_to_the_dlq_at_once() {
+    let r = rig(3, 10);
+    let mut unknown_type: serde_json::Value =
+        serde_json::from_slice(&event("UTC").encode().unwrap()).unwrap();
+    unknown_type["type"] = "appointment.teleported".into();
+    let mut v2 = unknown_type.clone();
+    v2["type"] = "appointment.created".into();
+    v2["version"] = 2.into();
+    for payload in [
+        None,
+        Some(b"{not json".to_vec()),
+        Some(serde_json::to_vec(&unknown_type).unwrap()),
+        Some(serde_json::to_vec(&v2).unwrap()),
+    ] {
+        let started = Instant::now();
+        assert_eq!(
+            r.handler.handle(&message(payload)).await,
+            Ok(Outcome::DeadLettered(FailureKind::Poison))
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+    let letters = r.dlq.letters.lock().unwrap();
+    assert_eq!(letters.len(), 4);
+    assert!(letters[2].1.error.contains("appointment.teleported"));
+    assert!(letters[3].1.error.contains("version 2"));
+    assert_eq!(letters[1].0.payload.as_deref(), Some(&b"{not json"[..]));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_then_sent() {
+    let r = rig(4, 10);
+    r.mailer.script.lock().unwrap().extend([
+        Err(SendError::Transient("421 busy".into())),
+        Err(SendError::Transient("connection refused".into())),
+    ]);
+    let e = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::Sent {
+            attempts: 3,
+            takeover: false
+        })
+    );
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn exhausted_retries_and_permanent_failures_are_dead_lettered_and_released() {
+    let r = rig(3, 10);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..3).map(|_| Err(SendError::Transient("451 later".into()))));
+    let e = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::DeadLettered(FailureKind::RetriesExhausted))
+    );
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 3);
+    // Released: a replay may try again and send.
+    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Err(SendError::Permanent("550 no such user".into())));
+    let p = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&p)).await,
+        Ok(Outcome::DeadLettered(FailureKind::Permanent))
+    );
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 4);
+    {
+        let letters = r.dlq.letters.lock().unwrap();
+        assert_eq!(letters[0].1.attempts, 3);
+        assert_eq!(letters[1].1.attempts, 1);
+        assert!(letters[1].1.error.contains("550"));
+    }
+    // The replayed event goes through once the cause is gone.
+    assert!(matches!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_unknown_time_zone_is_a_permanent_failure() {
+    let r = rig(3, 10);
+    assert_eq!(
+        r.handler.handle(&encoded(&event("Mars/Base"))).await,
+        Ok(Outcome::DeadLettered(FailureKind::Permanent))
+    );
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_dead_letter_cap_stops_handling_without_writing_the_letter() {
+    let r = rig(1, 2);
+    for _ in 0..2 {
+        r.handler
+            .handle(&message(Some(b"x".to_vec())))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        r.handler.handle(&message(Some(b"x".to_vec()))).await,
+        Err(HandleError::DeadLetterLimit(_))
+    ));
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_busy_dlq_or_a_claim_held_elsewhere_is_waited_for() {
+    let r = rig(1, 10);
+    *r.dlq.failures.lock().unwrap() = 2;
+    assert_eq!(
+        r.handler.handle(&message(Some(b"x".to_vec()))).await,
+        Ok(Outcome::DeadLettered(FailureKind::Poison))
+    );
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 1);
+    *r.log.busy.lock().unwrap() = 1;
+    assert!(matches!(
+        r.handler.handle(&encoded(&event("UTC"))).await,
+        Ok(Outcome::Sent { .. })
+    ));
+}
+
+#[tokio::test]
+async fn stopping_interrupts_a_backoff_without_marking_anything() {
+    let r = rig(10, 10);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..10).map(|_| Err(SendError::Transient("refused".into()))));
+    r.stop.send(true).unwrap();
+    let e = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Err(HandleError::Stopped)
+    );
+    assert_ne!(
+        r.log.rows.lock().unwrap().get(&e.id).map(|r| r.0),
+        Some("sent")
+    );
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let p = RetryPolicy {
+        max_attempts: 10,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(1000),
+    };
+    let waits: Vec<u128> = (1..=6).map(|a| p.backoff(a).as_millis()).collect();
+    assert_eq!(waits, vec![100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(p.backoff(u32::MAX), Duration::from_millis(1000));
+}

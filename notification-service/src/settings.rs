@@ -1,0 +1,305 @@
+//! notification-service configuration: built-in defaults < `config/notification-service.yml`
+//! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables, checked at start-up.
+
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::kafka::KafkaSettings;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub const SERVICE: &str = "notification-service";
+
+const DEFAULTS: &str = r#"
+log:
+  level: info
+http:
+  addr: "127.0.0.1:8081"
+database:
+  url: "postgres://postgres@127.0.0.1:5432/medbook_notifications"
+  pool_size: 4
+  connect_timeout_ms: 5000
+  run_migrations: true
+  startup_retry_secs: 30
+kafka:
+  brokers: "127.0.0.1:9092"
+  topic_prefix: ""
+  properties: {}
+consumer:
+  group_id: notification-service
+  session_timeout_ms: 10000
+  commit_interval_ms: 1000
+  dlq_timeout_ms: 10000
+smtp:
+  host: 127.0.0.1
+  port: 1025
+  tls: none
+  timeout_ms: 10000
+  pool_size: 4
+email:
+  from: "medbook <no-reply@medbook.local>"
+retry:
+  max_attempts: 6
+  initial_backoff_ms: 500
+  max_backoff_ms: 30000
+dead_letters:
+  max_per_window: 50
+  window_secs: 60
+dedup:
+  claim_timeout_secs: 60
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub log: LogSettings,
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub consumer: ConsumerSettings,
+    pub smtp: SmtpSettings,
+    pub email: EmailSettings,
+    pub retry: RetrySettings,
+    pub dead_letters: DeadLetterSettings,
+    pub dedup: DedupSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// `/health`, `/ready` and `/metrics`; port 0 picks a free port.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub pool_size: u32,
+    pub connect_timeout_ms: u64,
+    pub run_migrations: bool,
+    pub startup_retry_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerSettings {
+    pub group_id: String,
+    pub session_timeout_ms: u64,
+    /// How often stored offsets are committed (librdkafka's auto commit).
+    pub commit_interval_ms: u64,
+    /// How long one dead-letter write may take before it is retried.
+    pub dlq_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (local mail sinks).
+    None,
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Only from the environment (`MEDBOOK_SMTP__PASSWORD`) or a secrets file.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    pub timeout_ms: u64,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailSettings {
+    /// The `From:` mailbox, e.g. `medbook <no-reply@example.com>`.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetrySettings {
+    /// Sending attempts for transient failures (SMTP 4xx, refused, timeout) before the
+    /// event is dead-lettered.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetterSettings {
+    /// More dead letters than this within `window_secs` stop the consumer: something is
+    /// misconfigured, and emptying the topics into the DLQ would not help.
+    pub max_per_window: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DedupSettings {
+    /// A `sending` claim older than this belongs to a consumer that died; another may
+    /// take the event over.
+    pub claim_timeout_secs: u64,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigLoadError> {
+        Self::load_from(&ConfigSources::from_env(SERVICE))
+    }
+
+    pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
+        let settings: Settings = config_loader::load(DEFAULTS, sources, &[])?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigLoadError> {
+        let bad = ConfigLoadError::invalid;
+        match self.http.addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(bad("http.addr", "must be host:port")),
+        }
+        if self.database.url.expose_secret().is_empty() {
+            return Err(bad("database.url", "must not be empty"));
+        }
+        if self.database.pool_size < 2 {
+            return Err(bad("database.pool_size", "must be at least 2"));
+        }
+        self.kafka.validate()?;
+        if self.consumer.group_id.trim().is_empty() {
+            return Err(bad("consumer.group_id", "must not be empty"));
+        }
+        if !(1000..=300_000).contains(&self.consumer.session_timeout_ms) {
+            return Err(bad(
+                "consumer.session_timeout_ms",
+                "must be between 1000 and 300000",
+            ));
+        }
+        if self.consumer.commit_interval_ms == 0 || self.consumer.dlq_timeout_ms == 0 {
+            return Err(bad(
+                "consumer.commit_interval_ms",
+                "commit_interval_ms and dlq_timeout_ms must be greater than 0",
+            ));
+        }
+        if self.smtp.host.trim().is_empty() {
+            return Err(bad("smtp.host", "must not be empty"));
+        }
+        if self.smtp.port == 0 {
+            return Err(bad("smtp.port", "must be a port from 1 to 65535"));
+        }
+        if self.smtp.timeout_ms == 0 || self.smtp.pool_size == 0 {
+            return Err(bad(
+                "smtp.timeout_ms",
+                "timeout_ms and pool_size must be greater than 0",
+            ));
+        }
+        if self.smtp.password.is_some() && self.smtp.username.is_none() {
+            return Err(bad(
+                "smtp.username",
+                "is required when smtp.password is set",
+            ));
+        }
+        if self.email.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(bad(
+                "email.from",
+                "must be a mailbox like `name <addr@host>`",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(bad("retry.max_attempts", "must be at least 1"));
+        }
+        if self.retry.initial_backoff_ms == 0
+            || self.retry.max_backoff_ms < self.retry.initial_backoff_ms
+        {
+            return Err(bad(
+                "retry.max_backoff_ms",
+                "backoffs must be positive and max_backoff_ms >= initial_backoff_ms",
+            ));
+        }
+        if self.dead_letters.window_secs == 0 {
+            return Err(bad("dead_letters.window_secs", "must be greater than 0"));
+        }
+        if self.dedup.claim_timeout_secs == 0 {
+            return Err(bad("dedup.claim_timeout_secs", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    pub fn retry_policy(&self) -> crate::service::RetryPolicy {
+        crate::service::RetryPolicy {
+            max_attempts: self.retry.max_attempts,
+            initial_backoff: Duration::from_millis(self.retry.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigLoadError> {
+        Settings::load_from(&ConfigSources {
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid_and_env_wins() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.smtp.port, 1025);
+        let s = load(&[
+            ("MEDBOOK_SMTP__HOST", "mail.example.com"),
+            ("MEDBOOK_SMTP__PORT", "587"),
+            ("MEDBOOK_SMTP__TLS", "starttls"),
+            ("MEDBOOK_SMTP__USERNAME", "medbook"),
+            ("MEDBOOK_SMTP__PASSWORD", "s3cret"),
+            ("MEDBOOK_KAFKA__BROKERS", "k:9092"),
+        ])
+        .unwrap();
+        assert_eq!(s.smtp.host, "mail.example.com");
+        assert_eq!(s.smtp.tls, SmtpTls::Starttls);
+        assert_eq!(s.smtp.password.unwrap().expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (key, value, named) in [
+            ("MEDBOOK_SMTP__PORT", "0", "smtp.port"),
+            ("MEDBOOK_SMTP__PORT", "smtp", "smtp.port"),
+            ("MEDBOOK_SMTP__TLS", "ssl3", "smtp.tls"),
+            ("MEDBOOK_EMAIL__FROM", "not a mailbox", "email.from"),
+            ("MEDBOOK_RETRY__MAX_ATTEMPTS", "0", "retry.max_attempts"),
+            ("MEDBOOK_KAFKA__BROKERS", "nohost", "kafka.brokers"),
+            ("MEDBOOK_SMTP__PASSWORD", "x", "smtp.username"),
+            (
+                "MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS",
+                "10",
+                "consumer.session_timeout_ms",
+            ),
+        ] {
+            let err = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(named), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/notification-service.yml");
+        Settings::load_from(&ConfigSources {
+            file: Some((path, true)),
+            env: vec![],
+        })
+        .unwrap();
+    }
+}

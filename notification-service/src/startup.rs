@@ -1,0 +1,111 @@
+//! Wiring: database, SMTP, Kafka consumer and dead-letter producer, the handler, and
+//! the small HTTP server for probes and metrics.
+
+use crate::consumer;
+use crate::dlq::KafkaDeadLetters;
+use crate::http::{self, Probes};
+use crate::mailer::SmtpMailer;
+use crate::repository::{Db, PgDeliveryLog};
+use crate::service::{DeadLetterLimiter, Metrics, NotificationHandler};
+use crate::settings::Settings;
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub fn database(settings: &Settings) -> Db {
+    Db::new(
+        settings.database.url.expose_secret(),
+        settings.database.pool_size,
+        Duration::from_millis(settings.database.connect_timeout_ms),
+    )
+}
+
+pub struct NotificationApp {
+    http_port: u16,
+    server: actix_web::dev::Server,
+    consumer: consumer::EventConsumer,
+    handler: NotificationHandler,
+    stop: watch::Receiver<bool>,
+}
+
+/// Stops a running [`NotificationApp`]: the message in hand is finished first.
+#[derive(Clone)]
+pub struct StopHandle(Arc<watch::Sender<bool>>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl NotificationApp {
+    pub async fn build(settings: &Settings) -> anyhow::Result<(Self, StopHandle)> {
+        let db = database(settings);
+        db.prepare(
+            Duration::from_secs(settings.database.startup_retry_secs),
+            settings.database.run_migrations,
+        )
+        .await?;
+        let metrics = Metrics::new()?;
+        let (stop_tx, stop) = watch::channel(false);
+        let dlq = Arc::new(KafkaDeadLetters::new(
+            &settings.kafka,
+            Duration::from_millis(settings.consumer.dlq_timeout_ms),
+        )?);
+        let handler = NotificationHandler::new(
+            Arc::new(SmtpMailer::new(&settings.smtp, &settings.email.from)?),
+            Arc::new(PgDeliveryLog::new(db.clone())),
+            dlq.clone(),
+            settings.retry_policy(),
+            DeadLetterLimiter::new(
+                settings.dead_letters.max_per_window,
+                Duration::from_secs(settings.dead_letters.window_secs),
+            ),
+            metrics.clone(),
+            Duration::from_secs(settings.dedup.claim_timeout_secs),
+            sender_address(&settings.email.from),
+            stop.clone(),
+        );
+        let consumer = consumer::subscribe(settings, metrics.clone())?;
+        let listener = TcpListener::bind(&settings.http.addr)
+            .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
+        let http_port = listener.local_addr()?.port();
+        let server = http::server(listener, Probes { db, dlq, metrics })?;
+        tracing::info!(port = http_port, "probes and metrics listening");
+        Ok((
+            Self {
+                http_port,
+                server,
+                consumer,
+                handler,
+                stop,
+            },
+            StopHandle(Arc::new(stop_tx)),
+        ))
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// Consumes until stopped (or the dead-letter cap stops it), then stops the HTTP
+    /// server.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let result = consumer::run(self.consumer, self.handler, self.stop).await;
+        handle.stop(true).await;
+        let _ = server.await;
+        result
+    }
+}
+
+/// The address part of `name <addr>`.
+fn sender_address(from: &str) -> String {
+    from.parse::<lettre::message::Mailbox>()
+        .map(|m| m.email.to_string())
+        .unwrap_or_else(|_| from.to_owned())
+}
