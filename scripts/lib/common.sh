@@ -99,3 +99,57 @@ ensure_redis() {
     done
     die "Redis did not start on ${REDIS_HOST}:${REDIS_PORT}"
 }
+
+TOOLS_DIR="${MEDBOOK_TOOLS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools}"
+MAILDEV_VERSION=2.2.1
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Installs maildev (a real SMTP server with a web UI and REST API) from npm; sets
+# MAILDEV_BIN.
+ensure_maildev() {
+    command -v npm >/dev/null || apt_install nodejs npm
+    MAILDEV_BIN="$TOOLS_DIR/maildev/node_modules/.bin/maildev"
+    if [ ! -x "$MAILDEV_BIN" ]; then
+        log "installing maildev ${MAILDEV_VERSION} from npm"
+        mkdir -p "$TOOLS_DIR/maildev"
+        npm install --silent --prefix "$TOOLS_DIR/maildev" --no-audit --no-fund \
+            "maildev@${MAILDEV_VERSION}" >/dev/null
+    fi
+    export MAILDEV_BIN
+}
+
+# Starts the mail sink: SMTP on 127.0.0.1:$1, web UI and REST API on 127.0.0.1:$2.
+start_maildev() {
+    local smtp=$1 web=$2
+    if port_open "$smtp"; then
+        log "an SMTP server is already listening on 127.0.0.1:${smtp}"
+        return 0
+    fi
+    ensure_maildev
+    mkdir -p "$TOOLS_DIR/logs"
+    log "starting maildev: SMTP 127.0.0.1:${smtp}, mail at http://127.0.0.1:${web}"
+    nohup "$MAILDEV_BIN" --smtp "$smtp" --web "$web" --ip 127.0.0.1 --web-ip 127.0.0.1 \
+        >"$TOOLS_DIR/logs/maildev-${smtp}.log" 2>&1 &
+    for _ in $(seq 1 50); do
+        port_open "$smtp" && port_open "$web" && return 0
+        sleep 0.2
+    done
+    die "maildev did not start; see .tools/logs/maildev-${smtp}.log"
+}
+
+# Python tools of the tests (a fault-injecting SMTP server, the OpenAPI validator);
+# sets TOOLS_PYTHON.
+ensure_python_tools() {
+    local venv="$TOOLS_DIR/py-venv"
+    if [ ! -x "$venv/bin/openapi-spec-validator" ] || ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+        log "installing Python test tools"
+        mkdir -p "$TOOLS_DIR"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check \
+            openapi-spec-validator==0.7.2 aiosmtpd==1.4.6
+    fi
+    TOOLS_PYTHON="$venv/bin/python"
+    export TOOLS_PYTHON
+}

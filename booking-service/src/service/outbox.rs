@@ -256,18 +256,31 @@ impl OutboxRelay {
         }
     }
 
-    /// Runs rounds until `stop` turns true, then returns after the round in progress.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true: publication rounds, and beside them the backlog
+    /// gauges and pruning on their own intervals. Returns after the round in progress.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         tracing::info!(relay = %self.id, "outbox relay started");
+        tokio::join!(
+            self.publish_until(stop.clone()),
+            every(self.config.stats_interval, stop.clone(), || self
+                .refresh_stats()),
+            every(self.config.prune_interval, stop, || self.prune()),
+        );
+        tracing::info!(relay = %self.id, "outbox relay stopped");
+    }
+
+    async fn publish_until(&self, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.config.backoff_initial;
-        let mut stats = tokio::time::interval(self.config.stats_interval);
-        let mut prune = tokio::time::interval(self.config.prune_interval);
-        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !*stop.borrow() {
             let pause = match self.round().await {
-                Round::Published(n) if n as i64 >= self.config.batch_size => Duration::ZERO,
-                Round::Published(_) | Round::Idle => {
+                Round::Published(n) => {
+                    backoff = self.config.backoff_initial;
+                    if n as i64 >= self.config.batch_size {
+                        continue; // more may be waiting
+                    }
+                    self.config.poll_interval
+                }
+                Round::Idle => {
                     backoff = self.config.backoff_initial;
                     self.config.poll_interval
                 }
@@ -277,23 +290,30 @@ impl OutboxRelay {
                     pause
                 }
             };
-            if pause.is_zero() {
-                continue;
-            }
-            let sleep = tokio::time::sleep(pause);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => break,
-                    // New events: go at once, unless the broker is being waited for.
-                    _ = self.signal.notified(), if backoff == self.config.backoff_initial => break,
-                    _ = stats.tick() => self.refresh_stats().await,
-                    _ = prune.tick() => self.prune().await,
-                    _ = stop.changed() => break,
-                }
+            let waiting_for_broker = backoff > self.config.backoff_initial;
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                // New events: go at once, unless the broker is being waited for.
+                _ = self.signal.notified(), if !waiting_for_broker => {}
+                _ = stop.changed() => {}
             }
         }
-        tracing::info!(relay = %self.id, "outbox relay stopped");
+    }
+}
+
+/// Runs `job` every `period` until `stop` turns true.
+async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stop.borrow() {
+        tokio::select! {
+            _ = ticks.tick() => job().await,
+            _ = stop.changed() => {}
+        }
     }
 }
 

@@ -178,6 +178,13 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ("MEDBOOK_REDIS__URL", redis_url()),
         // Tests book slots starting soon; the notice rule has its own test.
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
+        (
+            "MEDBOOK_KAFKA__BROKERS",
+            medbook_test_support::kafka::shared_brokers(),
+        ),
+        // Events are written to the outbox either way; the tests in `events.rs` run
+        // the relay against topics of their own.
+        ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false".to_owned()),
     ];
     Settings::load_from(&ConfigSources {
         file: None,

@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod errors;
+mod events;
 mod helpers;
 mod me;
 mod openapi;

@@ -12,7 +12,20 @@ async fn health_and_ready() {
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
     let res = app.get("/ready", None).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["database"], "ok");
+    let body = res.json::<Value>().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["kafka"], "ok");
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_reported_but_keeps_the_service_ready() {
+    let app = crate::helpers::spawn_app_with(|s| s.kafka.brokers = "127.0.0.1:1".into()).await;
+    let res = app.get("/ready", None).await;
+    // Bookings go on while the broker is away (their events wait in the outbox).
+    assert_eq!(res.status(), 200);
+    let body = res.json::<Value>().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["kafka"], "unavailable");
 }
 
 #[tokio::test]

@@ -1,0 +1,44 @@
+//! Test support shared by the services' integration tests: the real Kafka-protocol
+//! broker (the shared one, or a private one a test may pause), the real mail sink, and
+//! fresh PostgreSQL databases. `./scripts/test.sh` starts the shared services and sets
+//! the `MEDBOOK_TEST_*` variables; a test run without them fails loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod kafka;
+pub mod mail;
+pub mod pg;
+
+/// A required test setting; panics with instructions when missing.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with ./scripts/test.sh, which starts the broker, the mail sink and the databases")
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
