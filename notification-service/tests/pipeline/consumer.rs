@@ -1,0 +1,277 @@
+//! Handling on the real broker and SMTP servers: emails once per event, retries,
+//! dead letters, the dead-letter cap.
+
+use crate::helpers::*;
+use medbook_shared::events::TOPIC_DLQ;
+use medbook_test_support::kafka::TestTopics;
+use medbook_test_support::mail::Maildev;
+use medbook_test_support::pg::FreshDb;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn each_event_is_emailed_once_however_often_it_is_delivered() {
+    let db = FreshDb::create("notify");
+    let topics = TestTopics::shared(2).await;
+    let sink = Maildev::shared();
+    let app = Running::start(&settings(&db, &topics, sink.smtp_port)).await;
+    let to = address("once");
+    let events: Vec<_> = (0..3).map(|_| created(&to)).collect();
+    // Each event three times, as redelivery or a replay would bring it.
+    let mut records = Vec::new();
+    for _ in 0..3 {
+        records.extend(events.iter().map(record));
+    }
+    topics.produce(records).await;
+    let emails = sink
+        .wait_for(&to, 3, Duration::from_secs(30), Duration::from_secs(2))
+        .await;
+    assert_eq!(emails.len(), 3, "one email per event");
+    let mut ids: Vec<String> = emails.iter().map(event_id_of).collect();
+    ids.sort();
+    let mut expected: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(app.metric("events_duplicate_total").await, 6.0);
+    assert_eq!(
+        app.metric("emails_sent_total{outcome=\"first\"}").await,
+        3.0
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves_on() {
+    let db = FreshDb::create("notify");
+    let topics = TestTopics::shared(1).await;
+    let smtp = FaultSmtp::start(0).await;
+    let s = settings(&db, &topics, smtp.smtp_port);
+    let app = Running::start(&s).await;
+    // Joined and working.
+    topics
+        .produce(vec![record(&created(&address("warm")))])
+        .await;
+    medbook_test_support::eventually("the warm-up email", Duration::from_secs(30), || async {
+        (!smtp.messages().await.is_empty()).then_some(())
+    })
+    .await;
+
+    let garbage = b"\x00\xffnot an event".to_vec();
+    let mut v2: serde_json::Value =
+        serde_json::from_slice(&created("x@example.com").encode().unwrap()).unwrap();
+    v2["version"] = 2.into();
+    let v2 = serde_json::to_vec(&v2).unwrap();
+    let rejected = created(&address("reject"));
+    let unusable = created("not an address");
+    let good = created(&address("after"));
+    let started = Instant::now();
+    topics
+        .produce(vec![
+            (
+                "appointments.created".into(),
+                Some(b"k1".to_vec()),
+                garbage.clone(),
+            ),
+            (
+                "appointments.created".into(),
+                Some(b"k2".to_vec()),
+                v2.clone(),
+            ),
+            record(&rejected),
+            record(&unusable),
+            record(&good),
+        ])
+        .await;
+    let good_to = good.event.appointment().patient.email.clone();
+    medbook_test_support::eventually(
+        "the good email after the bad ones",
+        Duration::from_secs(10),
+        || async {
+            smtp.messages()
+                .await
+                .iter()
+                .any(|m| m["rcpt_tos"][0] == good_to.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    // Four bad messages in front of it held the partition back for well under a
+    // second each (SMTP round trips included).
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+
+    let mut reader = topics.reader(&[TOPIC_DLQ]).await;
+    let letters = reader
+        .read(4, Duration::from_secs(10), Duration::from_secs(1))
+        .await
+        .to_vec();
+    assert_eq!(letters.len(), 4);
+    let kinds: Vec<String> = letters
+        .iter()
+        .map(|l| l.header("dlq-error-kind").unwrap())
+        .collect();
+    assert_eq!(kinds, ["poison", "poison", "permanent", "permanent"]);
+    assert_eq!(letters[0].payload, garbage, "original bytes unchanged");
+    assert_eq!(letters[0].key.as_deref(), Some("k1"));
+    assert_eq!(letters[1].payload, v2);
+    assert!(letters[1]
+        .header("dlq-error")
+        .unwrap()
+        .contains("version 2"));
+    assert!(
+        letters[2].header("dlq-error").unwrap().contains("550"),
+        "{:?}",
+        letters[2].header("dlq-error")
+    );
+    assert!(letters[3]
+        .header("dlq-error")
+        .unwrap()
+        .contains("invalid recipient"));
+    for (i, l) in letters.iter().enumerate() {
+        assert_eq!(
+            l.header("dlq-original-topic").unwrap(),
+            topics.topic("appointments.created")
+        );
+        assert_eq!(l.header("dlq-original-partition").as_deref(), Some("0"));
+        assert_eq!(
+            l.header("dlq-original-offset").unwrap(),
+            (i + 1).to_string()
+        );
+        let failed_at = l.header("dlq-failed-at").unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(&failed_at).is_ok(),
+            "{failed_at}"
+        );
+        assert!(l.header("dlq-attempts").is_some());
+    }
+    assert_eq!(letters[2].header("dlq-attempts").as_deref(), Some("1"));
+    assert_eq!(
+        app.metric("emails_dead_lettered_total{reason=\"poison\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        app.metric("emails_dead_lettered_total{reason=\"permanent\"}")
+            .await,
+        2.0
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_the_email_is_accepted() {
+    let db = FreshDb::create("notify");
+    let topics = TestTopics::shared(1).await;
+    // 451 for the first two attempts per recipient.
+    let smtp = FaultSmtp::start(2).await;
+    let app = Running::start(&settings(&db, &topics, smtp.smtp_port)).await;
+    let event = created(&address("defer"));
+    topics.produce(vec![record(&event)]).await;
+    medbook_test_support::eventually("the deferred email", Duration::from_secs(30), || async {
+        (smtp.messages().await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.metric("email_send_failures_total{kind=\"transient\"}")
+            .await,
+        2.0
+    );
+    let mut conn = db.conn();
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let row: Row = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT attempts, status FROM deliveries WHERE event_id = '{}'",
+            event.id
+        )),
+        &mut conn,
+    )
+    .unwrap();
+    assert_eq!((row.attempts, row.status.as_str()), (3, "sent"));
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_smtp_outage_is_waited_out_and_the_email_then_delivered() {
+    let db = FreshDb::create("notify");
+    let topics = TestTopics::shared(1).await;
+    let mut sink = Maildev::start(None).await;
+    let port = sink.smtp_port;
+    let mut s = settings(&db, &topics, port);
+    s.retry.max_attempts = 30;
+    let app = Running::start(&s).await;
+    let warm = address("warm");
+    topics.produce(vec![record(&created(&warm))]).await;
+    sink.wait_for(&warm, 1, Duration::from_secs(30), Duration::ZERO)
+        .await;
+
+    sink.stop(); // connection refused from now on
+    let to = address("outage");
+    topics.produce(vec![record(&created(&to))]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        app.metric("email_send_failures_total{kind=\"transient\"}")
+            .await
+            >= 2.0
+    );
+    let sink = Maildev::start(Some(port)).await;
+    let emails = sink
+        .wait_for(&to, 1, Duration::from_secs(30), Duration::from_secs(1))
+        .await;
+    assert_eq!(emails.len(), 1);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_dead_letter_cap_stops_the_consumer_before_it_empties_the_topic() {
+    let db = FreshDb::create("notify");
+    let topics = TestTopics::shared(1).await;
+    let sink = Maildev::shared();
+    let mut s = settings(&db, &topics, sink.smtp_port);
+    s.dead_letters.max_per_window = 3;
+    let app = Running::start(&s).await;
+    let poison: Vec<_> = (0..6)
+        .map(|i| {
+            (
+                "appointments.created".to_owned(),
+                None,
+                format!("garbage {i}").into_bytes(),
+            )
+        })
+        .collect();
+    topics.produce(poison).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), app.task)
+        .await
+        .expect("the consumer kept going")
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("dead letters within"), "{err}");
+    let mut reader = topics.reader(&[TOPIC_DLQ]).await;
+    assert_eq!(
+        reader
+            .read(3, Duration::from_secs(10), Duration::from_secs(1))
+            .await
+            .len(),
+        3
+    );
+
+    // Fixed and restarted: it picks up exactly where it stopped.
+    s.dead_letters.max_per_window = 100;
+    let app = Running::start(&s).await;
+    let letters = reader
+        .read(6, Duration::from_secs(30), Duration::from_secs(2))
+        .await;
+    let payloads: Vec<String> = letters
+        .iter()
+        .map(|l| String::from_utf8(l.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..6).map(|i| format!("garbage {i}")).collect::<Vec<_>>()
+    );
+    app.shutdown().await.unwrap();
+}

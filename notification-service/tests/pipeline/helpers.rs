@@ -1,0 +1,388 @@
+//! Rigs for the notification-service's tests: its own database, topics of its own on
+//! a real broker, a real SMTP server, and the service in-process or as its binary.
+
+use chrono::{TimeZone, Utc};
+use medbook_shared::config_loader::ConfigSources;
+use medbook_shared::events::*;
+use medbook_test_support::kafka::TestTopics;
+use medbook_test_support::pg::FreshDb;
+use notification_service::settings::Settings;
+use notification_service::startup::{NotificationApp, StopHandle};
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Settings for a test: its database, topics, SMTP port; quick retries and joins.
+pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
+    let env = [
+        ("MEDBOOK_DATABASE__URL", db.url()),
+        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
+        ("MEDBOOK_KAFKA__TOPIC_PREFIX", topics.prefix.clone()),
+        (
+            "MEDBOOK_CONSUMER__GROUP_ID",
+            format!("notify-{}", Uuid::new_v4()),
+        ),
+        ("MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("MEDBOOK_CONSUMER__COMMIT_INTERVAL_MS", "200".to_owned()),
+        ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
+        ("MEDBOOK_SMTP__TIMEOUT_MS", "3000".to_owned()),
+        ("MEDBOOK_RETRY__MAX_ATTEMPTS", "4".to_owned()),
+        ("MEDBOOK_RETRY__INITIAL_BACKOFF_MS", "200".to_owned()),
+        ("MEDBOOK_RETRY__MAX_BACKOFF_MS", "1000".to_owned()),
+        ("MEDBOOK_DEDUP__CLAIM_TIMEOUT_SECS", "3".to_owned()),
+        ("MEDBOOK_LOG__LEVEL", "warn".to_owned()),
+    ];
+    Settings::load_from(&ConfigSources {
+        file: None,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    })
+    .unwrap()
+}
+
+/// The service running in this process.
+pub struct Running {
+    pub stop: StopHandle,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub http: String,
+}
+
+impl Running {
+    pub async fn start(settings: &Settings) -> Self {
+        medbook_shared::telemetry::init(
+            "notification-service-tests",
+            "warn",
+            medbook_shared::telemetry::LogOutput::Stdout,
+        );
+        let _ = std::panic::take_hook();
+        let (app, stop) = NotificationApp::build(settings).await.unwrap();
+        let http = format!("http://127.0.0.1:{}", app.http_port());
+        Self {
+            stop,
+            task: tokio::spawn(app.run_until_stopped()),
+            http,
+        }
+    }
+
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        metric(&self.http, name_and_labels).await
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.stop();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("service did not stop")
+            .unwrap()
+    }
+}
+
+/// A value from a `/metrics` page (0 if the series does not exist yet).
+pub async fn metric(base: &str, name_and_labels: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// The binary, with `settings` passed as environment variables.
+pub struct Process {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<Value>,
+}
+
+pub fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notification-service"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+pub fn env_of(s: &Settings) -> Vec<(String, String)> {
+    use secrecy::ExposeSecret;
+    vec![
+        (
+            "MEDBOOK_DATABASE__URL".into(),
+            s.database.url.expose_secret().to_owned(),
+        ),
+        ("MEDBOOK_HTTP__ADDR".into(), "127.0.0.1:0".into()),
+        ("MEDBOOK_KAFKA__BROKERS".into(), s.kafka.brokers.clone()),
+        (
+            "MEDBOOK_KAFKA__TOPIC_PREFIX".into(),
+            s.kafka.topic_prefix.clone(),
+        ),
+        (
+            "MEDBOOK_CONSUMER__GROUP_ID".into(),
+            s.consumer.group_id.clone(),
+        ),
+        (
+            "MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS".into(),
+            s.consumer.session_timeout_ms.to_string(),
+        ),
+        (
+            "MEDBOOK_CONSUMER__COMMIT_INTERVAL_MS".into(),
+            s.consumer.commit_interval_ms.to_string(),
+        ),
+        ("MEDBOOK_SMTP__PORT".into(), s.smtp.port.to_string()),
+        (
+            "MEDBOOK_RETRY__MAX_ATTEMPTS".into(),
+            s.retry.max_attempts.to_string(),
+        ),
+        (
+            "MEDBOOK_RETRY__INITIAL_BACKOFF_MS".into(),
+            s.retry.initial_backoff_ms.to_string(),
+        ),
+        (
+            "MEDBOOK_RETRY__MAX_BACKOFF_MS".into(),
+            s.retry.max_backoff_ms.to_string(),
+        ),
+        (
+            "MEDBOOK_DEDUP__CLAIM_TIMEOUT_SECS".into(),
+            s.dedup.claim_timeout_secs.to_string(),
+        ),
+        (
+            "MEDBOOK_DEAD_LETTERS__MAX_PER_WINDOW".into(),
+            s.dead_letters.max_per_window.to_string(),
+        ),
+    ]
+}
+
+impl Process {
+    pub fn spawn(settings: &Settings) -> Self {
+        let mut child = binary()
+            .envs(env_of(settings))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The port of its HTTP server, from its log.
+    pub fn http(&self) -> String {
+        loop {
+            let v = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no 'probes and metrics listening' line");
+            if v["message"] == "probes and metrics listening" {
+                return format!("http://127.0.0.1:{}", v["port"]);
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        assert!(Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits for the exit; returns its status code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A created-appointment event for `email`, in Berlin.
+pub fn created(email: &str) -> EventEnvelope {
+    let starts = Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap();
+    EventEnvelope::new(
+        Utc::now(),
+        AppointmentEvent::Created(AppointmentSnapshot {
+            appointment_id: Uuid::new_v4(),
+            slot_id: Uuid::new_v4(),
+            starts_at: starts,
+            ends_at: starts + chrono::Duration::minutes(30),
+            reason: "check-up".into(),
+            patient: PatientInfo {
+                id: Uuid::new_v4(),
+                email: email.into(),
+                full_name: "Pat Ient".into(),
+            },
+            doctor: DoctorInfo {
+                id: Uuid::new_v4(),
+                full_name: "Dr. Who".into(),
+                specialty: "General practice".into(),
+            },
+            clinic: ClinicInfo {
+                id: Uuid::new_v4(),
+                name: "Mitte".into(),
+                city: "Berlin".into(),
+                address: "Unter den Linden 1".into(),
+                time_zone: "Europe/Berlin".into(),
+            },
+        }),
+    )
+}
+
+/// A message for the created topic carrying `bytes`, keyed like the relay does.
+pub fn record(event: &EventEnvelope) -> (String, Option<Vec<u8>>, Vec<u8>) {
+    (
+        TOPIC_CREATED.to_owned(),
+        Some(event.key().into_bytes()),
+        event.encode().unwrap(),
+    )
+}
+
+/// A unique address in a domain of the test's own.
+pub fn address(tag: &str) -> String {
+    format!(
+        "{tag}-{}@example.com",
+        &Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// The event id carried in an email's Message-ID, as maildev shows it.
+pub fn event_id_of(email: &Value) -> String {
+    email["messageId"]
+        .as_str()
+        .unwrap()
+        .trim_matches(|c| c == '<' || c == '>')
+        .trim_end_matches("@medbook")
+        .to_owned()
+}
+
+/// The fault-injecting SMTP server (`scripts/smtp-fault-server.py`): `reject*`
+/// recipients get 550, `defer*` recipients 451 for their first `defer` attempts.
+pub struct FaultSmtp {
+    child: Child,
+    pub smtp_port: u16,
+    pub http: String,
+    _store: tempfile_path::TempPath,
+}
+
+mod tempfile_path {
+    /// A file path removed on drop.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl FaultSmtp {
+    pub async fn start(defer: u32) -> Self {
+        let python = medbook_test_support::env("MEDBOOK_TEST_PYTHON");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/smtp-fault-server.py"
+        );
+        let smtp_port = medbook_test_support::free_port();
+        let http_port = medbook_test_support::free_port();
+        let store = std::env::temp_dir().join(format!("fault-smtp-{}.jsonl", Uuid::new_v4()));
+        let child = Command::new(python)
+            .args([
+                script,
+                "--port",
+                &smtp_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+                "--defer-count",
+                &defer.to_string(),
+                "--store",
+                store.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            smtp_port,
+            http: format!("http://127.0.0.1:{http_port}"),
+            _store: tempfile_path::TempPath(store),
+        };
+        medbook_test_support::eventually(
+            "the fault SMTP server",
+            Duration::from_secs(15),
+            || async {
+                reqwest::get(format!("{}/healthz", server.http))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        server
+    }
+
+    /// Accepted messages, oldest first.
+    pub async fn messages(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/messages", self.http))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for FaultSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `dlq <args>`; returns the JSON lines it printed.
+pub fn dlq(settings: &Settings, args: &[&str]) -> Vec<Value> {
+    let out = binary()
+        .envs(env_of(settings))
+        .arg("dlq")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dlq {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
