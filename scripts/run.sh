@@ -1,37 +1,73 @@
 #!/usr/bin/env bash
-# Runs medbook locally: installs what is missing, starts PostgreSQL, migrates and
-# serves the API on http://127.0.0.1:8080 (Swagger UI at /swagger).
+# Runs medbook locally: installs what is missing; starts PostgreSQL, Redis, the Kafka
+# broker (tansu) with its topics and the mail sink (maildev); migrates, loads demo
+# data, and runs booking-service (http://127.0.0.1:8080, Swagger UI at /swagger) and
+# notification-service (emails readable at http://127.0.0.1:1080). Ctrl-C stops both.
 # Environment variables override any setting (MEDBOOK_HTTP__ADDR, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
+source kafka/lib.sh
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+SMTP_PORT="${SMTP_PORT:-1025}"
+MAIL_WEB_PORT="${MAIL_WEB_PORT:-1080}"
 
 ensure_toolchain
 ensure_postgres
 ensure_redis
 ensure_database medbook
+ensure_database medbook_notifications
+start_broker "$KAFKA_PORT"
+create_topics "$KAFKA_PORT" "${KAFKA_PARTITIONS:-3}"
+start_maildev "$SMTP_PORT" "$MAIL_WEB_PORT"
 
 export MEDBOOK_PROFILE="${MEDBOOK_PROFILE:-dev}"
-export MEDBOOK_DATABASE__URL="${MEDBOOK_DATABASE__URL:-${PG_URL_BASE}/medbook}"
-export MEDBOOK_HTTP__ADDR="${MEDBOOK_HTTP__ADDR:-127.0.0.1:8080}"
 export MEDBOOK_REDIS__URL="${MEDBOOK_REDIS__URL:-${REDIS_URL}}"
+export MEDBOOK_KAFKA__BROKERS="${MEDBOOK_KAFKA__BROKERS:-127.0.0.1:${KAFKA_PORT}}"
+export MEDBOOK_SMTP__HOST="${MEDBOOK_SMTP__HOST:-127.0.0.1}"
+export MEDBOOK_SMTP__PORT="${MEDBOOK_SMTP__PORT:-${SMTP_PORT}}"
+booking_db="${MEDBOOK_DATABASE__URL:-${PG_URL_BASE}/medbook}"
+notifications_db="${MEDBOOK_NOTIFICATIONS_DATABASE_URL:-${PG_URL_BASE}/medbook_notifications}"
+http_addr="${MEDBOOK_HTTP__ADDR:-127.0.0.1:8080}"
+unset MEDBOOK_DATABASE__URL MEDBOOK_HTTP__ADDR
 
-log "building booking-service"
-cargo build --locked -p booking-service
-bin=target/debug/booking-service
+log "building the services"
+cargo build --locked -p booking-service -p notification-service
+booking=target/debug/booking-service
+notification=target/debug/notification-service
 
-"$bin" migrate >/dev/null
+MEDBOOK_DATABASE__URL="$booking_db" "$booking" migrate >/dev/null
+MEDBOOK_DATABASE__URL="$notifications_db" "$notification" migrate
 # Demo data on first start (does nothing once the database has clinics).
-"$bin" seed-demo | grep -q '"skipped": false' && log "loaded the demo data (patients: patientNN@demo.medbook.local / demo-patient)" || true
+MEDBOOK_DATABASE__URL="$booking_db" "$booking" seed-demo | grep -q '"skipped": false' \
+    && log "loaded the demo data (patients: patientNN@demo.medbook.local / demo-patient)" || true
 
 # A development admin, so the admin endpoints can be tried at once.
 admin_email="${MEDBOOK_DEV_ADMIN_EMAIL:-admin@medbook.local}"
 admin_password="${MEDBOOK_DEV_ADMIN_PASSWORD:-medbook-admin}"
-if MEDBOOK_ADMIN_PASSWORD="$admin_password" "$bin" create-admin --email "$admin_email" >/dev/null 2>&1; then
+if MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_ADMIN_PASSWORD="$admin_password" \
+    "$booking" create-admin --email "$admin_email" >/dev/null 2>&1; then
     log "created admin ${admin_email} / ${admin_password}"
 else
     log "admin ${admin_email} already exists"
 fi
 
-log "serving on http://${MEDBOOK_HTTP__ADDR} (Swagger UI: http://${MEDBOOK_HTTP__ADDR}/swagger)"
-exec "$bin" serve
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+MEDBOOK_DATABASE__URL="$notifications_db" MEDBOOK_HTTP__ADDR="${MEDBOOK_NOTIFICATION_HTTP_ADDR:-127.0.0.1:8081}" \
+    "$notification" serve &
+pids+=($!)
+MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_HTTP__ADDR="$http_addr" "$booking" serve &
+pids+=($!)
+
+log "booking-service: http://${http_addr} (Swagger UI: http://${http_addr}/swagger)"
+log "emails sent to patients: http://127.0.0.1:${MAIL_WEB_PORT}"
+# Runs until Ctrl-C, or until either service exits.
+wait -n "${pids[@]}"

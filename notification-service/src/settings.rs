@@ -34,7 +34,6 @@ smtp:
   port: 1025
   tls: none
   timeout_ms: 10000
-  pool_size: 4
 email:
   from: "medbook <no-reply@medbook.local>"
 retry:
@@ -113,8 +112,8 @@ pub struct SmtpSettings {
     /// Only from the environment (`MEDBOOK_SMTP__PASSWORD`) or a secrets file.
     #[serde(default)]
     pub password: Option<SecretString>,
+    /// Bounds one sending attempt, connecting included.
     pub timeout_ms: u64,
-    pub pool_size: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,11 +191,8 @@ impl Settings {
         if self.smtp.port == 0 {
             return Err(bad("smtp.port", "must be a port from 1 to 65535"));
         }
-        if self.smtp.timeout_ms == 0 || self.smtp.pool_size == 0 {
-            return Err(bad(
-                "smtp.timeout_ms",
-                "timeout_ms and pool_size must be greater than 0",
-            ));
+        if self.smtp.timeout_ms == 0 {
+            return Err(bad("smtp.timeout_ms", "must be greater than 0"));
         }
         if self.smtp.password.is_some() && self.smtp.username.is_none() {
             return Err(bad(
