@@ -230,12 +230,7 @@ impl Settings {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
         }
-        let (host, port) = self
-            .http
-            .addr
-            .rsplit_once(':')
-            .ok_or_else(|| bad("http.addr", "must be host:port"))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
+        if !config_loader::is_host_port(&self.http.addr) {
             return Err(bad(
                 "http.addr",
                 "must be host:port with a port from 0 to 65535",

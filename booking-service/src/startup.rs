@@ -348,28 +348,13 @@ impl Application {
 /// Stops `handle` gracefully on SIGTERM or SIGINT.
 pub fn stop_on_signals(handle: ServerHandle) {
     tokio::spawn(async move {
-        let signal = wait_for_signal().await;
+        let signal = medbook_shared::signals::wait_for_stop_signal().await;
         tracing::info!(
             signal,
             "shutdown signal received; draining in-flight requests"
         );
         handle.stop(true).await;
     });
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         None | Some(Command::Serve) => {
             let (app, stop) = NotificationApp::build(&settings).await?;
             tokio::spawn(async move {
-                let signal = wait_for_signal().await;
+                let signal = medbook_shared::signals::wait_for_stop_signal().await;
                 tracing::info!(
                     signal,
                     "shutdown signal received; finishing the message in hand"
@@ -218,19 +218,4 @@ async fn dlq_command(cmd: DlqCommand, settings: &Settings) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }

@@ -159,9 +159,11 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigLoadError> {
         let bad = ConfigLoadError::invalid;
-        match self.http.addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err(bad("http.addr", "must be host:port")),
+        if !config_loader::is_host_port(&self.http.addr) {
+            return Err(bad(
+                "http.addr",
+                "must be host:port with a port from 0 to 65535",
+            ));
         }
         if self.database.url.expose_secret().is_empty() {
             return Err(bad("database.url", "must not be empty"));

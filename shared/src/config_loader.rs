@@ -55,6 +55,14 @@ impl ConfigLoadError {
     }
 }
 
+/// Whether `value` is `host:port` with a non-empty host and a port from 0 to 65535.
+pub fn is_host_port(value: &str) -> bool {
+    value
+        .trim()
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// Loads `T` from `defaults` (a YAML document), then the file, then the environment.
 ///
 /// `list_keys` names keys whose environment value is a comma separated list.

@@ -31,11 +31,11 @@ pub struct KafkaSettings {
 
 impl KafkaSettings {
     pub fn validate(&self) -> Result<(), ConfigLoadError> {
-        if self.brokers.split(',').any(|b| {
-            let b = b.trim();
-            b.rsplit_once(':')
-                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        }) {
+        if !self
+            .brokers
+            .split(',')
+            .all(crate::config_loader::is_host_port)
+        {
             return Err(ConfigLoadError::invalid(
                 "kafka.brokers",
                 "must be a comma separated list of host:port",

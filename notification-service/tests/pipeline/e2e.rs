@@ -3,146 +3,45 @@
 //! notification-service emails the real mail sink. Exactly three emails arrive, to the
 //! right person, with the right times in the clinic's zone.
 
+use crate::booking::BookingApp;
 use crate::helpers::{settings as notifier_settings, Running};
-use booking_service::domain::{Email, FullName, Password};
-use booking_service::service::auth::Registration;
-use booking_service::startup::{Application, Services};
-use medbook_shared::config_loader::ConfigSources;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
 use medbook_test_support::pg::FreshDb;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-struct Booking {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Booking {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> Value {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {body}");
-        body
-    }
-
-    async fn token(&self, email: &str, password: &str) -> String {
-        let body = self
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": password}),
-            )
-            .await;
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-}
 
 #[tokio::test]
 async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
-    let booking_db = FreshDb::create("e2e_booking");
     let notify_db = FreshDb::create("e2e_notify");
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
-
-    let env = [
-        ("MEDBOOK_PROFILE", "dev".to_owned()),
-        ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
-        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
-        ("MEDBOOK_DATABASE__URL", booking_db.url()),
-        (
-            "MEDBOOK_REDIS__URL",
-            medbook_test_support::env("MEDBOOK_TEST_REDIS_URL"),
-        ),
-        ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
-        ("MEDBOOK_KAFKA__TOPIC_PREFIX", topics.prefix.clone()),
-        ("MEDBOOK_OUTBOX__POLL_INTERVAL_MS", "100".to_owned()),
-        ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
-    ];
-    let booking_settings = booking_service::settings::Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .unwrap();
-    let app = Application::build(booking_settings.clone()).await.unwrap();
-    let booking = Booking {
-        base: format!("http://127.0.0.1:{}", app.port()),
-        client: reqwest::Client::new(),
-    };
-    tokio::spawn(app.run_until_stopped());
+    let booking = BookingApp::start(&topics, &[]).await;
     let notifier = Running::start(&notifier_settings(&notify_db, &topics, sink.smtp_port)).await;
 
     // The clinic side: an admin (created as the CLI does), a clinic in Lisbon, a
     // doctor, two slots.
-    let services = Services::build(&booking_settings).await.unwrap();
-    services
-        .auth
-        .create_admin(Registration {
-            email: Email::parse("e2e-admin@example.com").unwrap(),
-            password: Password::parse("admin password").unwrap(),
-            full_name: FullName::parse("Admin").unwrap(),
-            birth_date: None,
-            gender: None,
-            phone: None,
-        })
-        .await
-        .unwrap();
-    let admin = booking
-        .token("e2e-admin@example.com", "admin password")
-        .await;
-    use reqwest::Method;
-    let clinic = booking
-        .call(Method::POST, "/api/v1/clinics", Some(&admin),
-            json!({"name": "Clínica Baixa", "city": "Lisbon", "address": "Rua Augusta 1", "time_zone": "Europe/Lisbon"}))
-        .await;
+    let admin = booking.admin().await;
     let doctor = booking
-        .call(Method::POST, "/api/v1/doctors", Some(&admin),
-            json!({"full_name": "Dr. Ana Sousa", "specialty": "Dermatology", "clinic_id": clinic["id"], "years_of_experience": 9}))
+        .doctor(
+            &admin,
+            json!({"name": "Clínica Baixa", "city": "Lisbon", "address": "Rua Augusta 1", "time_zone": "Europe/Lisbon"}),
+            "Dr. Ana Sousa",
+            "Dermatology",
+        )
         .await;
     let day = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive();
     let at = |h: u32| day.and_hms_opt(h, 0, 0).unwrap().and_utc();
     let slot = |h: u32| json!({"starts_at": at(h).to_rfc3339(), "ends_at": (at(h) + chrono::Duration::minutes(30)).to_rfc3339()});
     let path = format!("/api/v1/doctors/{}/slots", doctor["id"].as_str().unwrap());
-    let first = booking
-        .call(Method::POST, &path, Some(&admin), slot(10))
-        .await;
-    let second = booking
-        .call(Method::POST, &path, Some(&admin), slot(15))
-        .await;
+    let first = booking.post(&path, Some(&admin), slot(10)).await;
+    let second = booking.post(&path, Some(&admin), slot(15)).await;
 
     // The patient side, over HTTP only.
     let email = crate::helpers::address("e2e");
-    booking
-        .call(
-            Method::POST,
-            "/api/v1/auth/register",
-            None,
-            json!({"email": email, "password": "patient password", "full_name": "Rita Lopes"}),
-        )
-        .await;
-    let me = booking.token(&email, "patient password").await;
+    let me = booking.patient(&email, "Rita Lopes").await;
     let appt = booking
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/appointments",
             Some(&me),
             json!({"slot_id": first["id"], "reason": "rash"}),
@@ -150,16 +49,14 @@ async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
         .await;
     let aid = appt["id"].as_str().unwrap();
     booking
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/appointments/{aid}/reschedule"),
             Some(&me),
             json!({"slot_id": second["id"]}),
         )
         .await;
     booking
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/appointments/{aid}/cancel"),
             Some(&me),
             json!({"reason": "cannot make it"}),
