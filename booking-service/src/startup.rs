@@ -39,9 +39,9 @@ pub struct Services {
     pub reviews: Arc<ReviewService>,
     pub revoked: Arc<dyn RevokedTokens>,
     pub issuer: Arc<dyn TokenIssuer>,
-    pub publisher: Arc<dyn EventPublisher>,
-    /// The outbox relay, if this process runs one (`outbox.relay_enabled`).
-    pub relay: Option<OutboxRelay>,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes this process's outbox relay after a committed appointment change.
+    pub outbox_signal: OutboxSignal,
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages.
@@ -155,33 +155,16 @@ impl Services {
             Arc::new(PgSlots::new(db.clone())),
             catalog.clone(),
         ));
-        let signal = OutboxSignal::default();
-        let publisher: Arc<dyn EventPublisher> = Arc::new(KafkaPublisher::new(
-            settings.kafka.clone(),
-            Duration::from_millis(settings.outbox.message_timeout_ms),
-        )?);
-        let relay = settings.outbox.relay_enabled.then(|| {
-            RelayMetrics::new(metrics.registry()).map(|relay_metrics| {
-                OutboxRelay::new(
-                    Arc::new(PgOutbox::new(db.clone())),
-                    publisher.clone(),
-                    clock.clone(),
-                    signal.clone(),
-                    settings.relay_config(),
-                    relay_metrics,
-                )
-            })
-        });
-        let relay = relay.transpose()?;
+        let outbox_signal = OutboxSignal::default();
         let appointments = Arc::new(AppointmentService::new(
-            Arc::new(PgAppointments::new(db.clone(), signal)),
+            Arc::new(PgAppointments::new(db.clone(), outbox_signal.clone())),
             clock.clone(),
             settings.booking_policy(),
         ));
         let reviews = Arc::new(ReviewService::new(
             Arc::new(PgReviews::new(db.clone())),
             cache,
-            clock,
+            clock.clone(),
         ));
         Ok(Self {
             db,
@@ -194,15 +177,41 @@ impl Services {
             reviews,
             revoked,
             issuer,
-            publisher,
-            relay,
+            clock,
+            outbox_signal,
         })
+    }
+
+    /// The broker side of the outbox, which only the server needs (commands never
+    /// connect to Kafka): the publisher, also asked by `/ready`, and the relay if this
+    /// replica runs one (`outbox.relay_enabled`).
+    pub fn outbox(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<(Arc<dyn EventPublisher>, Option<OutboxRelay>)> {
+        let publisher: Arc<dyn EventPublisher> = Arc::new(KafkaPublisher::new(
+            settings.kafka.clone(),
+            Duration::from_millis(settings.outbox.message_timeout_ms),
+        )?);
+        let relay = if settings.outbox.relay_enabled {
+            Some(OutboxRelay::new(
+                Arc::new(PgOutbox::new(self.db.clone())),
+                publisher.clone(),
+                self.clock.clone(),
+                self.outbox_signal.clone(),
+                settings.relay_config(),
+                RelayMetrics::new(self.metrics.registry())?,
+            ))
+        } else {
+            None
+        };
+        Ok((publisher, relay))
     }
 }
 
 impl Services {
     /// The shared state of the HTTP handlers.
-    pub fn into_state(self, settings: &Settings) -> AppState {
+    pub fn into_state(self, settings: &Settings, publisher: Arc<dyn EventPublisher>) -> AppState {
         AppState {
             auth: self.auth,
             patients: self.patients,
@@ -215,7 +224,7 @@ impl Services {
                 == RevocationFailure::Deny,
             issuer: self.issuer,
             db: self.db,
-            publisher: self.publisher,
+            publisher,
             metrics: self.metrics,
             trust_forwarded_for: settings.http.trust_forwarded_for,
         }
@@ -280,16 +289,17 @@ struct RelayTask {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let mut services = Services::build(&settings).await?;
+        let services = Services::build(&settings).await?;
         let db = services.db.clone();
-        let relay = services.relay.take().map(|relay| {
+        let (publisher, relay) = services.outbox(&settings)?;
+        let relay = relay.map(|relay| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             RelayTask {
                 stop,
                 task: tokio::spawn(relay.run(stopped)),
             }
         });
-        let state = actix_web::web::Data::new(services.into_state(&settings));
+        let state = actix_web::web::Data::new(services.into_state(&settings, publisher));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
             max_body_bytes: settings.http.max_body_bytes,

@@ -59,6 +59,7 @@ pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<EventC
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", c.session_timeout_ms.to_string())
+        .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", "5000");
     let consumer: EventConsumer = config.create_with_context(Context { metrics })?;
     let topics: Vec<String> = [TOPIC_CREATED, TOPIC_CANCELLED, TOPIC_RESCHEDULED]

@@ -28,6 +28,7 @@ consumer:
   group_id: notification-service
   session_timeout_ms: 10000
   commit_interval_ms: 1000
+  fetch_wait_max_ms: 100
   dlq_timeout_ms: 10000
 smtp:
   host: 127.0.0.1
@@ -87,6 +88,9 @@ pub struct ConsumerSettings {
     pub session_timeout_ms: u64,
     /// How often stored offsets are committed (librdkafka's auto commit).
     pub commit_interval_ms: u64,
+    /// librdkafka's `fetch.wait.max.ms`: the longest a fetch waits at the broker when
+    /// there is nothing new. Brokers answer as soon as data arrives, but not all do.
+    pub fetch_wait_max_ms: u64,
     /// How long one dead-letter write may take before it is retried.
     pub dlq_timeout_ms: u64,
 }
