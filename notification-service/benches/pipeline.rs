@@ -15,11 +15,13 @@
 
 #[path = "../tests/pipeline/booking.rs"]
 mod booking;
+#[path = "../tests/pipeline/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
 
 use booking::BookingApp;
 use chrono::{DateTime, Utc};
 use diesel::{QueryableByName, RunQueryDsl};
-use medbook_shared::config_loader::ConfigSources;
 use medbook_shared::events::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
@@ -35,33 +37,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn notifier_settings(
-    db: &FreshDb,
-    topics: &TestTopics,
-    smtp_port: u16,
-) -> notification_service::settings::Settings {
-    let env = [
-        ("MEDBOOK_DATABASE__URL", db.url()),
-        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
-        ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
-        ("MEDBOOK_KAFKA__TOPIC_PREFIX", topics.prefix.clone()),
-        (
-            "MEDBOOK_CONSUMER__GROUP_ID",
-            format!("bench-{}", Uuid::new_v4()),
-        ),
-        ("MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS", "6000".to_owned()),
-        ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
-    ];
-    notification_service::settings::Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .unwrap()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -106,7 +81,7 @@ async fn latency(sink: &Maildev) {
     let topics = TestTopics::shared(3).await;
     let booking = BookingApp::start(&topics, &[]).await;
     let (notifier, stop) =
-        NotificationApp::build(&notifier_settings(&notify_db, &topics, sink.smtp_port))
+        NotificationApp::build(&helpers::settings(&notify_db, &topics, sink.smtp_port))
             .await
             .unwrap();
     let notifier = tokio::spawn(notifier.run_until_stopped());
@@ -260,7 +235,7 @@ async fn throughput(sink: &Maildev) {
     topics.produce(records).await;
     println!("\n== notification throughput: {count} waiting events, one consumer ==");
     let started = Instant::now();
-    let (app, stop) = NotificationApp::build(&notifier_settings(&db, &topics, sink.smtp_port))
+    let (app, stop) = NotificationApp::build(&helpers::settings(&db, &topics, sink.smtp_port))
         .await
         .unwrap();
     let task = tokio::spawn(app.run_until_stopped());
