@@ -54,6 +54,11 @@ outbox:
   backoff_max_ms: 30000
   retention_hours: 168
   prune_interval_secs: 600
+reminders:
+  offsets: ["24h", "2h"]
+  scheduler_enabled: true
+  poll_interval_ms: 1000
+  batch_size: 100
 booking:
   min_notice_minutes: 60
   horizon_days: 90
@@ -94,6 +99,21 @@ pub struct Settings {
     pub booking: BookingSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
+    pub reminders: ReminderSettings,
+}
+
+/// Appointment reminders (see `domain::reminders` and `service::reminders`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReminderSettings {
+    /// How long before the start each reminder goes out: `24h`, `2h`, `30m`, `90s`
+    /// (exact) or `1d` (the same local time days before). Empty: no reminders. In the
+    /// environment, comma separated: `MEDBOOK_REMINDERS__OFFSETS=24h,2h`.
+    pub offsets: Vec<String>,
+    /// Run the scheduler in this process (every replica may: rows are claimed with
+    /// SKIP LOCKED). Reminder rows are written with bookings either way.
+    pub scheduler_enabled: bool,
+    pub poll_interval_ms: u64,
+    pub batch_size: i64,
 }
 
 /// The transactional outbox's relay (see `service::outbox`).
@@ -221,7 +241,11 @@ impl Settings {
     }
 
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings = config_loader::load(DEFAULTS, sources, &["http.cors_origins"])?;
+        let settings: Settings = config_loader::load(
+            DEFAULTS,
+            sources,
+            &["http.cors_origins", "reminders.offsets"],
+        )?;
         settings.validate()?;
         Ok(settings)
     }
@@ -343,6 +367,15 @@ impl Settings {
                 "must be greater than outbox.message_timeout_ms, or two replicas could publish one event at once",
             ));
         }
+        if let Err(e) = crate::domain::reminders::ReminderPlan::parse(&self.reminders.offsets) {
+            return Err(bad("reminders.offsets", e));
+        }
+        if self.reminders.poll_interval_ms == 0 {
+            return Err(bad("reminders.poll_interval_ms", "must be greater than 0"));
+        }
+        if self.reminders.batch_size < 1 {
+            return Err(bad("reminders.batch_size", "must be at least 1"));
+        }
         for origin in &self.http.cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(bad(
@@ -389,6 +422,19 @@ impl Settings {
             retention: Duration::from_secs(o.retention_hours * 3600),
             prune_interval: Duration::from_secs(o.prune_interval_secs),
             stats_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The reminder offsets (validated at load).
+    pub fn reminder_plan(&self) -> crate::domain::reminders::ReminderPlan {
+        crate::domain::reminders::ReminderPlan::parse(&self.reminders.offsets).unwrap_or_default()
+    }
+
+    pub fn scheduler_config(&self) -> crate::service::reminders::SchedulerConfig {
+        crate::service::reminders::SchedulerConfig {
+            batch_size: self.reminders.batch_size,
+            poll_interval: Duration::from_millis(self.reminders.poll_interval_ms),
+            backoff_max: Duration::from_millis(self.outbox.backoff_max_ms),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::messaging::KafkaPublisher;
 use crate::repository::{
     db::PoolSettings, migrations, Db, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle,
-    PgOutbox, PgRefreshTokens, PgReviews, PgSlots, PgUsers,
+    PgOutbox, PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
 };
 use crate::security::{BcryptHasher, JwtIssuer};
 use crate::service::appointments::AppointmentService;
@@ -16,6 +16,7 @@ use crate::service::catalog::CatalogService;
 use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
+use crate::service::reminders::{ReminderMetrics, ReminderScheduler};
 use crate::service::reviews::ReviewService;
 use crate::service::slots::SlotService;
 use crate::settings::{CacheBackend, RevocationFailure, Settings};
@@ -42,6 +43,7 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// Wakes this process's outbox relay after a committed appointment change.
     pub outbox_signal: OutboxSignal,
+    pub reminder_metrics: ReminderMetrics,
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages.
@@ -156,11 +158,19 @@ impl Services {
             catalog.clone(),
         ));
         let outbox_signal = OutboxSignal::default();
-        let appointments = Arc::new(AppointmentService::new(
-            Arc::new(PgAppointments::new(db.clone(), outbox_signal.clone())),
-            clock.clone(),
-            settings.booking_policy(),
-        ));
+        let reminder_metrics = ReminderMetrics::new(metrics.registry())?;
+        let appointments = Arc::new(
+            AppointmentService::new(
+                Arc::new(PgAppointments::new(
+                    db.clone(),
+                    outbox_signal.clone(),
+                    reminder_metrics.scheduled.clone(),
+                )),
+                clock.clone(),
+                settings.booking_policy(),
+            )
+            .with_reminders(settings.reminder_plan()),
+        );
         let reviews = Arc::new(ReviewService::new(
             Arc::new(PgReviews::new(db.clone())),
             cache,
@@ -179,6 +189,20 @@ impl Services {
             issuer,
             clock,
             outbox_signal,
+            reminder_metrics,
+        })
+    }
+
+    /// The reminder scheduler, if this replica runs one (`reminders.scheduler_enabled`).
+    pub fn reminder_scheduler(&self, settings: &Settings) -> Option<ReminderScheduler> {
+        settings.reminders.scheduler_enabled.then(|| {
+            ReminderScheduler::new(
+                Arc::new(PgReminders::new(self.db.clone())),
+                self.clock.clone(),
+                self.outbox_signal.clone(),
+                settings.scheduler_config(),
+                self.reminder_metrics.clone(),
+            )
         })
     }
 
@@ -278,11 +302,12 @@ pub struct Application {
     port: u16,
     server: Server,
     db: Db,
-    relay: Option<RelayTask>,
+    relay: Option<BackgroundTask>,
+    scheduler: Option<BackgroundTask>,
 }
 
-/// The running relay and the switch that stops it.
-struct RelayTask {
+/// A running background loop (relay, scheduler) and the switch that stops it.
+struct BackgroundTask {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -294,9 +319,16 @@ impl Application {
         let (publisher, relay) = services.outbox(&settings)?;
         let relay = relay.map(|relay| {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            RelayTask {
+            BackgroundTask {
                 stop,
                 task: tokio::spawn(relay.run(stopped)),
+            }
+        });
+        let scheduler = services.reminder_scheduler(&settings).map(|scheduler| {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            BackgroundTask {
+                stop,
+                task: tokio::spawn(scheduler.run(stopped)),
             }
         });
         let state = actix_web::web::Data::new(services.into_state(&settings, publisher));
@@ -324,6 +356,7 @@ impl Application {
             server: server.run(),
             db,
             relay,
+            scheduler,
         })
     }
 
@@ -339,6 +372,16 @@ impl Application {
     /// Serves until stopped, lets the relay finish its round, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        // The scheduler first: its last round's events then still reach the relay.
+        if let Some(scheduler) = self.scheduler {
+            let _ = scheduler.stop.send(true);
+            if tokio::time::timeout(Duration::from_secs(10), scheduler.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("reminder scheduler did not stop in time; its batch rolls back");
+            }
+        }
         if let Some(relay) = self.relay {
             let _ = relay.stop.send(true);
             // A round waits at most for the broker's delivery reports.

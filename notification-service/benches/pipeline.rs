@@ -223,6 +223,7 @@ async fn throughput(sink: &Maildev) {
                         address: "1 A St".into(),
                         time_zone: "Europe/Berlin".into(),
                     },
+                    version: 1,
                 }),
             );
             (

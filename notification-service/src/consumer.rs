@@ -1,23 +1,47 @@
 //! The Kafka side of the service: a consumer-group member on the appointment topics.
+//!
+//! One task polls the consumer and hands each message to a worker of its partition;
+//! each partition's worker handles its messages one after the other (so one
+//! appointment's events keep their order), and partitions progress independently: a
+//! message waiting out an outage or a slow recipient holds back only its own
+//! partition. When a partition has `consumer.partition_buffer` messages waiting, it is
+//! paused (backpressure) and resumed once they drain; the polling task keeps polling
+//! all the while, so the member stays healthy in its group however long a message
+//! waits. How many emails are sent at once is bounded by `smtp.max_connections`.
+//!
 //! Offsets are stored (`enable.auto.offset.store=false`) only after the handler has
-//! finished with a message — email accepted, duplicate skipped or dead letter
-//! acknowledged — and committed periodically and on shutdown, so a crash redelivers
-//! at most the messages since the last commit, which the delivery log de-duplicates.
+//! finished with a message — email accepted, duplicate or stale reminder skipped, dead
+//! letter acknowledged — and committed periodically and on shutdown, so a crash
+//! redelivers at most the messages since the last commit, which the delivery log
+//! de-duplicates. A revoked partition's worker is told to let go of its message; its
+//! new owner takes it over.
 
-use crate::service::{HandleError, Incoming, Metrics, NotificationHandler};
+use crate::service::{HandleError, Incoming, Metrics, NotificationHandler, Outcome};
 use crate::settings::Settings;
-use medbook_shared::events::{TOPIC_CANCELLED, TOPIC_CREATED, TOPIC_RESCHEDULED};
+use chrono::{DateTime, Utc};
+use medbook_shared::events::EVENT_TOPICS;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-/// Feeds librdkafka's statistics (consumer lag) into the metrics and logs rebalances.
+/// A partition assignment change, passed from librdkafka's callback to the loop.
+#[derive(Debug)]
+enum Assignment {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Feeds librdkafka's statistics (consumer lag) into the metrics and passes
+/// rebalances to the polling loop.
 pub struct Context {
     metrics: Metrics,
+    assignments: mpsc::UnboundedSender<Assignment>,
 }
 
 impl ClientContext for Context {
@@ -32,14 +56,25 @@ impl ClientContext for Context {
     }
 }
 
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
 impl ConsumerContext for Context {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned")
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.metrics.rebalanced("assign");
+                let _ = self.assignments.send(Assignment::Assigned(partitions(tpl)));
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked")
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                self.metrics.rebalanced("revoke");
+                let _ = self.assignments.send(Assignment::Revoked(partitions(tpl)));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -48,8 +83,16 @@ impl ConsumerContext for Context {
 
 pub type EventConsumer = StreamConsumer<Context>;
 
-/// A group member subscribed to the three appointment topics.
-pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<EventConsumer> {
+/// A group member subscribed to the appointment topics, and the stream of its
+/// assignment changes.
+pub struct Subscription {
+    consumer: EventConsumer,
+    assignments: mpsc::UnboundedReceiver<Assignment>,
+    partition_buffer: usize,
+    metrics: Metrics,
+}
+
+pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<Subscription> {
     let c = &settings.consumer;
     let mut config = settings.kafka.client_config("notification-service");
     config
@@ -61,15 +104,24 @@ pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<EventC
         .set("session.timeout.ms", c.session_timeout_ms.to_string())
         .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
         .set("statistics.interval.ms", "5000");
-    let consumer: EventConsumer = config.create_with_context(Context { metrics })?;
-    let topics: Vec<String> = [TOPIC_CREATED, TOPIC_CANCELLED, TOPIC_RESCHEDULED]
+    let (tx, assignments) = mpsc::unbounded_channel();
+    let consumer: EventConsumer = config.create_with_context(Context {
+        metrics: metrics.clone(),
+        assignments: tx,
+    })?;
+    let topics: Vec<String> = EVENT_TOPICS
         .iter()
         .map(|t| settings.kafka.topic(t))
         .collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %c.group_id, "subscribed");
-    Ok(consumer)
+    Ok(Subscription {
+        consumer,
+        assignments,
+        partition_buffer: c.partition_buffer,
+        metrics,
+    })
 }
 
 pub fn incoming(m: &BorrowedMessage<'_>) -> Incoming {
@@ -87,54 +139,208 @@ pub fn incoming(m: &BorrowedMessage<'_>) -> Incoming {
                     .collect()
             })
             .unwrap_or_default(),
+        timestamp: m
+            .timestamp()
+            .to_millis()
+            .and_then(DateTime::<Utc>::from_timestamp_millis),
     }
 }
 
-/// Consumes until `stop` turns true (after finishing the message in hand) or the
-/// dead-letter cap is hit (an error). Either way, stored offsets are committed and
-/// the group is left before returning.
+type Partition = (String, i32);
+
+/// What a worker reports per message.
+struct Done {
+    partition: Partition,
+    offset: i64,
+    result: Result<Outcome, HandleError>,
+}
+
+/// A partition's worker, as the polling loop sees it.
+struct Worker {
+    queue: mpsc::UnboundedSender<Incoming>,
+    /// Turned true when the partition is revoked: let go of the message in hand.
+    revoked: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// Messages handed over and not yet done.
+    pending: usize,
+    /// The last offset handed over (a resumed fetch may bring it again).
+    last_offset: i64,
+    paused: bool,
+}
+
+fn spawn_worker(
+    partition: Partition,
+    handler: Arc<NotificationHandler>,
+    done: mpsc::UnboundedSender<Done>,
+) -> Worker {
+    let (queue, mut messages) = mpsc::unbounded_channel::<Incoming>();
+    let (revoked, cancel) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        while let Some(m) = messages.recv().await {
+            if *cancel.borrow() {
+                break;
+            }
+            let result = handler.handle_cancellable(&m, &cancel).await;
+            let stop = result.is_err();
+            let _ = done.send(Done {
+                partition: partition.clone(),
+                offset: m.offset,
+                result,
+            });
+            if stop {
+                break;
+            }
+        }
+    });
+    Worker {
+        queue,
+        revoked,
+        task,
+        pending: 0,
+        last_offset: -1,
+        paused: false,
+    }
+}
+
+fn one(partition: &Partition) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&partition.0, partition.1);
+    tpl
+}
+
+/// Consumes until `stop` turns true (workers finish the message in hand, or let go of
+/// one that is waiting) or the dead-letter cap is hit (an error). Either way, stored
+/// offsets are committed and the group is left before returning.
 pub async fn run(
-    consumer: EventConsumer,
-    handler: NotificationHandler,
+    subscription: Subscription,
+    handler: Arc<NotificationHandler>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let result = loop {
+    let Subscription {
+        consumer,
+        mut assignments,
+        partition_buffer,
+        metrics,
+    } = subscription;
+    let resume_at = partition_buffer / 2;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut workers: HashMap<Partition, Worker> = HashMap::new();
+    let paused_count = |w: &HashMap<Partition, Worker>| w.values().filter(|w| w.paused).count();
+
+    let store = |d: &Done| {
+        if let Err(e) = consumer.store_offset(&d.partition.0, d.partition.1, d.offset) {
+            // The partition was revoked meanwhile; its new owner will see the message
+            // again and the delivery log makes that harmless.
+            tracing::warn!(error = %e, topic = %d.partition.0, partition = d.partition.1, offset = d.offset, "offset not stored");
+        }
+    };
+
+    let result: anyhow::Result<()> = loop {
         if *stop.borrow() {
             break Ok(());
         }
-        let message = tokio::select! {
+        tokio::select! {
             _ = stop.changed() => break Ok(()),
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka consumer error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let incoming = incoming(&message);
-        match handler.handle(&incoming).await {
-            Ok(_) => {
-                if let Err(e) = consumer.store_offset(
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                ) {
-                    // The partition was revoked meanwhile; its new owner will see the
-                    // message again and the delivery log makes that harmless.
-                    tracing::warn!(error = %e, source = %incoming.source(), "offset not stored");
+            Some(change) = assignments.recv() => match change {
+                Assignment::Revoked(parts) => {
+                    for p in parts {
+                        if let Some(w) = workers.remove(&p) {
+                            let _ = w.revoked.send(true);
+                        }
+                    }
+                    metrics.set_paused(paused_count(&workers));
+                }
+                Assignment::Assigned(parts) => {
+                    // A fresh assignment is never paused.
+                    let mut tpl = TopicPartitionList::new();
+                    for (t, p) in &parts {
+                        tpl.add_partition(t, *p);
+                    }
+                    if let Err(e) = consumer.resume(&tpl) {
+                        tracing::debug!(error = %e, "resuming assigned partitions");
+                    }
+                }
+            },
+            Some(d) = done_rx.recv() => {
+                match &d.result {
+                    Ok(_) => store(&d),
+                    Err(HandleError::Stopped) => {}
+                    Err(HandleError::DeadLetterLimit(reason)) => {
+                        break Err(anyhow::anyhow!(
+                            "stopped: {reason}; fix the cause, then restart (the message that hit the cap is not consumed)"
+                        ))
+                    }
+                }
+                if let Some(w) = workers.get_mut(&d.partition) {
+                    w.pending = w.pending.saturating_sub(1);
+                    if w.paused && w.pending <= resume_at {
+                        match consumer.resume(&one(&d.partition)) {
+                            Ok(()) => w.paused = false,
+                            Err(e) => tracing::warn!(error = %e, "cannot resume partition"),
+                        }
+                        metrics.set_paused(paused_count(&workers));
+                    }
                 }
             }
-            Err(HandleError::Stopped) => break Ok(()),
-            Err(HandleError::DeadLetterLimit(reason)) => {
-                break Err(anyhow::anyhow!(
-                    "stopped: {reason}; fix the cause, then restart (the message that hit the cap is not consumed)"
-                ))
+            m = consumer.recv() => {
+                let message = match m {
+                    Ok(m) => incoming(&m),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let partition = (message.topic.clone(), message.partition);
+                let worker = workers
+                    .entry(partition.clone())
+                    .or_insert_with(|| spawn_worker(partition.clone(), handler.clone(), done_tx.clone()));
+                if message.offset <= worker.last_offset {
+                    continue; // fetched again after a resume: already handed over
+                }
+                worker.last_offset = message.offset;
+                worker.pending += 1;
+                if worker.queue.send(message).is_err() {
+                    // The worker has ended (stopping); the message stays unconsumed.
+                    continue;
+                }
+                if !worker.paused && worker.pending >= partition_buffer {
+                    match consumer.pause(&one(&partition)) {
+                        Ok(()) => {
+                            worker.paused = true;
+                            tracing::info!(topic = %partition.0, partition = partition.1, waiting = worker.pending, "partition paused: its messages are waiting");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot pause partition"),
+                    }
+                    metrics.set_paused(paused_count(&workers));
+                }
             }
         }
     };
+
+    // Workers finish the email being sent (a waiting one is let go of) and take no
+    // new message; what they report is still stored.
+    let tasks: Vec<_> = workers
+        .into_values()
+        .map(|w| {
+            let _ = w.revoked.send(true);
+            drop(w.queue);
+            w.task
+        })
+        .collect();
+    drop(done_tx);
+    let finished = futures_util::future::join_all(tasks);
+    if tokio::time::timeout(Duration::from_secs(30), finished)
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not finish within 30 s");
+    }
+    while let Ok(d) = done_rx.try_recv() {
+        if d.result.is_ok() {
+            store(&d);
+        }
+    }
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(error = %e, "final commit failed"),

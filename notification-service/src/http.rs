@@ -1,8 +1,9 @@
-//! `/health`, `/ready` (database and broker) and `/metrics` of the notification-service.
+//! `/health`, `/ready` (database, broker, SMTP server) and `/metrics` of the
+//! notification-service.
 
 use crate::dlq::KafkaDeadLetters;
 use crate::repository::Db;
-use crate::service::Metrics;
+use crate::service::{Metrics, SmtpStatus};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,14 +13,17 @@ pub struct Probes {
     pub db: Db,
     pub dlq: Arc<KafkaDeadLetters>,
     pub metrics: Metrics,
+    pub smtp: SmtpStatus,
 }
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// 200 when both the database (de-duplication) and the broker answer: without either,
-/// this service cannot make progress.
+/// 200 when the database (de-duplication), the broker and the SMTP server answer:
+/// without any of them, this service cannot make progress. The SMTP status is the last
+/// attempt's (or the prober's) finding; while it is `unavailable`, mail waits in hand.
+/// Liveness (`/health`) stays fine all the while: restarting would not help.
 async fn ready(p: web::Data<Probes>) -> HttpResponse {
     let limit = Duration::from_secs(2);
     let (db, kafka) = futures_util::join!(
@@ -28,13 +32,16 @@ async fn ready(p: web::Data<Probes>) -> HttpResponse {
     );
     let db_ok = matches!(db, Ok(Ok(())));
     let kafka_ok = matches!(kafka, Ok(Ok(())));
+    let smtp_ok = p.smtp.is_up();
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let all = db_ok && kafka_ok && smtp_ok;
     let body = serde_json::json!({
-        "status": if db_ok && kafka_ok { "ready" } else { "not_ready" },
+        "status": if all { "ready" } else { "not_ready" },
         "database": word(db_ok),
         "kafka": word(kafka_ok),
+        "smtp": word(smtp_ok),
     });
-    if db_ok && kafka_ok {
+    if all {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,13 +1,18 @@
 //! [`SmtpMailer`]: sends [`Email`]s over SMTP with lettre (plain, STARTTLS or TLS;
 //! optional credentials) and classifies failures for the retry rules: SMTP 5xx and
-//! unusable addresses are permanent, everything else (4xx, refused connections,
-//! timeouts) transient.
+//! unusable addresses are permanent; 4xx replies transient; a server that cannot be
+//! talked to (refused, dropped or timed-out connections, 421) unavailable.
 //!
-//! It keeps one connection open and reuses it. The connection is its own TCP socket
-//! with `TCP_NODELAY`: lettre writes the message body and the closing `.` as two
-//! writes, and with Nagle's algorithm on, the second waits for the server's delayed
-//! ACK — about 40 ms per email on Linux, which capped a consumer at ~20 emails/s.
-//! (With `smtp.tls: tls`, lettre opens the socket itself and that delay remains.)
+//! It keeps up to `smtp.max_connections` connections open and reuses them, so that
+//! many partitions can send at once. A kept-open connection the server has closed
+//! meanwhile (idle timeout: a 421 or EOF on the next command, a reset) is replaced and
+//! the email sent on the new one at once: that is not a failed attempt.
+//!
+//! Each connection is its own TCP socket with `TCP_NODELAY`: lettre writes the
+//! message body and the closing `.` as two writes, and with Nagle's algorithm on, the
+//! second waits for the server's delayed ACK — about 40 ms per email on Linux, which
+//! capped a consumer at ~20 emails/s. (With `smtp.tls: tls`, lettre opens the socket
+//! itself and that delay remains.)
 
 use crate::domain::email::Email;
 use crate::service::{Mailer, SendError};
@@ -19,8 +24,9 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 use secrecy::ExposeSecret;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::Semaphore;
 
 pub struct SmtpMailer {
     host: String,
@@ -31,15 +37,37 @@ pub struct SmtpMailer {
     hello: ClientId,
     timeout: Duration,
     from: Mailbox,
-    connection: Mutex<Option<AsyncSmtpConnection>>,
+    /// Open connections not in use.
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// One permit per connection that may be open.
+    permits: Semaphore,
+    metrics: Option<crate::service::Metrics>,
 }
 
 fn network(what: &str, e: impl std::fmt::Display) -> SendError {
-    SendError::Transient(format!("{what}: {e}"))
+    SendError::Unavailable(format!("{what}: {e}"))
+}
+
+/// Whether a failure on a kept-open connection means the server had closed it: a 421
+/// (RFC 5321 §3.8: the server is closing the channel), or no SMTP reply at all (EOF,
+/// reset, broken pipe).
+fn closed_by_server(e: &lettre::transport::smtp::Error) -> bool {
+    match e.status() {
+        Some(code) => code.to_string() == "421",
+        None => !e.is_client(),
+    }
 }
 
 impl SmtpMailer {
     pub fn new(smtp: &SmtpSettings, from: &str) -> anyhow::Result<Self> {
+        Self::with_metrics(smtp, from, None)
+    }
+
+    pub fn with_metrics(
+        smtp: &SmtpSettings,
+        from: &str,
+        metrics: Option<crate::service::Metrics>,
+    ) -> anyhow::Result<Self> {
         let tls = match smtp.tls {
             SmtpTls::None => None,
             SmtpTls::Starttls | SmtpTls::Tls => Some(TlsParameters::new(smtp.host.clone())?),
@@ -60,7 +88,9 @@ impl SmtpMailer {
             hello: ClientId::default(),
             timeout: Duration::from_millis(smtp.timeout_ms),
             from: from.parse()?,
-            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(smtp.max_connections),
+            metrics,
         })
     }
 
@@ -101,28 +131,37 @@ impl SmtpMailer {
         Ok(conn)
     }
 
-    /// One attempt on the open connection (opened first if needed). The flag in the
-    /// error says whether an already open connection failed (rather than the server
-    /// refusing): such a connection may simply have gone stale.
-    async fn attempt(
-        &self,
-        slot: &mut Option<AsyncSmtpConnection>,
-        message: &Message,
-    ) -> Result<(), (SendError, bool)> {
-        if slot.as_ref().is_none_or(AsyncSmtpConnection::has_broken) {
-            *slot = Some(self.connect().await.map_err(|e| (e, false))?);
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if !conn.has_broken() {
+                return Some(conn);
+            }
         }
-        let Some(conn) = slot.as_mut() else {
-            return Err((SendError::Transient("no connection".into()), false));
-        };
-        let result = conn.send(message.envelope(), &message.formatted()).await;
-        result.map(|_| ()).map_err(|e| {
-            // lettre aborts the connection on any failure; open a new one next time.
-            *slot = None;
-            (classify(&e), !e.is_transient() && !e.is_permanent())
-        })
+        None
     }
 
+    fn put_idle(&self, conn: AsyncSmtpConnection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+    }
+
+    /// `f` bounded by the timeout.
+    async fn timed<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, SendError>>,
+    ) -> Result<T, SendError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Unavailable(format!(
+                    "SMTP server did not answer within {:?}",
+                    self.timeout
+                )))
+            })
+    }
     fn message(&self, email: &Email) -> Result<Message, SendError> {
         let address = email
             .to_address
@@ -159,8 +198,10 @@ impl SmtpMailer {
 pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     if e.is_permanent() || e.is_client() {
         SendError::Permanent(e.to_string())
-    } else {
+    } else if e.is_transient() && !closed_by_server(e) {
         SendError::Transient(e.to_string())
+    } else {
+        SendError::Unavailable(e.to_string())
     }
 }
 
@@ -168,23 +209,49 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
 impl Mailer for SmtpMailer {
     async fn send(&self, email: &Email) -> Result<(), SendError> {
         let message = self.message(email)?;
-        let mut slot = self.connection.lock().await;
-        let mut result =
-            tokio::time::timeout(self.timeout, self.attempt(&mut slot, &message)).await;
-        // A kept-open connection the server has closed meanwhile: one more try on a
-        // fresh connection before calling it a failure.
-        if matches!(result, Ok(Err((_, true)))) {
-            result = tokio::time::timeout(self.timeout, self.attempt(&mut slot, &message)).await;
-        }
-        match result {
-            Ok(r) => r.map_err(|(e, _)| e),
-            Err(_) => {
-                *slot = None;
-                Err(SendError::Transient(format!(
-                    "SMTP server did not answer within {:?}",
-                    self.timeout
-                )))
+        let envelope = message.envelope().clone();
+        let body = message.formatted();
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SendError::Unavailable("mailer closed".into()))?;
+        // A kept-open connection first; if the server had closed it, a fresh one at
+        // once, without counting a failed attempt.
+        if let Some(mut conn) = self.take_idle() {
+            let sent = tokio::time::timeout(self.timeout, conn.send(&envelope, &body)).await;
+            match sent {
+                Ok(Ok(_)) => {
+                    self.put_idle(conn);
+                    return Ok(());
+                }
+                Ok(Err(e)) if !closed_by_server(&e) => return Err(classify(&e)),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "kept-open SMTP connection was closed by the server; reconnecting");
+                }
+                Err(_) => {
+                    tracing::debug!("kept-open SMTP connection timed out; reconnecting");
+                }
+            }
+            if let Some(m) = &self.metrics {
+                m.smtp_reconnected();
             }
         }
+        let mut conn = self.timed(self.connect()).await?;
+        self.timed(async {
+            conn.send(&envelope, &body)
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e))
+        })
+        .await?;
+        self.put_idle(conn);
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), SendError> {
+        let mut conn = self.timed(self.connect()).await?;
+        let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
+        Ok(())
     }
 }

@@ -30,17 +30,20 @@ consumer:
   commit_interval_ms: 1000
   fetch_wait_max_ms: 100
   dlq_timeout_ms: 10000
+  partition_buffer: 64
 smtp:
   host: 127.0.0.1
   port: 1025
   tls: none
   timeout_ms: 10000
+  max_connections: 4
+  probe_interval_ms: 2000
 email:
   from: "medbook <no-reply@medbook.local>"
 retry:
-  max_attempts: 6
   initial_backoff_ms: 500
-  max_backoff_ms: 30000
+  max_backoff_ms: 300000
+  max_age_secs: 86400
 dead_letters:
   max_per_window: 50
   window_secs: 60
@@ -93,6 +96,9 @@ pub struct ConsumerSettings {
     pub fetch_wait_max_ms: u64,
     /// How long one dead-letter write may take before it is retried.
     pub dlq_timeout_ms: u64,
+    /// Messages held per partition while its messages wait (an outage, a slow
+    /// recipient) before the partition is paused; it resumes at half of this.
+    pub partition_buffer: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -118,6 +124,10 @@ pub struct SmtpSettings {
     pub password: Option<SecretString>,
     /// Bounds one sending attempt, connecting included.
     pub timeout_ms: u64,
+    /// Connections kept open and emails sent at once (across partitions).
+    pub max_connections: usize,
+    /// While the server is unavailable, how often it is greeted to see if it is back.
+    pub probe_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,11 +138,14 @@ pub struct EmailSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetrySettings {
-    /// Sending attempts for transient failures (SMTP 4xx, refused, timeout) before the
-    /// event is dead-lettered.
-    pub max_attempts: u32,
+    /// Backoff between attempts after transient failures (SMTP 4xx, refused or dropped
+    /// connections, timeouts): doubling from this, with jitter…
     pub initial_backoff_ms: u64,
+    /// …up to this.
     pub max_backoff_ms: u64,
+    /// Mail not sent this long after it entered its topic is dead-lettered (`expired`)
+    /// instead of retried. Until then an outage only delays it.
+    pub max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,8 +225,17 @@ impl Settings {
                 "must be a mailbox like `name <addr@host>`",
             ));
         }
-        if self.retry.max_attempts == 0 {
-            return Err(bad("retry.max_attempts", "must be at least 1"));
+        if self.retry.max_age_secs == 0 {
+            return Err(bad("retry.max_age_secs", "must be greater than 0"));
+        }
+        if self.smtp.max_connections == 0 {
+            return Err(bad("smtp.max_connections", "must be at least 1"));
+        }
+        if self.smtp.probe_interval_ms == 0 {
+            return Err(bad("smtp.probe_interval_ms", "must be greater than 0"));
+        }
+        if self.consumer.partition_buffer == 0 {
+            return Err(bad("consumer.partition_buffer", "must be at least 1"));
         }
         if self.retry.initial_backoff_ms == 0
             || self.retry.max_backoff_ms < self.retry.initial_backoff_ms
@@ -234,9 +256,9 @@ impl Settings {
 
     pub fn retry_policy(&self) -> crate::service::RetryPolicy {
         crate::service::RetryPolicy {
-            max_attempts: self.retry.max_attempts,
             initial_backoff: Duration::from_millis(self.retry.initial_backoff_ms),
             max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
+            max_age: Duration::from_secs(self.retry.max_age_secs),
         }
     }
 }
@@ -259,6 +281,8 @@ mod tests {
     fn defaults_are_valid_and_env_wins() {
         let s = load(&[]).unwrap();
         assert_eq!(s.smtp.port, 1025);
+        // Mail waits out an outage for a day, as an MTA queues it.
+        assert_eq!(s.retry_policy().max_age, Duration::from_secs(86_400));
         let s = load(&[
             ("MEDBOOK_SMTP__HOST", "mail.example.com"),
             ("MEDBOOK_SMTP__PORT", "587"),
@@ -280,7 +304,13 @@ mod tests {
             ("MEDBOOK_SMTP__PORT", "smtp", "smtp.port"),
             ("MEDBOOK_SMTP__TLS", "ssl3", "smtp.tls"),
             ("MEDBOOK_EMAIL__FROM", "not a mailbox", "email.from"),
-            ("MEDBOOK_RETRY__MAX_ATTEMPTS", "0", "retry.max_attempts"),
+            ("MEDBOOK_RETRY__MAX_AGE_SECS", "0", "retry.max_age_secs"),
+            ("MEDBOOK_SMTP__MAX_CONNECTIONS", "0", "smtp.max_connections"),
+            (
+                "MEDBOOK_CONSUMER__PARTITION_BUFFER",
+                "0",
+                "consumer.partition_buffer",
+            ),
             ("MEDBOOK_KAFKA__BROKERS", "nohost", "kafka.brokers"),
             ("MEDBOOK_SMTP__PASSWORD", "x", "smtp.username"),
             (

@@ -6,7 +6,9 @@ use crate::dlq::KafkaDeadLetters;
 use crate::http::{self, Probes};
 use crate::mailer::SmtpMailer;
 use crate::repository::{Db, PgDeliveryLog};
-use crate::service::{DeadLetterLimiter, Metrics, NotificationHandler};
+use crate::service::{
+    probe_smtp, DeadLetterLimiter, HandlerParts, Mailer, Metrics, NotificationHandler, SmtpStatus,
+};
 use crate::settings::Settings;
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -26,8 +28,10 @@ pub fn database(settings: &Settings) -> Db {
 pub struct NotificationApp {
     http_port: u16,
     server: actix_web::dev::Server,
-    consumer: consumer::EventConsumer,
-    handler: NotificationHandler,
+    subscription: consumer::Subscription,
+    handler: Arc<NotificationHandler>,
+    mailer: Arc<dyn Mailer>,
+    probe_interval: Duration,
     stop: watch::Receiver<bool>,
 }
 
@@ -55,32 +59,51 @@ impl NotificationApp {
             &settings.kafka,
             Duration::from_millis(settings.consumer.dlq_timeout_ms),
         )?);
-        let handler = NotificationHandler::new(
-            Arc::new(SmtpMailer::new(&settings.smtp, &settings.email.from)?),
-            Arc::new(PgDeliveryLog::new(db.clone())),
-            dlq.clone(),
-            settings.retry_policy(),
-            DeadLetterLimiter::new(
-                settings.dead_letters.max_per_window,
-                Duration::from_secs(settings.dead_letters.window_secs),
-            ),
-            metrics.clone(),
-            Duration::from_secs(settings.dedup.claim_timeout_secs),
-            sender_address(&settings.email.from),
+        let smtp = SmtpStatus::new(metrics.smtp_up_gauge());
+        let mailer: Arc<dyn Mailer> = Arc::new(SmtpMailer::with_metrics(
+            &settings.smtp,
+            &settings.email.from,
+            Some(metrics.clone()),
+        )?);
+        let handler = Arc::new(NotificationHandler::new(
+            HandlerParts {
+                mailer: mailer.clone(),
+                log: Arc::new(PgDeliveryLog::new(db.clone())),
+                dlq: dlq.clone(),
+                retry: settings.retry_policy(),
+                limiter: DeadLetterLimiter::new(
+                    settings.dead_letters.max_per_window,
+                    Duration::from_secs(settings.dead_letters.window_secs),
+                ),
+                metrics: metrics.clone(),
+                smtp: smtp.clone(),
+                stale_after: Duration::from_secs(settings.dedup.claim_timeout_secs),
+                organizer: sender_address(&settings.email.from),
+            },
             stop.clone(),
-        );
-        let consumer = consumer::subscribe(settings, metrics.clone())?;
+        ));
+        let subscription = consumer::subscribe(settings, metrics.clone())?;
         let listener = TcpListener::bind(&settings.http.addr)
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         let http_port = listener.local_addr()?.port();
-        let server = http::server(listener, Probes { db, dlq, metrics })?;
+        let server = http::server(
+            listener,
+            Probes {
+                db,
+                dlq,
+                metrics,
+                smtp,
+            },
+        )?;
         tracing::info!(port = http_port, "probes and metrics listening");
         Ok((
             Self {
                 http_port,
                 server,
-                consumer,
+                subscription,
                 handler,
+                mailer,
+                probe_interval: Duration::from_millis(settings.smtp.probe_interval_ms),
                 stop,
             },
             StopHandle(Arc::new(stop_tx)),
@@ -96,7 +119,16 @@ impl NotificationApp {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = tokio::spawn(self.server);
-        let result = consumer::run(self.consumer, self.handler, self.stop).await;
+        let (probe_stop, probe_stopped) = watch::channel(false);
+        let prober = tokio::spawn(probe_smtp(
+            self.mailer,
+            self.handler.smtp().clone(),
+            self.probe_interval,
+            probe_stopped,
+        ));
+        let result = consumer::run(self.subscription, self.handler, self.stop).await;
+        let _ = probe_stop.send(true);
+        let _ = prober.await;
         handle.stop(true).await;
         let _ = server.await;
         result

@@ -20,10 +20,25 @@ pub const TOPIC_CREATED: &str = "appointments.created";
 pub const TOPIC_CANCELLED: &str = "appointments.cancelled";
 /// Topic of reschedules.
 pub const TOPIC_RESCHEDULED: &str = "appointments.rescheduled";
+/// Topic of due reminders (the booking-service's reminder scheduler).
+pub const TOPIC_REMINDERS: &str = "appointments.reminders";
 /// Dead letters of the notification-service.
 pub const TOPIC_DLQ: &str = "notifications.dlq";
 /// Every topic the system uses, dead letters last.
-pub const ALL_TOPICS: [&str; 4] = [TOPIC_CREATED, TOPIC_CANCELLED, TOPIC_RESCHEDULED, TOPIC_DLQ];
+pub const ALL_TOPICS: [&str; 5] = [
+    TOPIC_CREATED,
+    TOPIC_CANCELLED,
+    TOPIC_RESCHEDULED,
+    TOPIC_REMINDERS,
+    TOPIC_DLQ,
+];
+/// The topics the notification-service consumes.
+pub const EVENT_TOPICS: [&str; 4] = [
+    TOPIC_CREATED,
+    TOPIC_CANCELLED,
+    TOPIC_RESCHEDULED,
+    TOPIC_REMINDERS,
+];
 
 /// Kafka header names that travel with events.
 pub mod headers {
@@ -47,10 +62,16 @@ pub enum EventType {
     Created,
     Cancelled,
     Rescheduled,
+    Reminder,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 3] = [Self::Created, Self::Cancelled, Self::Rescheduled];
+    pub const ALL: [EventType; 4] = [
+        Self::Created,
+        Self::Cancelled,
+        Self::Rescheduled,
+        Self::Reminder,
+    ];
 
     /// The envelope's `type` value.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +79,7 @@ impl EventType {
             Self::Created => "appointment.created",
             Self::Cancelled => "appointment.cancelled",
             Self::Rescheduled => "appointment.rescheduled",
+            Self::Reminder => "appointment.reminder",
         }
     }
 
@@ -67,6 +89,7 @@ impl EventType {
             Self::Created => TOPIC_CREATED,
             Self::Cancelled => TOPIC_CANCELLED,
             Self::Rescheduled => TOPIC_RESCHEDULED,
+            Self::Reminder => TOPIC_REMINDERS,
         }
     }
 
@@ -111,6 +134,11 @@ pub struct AppointmentSnapshot {
     pub patient: PatientInfo,
     pub doctor: DoctorInfo,
     pub clinic: ClinicInfo,
+    /// The appointment's version: 1 when booked, one more on every reschedule and
+    /// cancellation. A reminder whose version is no longer the appointment's current one
+    /// is stale. Events written before versions existed decode as 0.
+    #[serde(default)]
+    pub version: i32,
 }
 
 /// Who cancelled.
@@ -144,12 +172,24 @@ pub struct Reschedule {
     pub previous: PreviousSlot,
 }
 
+/// A reminder that an appointment is coming up, written when it falls due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    #[serde(flatten)]
+    pub appointment: AppointmentSnapshot,
+    /// The reminder's offset as configured, e.g. `24h` or `1d`.
+    pub offset: String,
+    /// When it fell due.
+    pub due_at: DateTime<Utc>,
+}
+
 /// The payload, by event type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppointmentEvent {
     Created(AppointmentSnapshot),
     Cancelled(Cancellation),
     Rescheduled(Reschedule),
+    Reminder(Reminder),
 }
 
 impl AppointmentEvent {
@@ -158,6 +198,7 @@ impl AppointmentEvent {
             Self::Created(_) => EventType::Created,
             Self::Cancelled(_) => EventType::Cancelled,
             Self::Rescheduled(_) => EventType::Rescheduled,
+            Self::Reminder(_) => EventType::Reminder,
         }
     }
 
@@ -167,6 +208,7 @@ impl AppointmentEvent {
             Self::Created(a) => a,
             Self::Cancelled(c) => &c.appointment,
             Self::Rescheduled(r) => &r.appointment,
+            Self::Reminder(r) => &r.appointment,
         }
     }
 }
@@ -198,6 +240,7 @@ enum DataRef<'a> {
     Created(&'a AppointmentSnapshot),
     Cancelled(&'a Cancellation),
     Rescheduled(&'a Reschedule),
+    Reminder(&'a Reminder),
 }
 
 /// The envelope's fields as they travel; `data` is decoded once `type` is known.
@@ -237,6 +280,7 @@ impl EventEnvelope {
             AppointmentEvent::Created(d) => DataRef::Created(d),
             AppointmentEvent::Cancelled(d) => DataRef::Cancelled(d),
             AppointmentEvent::Rescheduled(d) => DataRef::Rescheduled(d),
+            AppointmentEvent::Reminder(d) => DataRef::Reminder(d),
         };
         serde_json::to_vec(&Wire {
             id: self.id,
@@ -266,6 +310,9 @@ impl EventEnvelope {
             }
             EventType::Rescheduled => {
                 AppointmentEvent::Rescheduled(serde_json::from_value(wire.data).map_err(malformed)?)
+            }
+            EventType::Reminder => {
+                AppointmentEvent::Reminder(serde_json::from_value(wire.data).map_err(malformed)?)
             }
         };
         Ok(Self {
@@ -305,6 +352,7 @@ mod tests {
                 address: "Hauptstr. 1".into(),
                 time_zone: "Europe/Berlin".into(),
             },
+            version: 3,
         }
     }
 
@@ -329,6 +377,14 @@ mod tests {
                         starts_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap(),
                         ends_at: Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap(),
                     },
+                }),
+            ),
+            EventEnvelope::new(
+                at,
+                AppointmentEvent::Reminder(Reminder {
+                    appointment: snapshot(),
+                    offset: "24h".into(),
+                    due_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap(),
                 }),
             ),
         ]
@@ -363,7 +419,12 @@ mod tests {
                 EventType::Rescheduled => {
                     assert_eq!(data["previous"]["starts_at"], "2026-11-30T09:30:00Z")
                 }
+                EventType::Reminder => {
+                    assert_eq!(data["offset"], "24h");
+                    assert_eq!(data["due_at"], "2026-11-30T09:30:00Z");
+                }
             }
+            assert_eq!(data["version"], 3);
             assert_eq!(e.key(), data["appointment_id"].as_str().unwrap());
         }
     }
@@ -377,6 +438,15 @@ mod tests {
         v["data"]["new_field"] = serde_json::json!([1, 2]);
         let bytes = serde_json::to_vec(&v).unwrap();
         assert_eq!(EventEnvelope::decode(&bytes).as_ref(), Ok(e));
+    }
+
+    #[test]
+    fn events_without_a_version_decode_as_version_zero() {
+        let e = &all_events()[0];
+        let mut v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
+        v["data"].as_object_mut().unwrap().remove("version");
+        let decoded = EventEnvelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(decoded.event.appointment().version, 0);
     }
 
     #[test]
@@ -423,6 +493,7 @@ mod tests {
         assert_eq!(EventType::Created.topic(), TOPIC_CREATED);
         assert_eq!(EventType::Cancelled.topic(), TOPIC_CANCELLED);
         assert_eq!(EventType::Rescheduled.topic(), TOPIC_RESCHEDULED);
+        assert_eq!(EventType::Reminder.topic(), TOPIC_REMINDERS);
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
         }

@@ -4,6 +4,7 @@
 
 pub mod booking;
 pub mod errors;
+pub mod reminders;
 pub mod schedule;
 pub mod user;
 pub mod values;

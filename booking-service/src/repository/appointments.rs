@@ -6,6 +6,7 @@
 
 use super::db::{map_err, Db};
 use super::outbox;
+use super::reminders;
 use super::schema::{appointments, booking_idempotency, clinics, doctors, slots, users};
 use super::slots::{lock_slot, SlotRow};
 use crate::domain::booking::{
@@ -23,6 +24,7 @@ use diesel::prelude::*;
 use medbook_shared::events::{
     AppointmentEvent, Cancellation, CancelledBy, EventEnvelope, PreviousSlot, Reschedule,
 };
+use prometheus::IntCounter;
 use uuid::Uuid;
 
 type AppointmentTuple = (
@@ -160,10 +162,11 @@ fn lock_appointment(
     Ok(row.filter(|(_, owner, _)| patient_id.is_none_or(|p| p == *owner)))
 }
 
+/// The booking, and how many reminders it scheduled.
 fn book_in_tx(
     conn: &mut PgConnection,
     cmd: &BookCommand,
-) -> Result<Result<Booked, BookingRejection>, RepoError> {
+) -> Result<Result<(Booked, usize), BookingRejection>, RepoError> {
     // Serialise each patient's bookings, so the cap on active appointments holds.
     users::table
         .find(cmd.patient_id)
@@ -185,10 +188,13 @@ fn book_in_tx(
             if &earlier_hash != hash {
                 return Ok(Err(BookingRejection::IdempotencyKeyReused));
             }
-            return Ok(Ok(Booked {
-                appointment: must_load(conn, appointment_id)?,
-                replayed: true,
-            }));
+            return Ok(Ok((
+                Booked {
+                    appointment: must_load(conn, appointment_id)?,
+                    replayed: true,
+                },
+                0,
+            )));
         }
     }
     let Some(slot) = lock_slot(conn, cmd.slot_id)? else {
@@ -235,14 +241,18 @@ fn book_in_tx(
             .map_err(map_err)?;
     }
     let snapshot = outbox::snapshot(conn, cmd.appointment_id)?;
+    let scheduled = reminders::schedule(conn, &snapshot, &cmd.reminders, cmd.now)?;
     outbox::enqueue(
         conn,
         &EventEnvelope::new(cmd.now, AppointmentEvent::Created(snapshot)),
     )?;
-    Ok(Ok(Booked {
-        appointment: must_load(conn, cmd.appointment_id)?,
-        replayed: false,
-    }))
+    Ok(Ok((
+        Booked {
+            appointment: must_load(conn, cmd.appointment_id)?,
+            replayed: false,
+        },
+        scheduled,
+    )))
 }
 
 /// The partial unique index caught a second active appointment on a slot (the row
@@ -261,11 +271,29 @@ pub struct PgAppointments {
     db: Db,
     /// Woken after a committed change, whose event is then in the outbox.
     signal: OutboxSignal,
+    /// Reminders written by committed bookings and reschedules.
+    reminders_scheduled: IntCounter,
 }
 
 impl PgAppointments {
-    pub fn new(db: Db, signal: OutboxSignal) -> Self {
-        Self { db, signal }
+    pub fn new(db: Db, signal: OutboxSignal, reminders_scheduled: IntCounter) -> Self {
+        Self {
+            db,
+            signal,
+            reminders_scheduled,
+        }
+    }
+
+    /// After the commit: wakes the relay and counts the reminders written.
+    fn committed<T>(
+        &self,
+        result: Result<(T, usize), BookingRejection>,
+    ) -> Result<T, BookingRejection> {
+        result.map(|(value, scheduled)| {
+            self.signal.notify();
+            self.reminders_scheduled.inc_by(scheduled as u64);
+            value
+        })
     }
 
     fn signal_if_changed<T>(&self, result: &Result<T, BookingRejection>) {
@@ -282,7 +310,7 @@ impl AppointmentRepository for PgAppointments {
             .transaction(move |conn| book_in_tx(conn, &cmd))
             .await
             .or_else(slot_taken_on_unique)
-            .inspect(|r| self.signal_if_changed(r))
+            .map(|r| self.committed(r))
     }
 
     async fn reschedule(
@@ -339,11 +367,16 @@ impl AppointmentRepository for PgAppointments {
                     .set((
                         appointments::slot_id.eq(new.id),
                         appointments::updated_at.eq(cmd.now),
+                        appointments::version.eq(appointments::version + 1),
                     ))
                     .execute(conn)
                     .map_err(map_err)?;
+                let snapshot = outbox::snapshot(conn, cmd.appointment_id)?;
+                // The old time's reminders go; the new time's come.
+                reminders::drop_pending(conn, cmd.appointment_id)?;
+                let scheduled = reminders::schedule(conn, &snapshot, &cmd.reminders, cmd.now)?;
                 let event = AppointmentEvent::Rescheduled(Reschedule {
-                    appointment: outbox::snapshot(conn, cmd.appointment_id)?,
+                    appointment: snapshot,
                     previous: PreviousSlot {
                         slot_id: old.id,
                         starts_at: old.starts_at,
@@ -351,11 +384,11 @@ impl AppointmentRepository for PgAppointments {
                     },
                 });
                 outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
-                Ok(Ok(must_load(conn, cmd.appointment_id)?))
+                Ok(Ok((must_load(conn, cmd.appointment_id)?, scheduled)))
             })
             .await
             .or_else(slot_taken_on_unique)
-            .inspect(|r| self.signal_if_changed(r))
+            .map(|r| self.committed(r))
     }
 
     async fn cancel(
@@ -386,6 +419,7 @@ impl AppointmentRepository for PgAppointments {
                         appointments::cancel_reason.eq(&cmd.reason),
                         appointments::cancelled_at.eq(cmd.now),
                         appointments::updated_at.eq(cmd.now),
+                        appointments::version.eq(appointments::version + 1),
                     ))
                     .execute(conn)
                     .map_err(map_err)?;
@@ -393,6 +427,7 @@ impl AppointmentRepository for PgAppointments {
                 if slot.starts_at > cmd.now {
                     set_slot_status(conn, slot.id, SlotStatus::Available)?;
                 }
+                reminders::drop_pending(conn, cmd.appointment_id)?;
                 let event = AppointmentEvent::Cancelled(Cancellation {
                     appointment: outbox::snapshot(conn, cmd.appointment_id)?,
                     cancelled_by: match cmd.patient_id {

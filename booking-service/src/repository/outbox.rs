@@ -22,14 +22,14 @@ pub fn snapshot(
     appointment_id: Uuid,
 ) -> Result<AppointmentSnapshot, RepoError> {
     type Row = (
-        (Uuid, Uuid, String),
+        (Uuid, Uuid, String, i32),
         (DateTime<Utc>, DateTime<Utc>),
         (Uuid, String, String),
         (Uuid, String, String),
         (Uuid, String, String, String, String),
     );
     let (
-        (appointment_id, slot_id, reason),
+        (appointment_id, slot_id, reason, version),
         (starts_at, ends_at),
         (patient_id, email, patient_name),
         (doctor_id, doctor_name, specialty),
@@ -44,6 +44,7 @@ pub fn snapshot(
                 appointments::id,
                 appointments::slot_id,
                 appointments::reason,
+                appointments::version,
             ),
             (slots::starts_at, slots::ends_at),
             (users::id, users::email, users::full_name),
@@ -81,6 +82,7 @@ pub fn snapshot(
             address,
             time_zone,
         },
+        version,
     })
 }
 

@@ -93,6 +93,20 @@ diesel::table! {
         cancelled_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    appointment_reminders (id) {
+        id -> Uuid,
+        appointment_id -> Uuid,
+        offset_label -> Text,
+        due_at -> Timestamptz,
+        version -> Int4,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        event_id -> Nullable<Uuid>,
     }
 }
 
@@ -140,6 +154,7 @@ diesel::joinable!(slots -> doctors (doctor_id));
 diesel::joinable!(appointments -> slots (slot_id));
 diesel::joinable!(appointments -> doctors (doctor_id));
 diesel::joinable!(appointments -> users (patient_id));
+diesel::joinable!(appointment_reminders -> appointments (appointment_id));
 diesel::joinable!(reviews -> doctors (doctor_id));
 diesel::joinable!(reviews -> users (patient_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -150,5 +165,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     appointments,
     reviews,
     booking_idempotency,
-    outbox_events
+    outbox_events,
+    appointment_reminders
 );

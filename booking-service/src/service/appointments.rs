@@ -8,6 +8,7 @@ use super::booking_ports::{
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
+use crate::domain::reminders::ReminderPlan;
 use crate::domain::UserId;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub struct AppointmentService {
     appointments: Arc<dyn AppointmentRepository>,
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
+    reminders: ReminderPlan,
 }
 
 impl AppointmentService {
@@ -112,7 +114,14 @@ impl AppointmentService {
             appointments,
             clock,
             policy,
+            reminders: ReminderPlan::default(),
         }
+    }
+
+    /// Schedules these reminders with every booking and reschedule.
+    pub fn with_reminders(mut self, reminders: ReminderPlan) -> Self {
+        self.reminders = reminders;
+        self
     }
 
     /// Books a slot. With an idempotency key, a retry returns the original appointment
@@ -137,6 +146,7 @@ impl AppointmentService {
             idempotency,
             now: self.clock.now(),
             policy: self.policy,
+            reminders: self.reminders.clone(),
         };
         self.appointments.book(cmd).await?.map_err(rejection)
     }
@@ -170,6 +180,7 @@ impl AppointmentService {
             new_slot_id,
             now: self.clock.now(),
             policy: self.policy,
+            reminders: self.reminders.clone(),
         };
         self.appointments.reschedule(cmd).await?.map_err(rejection)
     }

@@ -7,6 +7,7 @@ use crate::domain::booking::{
     Appointment, AppointmentStatus, BookingPolicy, BookingRejection, Clinic, ClinicInput, Doctor,
     DoctorInput, DoctorStatus, Rating, Review, Slot, SlotStatus,
 };
+use crate::domain::reminders::ReminderPlan;
 use crate::domain::schedule::SlotRange;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -122,6 +123,8 @@ pub struct BookCommand {
     pub idempotency: Option<(String, String)>,
     pub now: DateTime<Utc>,
     pub policy: BookingPolicy,
+    /// Reminders to schedule, in the same transaction.
+    pub reminders: ReminderPlan,
 }
 
 /// A booking's result: the appointment, and whether it is a replay of an earlier
@@ -140,6 +143,8 @@ pub struct RescheduleCommand {
     pub new_slot_id: Uuid,
     pub now: DateTime<Utc>,
     pub policy: BookingPolicy,
+    /// The reminders of the new time replace those of the old, in the same transaction.
+    pub reminders: ReminderPlan,
 }
 
 #[derive(Debug, Clone)]

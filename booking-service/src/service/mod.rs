@@ -9,6 +9,7 @@ pub mod error;
 pub mod outbox;
 pub mod patients;
 pub mod ports;
+pub mod reminders;
 pub mod reviews;
 pub mod slots;
 

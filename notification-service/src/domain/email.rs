@@ -71,6 +71,16 @@ pub fn render(event: &EventEnvelope, organizer: &str) -> Result<Email, RenderErr
             )],
             ics::Status::Confirmed,
         ),
+        AppointmentEvent::Reminder(_) => (
+            format!(
+                "Reminder: {} on {}",
+                a.doctor.full_name,
+                short_date(a.starts_at, tz)
+            ),
+            "this is a reminder of your upcoming appointment.".to_owned(),
+            Vec::new(),
+            ics::Status::Confirmed,
+        ),
         AppointmentEvent::Cancelled(c) => {
             let by = match c.cancelled_by {
                 CancelledBy::Patient => "as you asked",
@@ -234,6 +244,7 @@ mod tests {
                 address: "Hauptstr. 1".into(),
                 time_zone: tz.into(),
             },
+            version: 1,
         }
     }
 
@@ -325,6 +336,32 @@ mod tests {
         let cal = m.calendar.unwrap();
         assert_eq!(cal.method, "CANCEL");
         assert!(cal.content.contains("STATUS:CANCELLED"));
+    }
+
+    #[test]
+    fn a_reminder_shows_the_clinic_local_time_with_its_zone_and_the_calendar_entry() {
+        let e = EventEnvelope::new(
+            at(),
+            AppointmentEvent::Reminder(Reminder {
+                appointment: snapshot("America/New_York"),
+                offset: "24h".into(),
+                due_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap(),
+            }),
+        );
+        let m = render(&e, "no-reply@medbook.local").unwrap();
+        assert_eq!(m.subject, "Reminder: Dr. Mia Chen on 1 Dec 2026, 04:30");
+        assert!(m.text.contains("reminder of your upcoming appointment"));
+        assert!(
+            m.text
+                .contains("When: Tuesday, 1 December 2026, 04:30–05:00 EST (America/New_York)"),
+            "{}",
+            m.text
+        );
+        assert!(m.html.contains("Dr. Mia Chen (Cardiology)"));
+        let cal = m.calendar.unwrap();
+        assert_eq!(cal.method, "REQUEST");
+        assert!(cal.content.contains("DTSTART:20261201T093000Z"));
+        assert_eq!(m.message_id, format!("<{}@medbook>", e.id));
     }
 
     #[test]

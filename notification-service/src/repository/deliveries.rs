@@ -22,6 +22,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    appointment_versions (appointment_id) {
+        appointment_id -> Uuid,
+        version -> Int4,
+        updated_at -> Timestamptz,
+    }
+}
+
 const SENDING: &str = "sending";
 const SENT: &str = "sent";
 
@@ -153,6 +161,33 @@ impl DeliveryLog for PgDeliveryLog {
                     ))
                     .execute(conn)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn observe_version(&self, appointment_id: Uuid, version: i32) -> anyhow::Result<i32> {
+        self.db
+            .run(move |conn| {
+                use diesel::upsert::excluded;
+                let latest: i32 = diesel::insert_into(appointment_versions::table)
+                    .values((
+                        appointment_versions::appointment_id.eq(appointment_id),
+                        appointment_versions::version.eq(version),
+                    ))
+                    .on_conflict(appointment_versions::appointment_id)
+                    .do_update()
+                    .set((
+                        appointment_versions::version.eq(diesel::dsl::sql::<
+                            diesel::sql_types::Integer,
+                        >(
+                            "GREATEST(appointment_versions.version, EXCLUDED.version)",
+                        )),
+                        appointment_versions::updated_at
+                            .eq(excluded(appointment_versions::updated_at)),
+                    ))
+                    .returning(appointment_versions::version)
+                    .get_result(conn)?;
+                Ok(latest)
             })
             .await
     }

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the notification-service.
 
 use super::Outcome;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -13,6 +15,13 @@ pub struct Metrics {
     duplicates: prometheus::IntCounter,
     handling: Histogram,
     lag: IntGaugeVec,
+    smtp_up: IntGauge,
+    retrying: IntGauge,
+    reminders_sent: IntCounter,
+    reminders_skipped: IntCounterVec,
+    smtp_reconnects: IntCounter,
+    rebalances: IntCounterVec,
+    paused: IntGauge,
 }
 
 impl Metrics {
@@ -52,6 +61,40 @@ impl Metrics {
                 ),
                 &["topic", "partition"],
             )?,
+            smtp_up: IntGauge::new(
+                "smtp_up",
+                "1 while the SMTP server is reachable, 0 while mail waits for it",
+            )?,
+            retrying: IntGauge::new(
+                "emails_waiting_for_retry",
+                "Emails held in hand between failed attempts (outage or 4xx)",
+            )?,
+            reminders_sent: IntCounter::new(
+                "reminders_sent_total",
+                "Reminder emails the SMTP server accepted",
+            )?,
+            reminders_skipped: IntCounterVec::new(
+                Opts::new(
+                    "reminders_skipped_total",
+                    "Reminders dropped: the appointment changed (stale) or started",
+                ),
+                &["reason"],
+            )?,
+            smtp_reconnects: IntCounter::new(
+                "smtp_reconnects_total",
+                "Kept-open SMTP connections found closed by the server and replaced",
+            )?,
+            rebalances: IntCounterVec::new(
+                Opts::new(
+                    "consumer_rebalances_total",
+                    "Partition assignments and revocations of this group member",
+                ),
+                &["kind"],
+            )?,
+            paused: IntGauge::new(
+                "consumer_paused_partitions",
+                "Partitions paused because their messages wait (backpressure)",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.sent.clone()))?;
@@ -60,6 +103,13 @@ impl Metrics {
         m.registry.register(Box::new(m.duplicates.clone()))?;
         m.registry.register(Box::new(m.handling.clone()))?;
         m.registry.register(Box::new(m.lag.clone()))?;
+        m.registry.register(Box::new(m.smtp_up.clone()))?;
+        m.registry.register(Box::new(m.retrying.clone()))?;
+        m.registry.register(Box::new(m.reminders_sent.clone()))?;
+        m.registry.register(Box::new(m.reminders_skipped.clone()))?;
+        m.registry.register(Box::new(m.smtp_reconnects.clone()))?;
+        m.registry.register(Box::new(m.rebalances.clone()))?;
+        m.registry.register(Box::new(m.paused.clone()))?;
         Ok(m)
     }
 
@@ -75,6 +125,10 @@ impl Metrics {
                 .with_label_values(&[if *takeover { "after_takeover" } else { "first" }])
                 .inc(),
             Outcome::Duplicate => self.duplicates.inc(),
+            Outcome::Skipped(reason) => self
+                .reminders_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc(),
             Outcome::DeadLettered(kind) => {
                 self.dead_lettered.with_label_values(&[kind.as_str()]).inc()
             }
@@ -83,6 +137,30 @@ impl Metrics {
 
     pub fn send_failed(&self, kind: &str) {
         self.send_failures.with_label_values(&[kind]).inc();
+    }
+
+    pub fn smtp_up_gauge(&self) -> IntGauge {
+        self.smtp_up.clone()
+    }
+
+    pub fn retrying(&self, delta: i64) {
+        self.retrying.add(delta);
+    }
+
+    pub fn reminder_sent(&self) {
+        self.reminders_sent.inc();
+    }
+
+    pub fn smtp_reconnected(&self) {
+        self.smtp_reconnects.inc();
+    }
+
+    pub fn rebalanced(&self, kind: &str) {
+        self.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    pub fn set_paused(&self, n: usize) {
+        self.paused.set(n as i64);
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -1,19 +1,35 @@
 //! The use case: one Kafka message in, one email out, exactly once per event id.
 //!
 //! [`NotificationHandler::handle`] decodes the event, claims it in the delivery log
-//! (the de-duplication record), renders and sends the email, retrying transient SMTP
-//! failures with exponential backoff, and marks it sent. What cannot succeed — bytes
-//! that are not an event, a permanent SMTP refusal, retries used up — goes to the
-//! dead-letter topic. Only when `handle` returns may the consumer store the offset.
-//! The handler depends on traits only, so its rules are tested without I/O.
+//! (the de-duplication record), renders and sends the email and marks it sent.
+//!
+//! A mail server that is down, slow or busy (refused or dropped connections, timeouts,
+//! 4xx replies) is backpressure, not a fault of the message: the handler keeps the
+//! message and retries with capped exponential backoff and jitter for as long as the
+//! mail is younger than `retry.max_age` (24 h by default, as an MTA queues for days),
+//! waking early when the SMTP prober sees the server come back. Only what can never
+//! be sent — bytes that are not an event, a permanent refusal (5xx, an unusable
+//! address), mail older than the maximum age — goes to the dead-letter topic, and only
+//! the first two count against the dead-letter cap.
+//!
+//! Reminders are sent only while they are current: the delivery log keeps the latest
+//! version of every appointment seen in any event, and a reminder for an older
+//! version, or for an appointment that has started, is dropped, not sent late.
+//!
+//! Only when `handle` returns may the consumer store the offset. The handler depends
+//! on traits only, so its rules are tested without I/O.
 
+pub mod health;
 pub mod limiter;
 pub mod metrics;
 
 use crate::domain::email::{self, Email};
+use chrono::{DateTime, Utc};
+pub use health::SmtpStatus;
 pub use limiter::DeadLetterLimiter;
-use medbook_shared::events::EventEnvelope;
+use medbook_shared::events::{AppointmentEvent, EventEnvelope};
 pub use metrics::Metrics;
+use rand::Rng;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -22,7 +38,11 @@ use uuid::Uuid;
 /// Why sending failed, as far as retrying is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// SMTP 4xx, connection refused, timeout: may work later.
+    /// The server cannot be talked to: connection refused or dropped, a timeout, a
+    /// 421 "service not available". Every email waits until it is back.
+    #[error("SMTP server unavailable: {0}")]
+    Unavailable(String),
+    /// The server answered 4xx for this email: try it again later.
     #[error("transient: {0}")]
     Transient(String),
     /// SMTP 5xx, an invalid address: will never work.
@@ -33,6 +53,8 @@ pub enum SendError {
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, email: &Email) -> Result<(), SendError>;
+    /// Opens a connection and greets the server, sending nothing: is it back?
+    async fn probe(&self) -> Result<(), SendError>;
 }
 
 /// The result of claiming an event in the delivery log.
@@ -67,6 +89,9 @@ pub trait DeliveryLog: Send + Sync {
     async fn mark_sent(&self, event_id: Uuid, attempts: u32) -> anyhow::Result<()>;
     /// Drops an unsent claim (after dead-lettering), so a replay can try again.
     async fn release(&self, event_id: Uuid, owner: Uuid) -> anyhow::Result<()>;
+    /// Records that `appointment_id` has reached `version` (if that is newer than what
+    /// is known) and returns the latest version known.
+    async fn observe_version(&self, appointment_id: Uuid, version: i32) -> anyhow::Result<i32>;
 }
 
 /// A message as the consumer received it.
@@ -78,6 +103,9 @@ pub struct Incoming {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The message's Kafka timestamp: when it entered the topic (published by the
+    /// relay, or replayed from the DLQ). The mail's age counts from here.
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
 impl Incoming {
@@ -93,8 +121,8 @@ pub enum FailureKind {
     Poison,
     /// The email can never be sent.
     Permanent,
-    /// Transient failures outlasted the retry budget.
-    RetriesExhausted,
+    /// Transient failures lasted longer than `retry.max_age`.
+    Expired,
 }
 
 impl FailureKind {
@@ -102,8 +130,14 @@ impl FailureKind {
         match self {
             Self::Poison => "poison",
             Self::Permanent => "permanent",
-            Self::RetriesExhausted => "retries_exhausted",
+            Self::Expired => "expired",
         }
+    }
+
+    /// Whether it counts against the dead-letter cap: a flood of messages that can
+    /// never be sent means a misconfiguration; mail that outlived an outage does not.
+    fn capped(self) -> bool {
+        !matches!(self, Self::Expired)
     }
 }
 
@@ -124,18 +158,46 @@ pub trait DeadLetterSink: Send + Sync {
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Mail older than this (counted from the message's timestamp) is dead-lettered
+    /// instead of retried once more.
+    pub max_age: Duration,
 }
 
 impl RetryPolicy {
-    /// The pause after failed attempt `attempt` (1-based).
+    /// The longest pause after failed attempt `attempt` (1-based): doubling, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+
+    /// The pause actually taken: uniformly between half of [`Self::backoff`] and all
+    /// of it ("equal jitter"), so a backlog does not retry in lockstep.
+    pub fn jittered(&self, attempt: u32) -> Duration {
+        let full = self.backoff(attempt);
+        let half = full / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=full - half)
+    }
+}
+
+/// Why a reminder was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The appointment changed (moved, cancelled) after the reminder was written.
+    Stale,
+    /// The appointment has started: a reminder now would be late.
+    Started,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stale => "stale",
+            Self::Started => "started",
+        }
     }
 }
 
@@ -148,6 +210,8 @@ pub enum Outcome {
     },
     /// Already sent before (redelivery or replay): nothing done.
     Duplicate,
+    /// A reminder no longer worth sending.
+    Skipped(SkipReason),
     DeadLettered(FailureKind),
 }
 
@@ -167,6 +231,7 @@ pub struct NotificationHandler {
     retry: RetryPolicy,
     limiter: Mutex<DeadLetterLimiter>,
     metrics: Metrics,
+    smtp: SmtpStatus,
     /// This process's claim owner id.
     owner: Uuid,
     /// Claims older than this belong to a dead consumer.
@@ -179,56 +244,129 @@ pub struct NotificationHandler {
 /// How long to wait before asking a busy dependency (database, DLQ) again.
 const DEPENDENCY_RETRY: Duration = Duration::from_millis(500);
 
+/// The ports and rules a handler is built from.
+pub struct HandlerParts {
+    pub mailer: Arc<dyn Mailer>,
+    pub log: Arc<dyn DeliveryLog>,
+    pub dlq: Arc<dyn DeadLetterSink>,
+    pub retry: RetryPolicy,
+    pub limiter: DeadLetterLimiter,
+    pub metrics: Metrics,
+    pub smtp: SmtpStatus,
+    pub stale_after: Duration,
+    pub organizer: String,
+}
+
 impl NotificationHandler {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        mailer: Arc<dyn Mailer>,
-        log: Arc<dyn DeliveryLog>,
-        dlq: Arc<dyn DeadLetterSink>,
-        retry: RetryPolicy,
-        limiter: DeadLetterLimiter,
-        metrics: Metrics,
-        stale_after: Duration,
-        organizer: String,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(parts: HandlerParts, stop: watch::Receiver<bool>) -> Self {
         Self {
-            mailer,
-            log,
-            dlq,
-            retry,
-            limiter: Mutex::new(limiter),
-            metrics,
+            mailer: parts.mailer,
+            log: parts.log,
+            dlq: parts.dlq,
+            retry: parts.retry,
+            limiter: Mutex::new(parts.limiter),
+            metrics: parts.metrics,
+            smtp: parts.smtp,
             owner: Uuid::new_v4(),
-            stale_after,
-            organizer,
+            stale_after: parts.stale_after,
+            organizer: parts.organizer,
             stop,
         }
     }
 
-    /// Sleeps, unless the service is stopping.
-    async fn pause(&self, d: Duration) -> Result<(), HandleError> {
+    pub fn smtp(&self) -> &SmtpStatus {
+        &self.smtp
+    }
+
+    /// Sleeps for `d`, or until `wake` fires; fails if the service is stopping or the
+    /// partition was taken away (`cancel`).
+    async fn pause(
+        &self,
+        d: Duration,
+        cancel: &watch::Receiver<bool>,
+        wake: Option<watch::Receiver<bool>>,
+    ) -> Result<(), HandleError> {
         let mut stop = self.stop.clone();
-        if *stop.borrow() {
+        let mut cancel = cancel.clone();
+        if *stop.borrow() || *cancel.borrow() {
             return Err(HandleError::Stopped);
         }
+        let woken = async move {
+            match wake {
+                // Wakes when the SMTP server is seen up again.
+                Some(mut up) => {
+                    let _ = up.wait_for(|up| *up).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
+            _ = woken => Ok(()),
             _ = stop.changed() => Err(HandleError::Stopped),
+            _ = cancel.changed() => Err(HandleError::Stopped),
         }
     }
 
-    #[tracing::instrument(skip_all, fields(source = %message.source()))]
+    /// Handles `message`; only a stop of the service interrupts it.
     pub async fn handle(&self, message: &Incoming) -> Result<Outcome, HandleError> {
+        let (_keep, never) = watch::channel(false);
+        self.handle_cancellable(message, &never).await
+    }
+
+    /// Handles `message` until it is done, the service stops, or `cancel` turns true
+    /// (its partition was revoked: the new owner takes the message over).
+    #[tracing::instrument(skip_all, fields(source = %message.source()))]
+    pub async fn handle_cancellable(
+        &self,
+        message: &Incoming,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Outcome, HandleError> {
         let started = Instant::now();
-        let result = self.handle_inner(message).await;
+        let result = self.handle_inner(message, cancel).await;
         if let Ok(outcome) = &result {
             self.metrics.observe(outcome, started.elapsed());
         }
         result
     }
 
-    async fn handle_inner(&self, message: &Incoming) -> Result<Outcome, HandleError> {
+    /// Whether a reminder is still worth sending (`None`: send it).
+    async fn reminder_skip(
+        &self,
+        event: &EventEnvelope,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Option<SkipReason>, HandleError> {
+        let AppointmentEvent::Reminder(r) = &event.event else {
+            return Ok(None);
+        };
+        if r.appointment.starts_at <= Utc::now() {
+            return Ok(Some(SkipReason::Started));
+        }
+        let latest = self.latest_version(event, cancel).await?;
+        Ok((latest > r.appointment.version).then_some(SkipReason::Stale))
+    }
+
+    /// Records the event's appointment version; returns the latest known.
+    async fn latest_version(
+        &self,
+        event: &EventEnvelope,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<i32, HandleError> {
+        let a = event.event.appointment();
+        loop {
+            match self.log.observe_version(a.appointment_id, a.version).await {
+                Ok(v) => return Ok(v),
+                Err(e) => tracing::warn!(error = %e, "delivery log unavailable; retrying"),
+            }
+            self.pause(DEPENDENCY_RETRY, cancel, None).await?;
+        }
+    }
+
+    async fn handle_inner(
+        &self,
+        message: &Incoming,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Outcome, HandleError> {
         let decoded = match &message.payload {
             None => Err("empty message".to_owned()),
             Some(bytes) => EventEnvelope::decode(bytes).map_err(|e| e.to_string()),
@@ -249,6 +387,15 @@ impl NotificationHandler {
                     .await
             }
         };
+        // Every event tells the log the appointment's version, so that a reminder of
+        // an older one is recognised as stale.
+        if !matches!(event.event, AppointmentEvent::Reminder(_)) {
+            self.latest_version(&event, cancel).await?;
+        }
+        if let Some(reason) = self.reminder_skip(&event, cancel).await? {
+            tracing::info!(event_id = %event.id, reason = reason.as_str(), "reminder dropped");
+            return Ok(Outcome::Skipped(reason));
+        }
         let request = ClaimRequest {
             event_id: event.id,
             event_type: event.event_type().as_str().to_owned(),
@@ -264,16 +411,21 @@ impl NotificationHandler {
                 }
                 Err(e) => tracing::warn!(error = %e, "delivery log unavailable; retrying"),
             }
-            self.pause(DEPENDENCY_RETRY).await?;
+            self.pause(DEPENDENCY_RETRY, cancel, None).await?;
         };
         if takeover {
             tracing::warn!(event_id = %event.id, "taking over an event whose consumer died mid-send; the email may arrive twice (same Message-ID)");
         }
+        // The mail's age counts from when it entered the topic.
+        let born = message.timestamp.unwrap_or(event.occurred_at);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.mailer.send(&email).await {
-                Ok(()) => break,
+            let error = match self.mailer.send(&email).await {
+                Ok(()) => {
+                    self.smtp.set_up(true);
+                    break;
+                }
                 Err(SendError::Permanent(error)) => {
                     self.metrics.send_failed("permanent");
                     return self
@@ -286,23 +438,55 @@ impl NotificationHandler {
                         )
                         .await;
                 }
+                Err(SendError::Unavailable(error)) => {
+                    self.metrics.send_failed("unavailable");
+                    if self.smtp.set_up(false) {
+                        tracing::warn!(%error, "SMTP server unavailable; holding mail until it is back");
+                    }
+                    error
+                }
                 Err(SendError::Transient(error)) => {
                     self.metrics.send_failed("transient");
-                    if attempts >= self.retry.max_attempts {
-                        return self
-                            .dead_letter(
-                                message,
-                                Some(event.id),
-                                FailureKind::RetriesExhausted,
-                                error,
-                                attempts,
-                            )
-                            .await;
-                    }
-                    let wait = self.retry.backoff(attempts);
-                    tracing::warn!(event_id = %event.id, attempts, %error, retry_in_ms = wait.as_millis() as u64, "sending failed; will retry");
-                    self.pause(wait).await?;
+                    error
                 }
+            };
+            let age = (Utc::now() - born).to_std().unwrap_or_default();
+            if age >= self.retry.max_age {
+                return self
+                    .dead_letter(
+                        message,
+                        Some(event.id),
+                        FailureKind::Expired,
+                        format!(
+                            "not sent within retry.max_age ({} s); last error: {error}",
+                            self.retry.max_age.as_secs()
+                        ),
+                        attempts,
+                    )
+                    .await;
+            }
+            let wait = self.retry.jittered(attempts).min(self.retry.max_age - age);
+            tracing::info!(event_id = %event.id, attempts, %error, retry_in_ms = wait.as_millis() as u64, "sending failed; will retry");
+            self.metrics.retrying(1);
+            let paused = self
+                .pause(
+                    wait,
+                    cancel,
+                    (!self.smtp.is_up()).then(|| self.smtp.subscribe()),
+                )
+                .await;
+            self.metrics.retrying(-1);
+            if let Err(stopped) = paused {
+                // Nothing is in flight between attempts: whoever handles the message
+                // next may take it over at once.
+                self.release(event.id).await;
+                return Err(stopped);
+            }
+            // An appointment that changed or started while the mail waited.
+            if let Some(reason) = self.reminder_skip(&event, cancel).await? {
+                tracing::info!(event_id = %event.id, reason = reason.as_str(), "reminder dropped after waiting");
+                self.release(event.id).await;
+                return Ok(Outcome::Skipped(reason));
             }
         }
         // The SMTP server has the email; from here on, only recording it remains.
@@ -310,8 +494,18 @@ impl NotificationHandler {
             tracing::warn!(error = %e, event_id = %event.id, "cannot record the sent email; retrying");
             tokio::time::sleep(DEPENDENCY_RETRY).await;
         }
+        if matches!(event.event, AppointmentEvent::Reminder(_)) {
+            self.metrics.reminder_sent();
+        }
         tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), attempts, "email sent");
         Ok(Outcome::Sent { attempts, takeover })
+    }
+
+    async fn release(&self, event_id: Uuid) {
+        if let Err(e) = self.log.release(event_id, self.owner).await {
+            // The claim goes stale and a replay takes it over.
+            tracing::warn!(error = %e, %event_id, "cannot release the claim");
+        }
     }
 
     async fn dead_letter(
@@ -322,14 +516,16 @@ impl NotificationHandler {
         error: String,
         attempts: u32,
     ) -> Result<Outcome, HandleError> {
-        if let Err(reason) = self
-            .limiter
-            .lock()
-            .map_err(|_| HandleError::DeadLetterLimit("limiter poisoned".into()))?
-            .admit(Instant::now())
-        {
-            tracing::error!(%reason, kind = kind.as_str(), %error, "too many dead letters; stopping the consumer");
-            return Err(HandleError::DeadLetterLimit(reason));
+        if kind.capped() {
+            if let Err(reason) = self
+                .limiter
+                .lock()
+                .map_err(|_| HandleError::DeadLetterLimit("limiter poisoned".into()))?
+                .admit(Instant::now())
+            {
+                tracing::error!(%reason, kind = kind.as_str(), %error, "too many dead letters; stopping the consumer");
+                return Err(HandleError::DeadLetterLimit(reason));
+            }
         }
         let letter = DeadLetter {
             kind,
@@ -337,18 +533,49 @@ impl NotificationHandler {
             attempts,
             failed_at: chrono::Utc::now(),
         };
+        let (_keep, never) = watch::channel(false);
         while let Err(e) = self.dlq.dead_letter(message, &letter).await {
             tracing::warn!(error = %e, "cannot write the dead letter; retrying");
-            self.pause(DEPENDENCY_RETRY).await?;
+            self.pause(DEPENDENCY_RETRY, &never, None).await?;
         }
         if let Some(id) = event_id {
-            if let Err(e) = self.log.release(id, self.owner).await {
-                // The claim goes stale and a replay takes it over.
-                tracing::warn!(error = %e, event_id = %id, "cannot release the claim");
-            }
+            self.release(id).await;
         }
         tracing::warn!(kind = kind.as_str(), error = %letter.error, attempts, "message dead-lettered");
         Ok(Outcome::DeadLettered(kind))
+    }
+}
+
+/// While the SMTP server is marked unavailable, greets it every `interval` and marks
+/// it up at the first answer, which wakes every email waiting for it. Runs until
+/// `stop` turns true.
+pub async fn probe_smtp(
+    mailer: Arc<dyn Mailer>,
+    status: SmtpStatus,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut up = status.subscribe();
+    while !*stop.borrow() {
+        // Idle while the server is up.
+        tokio::select! {
+            _ = up.wait_for(|up| !*up) => {}
+            _ = stop.changed() => continue,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => continue,
+        }
+        if status.is_up() {
+            continue;
+        }
+        match mailer.probe().await {
+            Ok(()) => {
+                status.set_up(true);
+                tracing::info!("SMTP server reachable again; waiting mail is retried now");
+            }
+            Err(e) => tracing::debug!(error = %e, "SMTP server still unavailable"),
+        }
     }
 }
 

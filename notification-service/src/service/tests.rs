@@ -22,6 +22,9 @@ impl Mailer for FakeMailer {
         }
         r
     }
+    async fn probe(&self) -> Result<(), SendError> {
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -29,6 +32,7 @@ struct MemLog {
     rows: Mutex<HashMap<Uuid, (&'static str, Uuid)>>,
     /// Claims answered `HeldElsewhere` before the real answer.
     busy: Mutex<u32>,
+    versions: Mutex<HashMap<Uuid, i32>>,
 }
 
 #[async_trait::async_trait]
@@ -64,6 +68,12 @@ impl DeliveryLog for MemLog {
         self.rows.lock().unwrap().remove(&id);
         Ok(())
     }
+    async fn observe_version(&self, id: Uuid, version: i32) -> anyhow::Result<i32> {
+        let mut v = self.versions.lock().unwrap();
+        let e = v.entry(id).or_insert(version);
+        *e = (*e).max(version);
+        Ok(*e)
+    }
 }
 
 #[derive(Default)]
@@ -93,24 +103,28 @@ struct Rig {
     handler: NotificationHandler,
 }
 
-fn rig(max_attempts: u32, max_dead_letters: u32) -> Rig {
+fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
     let mailer = Arc::new(FakeMailer::default());
     let log = Arc::new(MemLog::default());
     let dlq = Arc::new(FakeDlq::default());
     let (stop, stopped) = watch::channel(false);
+    let metrics = Metrics::new().unwrap();
     let handler = NotificationHandler::new(
-        mailer.clone(),
-        log.clone(),
-        dlq.clone(),
-        RetryPolicy {
-            max_attempts,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
+        HandlerParts {
+            mailer: mailer.clone(),
+            log: log.clone(),
+            dlq: dlq.clone(),
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+                max_age,
+            },
+            limiter: DeadLetterLimiter::new(max_dead_letters, Duration::from_secs(60)),
+            smtp: SmtpStatus::new(metrics.smtp_up_gauge()),
+            metrics,
+            stale_after: Duration::from_secs(60),
+            organizer: "no-reply@medbook.local".into(),
         },
-        DeadLetterLimiter::new(max_dead_letters, Duration::from_secs(60)),
-        Metrics::new().unwrap(),
-        Duration::from_secs(60),
-        "no-reply@medbook.local".into(),
         stopped,
     );
     Rig {
@@ -121,6 +135,8 @@ fn rig(max_attempts: u32, max_dead_letters: u32) -> Rig {
         handler,
     }
 }
+
+const DAY: Duration = Duration::from_secs(86_400);
 
 fn event(tz: &str) -> EventEnvelope {
     let t = |h| chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
@@ -149,6 +165,7 @@ fn event(tz: &str) -> EventEnvelope {
                 address: "A 1".into(),
                 time_zone: tz.into(),
             },
+            version: 1,
         }),
     )
 }
@@ -161,6 +178,7 @@ fn message(payload: Option<Vec<u8>>) -> Incoming {
         key: Some(b"k".to_vec()),
         payload,
         headers: vec![("medbook-event-type".into(), Some(b"x".to_vec()))],
+        timestamp: Some(chrono::Utc::now()),
     }
 }
 
@@ -170,7 +188,7 @@ fn encoded(e: &EventEnvelope) -> Incoming {
 
 #[tokio::test]
 async fn sends_once_and_skips_redeliveries() {
-    let r = rig(3, 10);
+    let r = rig(DAY, 10);
     let e = event("Europe/Berlin");
     let m = encoded(&e);
     assert_eq!(
@@ -187,7 +205,7 @@ async fn sends_once_and_skips_redeliveries() {
 
 #[tokio::test]
 async fn undecodable_messages_go_to_the_dlq_at_once() {
-    let r = rig(3, 10);
+    let r = rig(DAY, 10);
     let mut unknown_type: serde_json::Value =
         serde_json::from_slice(&event("UTC").encode().unwrap()).unwrap();
     unknown_type["type"] = "appointment.teleported".into();
@@ -217,7 +235,7 @@ async fn undecodable_messages_go_to_the_dlq_at_once() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_then_sent() {
-    let r = rig(4, 10);
+    let r = rig(DAY, 10);
     r.mailer.script.lock().unwrap().extend([
         Err(SendError::Transient("421 busy".into())),
         Err(SendError::Transient("connection refused".into())),
@@ -234,22 +252,82 @@ async fn transient_failures_are_retried_then_sent() {
 }
 
 #[tokio::test]
-async fn exhausted_retries_and_permanent_failures_are_dead_lettered_and_released() {
-    let r = rig(3, 10);
+async fn an_outage_holds_the_mail_until_the_server_is_back_and_never_dead_letters_it() {
+    let r = rig(DAY, 1);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..20).map(|_| Err(SendError::Unavailable("connection refused".into()))));
+    let e = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::Sent {
+            attempts: 21,
+            takeover: false
+        })
+    );
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+    assert!(r.handler.smtp().is_up());
+}
+
+#[tokio::test]
+async fn a_waiting_email_is_woken_as_soon_as_the_server_is_seen_up() {
+    // A backoff far longer than the test: only the wake-up can end the wait.
+    let mut h = rig(DAY, 10);
+    h.handler.retry.initial_backoff = Duration::from_secs(3600);
+    h.handler.retry.max_backoff = Duration::from_secs(3600);
+    let r = Arc::new(h);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Err(SendError::Unavailable("refused".into())));
+    let e = event("UTC");
+    let task = {
+        let r = r.clone();
+        tokio::spawn(async move { r.handler.handle(&encoded(&e)).await })
+    };
+    let mut down = r.handler.smtp().subscribe();
+    down.wait_for(|up| !*up).await.unwrap();
+    r.handler.smtp().set_up(true);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("still waiting after the server came back")
+        .unwrap();
+    assert!(matches!(outcome, Ok(Outcome::Sent { attempts: 2, .. })));
+}
+
+#[tokio::test]
+async fn mail_older_than_the_maximum_age_is_dead_lettered_without_tripping_the_cap() {
+    // The cap admits no dead letter at all, yet expired mail is not counted.
+    let r = rig(Duration::from_secs(3600), 0);
     r.mailer
         .script
         .lock()
         .unwrap()
         .extend((0..3).map(|_| Err(SendError::Transient("451 later".into()))));
     let e = event("UTC");
+    let mut m = encoded(&e);
+    m.timestamp = Some(chrono::Utc::now() - chrono::Duration::hours(2));
     assert_eq!(
-        r.handler.handle(&encoded(&e)).await,
-        Ok(Outcome::DeadLettered(FailureKind::RetriesExhausted))
+        r.handler.handle(&m).await,
+        Ok(Outcome::DeadLettered(FailureKind::Expired))
     );
-    assert_eq!(*r.mailer.calls.lock().unwrap(), 3);
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 1);
+    let letters = r.dlq.letters.lock().unwrap();
+    assert!(
+        letters[0].1.error.contains("retry.max_age"),
+        "{}",
+        letters[0].1.error
+    );
     // Released: a replay may try again and send.
     assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+}
 
+#[tokio::test]
+async fn permanent_failures_are_dead_lettered_and_released_and_a_replay_sends() {
+    let r = rig(DAY, 10);
     r.mailer
         .script
         .lock()
@@ -260,23 +338,130 @@ async fn exhausted_retries_and_permanent_failures_are_dead_lettered_and_released
         r.handler.handle(&encoded(&p)).await,
         Ok(Outcome::DeadLettered(FailureKind::Permanent))
     );
-    assert_eq!(*r.mailer.calls.lock().unwrap(), 4);
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 1);
     {
         let letters = r.dlq.letters.lock().unwrap();
-        assert_eq!(letters[0].1.attempts, 3);
-        assert_eq!(letters[1].1.attempts, 1);
-        assert!(letters[1].1.error.contains("550"));
+        assert_eq!(letters[0].1.attempts, 1);
+        assert!(letters[0].1.error.contains("550"));
     }
+    assert!(!r.log.rows.lock().unwrap().contains_key(&p.id));
     // The replayed event goes through once the cause is gone.
     assert!(matches!(
-        r.handler.handle(&encoded(&e)).await,
+        r.handler.handle(&encoded(&p)).await,
         Ok(Outcome::Sent { .. })
     ));
 }
 
+fn reminder_of(e: &EventEnvelope, version: i32, starts_in: chrono::Duration) -> EventEnvelope {
+    let mut a = e.event.appointment().clone();
+    a.version = version;
+    a.starts_at = chrono::Utc::now() + starts_in;
+    a.ends_at = a.starts_at + chrono::Duration::minutes(30);
+    EventEnvelope::new(
+        chrono::Utc::now(),
+        AppointmentEvent::Reminder(Reminder {
+            appointment: a,
+            offset: "2h".into(),
+            due_at: chrono::Utc::now(),
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_reminder_is_sent_only_while_its_version_is_current_and_the_appointment_ahead() {
+    let r = rig(DAY, 10);
+    let booked = event("UTC");
+    let hours = chrono::Duration::hours(2);
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    // Current: sent.
+    let current = reminder_of(&booked, 1, hours);
+    assert!(matches!(
+        r.handler.handle(&encoded(&current)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    // The appointment was moved (version 2) before the old reminder arrived.
+    let mut moved = booked.clone();
+    moved.id = Uuid::new_v4();
+    if let AppointmentEvent::Created(a) = &mut moved.event {
+        a.version = 2;
+    }
+    r.handler.handle(&encoded(&moved)).await.unwrap();
+    let stale = reminder_of(&booked, 1, hours);
+    assert_eq!(
+        r.handler.handle(&encoded(&stale)).await,
+        Ok(Outcome::Skipped(SkipReason::Stale))
+    );
+    // Held up past the start: dropped, not sent late.
+    let late = reminder_of(&booked, 2, -chrono::Duration::minutes(1));
+    assert_eq!(
+        r.handler.handle(&encoded(&late)).await,
+        Ok(Outcome::Skipped(SkipReason::Started))
+    );
+    assert_eq!(r.mailer.sent.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_reminder_that_goes_stale_while_it_waits_for_the_server_is_dropped() {
+    let r = Arc::new(rig(DAY, 10));
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..1000).map(|_| Err(SendError::Transient("451 later".into()))));
+    let booked = event("UTC");
+    let reminder = reminder_of(&booked, 1, chrono::Duration::hours(2));
+    let task = {
+        let r = r.clone();
+        let m = encoded(&reminder);
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    // Meanwhile the appointment is cancelled (version 2).
+    r.log
+        .observe_version(booked.event.appointment().appointment_id, 2)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::Stale)));
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(!r.log.rows.lock().unwrap().contains_key(&reminder.id));
+}
+
+#[tokio::test]
+async fn a_revoked_partition_lets_go_of_its_waiting_message_and_its_claim() {
+    let r = Arc::new(rig(DAY, 10));
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..1000).map(|_| Err(SendError::Unavailable("refused".into()))));
+    let e = event("UTC");
+    let (revoke, revoked) = watch::channel(false);
+    let task = {
+        let r = r.clone();
+        let m = encoded(&e);
+        tokio::spawn(async move { r.handler.handle_cancellable(&m, &revoked).await })
+    };
+    let mut up = r.handler.smtp().subscribe();
+    up.wait_for(|up| !*up).await.unwrap();
+    revoke.send(true).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Err(HandleError::Stopped));
+    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn an_unknown_time_zone_is_a_permanent_failure() {
-    let r = rig(3, 10);
+    let r = rig(DAY, 10);
     assert_eq!(
         r.handler.handle(&encoded(&event("Mars/Base"))).await,
         Ok(Outcome::DeadLettered(FailureKind::Permanent))
@@ -286,7 +471,7 @@ async fn an_unknown_time_zone_is_a_permanent_failure() {
 
 #[tokio::test]
 async fn the_dead_letter_cap_stops_handling_without_writing_the_letter() {
-    let r = rig(1, 2);
+    let r = rig(DAY, 2);
     for _ in 0..2 {
         r.handler
             .handle(&message(Some(b"x".to_vec())))
@@ -302,7 +487,7 @@ async fn the_dead_letter_cap_stops_handling_without_writing_the_letter() {
 
 #[tokio::test]
 async fn a_busy_dlq_or_a_claim_held_elsewhere_is_waited_for() {
-    let r = rig(1, 10);
+    let r = rig(DAY, 10);
     *r.dlq.failures.lock().unwrap() = 2;
     assert_eq!(
         r.handler.handle(&message(Some(b"x".to_vec()))).await,
@@ -318,7 +503,7 @@ async fn a_busy_dlq_or_a_claim_held_elsewhere_is_waited_for() {
 
 #[tokio::test]
 async fn stopping_interrupts_a_backoff_without_marking_anything() {
-    let r = rig(10, 10);
+    let r = rig(DAY, 10);
     r.mailer
         .script
         .lock()
@@ -339,11 +524,21 @@ async fn stopping_interrupts_a_backoff_without_marking_anything() {
 #[test]
 fn backoff_doubles_up_to_the_cap() {
     let p = RetryPolicy {
-        max_attempts: 10,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(1000),
+        max_age: DAY,
     };
     let waits: Vec<u128> = (1..=6).map(|a| p.backoff(a).as_millis()).collect();
     assert_eq!(waits, vec![100, 200, 400, 800, 1000, 1000]);
     assert_eq!(p.backoff(u32::MAX), Duration::from_millis(1000));
+    // Jitter stays within [half, full] of the backoff.
+    for attempt in 1..=8 {
+        for _ in 0..50 {
+            let j = p.jittered(attempt);
+            assert!(
+                j >= p.backoff(attempt) / 2 && j <= p.backoff(attempt),
+                "{j:?}"
+            );
+        }
+    }
 }

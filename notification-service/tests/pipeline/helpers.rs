@@ -29,7 +29,6 @@ pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
         ("MEDBOOK_CONSUMER__COMMIT_INTERVAL_MS", "200".to_owned()),
         ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
         ("MEDBOOK_SMTP__TIMEOUT_MS", "3000".to_owned()),
-        ("MEDBOOK_RETRY__MAX_ATTEMPTS", "4".to_owned()),
         ("MEDBOOK_RETRY__INITIAL_BACKOFF_MS", "200".to_owned()),
         ("MEDBOOK_RETRY__MAX_BACKOFF_MS", "1000".to_owned()),
         ("MEDBOOK_DEDUP__CLAIM_TIMEOUT_SECS", "3".to_owned()),
@@ -136,8 +135,12 @@ pub fn env_of(s: &Settings) -> Vec<(String, String)> {
         ),
         ("MEDBOOK_SMTP__PORT".into(), s.smtp.port.to_string()),
         (
-            "MEDBOOK_RETRY__MAX_ATTEMPTS".into(),
-            s.retry.max_attempts.to_string(),
+            "MEDBOOK_RETRY__MAX_AGE_SECS".into(),
+            s.retry.max_age_secs.to_string(),
+        ),
+        (
+            "MEDBOOK_SMTP__PROBE_INTERVAL_MS".into(),
+            s.smtp.probe_interval_ms.to_string(),
         ),
         (
             "MEDBOOK_RETRY__INITIAL_BACKOFF_MS".into(),
@@ -253,6 +256,7 @@ pub fn created(email: &str) -> EventEnvelope {
                 address: "Unter den Linden 1".into(),
                 time_zone: "Europe/Berlin".into(),
             },
+            version: 1,
         }),
     )
 }

@@ -1,0 +1,178 @@
+//! The `appointment_reminders` table: rows written and removed inside the appointment
+//! transactions ([`schedule`], [`drop_pending`]), and [`PgReminders`], the scheduler's
+//! view (claim due rows, write their events, mark them published).
+
+use super::db::{map_err, Db};
+use super::outbox;
+use super::schema::appointment_reminders;
+use crate::domain::reminders::ReminderPlan;
+use crate::domain::schedule::parse_time_zone;
+use crate::service::ports::RepoError;
+use crate::service::reminders::{ReminderBatch, ReminderStore};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, EventEnvelope, Reminder};
+use uuid::Uuid;
+
+/// Writes the reminders of `appointment` (as committed so far in this transaction) that
+/// are still ahead at `now`; returns how many.
+pub fn schedule(
+    conn: &mut PgConnection,
+    appointment: &AppointmentSnapshot,
+    plan: &ReminderPlan,
+    now: DateTime<Utc>,
+) -> Result<usize, RepoError> {
+    if plan.offsets().is_empty() {
+        return Ok(0);
+    }
+    let tz = parse_time_zone(&appointment.clinic.time_zone)
+        .map_err(|e| RepoError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
+    let rows: Vec<_> = plan
+        .schedule(appointment.starts_at, tz, now)
+        .into_iter()
+        .map(|r| {
+            (
+                appointment_reminders::id.eq(Uuid::new_v4()),
+                appointment_reminders::appointment_id.eq(appointment.appointment_id),
+                appointment_reminders::offset_label.eq(r.offset),
+                appointment_reminders::due_at.eq(r.due_at),
+                appointment_reminders::version.eq(appointment.version),
+                appointment_reminders::created_at.eq(now),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    diesel::insert_into(appointment_reminders::table)
+        .values(&rows)
+        .execute(conn)
+        .map_err(map_err)
+}
+
+/// Removes the appointment's unpublished reminders (it was moved or cancelled).
+/// Published ones stay as the record of what was sent.
+pub fn drop_pending(conn: &mut PgConnection, appointment_id: Uuid) -> Result<usize, RepoError> {
+    diesel::delete(
+        appointment_reminders::table
+            .filter(appointment_reminders::appointment_id.eq(appointment_id))
+            .filter(appointment_reminders::published_at.is_null()),
+    )
+    .execute(conn)
+    .map_err(map_err)
+}
+
+#[derive(QueryableByName)]
+struct DueRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    appointment_id: Uuid,
+    #[diesel(sql_type = Text)]
+    offset_label: String,
+    #[diesel(sql_type = Timestamptz)]
+    due_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    version: i32,
+}
+
+/// Due rows, claimed. The appointments are locked first (the order every appointment
+/// transaction takes: appointment, then its reminders), both with SKIP LOCKED, so a
+/// scheduler never waits: rows another replica holds, or whose appointment is being
+/// changed right now, are left for the next round.
+const CLAIM_DUE: &str = "
+WITH due AS (
+    SELECT id, appointment_id FROM appointment_reminders
+    WHERE published_at IS NULL AND due_at <= $1
+    ORDER BY due_at
+    LIMIT $2
+), locked AS (
+    SELECT a.id FROM appointments a
+    WHERE a.id IN (SELECT appointment_id FROM due)
+    FOR UPDATE SKIP LOCKED
+)
+SELECT r.id, r.appointment_id, r.offset_label, r.due_at, r.version
+FROM appointment_reminders r
+WHERE r.id IN (SELECT id FROM due)
+  AND r.appointment_id IN (SELECT id FROM locked)
+  AND r.published_at IS NULL
+ORDER BY r.due_at
+FOR UPDATE OF r SKIP LOCKED";
+
+pub struct PgReminders {
+    db: Db,
+}
+
+impl PgReminders {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl ReminderStore for PgReminders {
+    async fn publish_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<ReminderBatch, RepoError> {
+        self.db
+            .transaction(move |conn| {
+                let rows: Vec<DueRow> = diesel::sql_query(CLAIM_DUE)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load(conn)
+                    .map_err(map_err)?;
+                let mut batch = ReminderBatch::default();
+                for row in rows {
+                    let appointment = outbox::snapshot(conn, row.appointment_id)?;
+                    // Rows are replaced with every change, so a version mismatch means
+                    // a row this code did not write; an appointment that has started
+                    // means the scheduler was down for the reminder's whole window.
+                    // Neither is worth a message.
+                    if appointment.starts_at <= now || appointment.version != row.version {
+                        diesel::delete(appointment_reminders::table.find(row.id))
+                            .execute(conn)
+                            .map_err(map_err)?;
+                        batch.skipped_started += 1;
+                        continue;
+                    }
+                    let event = EventEnvelope::new(
+                        now,
+                        AppointmentEvent::Reminder(Reminder {
+                            appointment,
+                            offset: row.offset_label,
+                            due_at: row.due_at,
+                        }),
+                    );
+                    outbox::enqueue(conn, &event)?;
+                    diesel::update(appointment_reminders::table.find(row.id))
+                        .set((
+                            appointment_reminders::published_at.eq(now),
+                            appointment_reminders::event_id.eq(event.id),
+                        ))
+                        .execute(conn)
+                        .map_err(map_err)?;
+                    batch
+                        .published
+                        .push((now - row.due_at).to_std().unwrap_or_default());
+                }
+                Ok(batch)
+            })
+            .await
+    }
+
+    async fn pending(&self) -> Result<i64, RepoError> {
+        self.db
+            .run(|conn| {
+                appointment_reminders::table
+                    .filter(appointment_reminders::published_at.is_null())
+                    .count()
+                    .get_result(conn)
+                    .map_err(map_err)
+            })
+            .await
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE appointment_reminders;
+ALTER TABLE appointments DROP COLUMN version;
