@@ -7,9 +7,12 @@ RCPT TO behaviour (by local part, case-insensitive):
   reject*  -> 550 5.1.1 mailbox unavailable          (always)
   defer*   -> 451 4.3.0 try again                    (first N attempts per address, then 250)
   other    -> 250 OK
+With --idle-timeout N, a connection idle for N seconds is closed the way maildev and
+Postfix close them: "421 4.4.2 idle timeout" and then EOF.
 Accepted messages are appended as JSON lines to --store and are also served over HTTP:
   GET    /messages          -> JSON list of stored messages (oldest first)
   DELETE /messages          -> clear store and reset defer counters
+  GET    /stats             -> {"connections": n, "idle_closed": n} (client sessions)
   GET    /healthz           -> {"ok": true}
 Prints "READY smtp=HOST:PORT http=HOST:PORT" to stdout once both listeners are up.
 """
@@ -24,6 +27,7 @@ from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 class FaultHandler:
@@ -33,6 +37,8 @@ class FaultHandler:
         self.lock = threading.Lock()
         self.messages = []
         self.defer_attempts = {}  # address (lowercased) -> attempts seen so far
+        self.connections = 0
+        self.idle_closed = 0
         open(self.store_path, "w").close()  # start empty
 
     def reset(self):
@@ -96,6 +102,49 @@ class FaultHandler:
         return "250 2.0.0 Message accepted for delivery"
 
 
+class IdleClosingSMTP(SMTP):
+    """Counts client sessions (those that said EHLO/HELO: not the controller's own
+    start-up probe); on the idle timeout says 421 before closing."""
+
+    def __init__(self, fault_handler, *args, **kwargs):
+        super().__init__(fault_handler, *args, **kwargs)
+        self.fault_handler = fault_handler
+        self.greeted = False
+
+    def _count_session(self):
+        if not self.greeted:
+            self.greeted = True
+            with self.fault_handler.lock:
+                self.fault_handler.connections += 1
+
+    async def smtp_EHLO(self, arg):
+        self._count_session()
+        await super().smtp_EHLO(arg)
+
+    async def smtp_HELO(self, arg):
+        self._count_session()
+        await super().smtp_HELO(arg)
+
+    def _timeout_cb(self):
+        if self.greeted:
+            with self.fault_handler.lock:
+                self.fault_handler.idle_closed += 1
+        try:
+            self.transport.write(b"421 4.4.2 idle timeout, closing connection\r\n")
+        except Exception:
+            pass
+        super()._timeout_cb()
+
+
+class FaultController(Controller):
+    def __init__(self, handler, idle_timeout, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.idle_timeout = idle_timeout
+
+    def factory(self):
+        return IdleClosingSMTP(self.handler, timeout=self.idle_timeout, **self.SMTP_kwargs)
+
+
 def make_http_handler(handler):
     class H(BaseHTTPRequestHandler):
         def _json(self, code, obj):
@@ -109,6 +158,10 @@ def make_http_handler(handler):
         def do_GET(self):
             if self.path == "/healthz":
                 return self._json(200, {"ok": True})
+            if self.path == "/stats":
+                with handler.lock:
+                    return self._json(200, {"connections": handler.connections,
+                                            "idle_closed": handler.idle_closed})
             if self.path.split("?")[0] == "/messages":
                 with handler.lock:
                     return self._json(200, list(handler.messages))
@@ -134,10 +187,12 @@ def main():
     ap.add_argument("--store", required=True, help="JSON-lines file of accepted mail")
     ap.add_argument("--defer-count", type=int, default=2,
                     help="451 for the first N RCPT attempts per defer* address")
+    ap.add_argument("--idle-timeout", type=float, default=300,
+                    help="close a connection idle this many seconds (with a 421)")
     args = ap.parse_args()
 
     handler = FaultHandler(args.store, args.defer_count)
-    controller = Controller(handler, hostname=args.host, port=args.port)
+    controller = FaultController(handler, args.idle_timeout, hostname=args.host, port=args.port)
     controller.start()  # blocks until the SMTP listener is accepting
     httpd = ThreadingHTTPServer((args.host, args.http_port), make_http_handler(handler))
     print(f"READY smtp={args.host}:{args.port} http={args.host}:{args.http_port}", flush=True)

@@ -15,4 +15,5 @@ mod openapi;
 mod ops;
 mod patients;
 mod process;
+mod reminders;
 mod repository;

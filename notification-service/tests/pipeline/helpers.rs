@@ -44,6 +44,38 @@ pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
     .unwrap()
 }
 
+/// The service's own defaults, with only where things are (database, broker and
+/// topics, SMTP port, a free HTTP port, a group of the test's own) set.
+pub fn default_settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
+    let env = [
+        ("MEDBOOK_DATABASE__URL", db.url()),
+        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
+        ("MEDBOOK_KAFKA__TOPIC_PREFIX", topics.prefix.clone()),
+        (
+            "MEDBOOK_CONSUMER__GROUP_ID",
+            format!("notify-{}", Uuid::new_v4()),
+        ),
+        ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
+        ("MEDBOOK_LOG__LEVEL", "warn".to_owned()),
+    ];
+    Settings::load_from(&ConfigSources {
+        file: None,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    })
+    .unwrap()
+}
+
+/// The service's `/ready` answer.
+pub async fn ready(base: &str) -> (u16, Value) {
+    let res = reqwest::get(format!("{base}/ready")).await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
 /// The service running in this process.
 pub struct Running {
     pub stop: StopHandle,
@@ -309,6 +341,11 @@ mod tempfile_path {
 
 impl FaultSmtp {
     pub async fn start(defer: u32) -> Self {
+        Self::start_with(defer, 300.0).await
+    }
+
+    /// …closing connections idle for `idle_timeout` seconds with a 421.
+    pub async fn start_with(defer: u32, idle_timeout: f64) -> Self {
         let python = medbook_test_support::env("MEDBOOK_TEST_PYTHON");
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -326,6 +363,8 @@ impl FaultSmtp {
                 &http_port.to_string(),
                 "--defer-count",
                 &defer.to_string(),
+                "--idle-timeout",
+                &idle_timeout.to_string(),
                 "--store",
                 store.to_str().unwrap(),
             ])
@@ -351,6 +390,16 @@ impl FaultSmtp {
         )
         .await;
         server
+    }
+
+    /// `{"connections": n, "idle_closed": n}`.
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/stats", self.http))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Accepted messages, oldest first.

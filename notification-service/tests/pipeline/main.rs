@@ -7,4 +7,6 @@ mod consumer;
 mod dlq;
 mod e2e;
 mod helpers;
+mod outage;
 mod process;
+mod reminders;
