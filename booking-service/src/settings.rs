@@ -468,6 +468,42 @@ mod tests {
     }
 
     #[test]
+    fn reminder_offsets_come_from_a_comma_separated_variable_and_are_checked() {
+        let s = Settings::load_from(&sources(&[("MEDBOOK_PROFILE", "dev")])).unwrap();
+        let labels = |s: &Settings| -> Vec<String> {
+            s.reminder_plan()
+                .offsets()
+                .iter()
+                .map(|o| o.label().to_owned())
+                .collect()
+        };
+        assert_eq!(labels(&s), ["24h", "2h"]);
+        let s = Settings::load_from(&sources(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_REMINDERS__OFFSETS", "1d,30m"),
+        ]))
+        .unwrap();
+        assert_eq!(labels(&s), ["1d", "30m"]);
+        for (raw, expected) in [("62m", vec!["62m"]), ("", vec![])] {
+            let s = Settings::load_from(&sources(&[
+                ("MEDBOOK_PROFILE", "dev"),
+                ("MEDBOOK_REMINDERS__OFFSETS", raw),
+            ]))
+            .unwrap();
+            assert_eq!(labels(&s), expected, "{raw:?}");
+        }
+        for bad in ["2w", "24h,24h", "0h"] {
+            let err = Settings::load_from(&sources(&[
+                ("MEDBOOK_PROFILE", "dev"),
+                ("MEDBOOK_REMINDERS__OFFSETS", bad),
+            ]))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("reminders.offsets"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn dev_profile_has_a_fallback_secret() {
         let s = Settings::load_from(&sources(&[("MEDBOOK_PROFILE", "dev")])).unwrap();
         assert_eq!(s.jwt_secret().expose_secret(), DEV_JWT_SECRET);

@@ -108,7 +108,8 @@ pub struct DueReminder {
 impl ReminderPlan {
     pub fn parse<S: AsRef<str>>(raw: &[S]) -> Result<Self, String> {
         let mut offsets: Vec<ReminderOffset> = Vec::new();
-        for r in raw {
+        // Blank entries (an empty environment variable) mean no reminder.
+        for r in raw.iter().filter(|r| !r.as_ref().trim().is_empty()) {
             let o = ReminderOffset::parse(r.as_ref())?;
             if offsets.iter().any(|x| x.label == o.label) {
                 return Err(format!("`{}` is listed twice", o.label));
