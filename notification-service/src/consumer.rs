@@ -151,12 +151,15 @@ type Partition = (String, i32);
 /// What a worker reports per message.
 struct Done {
     partition: Partition,
+    /// Which worker of the partition (a partition revoked and assigned back gets a new one).
+    worker: u64,
     offset: i64,
     result: Result<Outcome, HandleError>,
 }
 
 /// A partition's worker, as the polling loop sees it.
 struct Worker {
+    id: u64,
     queue: mpsc::UnboundedSender<Incoming>,
     /// Turned true when the partition is revoked: let go of the message in hand.
     revoked: watch::Sender<bool>,
@@ -168,14 +171,22 @@ struct Worker {
     paused: bool,
 }
 
+/// A worker for `partition`. `predecessor` is the task of the partition's previous
+/// worker, revoked but perhaps still finishing an email: the new one starts after it,
+/// so that one partition never has two emails in flight.
 fn spawn_worker(
+    id: u64,
     partition: Partition,
     handler: Arc<NotificationHandler>,
     done: mpsc::UnboundedSender<Done>,
+    predecessor: Option<tokio::task::JoinHandle<()>>,
 ) -> Worker {
     let (queue, mut messages) = mpsc::unbounded_channel::<Incoming>();
     let (revoked, cancel) = watch::channel(false);
     let task = tokio::spawn(async move {
+        if let Some(previous) = predecessor {
+            let _ = previous.await;
+        }
         while let Some(m) = messages.recv().await {
             if *cancel.borrow() {
                 break;
@@ -184,6 +195,7 @@ fn spawn_worker(
             let stop = result.is_err();
             let _ = done.send(Done {
                 partition: partition.clone(),
+                worker: id,
                 offset: m.offset,
                 result,
             });
@@ -193,6 +205,7 @@ fn spawn_worker(
         }
     });
     Worker {
+        id,
         queue,
         revoked,
         task,
@@ -225,6 +238,9 @@ pub async fn run(
     let resume_at = partition_buffer / 2;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut workers: HashMap<Partition, Worker> = HashMap::new();
+    // Workers of revoked partitions that may still be finishing an email.
+    let mut retiring: HashMap<Partition, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut next_worker = 0u64;
     let paused_count = |w: &HashMap<Partition, Worker>| w.values().filter(|w| w.paused).count();
 
     let store = |d: &Done| {
@@ -243,9 +259,11 @@ pub async fn run(
             _ = stop.changed() => break Ok(()),
             Some(change) = assignments.recv() => match change {
                 Assignment::Revoked(parts) => {
+                    retiring.retain(|_, task| !task.is_finished());
                     for p in parts {
                         if let Some(w) = workers.remove(&p) {
                             let _ = w.revoked.send(true);
+                            retiring.insert(p, w.task);
                         }
                     }
                     metrics.set_paused(paused_count(&workers));
@@ -271,7 +289,7 @@ pub async fn run(
                         ))
                     }
                 }
-                if let Some(w) = workers.get_mut(&d.partition) {
+                if let Some(w) = workers.get_mut(&d.partition).filter(|w| w.id == d.worker) {
                     w.pending = w.pending.saturating_sub(1);
                     if w.paused && w.pending <= resume_at {
                         match consumer.resume(&one(&d.partition)) {
@@ -292,9 +310,16 @@ pub async fn run(
                     }
                 };
                 let partition = (message.topic.clone(), message.partition);
-                let worker = workers
-                    .entry(partition.clone())
-                    .or_insert_with(|| spawn_worker(partition.clone(), handler.clone(), done_tx.clone()));
+                let worker = workers.entry(partition.clone()).or_insert_with(|| {
+                    next_worker += 1;
+                    spawn_worker(
+                        next_worker,
+                        partition.clone(),
+                        handler.clone(),
+                        done_tx.clone(),
+                        retiring.remove(&partition),
+                    )
+                });
                 if message.offset <= worker.last_offset {
                     continue; // fetched again after a resume: already handed over
                 }
@@ -327,6 +352,7 @@ pub async fn run(
             drop(w.queue);
             w.task
         })
+        .chain(retiring.into_values())
         .collect();
     drop(done_tx);
     let finished = futures_util::future::join_all(tasks);

@@ -546,15 +546,21 @@ impl NotificationHandler {
     }
 }
 
-/// While the SMTP server is marked unavailable, greets it every `interval` and marks
-/// it up at the first answer, which wakes every email waiting for it. Runs until
-/// `stop` turns true.
+/// Greets the SMTP server once at start-up, then, while it is marked unavailable,
+/// every `interval`, and marks it up at the first answer, which wakes every email
+/// waiting for it. Runs until `stop` turns true.
 pub async fn probe_smtp(
     mailer: Arc<dyn Mailer>,
     status: SmtpStatus,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    // What the server is like at start-up, before any email says so.
+    if let Err(e) = mailer.probe().await {
+        if status.set_up(false) {
+            tracing::warn!(error = %e, "SMTP server unavailable at start-up; mail waits until it is back");
+        }
+    }
     let mut up = status.subscribe();
     while !*stop.borrow() {
         // Idle while the server is up.

@@ -18,6 +18,16 @@ async fn dead_letters_are_listed_shown_and_replayed_exactly_once() {
     let mut s = settings(&db, &topics, port);
     s.retry.max_age_secs = 2;
     let app = Running::start(&s).await;
+    // Seen at start-up, before any email tries.
+    medbook_test_support::eventually(
+        "/ready to see the server down",
+        Duration::from_secs(20),
+        || async {
+            let (status, body) = ready(&app.http).await;
+            (status == 503 && body["smtp"] == "unavailable").then_some(())
+        },
+    )
+    .await;
     let (to_a, to_b) = (address("replay-a"), address("replay-b"));
     let (a, b) = (created(&to_a), created(&to_b));
     topics.produce(vec![record(&a), record(&b)]).await;
