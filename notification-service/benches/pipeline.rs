@@ -18,6 +18,7 @@ mod booking;
 #[path = "../tests/pipeline/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod support;
 
 use booking::BookingApp;
 use chrono::{DateTime, Utc};
@@ -30,18 +31,8 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use support::{env_usize, percentile};
 use uuid::Uuid;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 #[derive(QueryableByName)]
 struct Sent {
@@ -185,6 +176,7 @@ async fn latency(sink: &Maildev) {
     );
     stop.stop();
     notifier.await.unwrap().unwrap();
+    std::sync::Arc::into_inner(booking).unwrap().stop().await;
 }
 
 async fn throughput(sink: &Maildev) {

@@ -19,6 +19,7 @@ mod booking;
 #[path = "../tests/pipeline/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+mod support;
 
 use booking::BookingApp;
 use chrono::{DateTime, Utc};
@@ -30,18 +31,8 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{env_usize, percentile};
 use uuid::Uuid;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn execute(db: &FreshDb, sql: &str) {
     diesel::sql_query(sql).execute(&mut db.conn()).unwrap();
@@ -126,6 +117,7 @@ async fn outage() {
         NotificationApp::build(&helpers::default_settings(&notify_db, &topics, port))
             .await
             .unwrap();
+    let notifier_http = format!("http://127.0.0.1:{}", notifier.http_port());
     let notifier = tokio::spawn(notifier.run_until_stopped());
     let (slots, patients) = practice(&booking, 20, rate * seconds + 1).await;
     let book = |booking: Arc<BookingApp>, token: String, slot: String| async move {
@@ -166,9 +158,17 @@ async fn outage() {
         .num_microseconds()
         .unwrap() as f64
         / 1e6;
-    println!("{backlog} emails held during the outage, none dead-lettered");
+    let mut dead_lettered = 0.0;
+    for reason in ["poison", "permanent", "expired"] {
+        dead_lettered += helpers::metric(
+            &notifier_http,
+            &format!("emails_dead_lettered_total{{reason=\"{reason}\"}}"),
+        )
+        .await;
+    }
+    println!("{backlog} bookings during the outage; {dead_lettered} emails dead-lettered");
     println!(
-        "backlog delivered {drained:.1} s after the server came back (first email after {:.1} s)",
+        "backlog delivered {drained:.1} s after the server was restarted (first email after {:.1} s)",
         (**after.first().unwrap() - recovered_at)
             .num_milliseconds()
             .max(0) as f64
@@ -181,6 +181,7 @@ async fn outage() {
     );
     stop.stop();
     notifier.await.unwrap().unwrap();
+    Arc::into_inner(booking).unwrap().stop().await;
 }
 
 async fn reminders() {
@@ -292,4 +293,5 @@ async fn reminders() {
     );
     stop.stop();
     notifier.await.unwrap().unwrap();
+    booking.stop().await;
 }

@@ -42,3 +42,16 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A value from the `/metrics` page at `base` (0 if the series does not exist yet).
+pub async fn metric(base: &str, name_and_labels: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}

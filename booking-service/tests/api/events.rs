@@ -2,7 +2,9 @@
 //! transaction and published by the outbox relay — also across a broker outage, a
 //! SIGKILL of the service, and with two relays on one database.
 
-use crate::helpers::{practice, spawn_app_with, TestApp, TestUser, JWT_SECRET};
+use crate::helpers::{
+    count, id_of as id, post_ok as post, practice, spawn_app_with, TestApp, JWT_SECRET,
+};
 use booking_service::settings::Settings;
 use diesel::{QueryableByName, RunQueryDsl};
 use medbook_test_support::kafka::{PrivateBroker, Received, TestTopics};
@@ -28,33 +30,6 @@ fn relay_to(topics: &TestTopics) -> impl FnOnce(&mut Settings) + '_ {
         s.outbox.message_timeout_ms = 3000;
         s.outbox.lease_ms = 10_000;
     }
-}
-
-async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
-    let res = app
-        .send_json(Method::POST, path, Some(&user.access), &body)
-        .await;
-    let status = res.status();
-    let body: Value = res.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(app: &TestApp, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut app.db.conn())
-        .unwrap()
-        .n
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {

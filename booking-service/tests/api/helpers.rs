@@ -86,7 +86,6 @@ fn template() -> &'static str {
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    #[allow(dead_code)]
     n: i64,
 }
 
@@ -462,4 +461,27 @@ pub async fn practice(app: &TestApp) -> Practice {
         clinic,
         doctor,
     }
+}
+
+/// POSTs `body` as `user`; panics unless the answer is 2xx; returns the JSON answer.
+pub async fn post_ok(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
+    let res = app
+        .send_json(Method::POST, path, Some(&user.access), &body)
+        .await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// The `id` of a resource.
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// The `n` of a `SELECT … AS n` query.
+pub fn count(app: &TestApp, sql: &str) -> i64 {
+    diesel::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), &mut app.db.conn())
+        .unwrap()
+        .n
 }

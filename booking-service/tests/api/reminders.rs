@@ -3,12 +3,14 @@
 //! with two replicas, and across a SIGKILL of the scheduler mid-batch; due at the
 //! right instant across a daylight-saving change.
 
-use crate::helpers::{practice, spawn_app_with, TestApp, TestUser, JWT_SECRET};
+use crate::helpers::{
+    count, id_of as id, post_ok as post, practice, spawn_app_with, TestApp, JWT_SECRET,
+};
 use booking_service::settings::Settings;
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::{QueryableByName, RunQueryDsl};
 use medbook_test_support::kafka::TestTopics;
-use reqwest::Method;
+use medbook_test_support::metric;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -41,45 +43,6 @@ fn pending_of(app: &TestApp, appointment: &str) -> Vec<ReminderRow> {
         app,
         &format!("appointment_id = '{appointment}' AND published_at IS NULL"),
     )
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(app: &TestApp, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut app.db.conn())
-        .unwrap()
-        .n
-}
-
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> Value {
-    let res = app
-        .send_json(Method::POST, path, Some(&user.access), &body)
-        .await;
-    let status = res.status();
-    let body: Value = res.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
 }
 
 fn ts(v: &Value, field: &str) -> DateTime<Utc> {

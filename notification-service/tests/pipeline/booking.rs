@@ -18,6 +18,8 @@ pub struct BookingApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: FreshDb,
+    server: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl BookingApp {
@@ -46,13 +48,22 @@ impl BookingApp {
         let settings = Settings::load_from(&ConfigSources { file: None, env }).unwrap();
         let app = Application::build(settings.clone()).await.unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
+        let server = app.handle();
+        let task = tokio::spawn(app.run_until_stopped());
         Self {
             base,
             client: reqwest::Client::new(),
             settings,
             db,
+            server,
+            task,
         }
+    }
+
+    /// Stops the service (server, relay, scheduler) before its database goes.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.task.await;
     }
 
     /// POSTs `body`; panics unless the answer is 2xx; returns the JSON answer.

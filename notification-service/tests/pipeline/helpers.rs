@@ -14,9 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Settings for a test: its database, topics, SMTP port; quick retries and joins.
-pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
-    let env = [
+/// Where things are: the test's database, broker and topics, SMTP port, a free HTTP
+/// port, a group of the test's own.
+fn whereabouts(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Vec<(&'static str, String)> {
+    vec![
         ("MEDBOOK_DATABASE__URL", db.url()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
@@ -25,48 +26,36 @@ pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
             "MEDBOOK_CONSUMER__GROUP_ID",
             format!("notify-{}", Uuid::new_v4()),
         ),
-        ("MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS", "6000".to_owned()),
-        ("MEDBOOK_CONSUMER__COMMIT_INTERVAL_MS", "200".to_owned()),
         ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
-        ("MEDBOOK_SMTP__TIMEOUT_MS", "3000".to_owned()),
-        ("MEDBOOK_RETRY__INITIAL_BACKOFF_MS", "200".to_owned()),
-        ("MEDBOOK_RETRY__MAX_BACKOFF_MS", "1000".to_owned()),
-        ("MEDBOOK_DEDUP__CLAIM_TIMEOUT_SECS", "3".to_owned()),
         ("MEDBOOK_LOG__LEVEL", "warn".to_owned()),
-    ];
+    ]
+}
+
+fn load(env: Vec<(&'static str, String)>) -> Settings {
     Settings::load_from(&ConfigSources {
         file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
+        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     })
     .unwrap()
 }
 
-/// The service's own defaults, with only where things are (database, broker and
-/// topics, SMTP port, a free HTTP port, a group of the test's own) set.
+/// Settings for a test: its database, topics, SMTP port; quick retries and joins.
+pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
+    let mut env = whereabouts(db, topics, smtp_port);
+    env.extend([
+        ("MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("MEDBOOK_CONSUMER__COMMIT_INTERVAL_MS", "200".to_owned()),
+        ("MEDBOOK_SMTP__TIMEOUT_MS", "3000".to_owned()),
+        ("MEDBOOK_RETRY__INITIAL_BACKOFF_MS", "200".to_owned()),
+        ("MEDBOOK_RETRY__MAX_BACKOFF_MS", "1000".to_owned()),
+        ("MEDBOOK_DEDUP__CLAIM_TIMEOUT_SECS", "3".to_owned()),
+    ]);
+    load(env)
+}
+
+/// The service's own defaults; only where things are is set.
 pub fn default_settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
-    let env = [
-        ("MEDBOOK_DATABASE__URL", db.url()),
-        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
-        ("MEDBOOK_KAFKA__BROKERS", topics.brokers.clone()),
-        ("MEDBOOK_KAFKA__TOPIC_PREFIX", topics.prefix.clone()),
-        (
-            "MEDBOOK_CONSUMER__GROUP_ID",
-            format!("notify-{}", Uuid::new_v4()),
-        ),
-        ("MEDBOOK_SMTP__PORT", smtp_port.to_string()),
-        ("MEDBOOK_LOG__LEVEL", "warn".to_owned()),
-    ];
-    Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .unwrap()
+    load(whereabouts(db, topics, smtp_port))
 }
 
 /// The service's `/ready` answer.
@@ -113,18 +102,7 @@ impl Running {
     }
 }
 
-/// A value from a `/metrics` page (0 if the series does not exist yet).
-pub async fn metric(base: &str, name_and_labels: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
+pub use medbook_test_support::metric;
 
 /// The binary, with `settings` passed as environment variables.
 pub struct Process {
