@@ -38,6 +38,7 @@ smtp:
   timeout_ms: 10000
   max_connections: 4
   probe_interval_ms: 2000
+  idle_check_interval_ms: 30000
 email:
   from: "medbook <no-reply@medbook.local>"
 retry:
@@ -128,6 +129,9 @@ pub struct SmtpSettings {
     pub max_connections: usize,
     /// While the server is unavailable, how often it is greeted to see if it is back.
     pub probe_interval_ms: u64,
+    /// While no email has gone out for this long, the server is greeted to see if it
+    /// is still there (so `/ready` tells an outage of an idle service too).
+    pub idle_check_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +150,10 @@ pub struct RetrySettings {
     /// Mail not sent this long after it entered its topic is dead-lettered (`expired`)
     /// instead of retried. Until then an outage only delays it.
     pub max_age_secs: u64,
+    /// Retired (an attempt cap dead-lettered mail during ordinary outages); refused
+    /// with a message pointing at `max_age_secs`, so an old config is not half-applied.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +242,15 @@ impl Settings {
         if self.smtp.probe_interval_ms == 0 {
             return Err(bad("smtp.probe_interval_ms", "must be greater than 0"));
         }
+        if self.smtp.idle_check_interval_ms == 0 {
+            return Err(bad("smtp.idle_check_interval_ms", "must be greater than 0"));
+        }
+        if self.retry.max_attempts.is_some() {
+            return Err(bad(
+                "retry.max_attempts",
+                "is no longer used: transient failures are retried until the mail is retry.max_age_secs old (default 86400); remove the key",
+            ));
+        }
         if self.consumer.partition_buffer == 0 {
             return Err(bad("consumer.partition_buffer", "must be at least 1"));
         }
@@ -305,6 +322,7 @@ mod tests {
             ("MEDBOOK_SMTP__TLS", "ssl3", "smtp.tls"),
             ("MEDBOOK_EMAIL__FROM", "not a mailbox", "email.from"),
             ("MEDBOOK_RETRY__MAX_AGE_SECS", "0", "retry.max_age_secs"),
+            ("MEDBOOK_RETRY__MAX_ATTEMPTS", "6", "retry.max_attempts"),
             ("MEDBOOK_SMTP__MAX_CONNECTIONS", "0", "smtp.max_connections"),
             (
                 "MEDBOOK_CONSUMER__PARTITION_BUFFER",

@@ -7,7 +7,8 @@ use crate::http::{self, Probes};
 use crate::mailer::SmtpMailer;
 use crate::repository::{Db, PgDeliveryLog};
 use crate::service::{
-    probe_smtp, DeadLetterLimiter, HandlerParts, Mailer, Metrics, NotificationHandler, SmtpStatus,
+    probe_smtp, DeadLetterLimiter, HandlerParts, Mailer, Metrics, NotificationHandler,
+    ProbeIntervals, SmtpStatus,
 };
 use crate::settings::Settings;
 use anyhow::Context;
@@ -31,7 +32,7 @@ pub struct NotificationApp {
     subscription: consumer::Subscription,
     handler: Arc<NotificationHandler>,
     mailer: Arc<dyn Mailer>,
-    probe_interval: Duration,
+    probe: ProbeIntervals,
     stop: watch::Receiver<bool>,
 }
 
@@ -103,7 +104,10 @@ impl NotificationApp {
                 subscription,
                 handler,
                 mailer,
-                probe_interval: Duration::from_millis(settings.smtp.probe_interval_ms),
+                probe: ProbeIntervals {
+                    down: Duration::from_millis(settings.smtp.probe_interval_ms),
+                    idle: Duration::from_millis(settings.smtp.idle_check_interval_ms),
+                },
                 stop,
             },
             StopHandle(Arc::new(stop_tx)),
@@ -123,7 +127,7 @@ impl NotificationApp {
         let prober = tokio::spawn(probe_smtp(
             self.mailer,
             self.handler.smtp().clone(),
-            self.probe_interval,
+            self.probe,
             probe_stopped,
         ));
         let result = consumer::run(self.subscription, self.handler, self.stop).await;

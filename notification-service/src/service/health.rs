@@ -3,12 +3,15 @@
 //! waiting for the server wake when it turns up again.
 
 use prometheus::IntGauge;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct SmtpStatus {
     up: Arc<watch::Sender<bool>>,
+    /// When the server last answered (an email accepted, a probe greeted).
+    last_answer: Arc<Mutex<Instant>>,
     gauge: IntGauge,
 }
 
@@ -18,8 +21,17 @@ impl SmtpStatus {
         gauge.set(1);
         Self {
             up: Arc::new(watch::Sender::new(true)),
+            last_answer: Arc::new(Mutex::new(Instant::now())),
             gauge,
         }
+    }
+
+    /// How long ago the server last answered.
+    pub fn silent_for(&self) -> Duration {
+        self.last_answer
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
     }
 
     pub fn is_up(&self) -> bool {
@@ -29,6 +41,11 @@ impl SmtpStatus {
     /// Records what was seen; returns true if that changed the status.
     pub fn set_up(&self, up: bool) -> bool {
         self.gauge.set(i64::from(up));
+        if up {
+            if let Ok(mut t) = self.last_answer.lock() {
+                *t = Instant::now();
+            }
+        }
         self.up.send_if_modified(|v| std::mem::replace(v, up) != up)
     }
 
@@ -55,5 +72,6 @@ mod tests {
         assert!(s.set_up(true));
         waiter.await.unwrap().unwrap();
         assert_eq!(gauge.get(), 1);
+        assert!(s.silent_for() < Duration::from_secs(5));
     }
 }

@@ -546,41 +546,60 @@ impl NotificationHandler {
     }
 }
 
-/// Greets the SMTP server once at start-up, then, while it is marked unavailable,
-/// every `interval`, and marks it up at the first answer, which wakes every email
-/// waiting for it. Runs until `stop` turns true.
+/// How often the prober greets the SMTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeIntervals {
+    /// While the server is marked unavailable: how soon its return is noticed.
+    pub down: Duration,
+    /// While it is up but no email has gone out for this long: how soon an outage of
+    /// an idle service is noticed (`/ready`).
+    pub idle: Duration,
+}
+
+/// Greets the SMTP server at start-up; then, while it is marked unavailable, every
+/// `down` interval, marking it up at the first answer (which wakes every email
+/// waiting for it); and while it is up but has not answered for the `idle` interval
+/// (no email went out), once, marking it unavailable if it does not answer. Runs until
+/// `stop` turns true.
 pub async fn probe_smtp(
     mailer: Arc<dyn Mailer>,
     status: SmtpStatus,
-    interval: Duration,
+    intervals: ProbeIntervals,
     mut stop: watch::Receiver<bool>,
 ) {
-    // What the server is like at start-up, before any email says so.
-    if let Err(e) = mailer.probe().await {
-        if status.set_up(false) {
-            tracing::warn!(error = %e, "SMTP server unavailable at start-up; mail waits until it is back");
-        }
-    }
-    let mut up = status.subscribe();
-    while !*stop.borrow() {
-        // Idle while the server is up.
-        tokio::select! {
-            _ = up.wait_for(|up| !*up) => {}
-            _ = stop.changed() => continue,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => continue,
-        }
-        if status.is_up() {
-            continue;
-        }
-        match mailer.probe().await {
-            Ok(()) => {
-                status.set_up(true);
+    let check = |result: Result<(), SendError>| match result {
+        Ok(()) => {
+            if status.set_up(true) {
                 tracing::info!("SMTP server reachable again; waiting mail is retried now");
             }
-            Err(e) => tracing::debug!(error = %e, "SMTP server still unavailable"),
+        }
+        Err(e) => {
+            if status.set_up(false) {
+                tracing::warn!(error = %e, "SMTP server unavailable; mail waits until it is back");
+            }
+        }
+    };
+    check(mailer.probe().await);
+    let mut up = status.subscribe();
+    while !*stop.borrow() {
+        let marked_down = async {
+            let _ = up.wait_for(|up| !*up).await;
+        };
+        let probe_now = if status.is_up() {
+            let quiet = intervals.idle.saturating_sub(status.silent_for());
+            tokio::select! {
+                _ = tokio::time::sleep(quiet) => status.is_up() && status.silent_for() >= intervals.idle,
+                _ = marked_down => false,
+                _ = stop.changed() => false,
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(intervals.down) => !status.is_up(),
+                _ = stop.changed() => false,
+            }
+        };
+        if probe_now {
+            check(mailer.probe().await);
         }
     }
 }

@@ -424,3 +424,36 @@ async fn a_rebalance_while_mail_waits_for_the_server_hands_it_over_once() {
     second.shutdown().await.unwrap();
     first.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_outage_while_no_mail_goes_out_shows_on_ready_and_so_does_the_return() {
+    let db = FreshDb::create("idle_outage");
+    let topics = TestTopics::shared(1).await;
+    let mut sink = Maildev::start(None).await;
+    let port = sink.smtp_port;
+    let mut s = default_settings(&db, &topics, port);
+    s.smtp.idle_check_interval_ms = 500;
+    let app = Running::start(&s).await;
+    let smtp_is = |word: &'static str| {
+        let http = app.http.clone();
+        move || {
+            let http = http.clone();
+            async move { (ready(&http).await.1["smtp"] == word).then_some(()) }
+        }
+    };
+    medbook_test_support::eventually("smtp: ok", Duration::from_secs(20), smtp_is("ok")).await;
+    // No email at all: the prober notices on its own.
+    sink.stop();
+    medbook_test_support::eventually(
+        "smtp: unavailable",
+        Duration::from_secs(20),
+        smtp_is("unavailable"),
+    )
+    .await;
+    assert_eq!(app.metric("smtp_up").await, 0.0);
+    let _sink = Maildev::start(Some(port)).await;
+    medbook_test_support::eventually("smtp: ok again", Duration::from_secs(20), smtp_is("ok"))
+        .await;
+    assert_eq!(app.metric("smtp_up").await, 1.0);
+    app.shutdown().await.unwrap();
+}
