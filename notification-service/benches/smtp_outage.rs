@@ -68,12 +68,8 @@ async fn wait_for_sent(db: &FreshDb, event_type: Option<&str>, n: usize, limit: 
     }
 }
 
-/// A booking-service with a doctor, `patients` patients and `slots` slots.
-async fn practice(
-    booking: &BookingApp,
-    patients: usize,
-    slots: usize,
-) -> (Vec<String>, Vec<(String, String)>) {
+/// A doctor in a Berlin clinic; its id.
+async fn doctor(booking: &BookingApp) -> String {
     let admin = booking.admin().await;
     let doctor = booking
         .doctor(
@@ -83,7 +79,16 @@ async fn practice(
             "GP",
         )
         .await;
-    let slots = booking.slots(doctor["id"].as_str().unwrap(), slots);
+    doctor["id"].as_str().unwrap().to_owned()
+}
+
+/// A booking-service with a doctor, `patients` patients and `slots` slots.
+async fn practice(
+    booking: &BookingApp,
+    patients: usize,
+    slots: usize,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let slots = booking.slots(&doctor(booking).await, slots);
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let mut out = Vec::new();
     for i in 0..patients {
@@ -206,16 +211,7 @@ async fn reminders() {
     .unwrap();
     let notifier = tokio::spawn(notifier.run_until_stopped());
     // Slots from 30 hours ahead: each booking schedules its 24 h reminder.
-    let admin = booking.admin().await;
-    let doctor = booking
-        .doctor(
-            &admin,
-            json!({"name": "Bench", "city": "Berlin", "address": "1 A St", "time_zone": "Europe/Berlin"}),
-            "Dr. Reminder",
-            "GP",
-        )
-        .await;
-    let doctor_id = doctor["id"].as_str().unwrap();
+    let doctor_id = doctor(&booking).await;
     execute(&booking.db, &format!(
         "INSERT INTO slots (id, doctor_id, starts_at, ends_at, status)
          SELECT gen_random_uuid(), '{doctor_id}',

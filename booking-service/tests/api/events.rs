@@ -21,15 +21,7 @@ const EVENT_TOPICS: [&str; 3] = [
 
 /// The relay on, publishing to `topics`, quick to retry.
 fn relay_to(topics: &TestTopics) -> impl FnOnce(&mut Settings) + '_ {
-    move |s: &mut Settings| {
-        s.kafka = topics.settings();
-        s.outbox.relay_enabled = true;
-        s.outbox.poll_interval_ms = 100;
-        s.outbox.backoff_initial_ms = 100;
-        s.outbox.backoff_max_ms = 1000;
-        s.outbox.message_timeout_ms = 3000;
-        s.outbox.lease_ms = 10_000;
-    }
+    move |s: &mut Settings| crate::helpers::quick_relay(topics, s)
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {

@@ -485,3 +485,14 @@ pub fn count(app: &TestApp, sql: &str) -> i64 {
         .unwrap()
         .n
 }
+
+/// The outbox relay on, publishing to `topics`, quick to retry.
+pub fn quick_relay(topics: &medbook_test_support::kafka::TestTopics, s: &mut Settings) {
+    s.kafka = topics.settings();
+    s.outbox.relay_enabled = true;
+    s.outbox.poll_interval_ms = 100;
+    s.outbox.backoff_initial_ms = 100;
+    s.outbox.backoff_max_ms = 1000;
+    s.outbox.message_timeout_ms = 3000;
+    s.outbox.lease_ms = 10_000;
+}

@@ -65,13 +65,7 @@ fn slot_at(app: &TestApp, doctor: &str, starts_at: DateTime<Utc>) -> String {
 }
 
 fn relay_and_scheduler(topics: &TestTopics, s: &mut Settings) {
-    s.kafka = topics.settings();
-    s.outbox.relay_enabled = true;
-    s.outbox.poll_interval_ms = 100;
-    s.outbox.backoff_initial_ms = 100;
-    s.outbox.backoff_max_ms = 1000;
-    s.outbox.message_timeout_ms = 3000;
-    s.outbox.lease_ms = 10_000;
+    crate::helpers::quick_relay(topics, s);
     s.reminders.scheduler_enabled = true;
     s.reminders.poll_interval_ms = 100;
 }
