@@ -435,6 +435,7 @@ impl Settings {
             batch_size: self.reminders.batch_size,
             poll_interval: Duration::from_millis(self.reminders.poll_interval_ms),
             backoff_max: Duration::from_millis(self.outbox.backoff_max_ms),
+            stats_interval: Duration::from_secs(5),
         }
     }
 

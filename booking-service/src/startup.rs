@@ -312,25 +312,41 @@ struct BackgroundTask {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl BackgroundTask {
+    /// Spawns `run` with the receiving end of its stop switch.
+    fn spawn<F>(run: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Self {
+            stop,
+            task: tokio::spawn(run(stopped)),
+        }
+    }
+
+    /// Stops it and waits up to 10 s for its round in progress; `late` is logged if
+    /// that is not enough.
+    async fn stop(self, late: &str) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("{late}");
+        }
+    }
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let services = Services::build(&settings).await?;
         let db = services.db.clone();
         let (publisher, relay) = services.outbox(&settings)?;
-        let relay = relay.map(|relay| {
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            BackgroundTask {
-                stop,
-                task: tokio::spawn(relay.run(stopped)),
-            }
-        });
-        let scheduler = services.reminder_scheduler(&settings).map(|scheduler| {
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            BackgroundTask {
-                stop,
-                task: tokio::spawn(scheduler.run(stopped)),
-            }
-        });
+        let relay = relay.map(|relay| BackgroundTask::spawn(|stop| relay.run(stop)));
+        let scheduler = services
+            .reminder_scheduler(&settings)
+            .map(|scheduler| BackgroundTask::spawn(|stop| scheduler.run(stop)));
         let state = actix_web::web::Data::new(services.into_state(&settings, publisher));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
@@ -374,23 +390,15 @@ impl Application {
         let result = self.server.await;
         // The scheduler first: its last round's events then still reach the relay.
         if let Some(scheduler) = self.scheduler {
-            let _ = scheduler.stop.send(true);
-            if tokio::time::timeout(Duration::from_secs(10), scheduler.task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("reminder scheduler did not stop in time; its batch rolls back");
-            }
+            scheduler
+                .stop("reminder scheduler did not stop in time; its batch rolls back")
+                .await;
         }
+        // A relay round waits at most for the broker's delivery reports.
         if let Some(relay) = self.relay {
-            let _ = relay.stop.send(true);
-            // A round waits at most for the broker's delivery reports.
-            if tokio::time::timeout(Duration::from_secs(10), relay.task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("outbox relay did not stop in time; its claims will expire");
-            }
+            relay
+                .stop("outbox relay did not stop in time; its claims will expire")
+                .await;
         }
         drop(self.db);
         tracing::info!("server stopped; database pool closed");

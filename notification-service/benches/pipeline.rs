@@ -31,7 +31,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use support::{env_usize, percentile};
+use support::{doctor, env_usize, percentile};
 use uuid::Uuid;
 
 #[derive(QueryableByName)]
@@ -77,16 +77,7 @@ async fn latency(sink: &Maildev) {
             .unwrap();
     let notifier = tokio::spawn(notifier.run_until_stopped());
 
-    let admin = booking.admin().await;
-    let doctor = booking
-        .doctor(
-            &admin,
-            json!({"name": "Bench", "city": "Berlin", "address": "1 A St", "time_zone": "Europe/Berlin"}),
-            "Dr. Bench",
-            "GP",
-        )
-        .await;
-    let slots = booking.slots(doctor["id"].as_str().unwrap(), total + 1);
+    let slots = booking.slots(&doctor(&booking).await, total + 1);
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let mut patients = Vec::new();
     for i in 0..20 {

@@ -31,7 +31,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{env_usize, percentile};
+use support::{doctor, env_usize, percentile};
 use uuid::Uuid;
 
 fn execute(db: &FreshDb, sql: &str) {
@@ -66,20 +66,6 @@ async fn wait_for_sent(db: &FreshDb, event_type: Option<&str>, n: usize, limit: 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A doctor in a Berlin clinic; its id.
-async fn doctor(booking: &BookingApp) -> String {
-    let admin = booking.admin().await;
-    let doctor = booking
-        .doctor(
-            &admin,
-            json!({"name": "Bench", "city": "Berlin", "address": "1 A St", "time_zone": "Europe/Berlin"}),
-            "Dr. Bench",
-            "GP",
-        )
-        .await;
-    doctor["id"].as_str().unwrap().to_owned()
 }
 
 /// A booking-service with a doctor, `patients` patients and `slots` slots.

@@ -41,7 +41,7 @@ pub struct SmtpMailer {
     idle: Mutex<Vec<AsyncSmtpConnection>>,
     /// One permit per connection that may be open.
     permits: Semaphore,
-    metrics: Option<crate::service::Metrics>,
+    metrics: crate::service::Metrics,
 }
 
 fn network(what: &str, e: impl std::fmt::Display) -> SendError {
@@ -59,14 +59,11 @@ fn closed_by_server(e: &lettre::transport::smtp::Error) -> bool {
 }
 
 impl SmtpMailer {
-    pub fn new(smtp: &SmtpSettings, from: &str) -> anyhow::Result<Self> {
-        Self::with_metrics(smtp, from, None)
-    }
-
-    pub fn with_metrics(
+    /// `metrics` counts the connections replaced after the server closed them.
+    pub fn new(
         smtp: &SmtpSettings,
         from: &str,
-        metrics: Option<crate::service::Metrics>,
+        metrics: crate::service::Metrics,
     ) -> anyhow::Result<Self> {
         let tls = match smtp.tls {
             SmtpTls::None => None,
@@ -233,9 +230,7 @@ impl Mailer for SmtpMailer {
                     tracing::debug!("kept-open SMTP connection timed out; reconnecting");
                 }
             }
-            if let Some(m) = &self.metrics {
-                m.smtp_reconnected();
-            }
+            self.metrics.smtp_reconnected();
         }
         let mut conn = self.timed(self.connect()).await?;
         self.timed(async {

@@ -61,10 +61,10 @@ impl NotificationApp {
             Duration::from_millis(settings.consumer.dlq_timeout_ms),
         )?);
         let smtp = SmtpStatus::new(metrics.smtp_up_gauge());
-        let mailer: Arc<dyn Mailer> = Arc::new(SmtpMailer::with_metrics(
+        let mailer: Arc<dyn Mailer> = Arc::new(SmtpMailer::new(
             &settings.smtp,
             &settings.email.from,
-            Some(metrics.clone()),
+            metrics.clone(),
         )?);
         let handler = Arc::new(NotificationHandler::new(
             HandlerParts {

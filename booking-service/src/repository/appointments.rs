@@ -284,7 +284,8 @@ impl PgAppointments {
         }
     }
 
-    /// After the commit: wakes the relay and counts the reminders written.
+    /// After a committed change (the `usize`: reminders it wrote): wakes the relay, whose
+    /// event is now in the outbox, and counts the reminders.
     fn committed<T>(
         &self,
         result: Result<(T, usize), BookingRejection>,
@@ -294,12 +295,6 @@ impl PgAppointments {
             self.reminders_scheduled.inc_by(scheduled as u64);
             value
         })
-    }
-
-    fn signal_if_changed<T>(&self, result: &Result<T, BookingRejection>) {
-        if result.is_ok() {
-            self.signal.notify();
-        }
     }
 }
 
@@ -437,10 +432,10 @@ impl AppointmentRepository for PgAppointments {
                     cancel_reason: cmd.reason.clone(),
                 });
                 outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
-                Ok(Ok(must_load(conn, cmd.appointment_id)?))
+                Ok(Ok((must_load(conn, cmd.appointment_id)?, 0)))
             })
             .await
-            .inspect(|r| self.signal_if_changed(r))
+            .map(|r| self.committed(r))
     }
 
     async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {

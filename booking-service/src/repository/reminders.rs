@@ -74,8 +74,6 @@ struct DueRow {
     offset_label: String,
     #[diesel(sql_type = Timestamptz)]
     due_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    version: i32,
 }
 
 /// Due rows, claimed. The appointments are locked first (the order every appointment
@@ -93,7 +91,7 @@ WITH due AS (
     WHERE a.id IN (SELECT appointment_id FROM due)
     FOR UPDATE SKIP LOCKED
 )
-SELECT r.id, r.appointment_id, r.offset_label, r.due_at, r.version
+SELECT r.id, r.appointment_id, r.offset_label, r.due_at
 FROM appointment_reminders r
 WHERE r.id IN (SELECT id FROM due)
   AND r.appointment_id IN (SELECT id FROM locked)
@@ -128,11 +126,11 @@ impl ReminderStore for PgReminders {
                 let mut batch = ReminderBatch::default();
                 for row in rows {
                     let appointment = outbox::snapshot(conn, row.appointment_id)?;
-                    // Rows are replaced with every change, so a version mismatch means
-                    // a row this code did not write; an appointment that has started
-                    // means the scheduler was down for the reminder's whole window.
-                    // Neither is worth a message.
-                    if appointment.starts_at <= now || appointment.version != row.version {
+                    // Rows are replaced with every change of the appointment, so the
+                    // snapshot's version is the row's. An appointment that has started
+                    // means the scheduler was down for the reminder's whole window: a
+                    // reminder now would be late.
+                    if appointment.starts_at <= now {
                         diesel::delete(appointment_reminders::table.find(row.id))
                             .execute(conn)
                             .map_err(map_err)?;

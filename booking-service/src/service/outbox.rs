@@ -302,7 +302,7 @@ impl OutboxRelay {
 }
 
 /// Runs `job` every `period` until `stop` turns true.
-async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, job: F)
+pub(crate) async fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, job: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,

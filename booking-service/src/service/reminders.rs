@@ -8,7 +8,7 @@
 //! Exactly one event per reminder, then, and the outbox relay, the idempotent producer
 //! and the notification-service's delivery log carry it to exactly one email.
 
-use super::outbox::OutboxSignal;
+use super::outbox::{every, OutboxSignal};
 use super::ports::{Clock, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -49,6 +49,8 @@ pub struct SchedulerConfig {
     /// How often to look for due rows.
     pub poll_interval: Duration,
     pub backoff_max: Duration,
+    /// How often the `reminders_pending` gauge is refreshed (a count over the table).
+    pub stats_interval: Duration,
 }
 
 #[derive(Clone)]
@@ -154,15 +156,28 @@ impl ReminderScheduler {
                 "reminders dropped: their appointments had already started"
             );
         }
-        if let Ok(n) = self.store.pending().await {
-            self.metrics.pending.set(n);
-        }
         Ok(batch.claimed())
     }
 
-    /// Runs until `stop` turns true; returns after the round in progress.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn refresh_pending(&self) {
+        match self.store.pending().await {
+            Ok(n) => self.metrics.pending.set(n),
+            Err(e) => tracing::warn!(error = %e, "reminder scheduler: cannot count pending rows"),
+        }
+    }
+
+    /// Runs until `stop` turns true: claim rounds, and beside them the pending gauge on
+    /// its own interval. Returns after the round in progress.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         tracing::info!("reminder scheduler started");
+        tokio::join!(
+            self.claim_until(stop.clone()),
+            every(self.config.stats_interval, stop, || self.refresh_pending()),
+        );
+        tracing::info!("reminder scheduler stopped");
+    }
+
+    async fn claim_until(&self, mut stop: watch::Receiver<bool>) {
         let mut backoff = self.config.poll_interval;
         while !*stop.borrow() {
             let pause = match self.round().await {
@@ -182,7 +197,6 @@ impl ReminderScheduler {
                 _ = stop.changed() => {}
             }
         }
-        tracing::info!("reminder scheduler stopped");
     }
 }
 
@@ -246,6 +260,7 @@ mod tests {
                 batch_size: batch,
                 poll_interval: Duration::from_millis(10),
                 backoff_max: Duration::from_millis(50),
+                stats_interval: Duration::from_millis(10),
             },
             ReminderMetrics::new(&registry).unwrap(),
         );
@@ -286,6 +301,7 @@ mod tests {
         assert_eq!(s.round().await.unwrap(), 2);
         assert_eq!(s.round().await.unwrap(), 1);
         assert_eq!(s.round().await.unwrap(), 0);
+        s.refresh_pending().await;
         assert_eq!(value(&registry, "reminders_published_total"), 3.0);
         assert_eq!(value(&registry, "reminder_scheduler_lag_seconds"), 3.0);
         assert_eq!(value(&registry, "reminders_pending"), 1.0);

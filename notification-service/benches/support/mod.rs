@@ -1,6 +1,23 @@
-//! What the notification-service's benchmarks share: tunables and percentiles.
+//! What the notification-service's benchmarks share: tunables, percentiles, a doctor.
 // Each benchmark uses a different part of it.
 #![allow(dead_code)]
+
+use crate::booking::BookingApp;
+use serde_json::json;
+
+/// A doctor in a Berlin clinic, created by a fresh admin; its id.
+pub async fn doctor(booking: &BookingApp) -> String {
+    let admin = booking.admin().await;
+    let doctor = booking
+        .doctor(
+            &admin,
+            json!({"name": "Bench", "city": "Berlin", "address": "1 A St", "time_zone": "Europe/Berlin"}),
+            "Dr. Bench",
+            "GP",
+        )
+        .await;
+    doctor["id"].as_str().unwrap().to_owned()
+}
 
 /// A tunable from the environment, or its default.
 pub fn env_usize(name: &str, default: usize) -> usize {

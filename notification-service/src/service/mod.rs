@@ -239,6 +239,9 @@ pub struct NotificationHandler {
     /// The `From` address, also the calendar organizer.
     organizer: String,
     stop: watch::Receiver<bool>,
+    /// A cancel switch that never turns, for waits nothing but a stop may end (its
+    /// sender is kept so that the receiver never reports a closed channel).
+    never: (watch::Sender<bool>, watch::Receiver<bool>),
 }
 
 /// How long to wait before asking a busy dependency (database, DLQ) again.
@@ -271,6 +274,7 @@ impl NotificationHandler {
             stale_after: parts.stale_after,
             organizer: parts.organizer,
             stop,
+            never: watch::channel(false),
         }
     }
 
@@ -310,8 +314,7 @@ impl NotificationHandler {
 
     /// Handles `message`; only a stop of the service interrupts it.
     pub async fn handle(&self, message: &Incoming) -> Result<Outcome, HandleError> {
-        let (_keep, never) = watch::channel(false);
-        self.handle_cancellable(message, &never).await
+        self.handle_cancellable(message, &self.never.1).await
     }
 
     /// Handles `message` until it is done, the service stops, or `cancel` turns true
@@ -533,10 +536,9 @@ impl NotificationHandler {
             attempts,
             failed_at: chrono::Utc::now(),
         };
-        let (_keep, never) = watch::channel(false);
         while let Err(e) = self.dlq.dead_letter(message, &letter).await {
             tracing::warn!(error = %e, "cannot write the dead letter; retrying");
-            self.pause(DEPENDENCY_RETRY, &never, None).await?;
+            self.pause(DEPENDENCY_RETRY, &self.never.1, None).await?;
         }
         if let Some(id) = event_id {
             self.release(id).await;
