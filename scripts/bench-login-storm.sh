@@ -23,6 +23,9 @@ port=18080
 base="http://127.0.0.1:${port}"
 export MEDBOOK_DATABASE__URL="${PG_URL_BASE}/medbook_bench"
 export MEDBOOK_HTTP__ADDR="127.0.0.1:${port}"
+ops_port=19464
+ops="http://127.0.0.1:${ops_port}"
+export MEDBOOK_HTTP__OPS_ADDR="127.0.0.1:${ops_port}"
 export MEDBOOK_AUTH__JWT_SECRET="bench-secret-bench-secret-bench-secret-42"
 export MEDBOOK_AUTH__BCRYPT_COST=12
 export MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_CLIENT=1000000
@@ -34,18 +37,18 @@ trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do curl -sf "$base/health" >/dev/null && break; sleep 0.5; done
 
 curl -sf -X POST "$base/api/v1/auth/register" -H 'content-type: application/json' \
-    -d '{"email":"bench@example.com","password":"bench password","full_name":"Bench"}' >/dev/null
+    -d '{"email":"bench@example.com","password":"bench-violin-42","full_name":"Bench"}' >/dev/null
 
 login_lua=$(mktemp)
 cat > "$login_lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"email":"bench@example.com","password":"bench password"}'
+wrk.body = '{"email":"bench@example.com","password":"bench-violin-42"}'
 LUA
 
 summary() { grep -E "Requests/sec|Latency|99%" "$1" | sed 's/^/    /'; }
 login_count() {
-    curl -s "$base/metrics" | awk -v s="$1" -F' ' \
+    curl -s "$ops/metrics" | awk -v s="$1" -F' ' \
         '$1 ~ /^http_requests_total/ && $1 ~ /auth\/login/ && $1 ~ ("status=\"" s "\"") { print $2 }' | head -n1
 }
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 base="${MEDBOOK_URL:-http://127.0.0.1:8080}"
 admin_email="${MEDBOOK_DEV_ADMIN_EMAIL:-admin@medbook.local}"
-admin_password="${MEDBOOK_DEV_ADMIN_PASSWORD:-medbook-admin}"
+admin_password="${MEDBOOK_DEV_ADMIN_PASSWORD:-clinic-console-2026}"
 patient="${DEMO_PATIENT:-patient01@demo.medbook.local}"
 
 json() { python3 -c "import sys, json; v = json.load(sys.stdin); print($1)"; }

@@ -45,7 +45,7 @@ MEDBOOK_DATABASE__URL="$booking_db" "$booking" seed-demo | grep -q '"skipped": f
 
 # A development admin, so the admin endpoints can be tried at once.
 admin_email="${MEDBOOK_DEV_ADMIN_EMAIL:-admin@medbook.local}"
-admin_password="${MEDBOOK_DEV_ADMIN_PASSWORD:-medbook-admin}"
+admin_password="${MEDBOOK_DEV_ADMIN_PASSWORD:-clinic-console-2026}"
 if MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_ADMIN_PASSWORD="$admin_password" \
     "$booking" create-admin --email "$admin_email" >/dev/null 2>&1; then
     log "created admin ${admin_email} / ${admin_password}"

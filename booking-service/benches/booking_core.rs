@@ -67,6 +67,10 @@ async fn main() {
         ("MEDBOOK_PROFILE", "dev".to_owned()),
         ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
+        // 32 registrations from one address, and no padding to measure.
+        ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000".to_owned()),
+        ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),
         ("MEDBOOK_DATABASE__URL", db_url()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "16".to_owned()),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
@@ -87,6 +91,7 @@ async fn main() {
     .unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
+    let ops_base = format!("http://127.0.0.1:{}", app.ops_port());
     tokio::spawn(app.run_until_stopped());
 
     // Data at scale, written in SQL for speed: clinics, doctors, slots every 30 minutes
@@ -134,7 +139,7 @@ async fn main() {
     let mut tokens = Vec::new();
     for i in 0..CLIENTS {
         let email = format!("bench{i}@example.com");
-        let body = json!({"email": email, "password": "bench password", "full_name": "Bench"});
+        let body = json!({"email": email, "password": "bench-violin-42", "full_name": "Bench"});
         client
             .post(format!("{base}/api/v1/auth/register"))
             .json(&body)
@@ -143,7 +148,7 @@ async fn main() {
             .unwrap();
         let login: Value = client
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": email, "password": "bench password"}))
+            .json(&json!({"email": email, "password": "bench-violin-42"}))
             .send()
             .await
             .unwrap()
@@ -152,6 +157,9 @@ async fn main() {
             .unwrap();
         tokens.push(login["access_token"].as_str().unwrap().to_owned());
     }
+    // As following the verification links does: only verified patients book.
+    conn.batch_execute("UPDATE users SET email_verified_at = now()")
+        .unwrap();
     let per_client = 60;
     let slot_ids: Vec<uuid::Uuid> = diesel::sql_query(format!(
         "SELECT id FROM slots WHERE doctor_id IN (SELECT id FROM doctors WHERE status = 'active' ORDER BY id LIMIT {})
@@ -280,7 +288,7 @@ async fn main() {
         );
     }
     let metrics = client
-        .get(format!("{base}/metrics"))
+        .get(format!("{ops_base}/metrics"))
         .send()
         .await
         .unwrap()

@@ -205,7 +205,12 @@ pub async fn seed(
         };
         let profile = PatientProfile::parse(&raw, today).map_err(|e| anyhow::anyhow!("{e}"))?;
         let password = Password::parse(DEMO_PATIENT_PASSWORD).map_err(anyhow::Error::msg)?;
-        patients.push(services.patients.create(profile, Some(password)).await?);
+        patients.push(
+            services
+                .patients
+                .create_verified(profile, Some(password))
+                .await?,
+        );
     }
     report.patients = patients.len();
 

@@ -20,6 +20,7 @@ log:
   level: info
 http:
   addr: "127.0.0.1:8080"
+  ops_addr: "127.0.0.1:9464"
   workers: 0
   request_timeout_ms: 30000
   shutdown_grace_secs: 30
@@ -77,6 +78,15 @@ auth:
     max_failures_per_client: 50
     window_secs: 900
     lockout_secs: 900
+accounts:
+  verify_email_url: "http://127.0.0.1:8080/account/verify-email"
+  reset_password_url: "http://127.0.0.1:8080/account/reset-password"
+  verification_ttl_secs: 86400
+  reset_ttl_secs: 1800
+  response_floor_ms: 400
+  emails_per_address: 3
+  requests_per_client: 20
+  rate_window_secs: 3600
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -100,6 +110,29 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
     pub reminders: ReminderSettings,
+    pub accounts: AccountSettings,
+}
+
+/// E-mail verification and password reset (see `service::accounts`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountSettings {
+    /// The page a verification link opens, `?token=…` appended. By default the
+    /// service's own minimal page; point it at the web front end once there is one.
+    pub verify_email_url: String,
+    /// The page a reset link opens.
+    pub reset_password_url: String,
+    pub verification_ttl_secs: u64,
+    pub reset_ttl_secs: u64,
+    /// Registration and reset requests answer no sooner than this, whether or not
+    /// the address has an account; keep it above the slowest of them (one bcrypt
+    /// hash at `auth.bcrypt_cost` plus a transaction).
+    pub response_floor_ms: u64,
+    /// Account e-mails (verification, reset, notices) per address or account per
+    /// `rate_window_secs`.
+    pub emails_per_address: u32,
+    /// Registration and reset requests per client address per `rate_window_secs`.
+    pub requests_per_client: u32,
+    pub rate_window_secs: u64,
 }
 
 /// Appointment reminders (see `domain::reminders` and `service::reminders`).
@@ -187,8 +220,11 @@ pub struct LogSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
-    /// `host:port` to listen on; port 0 picks a free port.
+    /// `host:port` of the public API; port 0 picks a free port.
     pub addr: String,
+    /// `host:port` of the operators' endpoints (`/metrics`, `/ready`, `/health`):
+    /// never expose it to the public. Must differ from `addr`.
+    pub ops_addr: String,
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     pub request_timeout_ms: u64,
@@ -258,6 +294,39 @@ impl Settings {
             return Err(bad(
                 "http.addr",
                 "must be host:port with a port from 0 to 65535",
+            ));
+        }
+        if !config_loader::is_host_port(&self.http.ops_addr) {
+            return Err(bad(
+                "http.ops_addr",
+                "must be host:port with a port from 0 to 65535",
+            ));
+        }
+        if self.http.ops_addr == self.http.addr && !self.http.addr.ends_with(":0") {
+            return Err(bad(
+                "http.ops_addr",
+                "must differ from http.addr: operators' endpoints are not served to the public",
+            ));
+        }
+        let a = &self.accounts;
+        for (key, url) in [
+            ("accounts.verify_email_url", &a.verify_email_url),
+            ("accounts.reset_password_url", &a.reset_password_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('#') {
+                return Err(bad(key, "must be an http(s) URL without a #fragment"));
+            }
+        }
+        if a.verification_ttl_secs == 0 || a.reset_ttl_secs == 0 {
+            return Err(bad(
+                "accounts.verification_ttl_secs",
+                "link lifetimes (verification_ttl_secs, reset_ttl_secs) must be greater than 0",
+            ));
+        }
+        if a.emails_per_address == 0 || a.requests_per_client == 0 || a.rate_window_secs == 0 {
+            return Err(bad(
+                "accounts.emails_per_address",
+                "limits (emails_per_address, requests_per_client, rate_window_secs) must be at least 1",
             ));
         }
         if self.http.request_timeout_ms == 0 {
@@ -422,6 +491,24 @@ impl Settings {
             retention: Duration::from_secs(o.retention_hours * 3600),
             prune_interval: Duration::from_secs(o.prune_interval_secs),
             stats_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn account_config(&self) -> crate::service::accounts::AccountConfig {
+        let a = &self.accounts;
+        let policy = |max_failures| crate::service::ports::ThrottlePolicy {
+            max_failures,
+            window: Duration::from_secs(a.rate_window_secs),
+            lockout: Duration::from_secs(a.rate_window_secs),
+        };
+        crate::service::accounts::AccountConfig {
+            verify_url: a.verify_email_url.clone(),
+            reset_url: a.reset_password_url.clone(),
+            verification_ttl: Duration::from_secs(a.verification_ttl_secs),
+            reset_ttl: Duration::from_secs(a.reset_ttl_secs),
+            response_floor: Duration::from_millis(a.response_floor_ms),
+            per_address: policy(a.emails_per_address),
+            per_client: policy(a.requests_per_client),
         }
     }
 

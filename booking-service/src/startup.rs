@@ -6,10 +6,11 @@ use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::messaging::KafkaPublisher;
 use crate::repository::{
-    db::PoolSettings, migrations, Db, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle,
-    PgOutbox, PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
+    db::PoolSettings, migrations, Db, PgAccounts, PgAppointments, PgClinics, PgDoctors,
+    PgLoginThrottle, PgOutbox, PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
 };
 use crate::security::{BcryptHasher, JwtIssuer};
+use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::catalog::CatalogService;
@@ -33,6 +34,7 @@ pub struct Services {
     pub db: Db,
     pub metrics: Arc<Metrics>,
     pub auth: Arc<AuthService>,
+    pub accounts: Arc<AccountService>,
     pub patients: Arc<PatientService>,
     pub catalog: Arc<CatalogService>,
     pub slots: Arc<SlotService>,
@@ -125,6 +127,17 @@ impl Services {
             window: Duration::from_secs(login.window_secs),
             lockout: Duration::from_secs(login.lockout_secs),
         };
+        let outbox_signal = OutboxSignal::default();
+        let accounts = Arc::new(AccountService::new(
+            users.clone(),
+            Arc::new(PgAccounts::new(db.clone(), outbox_signal.clone())),
+            throttle.clone(),
+            hasher.clone(),
+            issuer.clone(),
+            clock.clone(),
+            cache.clone(),
+            settings.account_config(),
+        ));
         let auth = Arc::new(AuthService::new(
             users.clone(),
             tokens.clone(),
@@ -145,6 +158,7 @@ impl Services {
             hasher,
             clock.clone(),
             cache.clone(),
+            accounts.clone(),
         ));
         let doctors = Arc::new(PgDoctors::new(db.clone()));
         let catalog = Arc::new(CatalogService::new(
@@ -157,7 +171,6 @@ impl Services {
             Arc::new(PgSlots::new(db.clone())),
             catalog.clone(),
         ));
-        let outbox_signal = OutboxSignal::default();
         let reminder_metrics = ReminderMetrics::new(metrics.registry())?;
         let appointments = Arc::new(
             AppointmentService::new(
@@ -180,6 +193,7 @@ impl Services {
             db,
             metrics,
             auth,
+            accounts,
             patients,
             catalog,
             slots,
@@ -238,6 +252,7 @@ impl Services {
     pub fn into_state(self, settings: &Settings, publisher: Arc<dyn EventPublisher>) -> AppState {
         AppState {
             auth: self.auth,
+            accounts: self.accounts,
             patients: self.patients,
             catalog: self.catalog,
             slots: self.slots,
@@ -300,7 +315,10 @@ pub async fn apply_migrations(db: &Db) -> anyhow::Result<Vec<String>> {
 
 pub struct Application {
     port: u16,
+    ops_port: u16,
     server: Server,
+    /// The operators' listener; stopped when the public one has stopped.
+    ops_server: Server,
     db: Db,
     relay: Option<BackgroundTask>,
     scheduler: Option<BackgroundTask>,
@@ -357,6 +375,17 @@ impl Application {
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         let port = listener.local_addr()?.port();
         let doc = actix_web::web::Data::new(http::openapi::OpenApiDoc(http::openapi_document()));
+        let ops_listener = TcpListener::bind(&settings.http.ops_addr).with_context(|| {
+            format!("cannot listen on http.ops_addr {}", settings.http.ops_addr)
+        })?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops_state = state.clone();
+        let ops_server = actix_web::HttpServer::new(move || http::build_ops_app(ops_state.clone()))
+            .listen(ops_listener)?
+            .disable_signals()
+            .workers(1)
+            .shutdown_timeout(5)
+            .run();
         let mut server = actix_web::HttpServer::new(move || {
             http::build_app(state.clone(), doc.clone(), &app_config)
         })
@@ -366,9 +395,11 @@ impl Application {
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
-        tracing::info!(addr = %settings.http.addr, port, "listening");
+        tracing::info!(addr = %settings.http.addr, port, ops_addr = %settings.http.ops_addr, ops_port, "listening");
         Ok(Self {
             port,
+            ops_port,
+            ops_server,
             server: server.run(),
             db,
             relay,
@@ -380,6 +411,11 @@ impl Application {
         self.port
     }
 
+    /// The port of the operators' listener (`/metrics`, `/ready`, `/health`).
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
     /// Stops the server: `stop(true)` finishes in-flight requests within the grace period.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -387,7 +423,12 @@ impl Application {
 
     /// Serves until stopped, lets the relay finish its round, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let ops = self.ops_server.handle();
+        let ops_task = tokio::spawn(self.ops_server);
         let result = self.server.await;
+        // Readiness and metrics stay up while the API drains, then stop too.
+        ops.stop(true).await;
+        let _ = ops_task.await;
         // The scheduler first: its last round's events then still reach the relay.
         if let Some(scheduler) = self.scheduler {
             scheduler

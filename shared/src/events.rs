@@ -1,7 +1,10 @@
-//! The appointment events every service agrees on (DESIGN.md §6), defined once.
+//! The events every service agrees on (DESIGN.md §6), defined once: what happened to
+//! an appointment, and the account e-mails (address verification, password reset,
+//! security notices).
 //!
 //! On the wire an event is a JSON envelope `{id, type, version, occurred_at, data}`,
-//! keyed by the appointment id so that one appointment's events stay in order. `data`
+//! keyed by the appointment id (account events: the user id) so that one
+//! appointment's (account's) events stay in order. `data`
 //! carries everything an email needs, so a consumer never calls back into the booking
 //! service. Decoding is strict where it matters and lenient where it helps evolution:
 //! unknown fields are ignored, while an unknown `type` or `version` is an error the
@@ -22,22 +25,27 @@ pub const TOPIC_CANCELLED: &str = "appointments.cancelled";
 pub const TOPIC_RESCHEDULED: &str = "appointments.rescheduled";
 /// Topic of due reminders (the booking-service's reminder scheduler).
 pub const TOPIC_REMINDERS: &str = "appointments.reminders";
+/// Topic of account e-mails: verification and reset links, security notices. Its
+/// messages carry single-use links, so its retention is short (kafka/topics.txt).
+pub const TOPIC_ACCOUNTS: &str = "accounts.emails";
 /// Dead letters of the notification-service.
 pub const TOPIC_DLQ: &str = "notifications.dlq";
 /// Every topic the system uses, dead letters last.
-pub const ALL_TOPICS: [&str; 5] = [
+pub const ALL_TOPICS: [&str; 6] = [
     TOPIC_CREATED,
     TOPIC_CANCELLED,
     TOPIC_RESCHEDULED,
     TOPIC_REMINDERS,
+    TOPIC_ACCOUNTS,
     TOPIC_DLQ,
 ];
 /// The topics the notification-service consumes.
-pub const EVENT_TOPICS: [&str; 4] = [
+pub const EVENT_TOPICS: [&str; 5] = [
     TOPIC_CREATED,
     TOPIC_CANCELLED,
     TOPIC_RESCHEDULED,
     TOPIC_REMINDERS,
+    TOPIC_ACCOUNTS,
 ];
 
 /// Kafka header names that travel with events.
@@ -56,21 +64,33 @@ pub fn topic_name(prefix: &str, topic: &str) -> String {
     format!("{prefix}{topic}")
 }
 
-/// What happened to an appointment.
+/// What happened: to an appointment, or an e-mail an account needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {
     Created,
     Cancelled,
     Rescheduled,
     Reminder,
+    /// A link that proves the recipient owns the address.
+    VerifyEmail,
+    /// A link that sets a new password.
+    PasswordReset,
+    /// Someone tried to register with an address that has an account.
+    RegistrationAttempted,
+    /// The account's address was changed; told to the old address.
+    EmailChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 8] = [
         Self::Created,
         Self::Cancelled,
         Self::Rescheduled,
         Self::Reminder,
+        Self::VerifyEmail,
+        Self::PasswordReset,
+        Self::RegistrationAttempted,
+        Self::EmailChanged,
     ];
 
     /// The envelope's `type` value.
@@ -80,6 +100,10 @@ impl EventType {
             Self::Cancelled => "appointment.cancelled",
             Self::Rescheduled => "appointment.rescheduled",
             Self::Reminder => "appointment.reminder",
+            Self::VerifyEmail => "account.verify_email",
+            Self::PasswordReset => "account.password_reset",
+            Self::RegistrationAttempted => "account.registration_attempted",
+            Self::EmailChanged => "account.email_changed",
         }
     }
 
@@ -90,6 +114,10 @@ impl EventType {
             Self::Cancelled => TOPIC_CANCELLED,
             Self::Rescheduled => TOPIC_RESCHEDULED,
             Self::Reminder => TOPIC_REMINDERS,
+            Self::VerifyEmail
+            | Self::PasswordReset
+            | Self::RegistrationAttempted
+            | Self::EmailChanged => TOPIC_ACCOUNTS,
         }
     }
 
@@ -183,6 +211,118 @@ pub struct Reminder {
     pub due_at: DateTime<Utc>,
 }
 
+/// The account an e-mail goes to: `email` is the address it is sent to (for an
+/// address change being verified, the new one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+}
+
+/// An e-mail with a single-use link: verification, password reset, or the notice that
+/// someone tried to register with the address (its link resets the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLink {
+    pub account: AccountInfo,
+    /// The full URL, token included. Only the token's hash is stored.
+    pub link: String,
+    /// When the link stops working; a mail that could not be sent by then is dropped.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The notice to the old address that the account's address has changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailChange {
+    /// The account, with its old address (the notice goes there).
+    pub account: AccountInfo,
+    pub new_email: String,
+}
+
+/// The account e-mails, by event type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountEvent {
+    VerifyEmail(AccountLink),
+    PasswordReset(AccountLink),
+    RegistrationAttempted(AccountLink),
+    EmailChanged(EmailChange),
+}
+
+impl AccountEvent {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::VerifyEmail(_) => EventType::VerifyEmail,
+            Self::PasswordReset(_) => EventType::PasswordReset,
+            Self::RegistrationAttempted(_) => EventType::RegistrationAttempted,
+            Self::EmailChanged(_) => EventType::EmailChanged,
+        }
+    }
+
+    /// The account (and address) the e-mail goes to.
+    pub fn account(&self) -> &AccountInfo {
+        match self {
+            Self::VerifyEmail(l) | Self::PasswordReset(l) | Self::RegistrationAttempted(l) => {
+                &l.account
+            }
+            Self::EmailChanged(c) => &c.account,
+        }
+    }
+
+    /// When the e-mail's link stops working, if it has one.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::VerifyEmail(l) | Self::PasswordReset(l) | Self::RegistrationAttempted(l) => {
+                Some(l.expires_at)
+            }
+            Self::EmailChanged(_) => None,
+        }
+    }
+}
+
+/// Any event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Appointment(AppointmentEvent),
+    Account(AccountEvent),
+}
+
+impl Event {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::Appointment(e) => e.event_type(),
+            Self::Account(e) => e.event_type(),
+        }
+    }
+
+    /// The appointment as it is after the change, for appointment events.
+    pub fn appointment(&self) -> Option<&AppointmentSnapshot> {
+        match self {
+            Self::Appointment(e) => Some(e.appointment()),
+            Self::Account(_) => None,
+        }
+    }
+
+    /// What the event is about: the appointment's id, or the account's.
+    pub fn aggregate_id(&self) -> Uuid {
+        match self {
+            Self::Appointment(e) => e.appointment().appointment_id,
+            Self::Account(e) => e.account().id,
+        }
+    }
+}
+
+impl From<AppointmentEvent> for Event {
+    fn from(e: AppointmentEvent) -> Self {
+        Self::Appointment(e)
+    }
+}
+
+impl From<AccountEvent> for Event {
+    fn from(e: AccountEvent) -> Self {
+        Self::Account(e)
+    }
+}
+
 /// The payload, by event type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppointmentEvent {
@@ -218,7 +358,7 @@ impl AppointmentEvent {
 pub struct EventEnvelope {
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
-    pub event: AppointmentEvent,
+    pub event: Event,
 }
 
 /// Why bytes are not an event this code understands. Consumers treat every variant as a
@@ -241,6 +381,8 @@ enum DataRef<'a> {
     Cancelled(&'a Cancellation),
     Rescheduled(&'a Reschedule),
     Reminder(&'a Reminder),
+    Link(&'a AccountLink),
+    EmailChange(&'a EmailChange),
 }
 
 /// The envelope's fields as they travel; `data` is decoded once `type` is known.
@@ -256,11 +398,11 @@ struct Wire<D> {
 
 impl EventEnvelope {
     /// A new event with a fresh id.
-    pub fn new(occurred_at: DateTime<Utc>, event: AppointmentEvent) -> Self {
+    pub fn new(occurred_at: DateTime<Utc>, event: impl Into<Event>) -> Self {
         Self {
             id: Uuid::new_v4(),
             occurred_at,
-            event,
+            event: event.into(),
         }
     }
 
@@ -268,19 +410,30 @@ impl EventEnvelope {
         self.event.event_type()
     }
 
-    /// The message key: per-appointment ordering.
+    /// The message key: per-appointment (per-account) ordering.
     pub fn key(&self) -> String {
-        self.event.appointment().appointment_id.to_string()
+        self.event.aggregate_id().to_string()
+    }
+
+    /// The appointment as it is after the change, for appointment events.
+    pub fn appointment(&self) -> Option<&AppointmentSnapshot> {
+        self.event.appointment()
     }
 
     /// The JSON bytes of the envelope. Only fails if serde_json itself does: the payload
     /// is plain strings, ids and times.
     pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
         let data = match &self.event {
-            AppointmentEvent::Created(d) => DataRef::Created(d),
-            AppointmentEvent::Cancelled(d) => DataRef::Cancelled(d),
-            AppointmentEvent::Rescheduled(d) => DataRef::Rescheduled(d),
-            AppointmentEvent::Reminder(d) => DataRef::Reminder(d),
+            Event::Appointment(AppointmentEvent::Created(d)) => DataRef::Created(d),
+            Event::Appointment(AppointmentEvent::Cancelled(d)) => DataRef::Cancelled(d),
+            Event::Appointment(AppointmentEvent::Rescheduled(d)) => DataRef::Rescheduled(d),
+            Event::Appointment(AppointmentEvent::Reminder(d)) => DataRef::Reminder(d),
+            Event::Account(
+                AccountEvent::VerifyEmail(d)
+                | AccountEvent::PasswordReset(d)
+                | AccountEvent::RegistrationAttempted(d),
+            ) => DataRef::Link(d),
+            Event::Account(AccountEvent::EmailChanged(d)) => DataRef::EmailChange(d),
         };
         serde_json::to_vec(&Wire {
             id: self.id,
@@ -301,18 +454,33 @@ impl EventEnvelope {
         let event_type = EventType::parse(&wire.event_type)
             .ok_or_else(|| DecodeError::UnknownType(wire.event_type.clone()))?;
         let malformed = |e: serde_json::Error| DecodeError::Malformed(format!("data: {e}"));
-        let event = match event_type {
+        let data = wire.data;
+        let event: Event = match event_type {
             EventType::Created => {
-                AppointmentEvent::Created(serde_json::from_value(wire.data).map_err(malformed)?)
+                AppointmentEvent::Created(serde_json::from_value(data).map_err(malformed)?).into()
             }
             EventType::Cancelled => {
-                AppointmentEvent::Cancelled(serde_json::from_value(wire.data).map_err(malformed)?)
+                AppointmentEvent::Cancelled(serde_json::from_value(data).map_err(malformed)?).into()
             }
             EventType::Rescheduled => {
-                AppointmentEvent::Rescheduled(serde_json::from_value(wire.data).map_err(malformed)?)
+                AppointmentEvent::Rescheduled(serde_json::from_value(data).map_err(malformed)?)
+                    .into()
             }
             EventType::Reminder => {
-                AppointmentEvent::Reminder(serde_json::from_value(wire.data).map_err(malformed)?)
+                AppointmentEvent::Reminder(serde_json::from_value(data).map_err(malformed)?).into()
+            }
+            EventType::VerifyEmail => {
+                AccountEvent::VerifyEmail(serde_json::from_value(data).map_err(malformed)?).into()
+            }
+            EventType::PasswordReset => {
+                AccountEvent::PasswordReset(serde_json::from_value(data).map_err(malformed)?).into()
+            }
+            EventType::RegistrationAttempted => AccountEvent::RegistrationAttempted(
+                serde_json::from_value(data).map_err(malformed)?,
+            )
+            .into(),
+            EventType::EmailChanged => {
+                AccountEvent::EmailChanged(serde_json::from_value(data).map_err(malformed)?).into()
             }
         };
         Ok(Self {
@@ -390,6 +558,49 @@ mod tests {
         ]
     }
 
+    fn account_events() -> Vec<EventEnvelope> {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        let account = AccountInfo {
+            id: Uuid::new_v4(),
+            email: "ana@example.com".into(),
+            full_name: "Ana Lima".into(),
+        };
+        let link = AccountLink {
+            account: account.clone(),
+            link: "https://medbook.example/account/verify-email?token=abc".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap(),
+        };
+        vec![
+            EventEnvelope::new(at, AccountEvent::VerifyEmail(link.clone())),
+            EventEnvelope::new(at, AccountEvent::PasswordReset(link.clone())),
+            EventEnvelope::new(at, AccountEvent::RegistrationAttempted(link)),
+            EventEnvelope::new(
+                at,
+                AccountEvent::EmailChanged(EmailChange {
+                    account,
+                    new_email: "ana.lima@example.org".into(),
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn account_events_round_trip_keyed_by_the_account() {
+        for e in account_events() {
+            let bytes = e.encode().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["type"], e.event_type().as_str());
+            assert_eq!(v["data"]["account"]["email"], "ana@example.com");
+            assert_eq!(e.event_type().topic(), TOPIC_ACCOUNTS);
+            let Event::Account(account) = &e.event else {
+                panic!("not an account event")
+            };
+            assert_eq!(e.key(), account.account().id.to_string());
+            assert!(e.appointment().is_none());
+            assert_eq!(EventEnvelope::decode(&bytes), Ok(e));
+        }
+    }
+
     #[test]
     fn every_event_type_round_trips() {
         for e in all_events() {
@@ -423,6 +634,7 @@ mod tests {
                     assert_eq!(data["offset"], "24h");
                     assert_eq!(data["due_at"], "2026-11-30T09:30:00Z");
                 }
+                other => panic!("{other:?} is not an appointment event"),
             }
             assert_eq!(data["version"], 3);
             assert_eq!(e.key(), data["appointment_id"].as_str().unwrap());
@@ -446,7 +658,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&e.encode().unwrap()).unwrap();
         v["data"].as_object_mut().unwrap().remove("version");
         let decoded = EventEnvelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
-        assert_eq!(decoded.event.appointment().version, 0);
+        assert_eq!(decoded.appointment().unwrap().version, 0);
     }
 
     #[test]
@@ -494,6 +706,7 @@ mod tests {
         assert_eq!(EventType::Cancelled.topic(), TOPIC_CANCELLED);
         assert_eq!(EventType::Rescheduled.topic(), TOPIC_RESCHEDULED);
         assert_eq!(EventType::Reminder.topic(), TOPIC_REMINDERS);
+        assert_eq!(EventType::PasswordReset.topic(), TOPIC_ACCOUNTS);
         for t in EventType::ALL {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
         }

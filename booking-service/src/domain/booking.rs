@@ -220,6 +220,18 @@ pub enum BookingRejection {
     NotActive,
     AlreadyStarted,
     IdempotencyKeyReused,
+    /// The patient has not proved control of their e-mail address yet.
+    EmailUnverified,
+}
+
+/// Whether this patient may book at all: only with a verified e-mail address, so that
+/// confirmations and reminders never go to someone who did not ask for them.
+pub fn check_patient(email_verified: bool) -> Result<(), BookingRejection> {
+    if email_verified {
+        Ok(())
+    } else {
+        Err(BookingRejection::EmailUnverified)
+    }
 }
 
 /// Whether a slot can be taken now, given the doctor's status. Checked inside the

@@ -4,6 +4,7 @@
 
 pub mod booking;
 pub mod errors;
+pub mod password_policy;
 pub mod reminders;
 pub mod schedule;
 pub mod user;

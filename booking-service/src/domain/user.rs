@@ -97,6 +97,17 @@ pub struct User {
     pub phone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the owner proved control of `email` (followed a verification or reset link);
+    /// `None` until then. Only verified patients may book.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// An address the user asked to change to; it replaces `email` once verified.
+    pub pending_email: Option<String>,
+}
+
+impl User {
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
 }
 
 /// Everything needed to insert a user; built only from parsed values.
@@ -110,6 +121,9 @@ pub struct NewUser {
     pub birth_date: Option<BirthDate>,
     pub gender: Option<Gender>,
     pub phone: Option<Phone>,
+    /// Set only where the address is known to work without a link being followed
+    /// (demo data, the operator's `create-admin`); see README "Accounts".
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// A patient's profile fields, as set by an admin (create / replace) or an import.

@@ -10,8 +10,8 @@ use super::reminders;
 use super::schema::{appointments, booking_idempotency, clinics, doctors, slots, users};
 use super::slots::{lock_slot, SlotRow};
 use crate::domain::booking::{
-    check_bookable, Appointment, AppointmentStatus, BookingRejection, DoctorStatus, Slot,
-    SlotStatus,
+    check_bookable, check_patient, Appointment, AppointmentStatus, BookingRejection, DoctorStatus,
+    Slot, SlotStatus,
 };
 use crate::service::booking_ports::{
     AppointmentFilter, AppointmentRepository, BookCommand, Booked, CancelCommand, RescheduleCommand,
@@ -168,12 +168,15 @@ fn book_in_tx(
     cmd: &BookCommand,
 ) -> Result<Result<(Booked, usize), BookingRejection>, RepoError> {
     // Serialise each patient's bookings, so the cap on active appointments holds.
-    users::table
+    let verified_at: Option<DateTime<Utc>> = users::table
         .find(cmd.patient_id)
-        .select(users::id)
+        .select(users::email_verified_at)
         .for_update()
-        .first::<Uuid>(conn)
+        .first(conn)
         .map_err(map_err)?;
+    if let Err(r) = check_patient(verified_at.is_some()) {
+        return Ok(Err(r));
+    }
     if let Some((key, hash)) = &cmd.idempotency {
         let earlier: Option<(String, Uuid)> = booking_idempotency::table
             .find((cmd.patient_id, key))

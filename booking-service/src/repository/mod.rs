@@ -1,6 +1,7 @@
 //! PostgreSQL implementations of the service ports, with Diesel over an r2d2 pool.
 //! Every query runs through [`Db::run`], i.e. off the async executor.
 
+pub mod accounts;
 pub mod appointments;
 pub mod clinics;
 pub mod db;
@@ -16,6 +17,7 @@ pub mod slots;
 pub mod throttle;
 pub mod users;
 
+pub use accounts::PgAccounts;
 pub use appointments::PgAppointments;
 pub use clinics::PgClinics;
 pub use db::{Db, PoolSettings};

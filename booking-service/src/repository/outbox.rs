@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Interval, Uuid as SqlUuid};
 use medbook_shared::events::{
-    AppointmentSnapshot, ClinicInfo, DoctorInfo, EventEnvelope, PatientInfo,
+    AppointmentSnapshot, ClinicInfo, DoctorInfo, EventEnvelope, PatientInfo, TOPIC_ACCOUNTS,
 };
 use std::time::Duration;
 use uuid::Uuid;
@@ -96,7 +96,7 @@ pub fn enqueue(conn: &mut PgConnection, event: &EventEnvelope) -> Result<(), Rep
     diesel::insert_into(outbox_events::table)
         .values((
             outbox_events::id.eq(event.id),
-            outbox_events::aggregate_id.eq(event.event.appointment().appointment_id),
+            outbox_events::aggregate_id.eq(event.event.aggregate_id()),
             outbox_events::topic.eq(event.event_type().topic()),
             outbox_events::event_type.eq(event.event_type().as_str()),
             outbox_events::payload.eq(payload),
@@ -206,6 +206,11 @@ impl OutboxStore for PgOutbox {
                 )
                 .set((
                     outbox_events::published_at.eq(diesel::dsl::now),
+                    // Account e-mails carry single-use links: once on the broker, the
+                    // outbox keeps no copy of them.
+                    outbox_events::payload.eq(diesel::dsl::sql::<diesel::sql_types::Text>(
+                        &format!("CASE WHEN topic = '{TOPIC_ACCOUNTS}' THEN '' ELSE payload END"),
+                    )),
                     outbox_events::locked_by.eq(None::<Uuid>),
                     outbox_events::locked_until.eq(None::<DateTime<Utc>>),
                     outbox_events::last_error.eq(None::<String>),

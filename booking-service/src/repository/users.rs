@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = users)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     email: String,
     password_hash: Option<String>,
@@ -22,6 +22,8 @@ struct UserRow {
     phone: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    email_verified_at: Option<DateTime<Utc>>,
+    pending_email: Option<String>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -45,13 +47,15 @@ impl TryFrom<UserRow> for User {
             phone: r.phone,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            email_verified_at: r.email_verified_at,
+            pending_email: r.pending_email,
         })
     }
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = users)]
-struct NewUserRow {
+pub(crate) struct NewUserRow {
     id: Uuid,
     email: String,
     password_hash: Option<String>,
@@ -60,6 +64,7 @@ struct NewUserRow {
     birth_date: Option<NaiveDate>,
     gender: Option<&'static str>,
     phone: Option<String>,
+    email_verified_at: Option<DateTime<Utc>>,
 }
 
 impl From<NewUser> for NewUserRow {
@@ -73,6 +78,7 @@ impl From<NewUser> for NewUserRow {
             birth_date: u.birth_date.map(|d| d.get()),
             gender: u.gender.map(Gender::as_str),
             phone: u.phone.map(|p| p.as_str().to_owned()),
+            email_verified_at: u.email_verified_at,
         }
     }
 }
@@ -86,6 +92,8 @@ struct UserChangeset {
     birth_date: Option<Option<NaiveDate>>,
     gender: Option<Option<&'static str>>,
     phone: Option<Option<String>>,
+    email_verified_at: Option<Option<DateTime<Utc>>>,
+    pending_email: Option<Option<String>>,
     updated_at: DateTime<Utc>,
 }
 
@@ -206,6 +214,8 @@ impl UserRepository for PgUsers {
             birth_date: c.birth_date,
             gender: c.gender.map(|g| g.map(Gender::as_str)),
             phone: c.phone,
+            email_verified_at: c.email_verified_at,
+            pending_email: c.pending_email,
             updated_at: Utc::now(),
         };
         self.db

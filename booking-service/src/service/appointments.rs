@@ -35,6 +35,14 @@ pub fn rejection(r: BookingRejection) -> ServiceError {
     let (conflict, code, message) = match r {
         SlotNotFound => return ServiceError::NotFound("slot"),
         AppointmentNotFound => return ServiceError::NotFound("appointment"),
+        EmailUnverified => {
+            return ServiceError::Refused {
+                code: "email_unverified",
+                message: "verify your e-mail address before booking: follow the link we sent \
+                          you, or ask for a new one with POST /api/v1/me/email-verification"
+                    .into(),
+            }
+        }
         SlotTaken => (
             true,
             "slot_taken",

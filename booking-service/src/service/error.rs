@@ -15,6 +15,10 @@ pub enum ServiceError {
     Unauthorized(&'static str),
     #[error("forbidden")]
     Forbidden,
+    /// The caller may not do this yet, for a reason it can act on (e.g.
+    /// `email_unverified`).
+    #[error("refused: {message}")]
+    Refused { code: &'static str, message: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("conflict: {message}")]

@@ -1,12 +1,15 @@
 //! In-memory fakes of the ports, for unit tests of the use cases. The real
 //! implementations are tested against PostgreSQL in `tests/api`.
 
+use super::account_ports::{AccountStore, LiveToken, NewAccountToken, TokenPurpose, Verification};
+use super::accounts::{AccountConfig, AccountService};
 use super::auth::{AuthService, LoginLimits};
 use super::patients::PatientService;
 use super::ports::*;
 use crate::domain::{NewUser, Password, Role, User, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use medbook_shared::events::{AccountEvent, EventEnvelope};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,18 +25,92 @@ pub struct Fakes {
     pub hasher: Arc<FakeHasher>,
     pub issuer: Arc<FakeIssuer>,
     pub clock: Arc<FakeClock>,
+    pub accounts: Arc<FakeAccounts>,
 }
 
 impl Fakes {
     pub fn new() -> Self {
+        let users: Arc<FakeUsers> = Arc::default();
+        let tokens: Arc<FakeTokens> = Arc::default();
+        let clock = Arc::new(FakeClock(Mutex::new(Utc::now())));
         Self {
-            users: Arc::default(),
-            tokens: Arc::default(),
+            accounts: Arc::new(FakeAccounts {
+                users: users.clone(),
+                tokens: tokens.clone(),
+                links: Mutex::default(),
+                mails: Mutex::default(),
+            }),
+            users,
+            tokens,
             throttle: Arc::default(),
             hasher: Arc::default(),
             issuer: Arc::new(FakeIssuer),
-            clock: Arc::new(FakeClock(Mutex::new(Utc::now()))),
+            clock,
         }
+    }
+
+    pub fn accounts(&self) -> AccountService {
+        let policy = |max_failures| ThrottlePolicy {
+            max_failures,
+            window: Duration::from_secs(3600),
+            lockout: Duration::from_secs(3600),
+        };
+        AccountService::new(
+            self.users.clone(),
+            self.accounts.clone(),
+            self.throttle.clone(),
+            self.hasher.clone(),
+            self.issuer.clone(),
+            self.clock.clone(),
+            self.cache(),
+            AccountConfig {
+                verify_url: "http://medbook.test/verify".into(),
+                reset_url: "http://medbook.test/reset".into(),
+                verification_ttl: Duration::from_secs(86_400),
+                reset_ttl: Duration::from_secs(1_800),
+                response_floor: Duration::from_millis(250),
+                per_address: policy(3),
+                per_client: policy(20),
+            },
+        )
+    }
+
+    fn cache(&self) -> Arc<dyn crate::cache::Cache> {
+        Arc::new(crate::cache::memory::MemoryCache::new(
+            100,
+            Duration::from_secs(60),
+            crate::cache::CacheMetrics::new(&prometheus::Registry::new()).unwrap(),
+        ))
+    }
+
+    /// The stored user with this address.
+    pub fn user(&self, email: &str) -> User {
+        self.users
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|u| u.email == email)
+            .cloned()
+            .unwrap()
+    }
+
+    /// A patient whose address is verified.
+    pub async fn verified_patient(&self, email: &str, password: &str) -> User {
+        self.users
+            .insert(NewUser {
+                id: UserId(Uuid::new_v4()),
+                email: crate::domain::Email::parse(email).unwrap(),
+                password_hash: Some(format!("hash:{password}")),
+                role: Role::Patient,
+                full_name: crate::domain::FullName::parse("Ann Lee").unwrap(),
+                birth_date: None,
+                gender: None,
+                phone: None,
+                email_verified_at: Some(Utc::now()),
+            })
+            .await
+            .unwrap()
     }
 
     pub fn auth(&self) -> AuthService {
@@ -67,11 +144,8 @@ impl Fakes {
             self.tokens.clone(),
             self.hasher.clone(),
             self.clock.clone(),
-            Arc::new(crate::cache::memory::MemoryCache::new(
-                100,
-                Duration::from_secs(60),
-                crate::cache::CacheMetrics::new(&prometheus::Registry::new()).unwrap(),
-            )),
+            self.cache(),
+            Arc::new(self.accounts()),
         )
     }
 }
@@ -94,6 +168,186 @@ impl Clock for FakeClock {
 #[derive(Default)]
 pub struct FakeUsers(Mutex<Vec<User>>);
 
+#[derive(Debug, Clone)]
+struct FakeLink {
+    token: NewAccountToken,
+    used: bool,
+}
+
+/// Link tokens and queued account e-mails in memory, over the fake users and tokens.
+pub struct FakeAccounts {
+    users: Arc<FakeUsers>,
+    tokens: Arc<FakeTokens>,
+    links: Mutex<Vec<FakeLink>>,
+    mails: Mutex<Vec<AccountEvent>>,
+}
+
+impl FakeAccounts {
+    /// The account e-mails queued so far, oldest first.
+    pub fn mails(&self) -> Vec<AccountEvent> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    fn queue(&self, mail: EventEnvelope) {
+        if let medbook_shared::events::Event::Account(a) = mail.event {
+            self.mails.lock().unwrap().push(a);
+        }
+    }
+
+    fn store(&self, token: NewAccountToken) {
+        let mut links = self.links.lock().unwrap();
+        for l in links
+            .iter_mut()
+            .filter(|l| l.token.user_id == token.user_id && l.token.purpose == token.purpose)
+        {
+            l.used = true;
+        }
+        links.push(FakeLink { token, used: false });
+    }
+
+    /// Uses up a live token.
+    fn consume(
+        &self,
+        purpose: TokenPurpose,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Option<NewAccountToken> {
+        let mut links = self.links.lock().unwrap();
+        let link = links.iter_mut().find(|l| {
+            l.token.token_hash == hash
+                && l.token.purpose == purpose
+                && !l.used
+                && l.token.expires_at > now
+        })?;
+        link.used = true;
+        Some(link.token.clone())
+    }
+}
+
+#[async_trait]
+impl AccountStore for FakeAccounts {
+    async fn create_with_token(
+        &self,
+        user: NewUser,
+        token: NewAccountToken,
+        mail: EventEnvelope,
+    ) -> Result<User, RepoError> {
+        let user = self.users.insert(user).await?;
+        self.store(token);
+        self.queue(mail);
+        Ok(user)
+    }
+    async fn issue(
+        &self,
+        token: NewAccountToken,
+        mail: EventEnvelope,
+        pending_email: Option<String>,
+    ) -> Result<(), RepoError> {
+        if let Some(pending) = pending_email {
+            let changes = UserChanges {
+                pending_email: Some(Some(pending)),
+                ..Default::default()
+            };
+            self.users.update(token.user_id, changes).await?;
+        }
+        self.store(token);
+        self.queue(mail);
+        Ok(())
+    }
+    async fn notify(&self, mail: EventEnvelope) -> Result<(), RepoError> {
+        self.queue(mail);
+        Ok(())
+    }
+    async fn live_token(
+        &self,
+        purpose: TokenPurpose,
+        token_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LiveToken>, RepoError> {
+        Ok(self
+            .links
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| {
+                l.token.token_hash == token_hash
+                    && l.token.purpose == purpose
+                    && !l.used
+                    && l.token.expires_at > now
+            })
+            .map(|l| LiveToken {
+                user_id: l.token.user_id,
+                email: l.token.email.clone(),
+            }))
+    }
+    async fn verify_email(
+        &self,
+        token_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<Verification, RepoError> {
+        let Some(token) = self.consume(TokenPurpose::VerifyEmail, &token_hash, now) else {
+            return Ok(Verification::Invalid);
+        };
+        let user = self.users.find_by_id(token.user_id).await?.unwrap();
+        if user.email == token.email {
+            let changes = UserChanges {
+                email_verified_at: Some(Some(user.email_verified_at.unwrap_or(now))),
+                ..Default::default()
+            };
+            let user = self.users.update(user.id, changes).await?.unwrap();
+            return Ok(Verification::Verified(user));
+        }
+        let email = crate::domain::Email::parse(&token.email).unwrap();
+        if self.users.find_by_email(&email).await?.is_some() {
+            return Ok(Verification::AddressTaken);
+        }
+        let changes = UserChanges {
+            email: Some(token.email.clone()),
+            email_verified_at: Some(Some(now)),
+            pending_email: Some(None),
+            ..Default::default()
+        };
+        let changed = self.users.update(user.id, changes).await?.unwrap();
+        self.queue(EventEnvelope::new(
+            now,
+            AccountEvent::EmailChanged(medbook_shared::events::EmailChange {
+                account: medbook_shared::events::AccountInfo {
+                    id: user.id.0,
+                    email: user.email.clone(),
+                    full_name: user.full_name.clone(),
+                },
+                new_email: token.email,
+            }),
+        ));
+        Ok(Verification::Changed {
+            user: changed,
+            old_email: user.email,
+        })
+    }
+    async fn reset_password(
+        &self,
+        token_hash: String,
+        password_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, RepoError> {
+        let Some(token) = self.consume(TokenPurpose::ResetPassword, &token_hash, now) else {
+            return Ok(None);
+        };
+        let user = self.users.find_by_id(token.user_id).await?.unwrap();
+        let verified = user
+            .email_verified_at
+            .or((user.email == token.email).then_some(now));
+        let changes = UserChanges {
+            password_hash: Some(password_hash),
+            email_verified_at: Some(verified),
+            ..Default::default()
+        };
+        let user = self.users.update(user.id, changes).await?.unwrap();
+        self.tokens.revoke_all_for_user(user.id, now).await?;
+        Ok(Some(user))
+    }
+}
+
 impl FakeUsers {
     pub fn count(&self) -> usize {
         self.0.lock().unwrap().len()
@@ -113,6 +367,8 @@ fn to_user(n: NewUser) -> User {
         phone: n.phone.map(|p| p.as_str().to_owned()),
         created_at: now,
         updated_at: now,
+        email_verified_at: n.email_verified_at,
+        pending_email: None,
     }
 }
 
@@ -174,6 +430,12 @@ impl UserRepository for FakeUsers {
         }
         if let Some(v) = c.phone {
             u.phone = v;
+        }
+        if let Some(v) = c.email_verified_at {
+            u.email_verified_at = v;
+        }
+        if let Some(v) = c.pending_email {
+            u.pending_email = v;
         }
         Ok(Some(u.clone()))
     }
@@ -362,6 +624,7 @@ impl LoginThrottle for FakeThrottle {
 /// "Hashes" as `hash:<password>`; counts verifications and can simulate saturation.
 #[derive(Default)]
 pub struct FakeHasher {
+    hashes: AtomicUsize,
     verifications: AtomicUsize,
     last_hash: Mutex<Option<String>>,
     busy: AtomicBool,
@@ -370,6 +633,9 @@ pub struct FakeHasher {
 impl FakeHasher {
     pub fn verifications(&self) -> usize {
         self.verifications.load(Ordering::SeqCst)
+    }
+    pub fn hashes(&self) -> usize {
+        self.hashes.load(Ordering::SeqCst)
     }
     pub fn last_verified_hash(&self) -> Option<String> {
         self.last_hash.lock().unwrap().clone()
@@ -385,6 +651,7 @@ impl PasswordHasher for FakeHasher {
         if self.busy.load(Ordering::SeqCst) {
             return Err(HashError::Busy);
         }
+        self.hashes.fetch_add(1, Ordering::SeqCst);
         Ok(format!("hash:{}", password.expose()))
     }
     async fn verify(&self, password: Password, hash: String) -> Result<bool, HashError> {

@@ -1,6 +1,8 @@
 //! Use cases. This layer depends only on the traits in [`ports`]; the Diesel and
 //! bcrypt/JWT implementations live in `repository` and `security`, and unit tests use fakes.
 
+pub mod account_ports;
+pub mod accounts;
 pub mod appointments;
 pub mod auth;
 pub mod booking_ports;

@@ -1,6 +1,7 @@
 //! Patient profiles: a patient's own profile (`/me`) and the admin use cases
 //! (list, get, create, replace, delete, import, export) shared by HTTP and the CLI.
 
+use super::accounts::AccountService;
 use super::auth::email_conflict;
 use super::ports::{
     Clock, Page, PageRequest, PasswordHasher, RefreshTokenRepository, UserChanges, UserRepository,
@@ -8,8 +9,8 @@ use super::ports::{
 use super::ServiceError;
 use crate::cache::{get_or_load, Cache};
 use crate::domain::{
-    BirthDate, Email, FieldError, FullName, Gender, NewUser, Password, PatientProfile, Phone,
-    RawPatient, Role, User, UserId, ValidationErrors,
+    password_policy, BirthDate, Email, FieldError, FullName, Gender, NewUser, Password,
+    PatientProfile, Phone, RawPatient, Role, User, UserId, ValidationErrors,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 
 /// A patient's change to their own profile. `None` leaves a field alone; for the
 /// optional fields `Some(None)` clears them. E-mail and password changes require the
-/// current password.
+/// current password; a new e-mail address takes effect once it is verified.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileUpdate {
     pub full_name: Option<FullName>,
@@ -61,6 +62,8 @@ pub struct PatientService {
     clock: Arc<dyn Clock>,
     /// Patient by id (cache-aside); every change to a patient invalidates its entry.
     cache: Arc<dyn Cache>,
+    /// Address changes go through verification.
+    accounts: Arc<AccountService>,
 }
 
 pub fn patient_cache_key(id: UserId) -> String {
@@ -74,6 +77,7 @@ impl PatientService {
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         cache: Arc<dyn Cache>,
+        accounts: Arc<AccountService>,
     ) -> Self {
         Self {
             users,
@@ -81,6 +85,7 @@ impl PatientService {
             hasher,
             clock,
             cache,
+            accounts,
         }
     }
 
@@ -121,6 +126,16 @@ impl PatientService {
                 }
                 (Some(_), None) => errors.push("current_password", "is incorrect"),
             }
+            if let Some(p) = &update.new_password {
+                let name = update
+                    .full_name
+                    .as_ref()
+                    .map_or(current.full_name.as_str(), FullName::as_str);
+                errors.check(
+                    "new_password",
+                    password_policy::check(p, &current.email, name),
+                );
+            }
             if !errors.is_empty() {
                 return Err(errors.into());
             }
@@ -131,18 +146,17 @@ impl PatientService {
             None => None,
         };
         let changes = UserChanges {
-            email: update.email.map(|e| e.as_str().to_owned()),
             password_hash,
             full_name: update.full_name.map(|n| n.as_str().to_owned()),
             birth_date: update.birth_date.map(|d| d.map(BirthDate::get)),
             gender: update.gender,
             phone: update.phone.map(|p| p.map(|p| p.as_str().to_owned())),
+            ..Default::default()
         };
         let user = self
             .users
             .update(id, changes)
-            .await
-            .map_err(email_conflict)?
+            .await?
             .ok_or(ServiceError::NotFound("user"))?;
         self.cache.invalidate(&patient_cache_key(id)).await;
         if password_changed {
@@ -152,7 +166,10 @@ impl PatientService {
                 .await?;
             tracing::info!(revoked, "password changed; refresh tokens revoked");
         }
-        Ok(user)
+        match update.email {
+            Some(email) => self.accounts.request_email_change(&user, &email).await,
+            None => Ok(user),
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -182,32 +199,64 @@ impl PatientService {
         }
     }
 
-    /// Creates a patient. Without a password the account cannot log in yet.
+    /// Creates a patient (an admin's act). Without a password the account cannot log
+    /// in until its owner sets one through password reset. The address starts
+    /// unverified: an admin cannot vouch for it (README, "Accounts").
     #[tracing::instrument(skip_all)]
     pub async fn create(
         &self,
         profile: PatientProfile,
         password: Option<Password>,
     ) -> Result<User, ServiceError> {
+        self.insert(profile, password, None).await
+    }
+
+    /// Creates a patient whose address needs no verification: the demo data's, on a
+    /// domain that receives no mail.
+    pub async fn create_verified(
+        &self,
+        profile: PatientProfile,
+        password: Option<Password>,
+    ) -> Result<User, ServiceError> {
+        self.insert(profile, password, Some(self.clock.now())).await
+    }
+
+    async fn insert(
+        &self,
+        profile: PatientProfile,
+        password: Option<Password>,
+        verified_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<User, ServiceError> {
+        if let Some(p) = &password {
+            let mut errors = ValidationErrors::new();
+            errors.check(
+                "password",
+                password_policy::check(p, profile.email.as_str(), profile.full_name.as_str()),
+            );
+            errors.finish(|| Some(()))?;
+        }
         let password_hash = match password {
             Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
-        self.users
-            .insert(new_patient(UserId(Uuid::new_v4()), profile, password_hash))
-            .await
-            .map_err(email_conflict)
+        let mut user = new_patient(UserId(Uuid::new_v4()), profile, password_hash);
+        user.email_verified_at = verified_at;
+        self.users.insert(user).await.map_err(email_conflict)
     }
 
     /// Replaces all profile fields of a patient.
     #[tracing::instrument(skip_all, fields(patient_id = %id))]
     pub async fn replace(&self, id: UserId, profile: PatientProfile) -> Result<User, ServiceError> {
         // Checked against the database, not the cache: this is a write.
-        match self.users.find_by_id(id).await? {
-            Some(u) if u.role == Role::Patient => {}
+        let current = match self.users.find_by_id(id).await? {
+            Some(u) if u.role == Role::Patient => u,
             _ => return Err(ServiceError::NotFound("patient")),
-        }
+        };
+        // An address set by an admin is unverified until its owner follows a link.
+        let new_address = current.email != profile.email.as_str();
         let changes = UserChanges {
+            email_verified_at: new_address.then_some(None),
+            pending_email: new_address.then_some(None),
             email: Some(profile.email.as_str().to_owned()),
             password_hash: None,
             full_name: Some(profile.full_name.as_str().to_owned()),
@@ -344,6 +393,7 @@ fn new_patient(id: UserId, p: PatientProfile, password_hash: Option<String>) -> 
         birth_date: p.birth_date,
         gender: p.gender,
         phone: p.phone,
+        email_verified_at: None,
     }
 }
 

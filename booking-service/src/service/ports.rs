@@ -56,6 +56,8 @@ pub struct UserChanges {
     pub birth_date: Option<Option<chrono::NaiveDate>>,
     pub gender: Option<Option<crate::domain::Gender>>,
     pub phone: Option<Option<String>>,
+    pub email_verified_at: Option<Option<DateTime<Utc>>>,
+    pub pending_email: Option<Option<String>>,
 }
 
 #[async_trait]

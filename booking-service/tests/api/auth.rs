@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test]
-async fn register_creates_a_patient_without_exposing_the_hash() {
+async fn register_creates_an_unverified_patient_without_exposing_the_hash() {
     let app = spawn_app().await;
     let res = app
         .post(
@@ -21,13 +21,27 @@ async fn register_creates_a_patient_without_exposing_the_hash() {
             }),
         )
         .await;
-    assert_eq!(res.status(), 201);
+    assert_eq!(res.status(), 202);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["email"], "ann.lee@example.com");
-    assert_eq!(body["role"], "patient");
-    assert_eq!(body["phone"], "+49301234567");
-    assert!(body.get("password_hash").is_none());
-    assert!(body["id"].as_str().unwrap().len() == 36);
+    let login: Value = app
+        .login("ann.lee@example.com", "correct horse")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let me: Value = app
+        .get("/api/v1/me", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "patient");
+    assert_eq!(me["phone"], "+49301234567");
+    assert_eq!(me["email_verified"], false);
+    assert!(me.get("password_hash").is_none());
+    assert!(me["id"].as_str().unwrap().len() == 36);
 }
 
 #[tokio::test]
@@ -72,7 +86,7 @@ async fn passwords_over_72_bytes_are_refused_not_truncated() {
     let app = spawn_app().await;
     let base = "a".repeat(71);
     let ok = app.register("max@example.com", &format!("{base}X")).await;
-    assert_eq!(ok.status(), 201, "72 bytes is allowed");
+    assert_eq!(ok.status(), 202, "72 bytes is allowed");
     // Same first 71 bytes, different 72nd: must not log in.
     let wrong = app.login("max@example.com", &format!("{base}Y")).await;
     assert_error(wrong, 401, "invalid_credentials").await;
@@ -88,16 +102,37 @@ async fn passwords_over_72_bytes_are_refused_not_truncated() {
 }
 
 #[tokio::test]
-async fn duplicate_email_is_409_whatever_the_case() {
+async fn a_taken_address_answers_as_a_new_one_and_its_owner_is_told() {
     let app = spawn_app().await;
+    let first = app.register("dup@example.com", "plum-violin-42").await;
+    assert_eq!(first.status(), 202);
+    let first_body: Value = first.json().await.unwrap();
+    let again = app.register("DUP@example.com", "other-secret-77").await;
+    assert_eq!(again.status(), 202);
+    let again_body: Value = again.json().await.unwrap();
+    assert_eq!(first_body, again_body, "the same answer");
     assert_eq!(
-        app.register("dup@example.com", "password one")
+        app.outbox_count("account.verify_email", "dup@example.com"),
+        1
+    );
+    assert_eq!(
+        app.outbox_count("account.registration_attempted", "dup@example.com"),
+        1,
+        "the owner is told"
+    );
+    // The account is untouched: the first password still works, the second does not.
+    assert_eq!(
+        app.login("dup@example.com", "plum-violin-42")
             .await
             .status(),
-        201
+        200
     );
-    let res = app.register("DUP@example.com", "password two").await;
-    assert_error(res, 409, "email_taken").await;
+    assert_eq!(
+        app.login("dup@example.com", "other-secret-77")
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]

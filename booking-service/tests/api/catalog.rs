@@ -553,7 +553,7 @@ async fn reviews_only_after_a_real_visit_and_once() {
 }
 
 async fn metric(app: &crate::helpers::TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let text = app.ops_get("/metrics").await.text().await.unwrap();
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))

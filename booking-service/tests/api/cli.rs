@@ -36,12 +36,12 @@ async fn create_admin_from_env_or_stdin_then_log_in() {
     let mut cmd = cli(&app.db);
     let out = cmd
         .args(["create-admin", "--email", "Root@Clinic.example"])
-        .env("MEDBOOK_ADMIN_PASSWORD", "root password")
+        .env("MEDBOOK_ADMIN_PASSWORD", "amber-kettle-63")
         .output()
         .unwrap();
     let admin = json_out(&out);
     assert_eq!(admin["role"], "admin");
-    let res = app.login("root@clinic.example", "root password").await;
+    let res = app.login("root@clinic.example", "amber-kettle-63").await;
     assert_eq!(res.status(), 200);
     let token = res.json::<Value>().await.unwrap()["access_token"]
         .as_str()

@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
+/// Passes the password policy (not common, no name or address in it).
+pub const PATIENT_PASSWORD: &str = "violet-harbor-42";
+
 pub const JWT_SECRET: &str = "integration-test-secret-at-least-32-bytes";
 
 /// Server URL of the PostgreSQL the tests use (any database name is replaced).
@@ -170,6 +173,11 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET.to_owned()),
         ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
+        // Registration and reset answers are padded; a short floor keeps tests quick.
+        ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "50".to_owned()),
+        // Tests register many patients from one address; `accounts.rs` tests the limit.
+        ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000".to_owned()),
         ("MEDBOOK_HTTP__WORKERS", "2".to_owned()),
         ("MEDBOOK_DATABASE__URL", db.url()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "5".to_owned()),
@@ -197,6 +205,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The operators' listener (`/metrics`, `/ready`).
+    pub ops_address: String,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: TestDb,
@@ -219,9 +229,11 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     customize(&mut settings);
     let app = Application::build(settings.clone()).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
+    let ops_address = format!("http://127.0.0.1:{}", app.ops_port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        ops_address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -292,25 +304,98 @@ impl TestApp {
         .await
     }
 
-    /// Registers and logs in a patient with a unique e-mail.
+    /// Registers a patient with a unique e-mail, verifies the address (as following the
+    /// link does; `accounts.rs` follows real links) and logs in.
     pub async fn patient(&self) -> TestUser {
+        let user = self.unverified_patient().await;
+        self.db.execute(&format!(
+            "UPDATE users SET email_verified_at = now() WHERE id = '{}'",
+            user.id
+        ));
+        user
+    }
+
+    /// Registers and logs in a patient whose address is not verified yet.
+    pub async fn unverified_patient(&self) -> TestUser {
         let email = format!("patient-{}@example.com", Uuid::new_v4().simple());
-        let password = "patient password".to_owned();
+        let password = PATIENT_PASSWORD.to_owned();
         let res = self.register(&email, &password).await;
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
-        let id: Uuid = res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        let id = self.user_id(&email);
         self.logged_in(id, email, password).await
+    }
+
+    /// The id of the user with this address.
+    pub fn user_id(&self, email: &str) -> Uuid {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        diesel::sql_query("SELECT id FROM users WHERE email = $1")
+            .bind::<diesel::sql_types::Text, _>(email)
+            .get_result::<Row>(&mut self.db.conn())
+            .unwrap()
+            .id
+    }
+
+    /// The operators' listener.
+    pub async fn ops_get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.ops_address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The link of the newest account e-mail of `event_type` (e.g.
+    /// `account.verify_email`) to `email`, read from the outbox (the relay is off in
+    /// these tests; the pipeline tests read the same links from the mail sink).
+    pub fn outbox_link(&self, event_type: &str, email: &str) -> Option<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Payload {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            payload: String,
+        }
+        let rows: Vec<Payload> = diesel::sql_query(
+            "SELECT payload FROM outbox_events WHERE event_type = $1 ORDER BY seq DESC",
+        )
+        .bind::<diesel::sql_types::Text, _>(event_type)
+        .load(&mut self.db.conn())
+        .unwrap();
+        rows.into_iter().find_map(|r| {
+            let v: Value = serde_json::from_str(&r.payload).ok()?;
+            (v["data"]["account"]["email"] == email)
+                .then(|| v["data"]["link"].as_str().map(str::to_owned))
+                .flatten()
+        })
+    }
+
+    /// How many account e-mails of `event_type` went to `email`.
+    pub fn outbox_count(&self, event_type: &str, email: &str) -> usize {
+        #[derive(diesel::QueryableByName)]
+        struct Payload {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            payload: String,
+        }
+        let rows: Vec<Payload> =
+            diesel::sql_query("SELECT payload FROM outbox_events WHERE event_type = $1")
+                .bind::<diesel::sql_types::Text, _>(event_type)
+                .load(&mut self.db.conn())
+                .unwrap();
+        rows.iter()
+            .filter(|r| {
+                serde_json::from_str::<Value>(&r.payload)
+                    .is_ok_and(|v| v["data"]["account"]["email"] == email)
+            })
+            .count()
     }
 
     /// Creates an admin through the same use case as the CLI, and logs in.
     pub async fn admin(&self) -> TestUser {
         let services = Services::build(&self.settings).await.unwrap();
         let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
-        let password = "admin password".to_owned();
+        let password = "steel-orchard-77".to_owned();
         let admin = services
             .auth
             .create_admin(Registration {

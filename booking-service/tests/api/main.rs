@@ -3,6 +3,7 @@
 //! zero-to-production, so linking happens once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod appointments;
 mod auth;
 mod catalog;

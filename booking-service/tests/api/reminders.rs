@@ -146,7 +146,7 @@ async fn reminders_are_written_with_the_booking_replaced_on_reschedule_and_remov
         3
     );
     assert_eq!(
-        metric(&app.address, "reminders_scheduled_total").await,
+        metric(&app.ops_address, "reminders_scheduled_total").await,
         5.0,
         "1 + 2 + 2 rows written"
     );
@@ -258,9 +258,12 @@ async fn due_reminders_become_one_event_each_and_moved_or_cancelled_ones_none() 
     for r in &published {
         assert!(ids.contains(&r.event_id.unwrap().to_string()));
     }
-    assert_eq!(metric(&app.address, "reminders_published_total").await, 2.0);
     assert_eq!(
-        metric(&app.address, "reminder_scheduler_lag_seconds_count").await,
+        metric(&app.ops_address, "reminders_published_total").await,
+        2.0
+    );
+    assert_eq!(
+        metric(&app.ops_address, "reminder_scheduler_lag_seconds_count").await,
         2.0
     );
 }
@@ -313,7 +316,7 @@ async fn two_replicas_publish_each_reminder_once() {
         let replica = booking_service::startup::Application::build(settings)
             .await
             .unwrap();
-        bases.push(format!("http://127.0.0.1:{}", replica.port()));
+        bases.push(format!("http://127.0.0.1:{}", replica.ops_port()));
         tokio::spawn(replica.run_until_stopped());
     }
     medbook_test_support::eventually(
@@ -377,6 +380,7 @@ async fn the_scheduler_killed_mid_batch_and_restarted_publishes_each_reminder_on
             .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
             .env("MEDBOOK_DATABASE__URL", app.db.url())
             .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
             .env("MEDBOOK_REDIS__URL", crate::helpers::redis_url())
             .env("MEDBOOK_KAFKA__BROKERS", &topics.brokers)
             .env("MEDBOOK_KAFKA__TOPIC_PREFIX", &topics.prefix)

@@ -35,6 +35,7 @@ fn new_user(email: &str) -> NewUser {
         ),
         gender: Some(Gender::Undisclosed),
         phone: Some(Phone::parse("+12025550123").unwrap()),
+        email_verified_at: None,
     }
 }
 

@@ -237,6 +237,9 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Unauthorized(why) => ApiError::unauthorized(why),
             ServiceError::Forbidden => ApiError::forbidden(),
+            ServiceError::Refused { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, escape(&message))
+            }
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, escape(&message))
@@ -247,7 +250,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooManyRequests { retry_after } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
-                "too many failed attempts; try again later",
+                "too many attempts; try again later",
             )
             .with_retry_after(retry_after),
             ServiceError::Overloaded { retry_after } => ApiError::new(
@@ -352,6 +355,19 @@ pub mod extractor_configs {
             )
             .into()
         })
+    }
+
+    /// The account pages' forms.
+    pub fn form(limit: usize) -> actix_web::web::FormConfig {
+        actix_web::web::FormConfig::default()
+            .limit(limit)
+            .error_handler(|err, _req| {
+                ApiError::bad_request(
+                    "invalid_form",
+                    format!("the form could not be read: {}", escape(&err.to_string())),
+                )
+                .into()
+            })
     }
 
     pub fn query() -> QueryConfig {

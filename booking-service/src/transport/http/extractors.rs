@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::{Role, UserId};
 use actix_web::dev::Payload;
-use actix_web::{http::header, web, FromRequest, HttpRequest};
+use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use paperclip::actix::{Apiv2Security, OperationModifier};
 use paperclip::v2::schema::Apiv2Schema;
@@ -73,8 +73,12 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
 
 /// A verified token that has not been logged out. When the revocation store (Redis)
 /// cannot be asked, `auth.revocation_check_failure` decides: `allow` (default, counted
-/// in `auth_revocation_check_failures_total`) or `deny` (503).
-async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
+/// in `auth_revocation_check_failures_total`) or `deny` (503). The `access` middleware
+/// authenticates protected routes first and leaves the caller in the extensions.
+pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
+    if let Some(caller) = req.extensions().get::<Caller>() {
+        return Ok(caller.clone());
+    }
     let state = state(&req)?;
     let caller = verify(&req, &state)?;
     match state.revoked.is_revoked(caller.token_id).await {

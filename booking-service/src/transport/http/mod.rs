@@ -1,5 +1,6 @@
 //! The actix-web transport: routes, DTOs, extractors, middleware, OpenAPI.
 
+pub mod access;
 pub mod dto;
 pub mod error;
 pub mod extractors;
@@ -7,6 +8,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod pages;
 pub mod state;
 
 use actix_web::body::MessageBody;
@@ -33,10 +35,22 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/auth/login").route(web::post().to(auth::login)))
             .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
             .service(web::resource("/auth/logout").route(web::post().to(auth::logout)))
+            .service(web::resource("/auth/verify-email").route(web::post().to(auth::verify_email)))
+            .service(
+                web::resource("/auth/password-reset").route(web::post().to(auth::password_reset)),
+            )
+            .service(
+                web::resource("/auth/password-reset/confirm")
+                    .route(web::post().to(auth::password_reset_confirm)),
+            )
             .service(
                 web::resource("/me")
                     .route(web::get().to(me::get_me))
                     .route(web::patch().to(me::update_me)),
+            )
+            .service(
+                web::resource("/me/email-verification")
+                    .route(web::post().to(me::resend_verification)),
             )
             .service(
                 web::resource("/patients")
@@ -103,9 +117,31 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(appointments::reschedule)),
             ),
     )
-    .service(web::resource("/health").route(web::get().to(ops::health)))
-    .service(web::resource("/ready").route(web::get().to(ops::ready)))
-    .service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+    .service(web::resource("/health").route(web::get().to(ops::health)));
+}
+
+/// The operators' listener (`http.ops_addr`): liveness, readiness and metrics, apart
+/// from the public API.
+pub fn build_ops_app(
+    state: actix_web::web::Data<state::AppState>,
+) -> actix_web::App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::web as aw;
+    actix_web::App::new()
+        .app_data(state)
+        .service(aw::resource("/health").route(aw::get().to(ops::health)))
+        .service(aw::resource("/ready").route(aw::get().to(ops::ready)))
+        .service(aw::resource("/metrics").route(aw::get().to(ops::metrics)))
+        .wrap(from_fn(middleware::json_errors::json_errors))
+        .wrap(from_fn(middleware::request_id::request_id))
+        .wrap(from_fn(middleware::headers::security_headers))
 }
 
 /// The finished OpenAPI 3 document of every route.
@@ -184,6 +220,19 @@ pub fn build_app(
         .with_json_spec_v3_at(openapi::SPEC_PATH)
         .with_swagger_ui_at(openapi::UI_PATH)
         .build()
+        // HTML, not API: outside the OpenAPI document.
+        .service(
+            actix_web::web::resource(pages::VERIFY_PATH)
+                .route(actix_web::web::get().to(pages::verify_form))
+                .route(actix_web::web::post().to(pages::verify_submit)),
+        )
+        .service(
+            actix_web::web::resource(pages::RESET_PATH)
+                .route(actix_web::web::get().to(pages::reset_form))
+                .route(actix_web::web::post().to(pages::reset_submit)),
+        )
+        .app_data(error::extractor_configs::form(config.max_body_bytes))
+        .wrap(from_fn(access::authorize))
         .wrap(from_fn(middleware::timeout::timeout))
         .wrap(Condition::new(
             !config.cors_origins.is_empty(),
@@ -193,4 +242,5 @@ pub fn build_app(
         .wrap(from_fn(middleware::catch_panic::catch_panic))
         .wrap(from_fn(middleware::observe::observe))
         .wrap(from_fn(middleware::request_id::request_id))
+        .wrap(from_fn(middleware::headers::security_headers))
 }

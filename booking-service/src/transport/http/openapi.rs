@@ -57,16 +57,41 @@ pub fn base_spec() -> DefaultApiRaw {
 /// (`/ready` answers 200 or 503 with the same body, `/metrics` is plain text), so their
 /// responses are filled in here.
 pub fn finish(mut spec: Value) -> Value {
-    let ready = json!({
-        "200": {"description": "Ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadyResponse"}}}},
-        "503": {"description": "Not ready: a dependency is unavailable", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReadyResponse"}}}}
-    });
-    let metrics = json!({
-        "200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
-    });
-    for (path, responses) in [("/ready", ready), ("/metrics", metrics)] {
-        if let Some(op) = spec.pointer_mut(&format!("/paths/{}/get", path.replace('/', "~1"))) {
-            op["responses"] = responses;
+    // Who may call each operation (the `access` table): stated in words and as
+    // `x-medbook-roles`, with the 401/403 it answers before looking at the request.
+    for (method, path, access) in super::access::POLICY {
+        let pointer = format!(
+            "/paths/{}/{}",
+            path.replace('/', "~1"),
+            method.to_lowercase()
+        );
+        let Some(op) = spec.pointer_mut(&pointer).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let Some(roles) = super::access::role_names(*access) else {
+            continue;
+        };
+        let note = format!(
+            "Requires an access token of role {}. Checked before the request is read: \
+             without a valid token 401, with another role 403, whatever the body.",
+            roles.join(" or ")
+        );
+        let description = match op.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+            _ => note,
+        };
+        op.insert("description".into(), json!(description));
+        op.insert("x-medbook-roles".into(), json!(roles));
+        op.insert("security".into(), json!([{"bearerAuth": []}]));
+        if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+            let error =
+                json!({"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}});
+            responses
+                .entry("401")
+                .or_insert_with(|| json!({"description": "Missing, invalid, expired or logged-out access token", "content": error.clone()}));
+            responses
+                .entry("403")
+                .or_insert_with(|| json!({"description": "The token's role may not call this operation", "content": error}));
         }
     }
     // Handlers whose success status depends on the outcome.
@@ -96,22 +121,6 @@ pub fn finish(mut spec: Value) -> Value {
                 responses.extend(extra.clone());
             }
         }
-    }
-    if let Some(schemas) = spec
-        .pointer_mut("/components/schemas")
-        .and_then(Value::as_object_mut)
-    {
-        schemas.insert(
-            "ReadyResponse".into(),
-            json!({
-                "type": "object",
-                "required": ["status", "database"],
-                "properties": {
-                    "status": {"type": "string", "enum": ["ready", "not_ready"]},
-                    "database": {"type": "string", "enum": ["ok", "unavailable"]}
-                }
-            }),
-        );
     }
     if let Some(components) = spec.get_mut("components").and_then(Value::as_object_mut) {
         let schemes = components

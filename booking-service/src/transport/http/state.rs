@@ -4,6 +4,7 @@
 use super::metrics::Metrics;
 use crate::cache::RevokedTokens;
 use crate::repository::Db;
+use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::AuthService;
 use crate::service::catalog::CatalogService;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub auth: Arc<AuthService>,
+    pub accounts: Arc<AccountService>,
     pub patients: Arc<PatientService>,
     pub catalog: Arc<CatalogService>,
     pub slots: Arc<SlotService>,

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub email: String,
-    /// 8 characters to 72 bytes.
+    /// 8 characters to 72 bytes (UTF-8); not one of the 20,000 most common passwords;
+    /// must not contain the e-mail address, its part before `@`, or the name (parts of
+    /// 4 characters or more), whatever the case.
     pub password: String,
     pub full_name: String,
     pub birth_date: Option<NaiveDate>,
@@ -58,6 +60,57 @@ pub struct LoginRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     pub refresh_token: String,
+}
+
+/// The answer to a request whose outcome is told by e-mail only (registration, reset,
+/// re-sending a verification link). It is the same whether or not the address has an
+/// account.
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct AcceptedResponse {
+    /// The address, as normalised (trimmed, lower case), or `null` when the e-mail goes
+    /// to the account's own address.
+    pub email: Option<String>,
+    pub message: String,
+}
+
+impl AcceptedResponse {
+    pub fn mail_sent(email: Option<String>) -> Self {
+        Self {
+            email,
+            message: "Check your inbox: if this address can receive it, an e-mail with the next step is on its way.".into(),
+        }
+    }
+}
+
+/// The token from a verification link (`?token=…`).
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailRequest {
+    pub token: String,
+}
+
+/// A verified address.
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct VerifiedResponse {
+    /// The account's address, now verified (after an address change: the new one).
+    pub email: String,
+    /// Always `true`.
+    pub email_verified: bool,
+}
+
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    pub email: String,
+}
+
+/// The token from a reset link and the new password.
+#[derive(Debug, Deserialize, Apiv2Schema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirmRequest {
+    pub token: String,
+    /// The same rules as at registration.
+    pub new_password: String,
 }
 
 /// Tokens issued by login and refresh.

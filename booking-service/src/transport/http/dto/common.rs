@@ -23,6 +23,10 @@ pub struct UserResponse {
     pub gender: Option<String>,
     /// E.164, e.g. `+4930123456`.
     pub phone: Option<String>,
+    /// Whether the owner has proved control of `email`; patients book only once it is.
+    pub email_verified: bool,
+    /// An address change waiting for its verification link to be followed.
+    pub pending_email: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,6 +40,8 @@ impl From<User> for UserResponse {
             full_name: u.full_name,
             birth_date: u.birth_date,
             gender: u.gender.map(|g| g.as_str().to_owned()),
+            email_verified: u.email_verified_at.is_some(),
+            pending_email: u.pending_email,
             phone: u.phone,
             created_at: u.created_at,
             updated_at: u.updated_at,

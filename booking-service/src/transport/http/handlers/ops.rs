@@ -1,4 +1,5 @@
-//! `/health`, `/ready` and `/metrics`.
+//! `/health` (both listeners), `/ready` and `/metrics` (the operators' listener only,
+//! `http.ops_addr`; not in the public OpenAPI document).
 
 use crate::transport::http::state::AppState;
 use actix_web::http::StatusCode;
@@ -38,11 +39,9 @@ fn state_word(ok: bool) -> String {
     if ok { "ok" } else { "unavailable" }.to_owned()
 }
 
-/// Readiness
-///
-/// 200 when the database answers, 503 otherwise. The broker's state is reported too,
-/// but does not make the service unready: bookings keep working while it is away.
-#[api_v2_operation(tags(Ops))]
+/// Readiness: 200 when the database answers, 503 otherwise. The broker's state is
+/// reported too, but does not make the service unready: bookings keep working while it
+/// is away.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let limit = std::time::Duration::from_secs(2);
     let (db, kafka) = futures_util::join!(
@@ -69,10 +68,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     })
 }
 
-/// Prometheus metrics
-///
-/// Text exposition format.
-#[api_v2_operation(tags(Ops), produces = "text/plain")]
+/// Prometheus metrics, text exposition format.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (open, idle, max) = state.db.stats();
     state.metrics.set_pool(open, idle, max);
