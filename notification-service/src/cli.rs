@@ -14,7 +14,7 @@ use uuid::Uuid;
 #[derive(Debug, Parser)]
 #[command(
     name = "notification-service",
-    about = "Emails patients about their appointments"
+    about = "Emails patients about their appointments and accounts"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Consume appointment events and send emails (the default).
+    /// Consume appointment and account events and send emails (the default).
     Serve,
     /// Apply the database migrations and exit.
     Migrate,

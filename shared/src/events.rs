@@ -280,6 +280,9 @@ impl AccountEvent {
 }
 
 /// Any event.
+// One value per message, never stored in bulk: boxing the larger variant would only
+// add noise to every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Appointment(AppointmentEvent),

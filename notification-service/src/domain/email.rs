@@ -1,12 +1,15 @@
-//! The emails patients receive, one per appointment event: a plain-text and an HTML
-//! body, and an iCalendar part their calendar can take in. Times are shown in the
-//! clinic's own time zone, with the zone named, because that is where the patient has
-//! to be.
+//! The emails patients receive: one per appointment event — a plain-text and an HTML
+//! body, and an iCalendar part their calendar can take in — and one per account event
+//! (verification and reset links, security notices; see [`super::account_email`]).
+//! Appointment times are shown in the clinic's own time zone, with the zone named,
+//! because that is where the patient has to be.
 
-use super::ics;
+use super::{account_email, ics};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, CancelledBy, EventEnvelope};
+use medbook_shared::events::{
+    AppointmentEvent, AppointmentSnapshot, CancelledBy, Event, EventEnvelope,
+};
 
 /// What to send; the transport turns it into MIME.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +37,27 @@ pub struct CalendarPart {
 pub enum RenderError {
     #[error("unknown time zone `{0}`")]
     UnknownTimeZone(String),
+    /// The link is not a plain http(s) URL. The link itself is not named: it carries a
+    /// token.
+    #[error("the account e-mail's link is not an http(s) URL")]
+    UnsafeLink,
 }
 
 /// Renders the email for `event`. `organizer` is the sender's address, named in the
-/// calendar part.
+/// calendar part of appointment emails.
 pub fn render(event: &EventEnvelope, organizer: &str) -> Result<Email, RenderError> {
-    let a = event.event.appointment();
+    match &event.event {
+        Event::Appointment(e) => render_appointment(event, e, organizer),
+        Event::Account(e) => account_email::render(event, e),
+    }
+}
+
+fn render_appointment(
+    event: &EventEnvelope,
+    appointment_event: &AppointmentEvent,
+    organizer: &str,
+) -> Result<Email, RenderError> {
+    let a = appointment_event.appointment();
     let tz: Tz = a
         .clinic
         .time_zone
@@ -47,7 +65,7 @@ pub fn render(event: &EventEnvelope, organizer: &str) -> Result<Email, RenderErr
         .map_err(|_| RenderError::UnknownTimeZone(a.clinic.time_zone.clone()))?;
     let when = local_range(a.starts_at, a.ends_at, tz);
     let details = Details::new(a, &when);
-    let (subject, lead, extra, calendar) = match &event.event {
+    let (subject, lead, extra, calendar) = match appointment_event {
         AppointmentEvent::Created(_) => (
             format!(
                 "Appointment confirmed: {} on {}",
@@ -109,7 +127,7 @@ pub fn render(event: &EventEnvelope, organizer: &str) -> Result<Email, RenderErr
     let html = html_body(&greeting, &lead, &rows);
     let calendar = CalendarPart {
         method: calendar.method(),
-        content: ics::event(event, organizer, calendar),
+        content: ics::event(a, event.occurred_at, organizer, calendar),
     };
     Ok(Email {
         to_name: a.patient.full_name.clone(),

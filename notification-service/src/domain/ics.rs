@@ -3,7 +3,7 @@
 //! removes it on cancellation.
 
 use chrono::{DateTime, Utc};
-use medbook_shared::events::EventEnvelope;
+use medbook_shared::events::AppointmentSnapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -57,10 +57,14 @@ fn fold(line: &str) -> String {
     out
 }
 
-/// The calendar for `event`. `SEQUENCE` grows with the event time, so later changes
-/// win in the patient's calendar.
-pub fn event(event: &EventEnvelope, organizer: &str, status: Status) -> String {
-    let a = event.event.appointment();
+/// The calendar for appointment `a` as an event at `occurred_at` left it. `SEQUENCE`
+/// grows with the event time, so later changes win in the patient's calendar.
+pub fn event(
+    a: &AppointmentSnapshot,
+    occurred_at: DateTime<Utc>,
+    organizer: &str,
+    status: Status,
+) -> String {
     let lines = [
         "BEGIN:VCALENDAR".to_owned(),
         "VERSION:2.0".to_owned(),
@@ -68,8 +72,8 @@ pub fn event(event: &EventEnvelope, organizer: &str, status: Status) -> String {
         format!("METHOD:{}", status.method()),
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}@medbook", a.appointment_id),
-        format!("SEQUENCE:{}", event.occurred_at.timestamp().max(0)),
-        format!("DTSTAMP:{}", stamp(event.occurred_at)),
+        format!("SEQUENCE:{}", occurred_at.timestamp().max(0)),
+        format!("DTSTAMP:{}", stamp(occurred_at)),
         format!("DTSTART:{}", stamp(a.starts_at)),
         format!("DTEND:{}", stamp(a.ends_at)),
         format!(

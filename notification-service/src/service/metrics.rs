@@ -19,6 +19,7 @@ pub struct Metrics {
     retrying: IntGauge,
     reminders_sent: IntCounter,
     reminders_skipped: IntCounterVec,
+    account_emails_skipped: IntCounterVec,
     smtp_reconnects: IntCounter,
     rebalances: IntCounterVec,
     paused: IntGauge,
@@ -80,6 +81,13 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            account_emails_skipped: IntCounterVec::new(
+                Opts::new(
+                    "account_emails_skipped_total",
+                    "Account e-mails dropped: their link expired (link_expired) before sending",
+                ),
+                &["reason"],
+            )?,
             smtp_reconnects: IntCounter::new(
                 "smtp_reconnects_total",
                 "Kept-open SMTP connections found closed by the server and replaced",
@@ -107,6 +115,8 @@ impl Metrics {
         m.registry.register(Box::new(m.retrying.clone()))?;
         m.registry.register(Box::new(m.reminders_sent.clone()))?;
         m.registry.register(Box::new(m.reminders_skipped.clone()))?;
+        m.registry
+            .register(Box::new(m.account_emails_skipped.clone()))?;
         m.registry.register(Box::new(m.smtp_reconnects.clone()))?;
         m.registry.register(Box::new(m.rebalances.clone()))?;
         m.registry.register(Box::new(m.paused.clone()))?;
@@ -125,8 +135,12 @@ impl Metrics {
                 .with_label_values(&[if *takeover { "after_takeover" } else { "first" }])
                 .inc(),
             Outcome::Duplicate => self.duplicates.inc(),
-            Outcome::Skipped(reason) => self
+            Outcome::Skipped(reason) if reason.is_reminder() => self
                 .reminders_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc(),
+            Outcome::Skipped(reason) => self
+                .account_emails_skipped
                 .with_label_values(&[reason.as_str()])
                 .inc(),
             Outcome::DeadLettered(kind) => {

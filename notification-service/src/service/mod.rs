@@ -13,8 +13,11 @@
 //! the first two count against the dead-letter cap.
 //!
 //! Reminders are sent only while they are current: the delivery log keeps the latest
-//! version of every appointment seen in any event, and a reminder for an older
-//! version, or for an appointment that has started, is dropped, not sent late.
+//! version of every appointment seen in any appointment event, and a reminder for an
+//! older version, or for an appointment that has started, is dropped, not sent late.
+//! Account e-mails (verification and reset links, security notices) take the same
+//! path, de-duplicated by event id, without versions; one whose link has expired is
+//! dropped too — a link that no longer works helps nobody.
 //!
 //! Only when `handle` returns may the consumer store the offset. The handler depends
 //! on traits only, so its rules are tested without I/O.
@@ -27,7 +30,7 @@ use crate::domain::email::{self, Email};
 use chrono::{DateTime, Utc};
 pub use health::SmtpStatus;
 pub use limiter::DeadLetterLimiter;
-use medbook_shared::events::{AppointmentEvent, EventEnvelope};
+use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, Event, EventEnvelope};
 pub use metrics::Metrics;
 use rand::Rng;
 use std::sync::{Arc, Mutex};
@@ -183,13 +186,16 @@ impl RetryPolicy {
     }
 }
 
-/// Why a reminder was not sent.
+/// Why an email was not sent: a reminder no longer current, an account link that no
+/// longer works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     /// The appointment changed (moved, cancelled) after the reminder was written.
     Stale,
     /// The appointment has started: a reminder now would be late.
     Started,
+    /// The account e-mail's link expired before it could be sent.
+    LinkExpired,
 }
 
 impl SkipReason {
@@ -197,6 +203,15 @@ impl SkipReason {
         match self {
             Self::Stale => "stale",
             Self::Started => "started",
+            Self::LinkExpired => "link_expired",
+        }
+    }
+
+    /// Whether a reminder was dropped (else an account e-mail).
+    pub fn is_reminder(self) -> bool {
+        match self {
+            Self::Stale | Self::Started => true,
+            Self::LinkExpired => false,
         }
     }
 }
@@ -210,7 +225,7 @@ pub enum Outcome {
     },
     /// Already sent before (redelivery or replay): nothing done.
     Duplicate,
-    /// A reminder no longer worth sending.
+    /// A reminder or account e-mail no longer worth sending.
     Skipped(SkipReason),
     DeadLettered(FailureKind),
 }
@@ -333,29 +348,35 @@ impl NotificationHandler {
         result
     }
 
-    /// Whether a reminder is still worth sending (`None`: send it).
-    async fn reminder_skip(
+    /// Whether the email is still worth sending (`None`: send it): a reminder while
+    /// its appointment is current and ahead, an account e-mail while its link works.
+    async fn skip_reason(
         &self,
         event: &EventEnvelope,
         cancel: &watch::Receiver<bool>,
     ) -> Result<Option<SkipReason>, HandleError> {
-        let AppointmentEvent::Reminder(r) = &event.event else {
-            return Ok(None);
-        };
-        if r.appointment.starts_at <= Utc::now() {
-            return Ok(Some(SkipReason::Started));
+        match &event.event {
+            Event::Appointment(AppointmentEvent::Reminder(r)) => {
+                if r.appointment.starts_at <= Utc::now() {
+                    return Ok(Some(SkipReason::Started));
+                }
+                let latest = self.latest_version(&r.appointment, cancel).await?;
+                Ok((latest > r.appointment.version).then_some(SkipReason::Stale))
+            }
+            Event::Appointment(_) => Ok(None),
+            Event::Account(a) => Ok(a
+                .expires_at()
+                .is_some_and(|expires_at| expires_at <= Utc::now())
+                .then_some(SkipReason::LinkExpired)),
         }
-        let latest = self.latest_version(event, cancel).await?;
-        Ok((latest > r.appointment.version).then_some(SkipReason::Stale))
     }
 
-    /// Records the event's appointment version; returns the latest known.
+    /// Records the appointment's version; returns the latest known.
     async fn latest_version(
         &self,
-        event: &EventEnvelope,
+        a: &AppointmentSnapshot,
         cancel: &watch::Receiver<bool>,
     ) -> Result<i32, HandleError> {
-        let a = event.event.appointment();
         loop {
             match self.log.observe_version(a.appointment_id, a.version).await {
                 Ok(v) => return Ok(v),
@@ -390,13 +411,15 @@ impl NotificationHandler {
                     .await
             }
         };
-        // Every event tells the log the appointment's version, so that a reminder of
-        // an older one is recognised as stale.
-        if !matches!(event.event, AppointmentEvent::Reminder(_)) {
-            self.latest_version(&event, cancel).await?;
+        // Every appointment event tells the log the appointment's version, so that a
+        // reminder of an older one is recognised as stale. Account events have none.
+        if let Event::Appointment(e) = &event.event {
+            if !matches!(e, AppointmentEvent::Reminder(_)) {
+                self.latest_version(e.appointment(), cancel).await?;
+            }
         }
-        if let Some(reason) = self.reminder_skip(&event, cancel).await? {
-            tracing::info!(event_id = %event.id, reason = reason.as_str(), "reminder dropped");
+        if let Some(reason) = self.skip_reason(&event, cancel).await? {
+            tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), reason = reason.as_str(), "email dropped");
             return Ok(Outcome::Skipped(reason));
         }
         let request = ClaimRequest {
@@ -485,9 +508,10 @@ impl NotificationHandler {
                 self.release(event.id).await;
                 return Err(stopped);
             }
-            // An appointment that changed or started while the mail waited.
-            if let Some(reason) = self.reminder_skip(&event, cancel).await? {
-                tracing::info!(event_id = %event.id, reason = reason.as_str(), "reminder dropped after waiting");
+            // An appointment that changed or started, or a link that expired, while the
+            // mail waited.
+            if let Some(reason) = self.skip_reason(&event, cancel).await? {
+                tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), reason = reason.as_str(), "email dropped after waiting");
                 self.release(event.id).await;
                 return Ok(Outcome::Skipped(reason));
             }
@@ -497,7 +521,10 @@ impl NotificationHandler {
             tracing::warn!(error = %e, event_id = %event.id, "cannot record the sent email; retrying");
             tokio::time::sleep(DEPENDENCY_RETRY).await;
         }
-        if matches!(event.event, AppointmentEvent::Reminder(_)) {
+        if matches!(
+            event.event,
+            Event::Appointment(AppointmentEvent::Reminder(_))
+        ) {
             self.metrics.reminder_sent();
         }
         tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), attempts, "email sent");

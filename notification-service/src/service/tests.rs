@@ -33,6 +33,7 @@ struct MemLog {
     /// Claims answered `HeldElsewhere` before the real answer.
     busy: Mutex<u32>,
     versions: Mutex<HashMap<Uuid, i32>>,
+    version_calls: Mutex<u32>,
 }
 
 #[async_trait::async_trait]
@@ -69,6 +70,7 @@ impl DeliveryLog for MemLog {
         Ok(())
     }
     async fn observe_version(&self, id: Uuid, version: i32) -> anyhow::Result<i32> {
+        *self.version_calls.lock().unwrap() += 1;
         let mut v = self.versions.lock().unwrap();
         let e = v.entry(id).or_insert(version);
         *e = (*e).max(version);
@@ -353,7 +355,7 @@ async fn permanent_failures_are_dead_lettered_and_released_and_a_replay_sends() 
 }
 
 fn reminder_of(e: &EventEnvelope, version: i32, starts_in: chrono::Duration) -> EventEnvelope {
-    let mut a = e.event.appointment().clone();
+    let mut a = e.appointment().unwrap().clone();
     a.version = version;
     a.starts_at = chrono::Utc::now() + starts_in;
     a.ends_at = a.starts_at + chrono::Duration::minutes(30);
@@ -385,7 +387,7 @@ async fn a_reminder_is_sent_only_while_its_version_is_current_and_the_appointmen
     // The appointment was moved (version 2) before the old reminder arrived.
     let mut moved = booked.clone();
     moved.id = Uuid::new_v4();
-    if let AppointmentEvent::Created(a) = &mut moved.event {
+    if let Event::Appointment(AppointmentEvent::Created(a)) = &mut moved.event {
         a.version = 2;
     }
     r.handler.handle(&encoded(&moved)).await.unwrap();
@@ -420,7 +422,7 @@ async fn a_reminder_that_goes_stale_while_it_waits_for_the_server_is_dropped() {
     };
     // Meanwhile the appointment is cancelled (version 2).
     r.log
-        .observe_version(booked.event.appointment().appointment_id, 2)
+        .observe_version(booked.appointment().unwrap().appointment_id, 2)
         .await
         .unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(10), task)
@@ -430,6 +432,122 @@ async fn a_reminder_that_goes_stale_while_it_waits_for_the_server_is_dropped() {
     assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::Stale)));
     assert!(r.mailer.sent.lock().unwrap().is_empty());
     assert!(!r.log.rows.lock().unwrap().contains_key(&reminder.id));
+}
+
+fn account_link(expires_in: chrono::Duration) -> AccountLink {
+    AccountLink {
+        account: AccountInfo {
+            id: Uuid::new_v4(),
+            email: "ann@example.com".into(),
+            full_name: "Ann".into(),
+        },
+        link: "https://medbook.example/account/verify-email?token=t0k3n".into(),
+        expires_at: chrono::Utc::now() + expires_in,
+    }
+}
+
+fn account_event(e: AccountEvent) -> EventEnvelope {
+    EventEnvelope::new(chrono::Utc::now(), e)
+}
+
+/// Each kind of account e-mail, its link (if any) working for another `expires_in`.
+fn account_events(expires_in: chrono::Duration) -> Vec<EventEnvelope> {
+    let l = account_link(expires_in);
+    vec![
+        account_event(AccountEvent::VerifyEmail(l.clone())),
+        account_event(AccountEvent::PasswordReset(l.clone())),
+        account_event(AccountEvent::RegistrationAttempted(l.clone())),
+        account_event(AccountEvent::EmailChanged(EmailChange {
+            account: l.account,
+            new_email: "ann@example.org".into(),
+        })),
+    ]
+}
+
+#[tokio::test]
+async fn an_account_email_is_sent_once_and_a_redelivery_is_a_duplicate() {
+    let r = rig(DAY, 10);
+    let e = account_event(AccountEvent::VerifyEmail(account_link(
+        chrono::Duration::hours(1),
+    )));
+    let m = encoded(&e);
+    assert_eq!(
+        r.handler.handle(&m).await,
+        Ok(Outcome::Sent {
+            attempts: 1,
+            takeover: false
+        })
+    );
+    assert_eq!(r.handler.handle(&m).await, Ok(Outcome::Duplicate));
+    let sent = r.mailer.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to_address, "ann@example.com");
+    assert_eq!(sent[0].subject, "Verify your e-mail address");
+    assert!(sent[0].calendar.is_none());
+    assert_eq!(r.log.rows.lock().unwrap()[&e.id].0, "sent");
+}
+
+#[tokio::test]
+async fn an_account_email_whose_link_expired_is_skipped_and_not_sent() {
+    let r = rig(DAY, 10);
+    let expired = account_events(-chrono::Duration::seconds(1));
+    for e in &expired[..3] {
+        assert_eq!(
+            r.handler.handle(&encoded(e)).await,
+            Ok(Outcome::Skipped(SkipReason::LinkExpired)),
+            "{:?}",
+            e.event_type()
+        );
+        assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    }
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+    // The address-change notice has no link: it never expires.
+    assert!(matches!(
+        r.handler.handle(&encoded(&expired[3])).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    // Counted apart from reminders.
+    let metrics = r.handler.metrics.render().unwrap();
+    assert!(
+        metrics.contains("account_emails_skipped_total{reason=\"link_expired\"} 3"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("reminders_skipped_total{"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_link_that_expires_while_its_mail_waits_for_the_server_is_dropped_and_released() {
+    let r = rig(DAY, 10);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..1000).map(|_| Err(SendError::Transient("451 later".into()))));
+    let e = account_event(AccountEvent::PasswordReset(account_link(
+        chrono::Duration::milliseconds(300),
+    )));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), r.handler.handle(&encoded(&e)))
+        .await
+        .expect("still retrying after the link expired");
+    assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::LinkExpired)));
+    assert!(*r.mailer.calls.lock().unwrap() >= 1);
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn account_emails_never_touch_appointment_versions() {
+    let r = rig(DAY, 10);
+    for e in account_events(chrono::Duration::hours(1)) {
+        assert!(matches!(
+            r.handler.handle(&encoded(&e)).await,
+            Ok(Outcome::Sent { .. })
+        ));
+    }
+    assert_eq!(r.mailer.sent.lock().unwrap().len(), 4);
+    assert_eq!(*r.log.version_calls.lock().unwrap(), 0);
+    assert!(r.log.versions.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! booking-service in this process, for the end-to-end test and the benchmarks (which
-//! include this file with `#[path]`): its own database, the given topics, and an admin
-//! with a clinic and a doctor to book.
+//! include this file with `#[path]`): its own database, the given topics, an admin
+//! with a clinic and a doctor to book, and patients with verified addresses.
 // Each includer uses a different part of it.
 #![allow(dead_code)]
 
@@ -9,15 +9,23 @@ use booking_service::service::auth::Registration;
 use booking_service::settings::Settings;
 use booking_service::startup::{Application, Services};
 use medbook_shared::config_loader::ConfigSources;
+use medbook_shared::events::{AccountEvent, Event, EventEnvelope, TOPIC_ACCOUNTS};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::pg::FreshDb;
 use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Passwords that are neither common nor built from the account's address or name, as
+/// the booking-service requires.
+const PATIENT_PASSWORD: &str = "violet ferry 2207";
+const ADMIN_PASSWORD: &str = "harbour lantern 7781";
 
 pub struct BookingApp {
     pub base: String,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: FreshDb,
+    topics: TestTopics,
     server: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -30,6 +38,7 @@ impl BookingApp {
             ("MEDBOOK_PROFILE".to_owned(), "dev".to_owned()),
             ("MEDBOOK_AUTH__BCRYPT_COST".into(), "4".into()),
             ("MEDBOOK_HTTP__ADDR".into(), "127.0.0.1:0".into()),
+            ("MEDBOOK_HTTP__OPS_ADDR".into(), "127.0.0.1:0".into()),
             ("MEDBOOK_DATABASE__URL".into(), db.url()),
             (
                 "MEDBOOK_REDIS__URL".into(),
@@ -43,6 +52,12 @@ impl BookingApp {
                 "MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT".into(),
                 "100000".into(),
             ),
+            // Many registrations from one client, answered at once.
+            (
+                "MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT".into(),
+                "100000".into(),
+            ),
+            ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS".into(), "0".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load_from(&ConfigSources { file: None, env }).unwrap();
@@ -55,6 +70,7 @@ impl BookingApp {
             client: reqwest::Client::new(),
             settings,
             db,
+            topics: topics.clone(),
             server,
             task,
         }
@@ -91,15 +107,58 @@ impl BookingApp {
             .to_owned()
     }
 
-    /// Registers a patient over HTTP; returns their access token.
+    /// Registers a patient over HTTP and verifies the address (bookings need it) with
+    /// the token of the verification link the service published; returns their access
+    /// token. Needs no mail server.
     pub async fn patient(&self, email: &str, full_name: &str) -> String {
+        self.register(email, full_name).await;
+        let token = self.verification_token(email).await;
+        self.verify_email(&token).await;
+        self.log_in_patient(email).await
+    }
+
+    /// Registers a patient over HTTP (unverified: a verification link is on its way).
+    pub async fn register(&self, email: &str, full_name: &str) {
         self.post(
             "/api/v1/auth/register",
             None,
-            json!({"email": email, "password": "patient password", "full_name": full_name}),
+            json!({"email": email, "password": PATIENT_PASSWORD, "full_name": full_name}),
         )
         .await;
-        self.login(email, "patient password").await
+    }
+
+    /// Uses up the token of a verification link.
+    pub async fn verify_email(&self, token: &str) {
+        self.post("/api/v1/auth/verify-email", None, json!({ "token": token }))
+            .await;
+    }
+
+    /// Logs a patient registered by [`Self::register`] in.
+    pub async fn log_in_patient(&self, email: &str) -> String {
+        self.login(email, PATIENT_PASSWORD).await
+    }
+
+    /// The token of the first verification link for `email` on the accounts topic.
+    pub async fn verification_token(&self, email: &str) -> String {
+        let mut reader = self.topics.reader(&[TOPIC_ACCOUNTS]).await;
+        let mut checked = 0;
+        loop {
+            // `read` may return more than one new message: look at each.
+            let seen = reader
+                .read(checked + 1, Duration::from_secs(30), Duration::ZERO)
+                .await;
+            for m in &seen[checked..] {
+                let Ok(e) = EventEnvelope::decode(&m.payload) else {
+                    continue;
+                };
+                if let Event::Account(AccountEvent::VerifyEmail(l)) = &e.event {
+                    if l.account.email == email {
+                        return token_of(&l.link);
+                    }
+                }
+            }
+            checked = seen.len();
+        }
     }
 
     /// An admin (created as the CLI does), logged in.
@@ -111,7 +170,7 @@ impl BookingApp {
             .auth
             .create_admin(Registration {
                 email: Email::parse(&email).unwrap(),
-                password: Password::parse("admin password").unwrap(),
+                password: Password::parse(ADMIN_PASSWORD).unwrap(),
                 full_name: FullName::parse("Admin").unwrap(),
                 birth_date: None,
                 gender: None,
@@ -119,7 +178,7 @@ impl BookingApp {
             })
             .await
             .unwrap();
-        self.login(&email, "admin password").await
+        self.login(&email, ADMIN_PASSWORD).await
     }
 
     /// A clinic in `city`/`time_zone` with one doctor; returns the doctor.
@@ -169,4 +228,11 @@ impl BookingApp {
         .map(|r| r.id.to_string())
         .collect()
     }
+}
+
+/// The `token` query parameter of a link.
+pub fn token_of(link: &str) -> String {
+    link.split_once("token=")
+        .map(|(_, t)| t.split('&').next().unwrap_or(t).to_owned())
+        .unwrap_or_else(|| panic!("no token in {link}"))
 }

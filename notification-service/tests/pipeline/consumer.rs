@@ -81,7 +81,7 @@ async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves
             record(&good),
         ])
         .await;
-    let good_to = good.event.appointment().patient.email.clone();
+    let good_to = good.appointment().unwrap().patient.email.clone();
     medbook_test_support::eventually(
         "the good email after the bad ones",
         Duration::from_secs(10),

@@ -1,9 +1,10 @@
-//! The whole pipeline: a patient registers, books, reschedules and cancels over HTTP;
-//! booking-service's outbox relay publishes to the real broker; the
-//! notification-service emails the real mail sink. Exactly three emails arrive, to the
-//! right person, with the right times in the clinic's zone.
+//! The whole pipeline: a patient registers, verifies the address with the link from
+//! the e-mail, books, reschedules and cancels over HTTP; booking-service's outbox relay
+//! publishes to the real broker; the notification-service emails the real mail sink.
+//! Exactly four emails arrive, to the right person, with the right times in the
+//! clinic's zone.
 
-use crate::booking::BookingApp;
+use crate::booking::{token_of, BookingApp};
 use crate::helpers::{settings as notifier_settings, Running};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
@@ -12,7 +13,7 @@ use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
-async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
+async fn register_verify_book_reschedule_cancel_reaches_the_patient_as_four_emails() {
     let notify_db = FreshDb::create("e2e_notify");
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
@@ -37,9 +38,21 @@ async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
     let first = booking.post(&path, Some(&admin), slot(10)).await;
     let second = booking.post(&path, Some(&admin), slot(15)).await;
 
-    // The patient side, over HTTP only.
+    // The patient side, over HTTP and e-mail only.
     let email = crate::helpers::address("e2e");
-    let me = booking.patient(&email, "Rita Lopes").await;
+    booking.register(&email, "Rita Lopes").await;
+    let verification = sink
+        .wait_for(&email, 1, Duration::from_secs(60), Duration::ZERO)
+        .await;
+    assert_eq!(verification[0]["subject"], "Verify your e-mail address");
+    let text = verification[0]["text"].as_str().unwrap();
+    let link = text
+        .lines()
+        .find(|l| l.starts_with("http") && l.contains("token="))
+        .unwrap_or_else(|| panic!("no link in {text}"));
+    assert!(text.contains("This link works until"), "{text}");
+    booking.verify_email(&token_of(link)).await;
+    let me = booking.log_in_patient(&email).await;
     let appt = booking
         .post(
             "/api/v1/appointments",
@@ -64,9 +77,13 @@ async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
         .await;
 
     let emails = sink
-        .wait_for(&email, 3, Duration::from_secs(60), Duration::from_secs(3))
+        .wait_for(&email, 4, Duration::from_secs(60), Duration::from_secs(3))
         .await;
-    assert_eq!(emails.len(), 3, "exactly one email per change");
+    assert_eq!(
+        emails.len(),
+        4,
+        "the verification link and one email per change"
+    );
     for e in &emails {
         assert_eq!(e["to"][0]["address"], email.as_str());
         assert_eq!(e["to"][0]["name"], "Rita Lopes");
@@ -131,7 +148,7 @@ async fn register_book_reschedule_cancel_reaches_the_patient_as_three_emails() {
         notifier
             .metric("emails_sent_total{outcome=\"first\"}")
             .await,
-        3.0
+        4.0
     );
     notifier.shutdown().await.unwrap();
 }

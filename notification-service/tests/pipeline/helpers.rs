@@ -271,10 +271,28 @@ pub fn created(email: &str) -> EventEnvelope {
     )
 }
 
-/// A message for the created topic carrying `bytes`, keyed like the relay does.
+/// An `account.verify_email` event for `email`, its link working for another hour.
+pub fn verify_email(email: &str) -> EventEnvelope {
+    let token = Uuid::new_v4().simple();
+    EventEnvelope::new(
+        Utc::now(),
+        AccountEvent::VerifyEmail(AccountLink {
+            account: AccountInfo {
+                id: Uuid::new_v4(),
+                email: email.into(),
+                full_name: "Acc Ount".into(),
+            },
+            link: format!("http://medbook.test/account/verify-email?token={token}"),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        }),
+    )
+}
+
+/// A message for the event's topic carrying the encoded event, keyed like the relay
+/// does.
 pub fn record(event: &EventEnvelope) -> (String, Option<Vec<u8>>, Vec<u8>) {
     (
-        TOPIC_CREATED.to_owned(),
+        event.event_type().topic().to_owned(),
         Some(event.key().into_bytes()),
         event.encode().unwrap(),
     )

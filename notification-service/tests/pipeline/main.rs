@@ -2,6 +2,7 @@
 //! the whole pipeline from an HTTP booking to the email in the mail sink.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod booking;
 mod consumer;
 mod dlq;

@@ -59,9 +59,9 @@ async fn a_three_minute_smtp_outage_at_a_steady_booking_rate_delays_mail_and_los
                 .await;
         }
     };
-    // Joined and working.
+    // Joined and working: the verification link and the first confirmation are in.
     book().await;
-    sink.wait_for(&to, 1, Duration::from_secs(60), Duration::ZERO)
+    sink.wait_for(&to, 2, Duration::from_secs(60), Duration::ZERO)
         .await;
     let rebalances_before = rebalances(&app).await;
 
@@ -159,7 +159,7 @@ async fn a_refused_recipient_is_dead_lettered_and_its_partition_moves_on_within_
     let refused = created(&address("reject"));
     let next = created(&address("next"));
     topics.produce(vec![record(&refused), record(&next)]).await;
-    let next_to = next.event.appointment().patient.email.clone();
+    let next_to = next.appointment().unwrap().patient.email.clone();
     let accepted =
         medbook_test_support::eventually("the next email", Duration::from_secs(30), || async {
             smtp.messages()
@@ -305,9 +305,12 @@ async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kep
     let mut ordered = Vec::new();
     let base = others[0].clone();
     for i in 0..3 {
-        let mut e = created(base.event.appointment().patient.email.as_str());
-        if let medbook_shared::events::AppointmentEvent::Created(a) = &mut e.event {
-            a.appointment_id = base.event.appointment().appointment_id;
+        let mut e = created(base.appointment().unwrap().patient.email.as_str());
+        if let medbook_shared::events::Event::Appointment(
+            medbook_shared::events::AppointmentEvent::Created(a),
+        ) = &mut e.event
+        {
+            a.appointment_id = base.appointment().unwrap().appointment_id;
             a.reason = format!("step {i}");
         }
         ordered.push(e);
@@ -315,7 +318,7 @@ async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kep
     topics.produce(ordered.iter().map(record).collect()).await;
 
     for e in &others {
-        let to = e.event.appointment().patient.email.clone();
+        let to = e.appointment().unwrap().patient.email.clone();
         medbook_test_support::eventually(
             "an email on a free partition",
             Duration::from_secs(30),
@@ -329,7 +332,7 @@ async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kep
         )
         .await;
     }
-    let base_to = base.event.appointment().patient.email.clone();
+    let base_to = base.appointment().unwrap().patient.email.clone();
     let steps = medbook_test_support::eventually(
         "the appointment's three emails",
         Duration::from_secs(30),
@@ -353,7 +356,7 @@ async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kep
         );
     }
     // The deferred one is still waiting, and the server counts as up.
-    let stuck_to = stuck.event.appointment().patient.email.clone();
+    let stuck_to = stuck.appointment().unwrap().patient.email.clone();
     assert!(!smtp
         .messages()
         .await

@@ -100,12 +100,13 @@ async fn a_booked_appointment_is_reminded_once_a_moved_one_of_its_new_time_a_can
         )
         .await;
 
-    // All three were due at the same instant.
+    // All three were due at the same instant. Each patient also has the verification
+    // link of their registration.
     let ann_mail = sink
-        .wait_for(&ann, 2, Duration::from_secs(90), Duration::ZERO)
+        .wait_for(&ann, 3, Duration::from_secs(90), Duration::ZERO)
         .await;
     let ben_mail = sink
-        .wait_for(&ben, 3, Duration::from_secs(30), Duration::from_secs(3))
+        .wait_for(&ben, 4, Duration::from_secs(30), Duration::from_secs(3))
         .await;
     let ann_mail = {
         let again = sink.emails_to(&ann).await;
@@ -120,9 +121,9 @@ async fn a_booked_appointment_is_reminded_once_a_moved_one_of_its_new_time_a_can
             .cloned()
             .collect()
     };
-    assert_eq!(ann_mail.len(), 2, "{:?}", subjects(&ann_mail));
+    assert_eq!(ann_mail.len(), 3, "{:?}", subjects(&ann_mail));
     assert_eq!(reminder(&ann_mail).len(), 1, "{:?}", subjects(&ann_mail));
-    assert_eq!(ben_mail.len(), 3, "{:?}", subjects(&ben_mail));
+    assert_eq!(ben_mail.len(), 4, "{:?}", subjects(&ben_mail));
     let ben_reminder = reminder(&ben_mail);
     assert_eq!(ben_reminder.len(), 1, "{:?}", subjects(&ben_mail));
     // Reminded of the new time, in the clinic's zone.
@@ -133,8 +134,8 @@ async fn a_booked_appointment_is_reminded_once_a_moved_one_of_its_new_time_a_can
     assert!(text.contains("(Europe/Lisbon)"), "{text}");
     assert_eq!(
         cid_mail.len(),
-        2,
-        "confirmation and cancellation only: {:?}",
+        3,
+        "verification, confirmation and cancellation only: {:?}",
         subjects(&cid_mail)
     );
     assert!(reminder(&cid_mail).is_empty());
@@ -150,7 +151,7 @@ async fn a_reminder_that_went_stale_or_late_on_the_way_is_dropped() {
     let app = Running::start(&settings(&db, &topics, sink.smtp_port)).await;
     let to = address("stale");
     let booked = created(&to);
-    let mut snapshot = booked.event.appointment().clone();
+    let mut snapshot = booked.appointment().unwrap().clone();
     snapshot.starts_at = Utc::now() + chrono::Duration::hours(2);
     snapshot.ends_at = snapshot.starts_at + chrono::Duration::minutes(30);
     let cancelled = EventEnvelope::new(
