@@ -30,7 +30,11 @@ export MEDBOOK_SMTP__PORT="${MEDBOOK_SMTP__PORT:-${SMTP_PORT}}"
 booking_db="${MEDBOOK_DATABASE__URL:-${PG_URL_BASE}/medbook}"
 notifications_db="${MEDBOOK_NOTIFICATIONS_DATABASE_URL:-${PG_URL_BASE}/medbook_notifications}"
 http_addr="${MEDBOOK_HTTP__ADDR:-127.0.0.1:8080}"
-unset MEDBOOK_DATABASE__URL MEDBOOK_HTTP__ADDR
+ops_addr="${MEDBOOK_HTTP__OPS_ADDR:-127.0.0.1:9464}"
+# The links in verification and reset e-mails open this booking-service's own pages.
+export MEDBOOK_ACCOUNTS__VERIFY_EMAIL_URL="${MEDBOOK_ACCOUNTS__VERIFY_EMAIL_URL:-http://${http_addr}/account/verify-email}"
+export MEDBOOK_ACCOUNTS__RESET_PASSWORD_URL="${MEDBOOK_ACCOUNTS__RESET_PASSWORD_URL:-http://${http_addr}/account/reset-password}"
+unset MEDBOOK_DATABASE__URL MEDBOOK_HTTP__ADDR MEDBOOK_HTTP__OPS_ADDR
 
 log "building the services"
 cargo build --locked -p booking-service -p notification-service
@@ -64,10 +68,12 @@ trap stop INT TERM EXIT
 MEDBOOK_DATABASE__URL="$notifications_db" MEDBOOK_HTTP__ADDR="${MEDBOOK_NOTIFICATION_HTTP_ADDR:-127.0.0.1:8081}" \
     "$notification" serve &
 pids+=($!)
-MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_HTTP__ADDR="$http_addr" "$booking" serve &
+MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_HTTP__ADDR="$http_addr" MEDBOOK_HTTP__OPS_ADDR="$ops_addr" \
+    "$booking" serve &
 pids+=($!)
 
 log "booking-service: http://${http_addr} (Swagger UI: http://${http_addr}/swagger)"
+log "booking-service metrics and readiness (operators only): http://${ops_addr}/metrics, /ready"
 log "emails sent to patients: http://127.0.0.1:${MAIL_WEB_PORT}"
 # Runs until Ctrl-C, or until either service exits.
 wait -n "${pids[@]}"
