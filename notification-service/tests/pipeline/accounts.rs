@@ -96,7 +96,11 @@ async fn register_verify_book_then_reset_the_password_through_the_emails() {
     assert_eq!(mails[0]["subject"], "Verify your e-mail address");
     let page = client.get(local(&link_in(&mails[0]))).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("Verify my e-mail address"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Verify my e-mail address"));
     let token = crate::booking::token_of(&link_in(&mails[0]));
     let verified = client
         .post(format!("{}/account/verify-email", booking.base))
