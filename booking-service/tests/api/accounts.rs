@@ -547,3 +547,42 @@ async fn authorization_comes_before_validation_on_every_route() {
     }
     assert!(admin_routes >= 15, "{admin_routes} admin routes walked");
 }
+
+/// One reset link used by eight requests at once: exactly one sets its password.
+#[tokio::test]
+async fn concurrent_uses_of_one_reset_link_succeed_once() {
+    let app = spawn_app().await;
+    let ann = app.patient().await;
+    app.post("/api/v1/auth/password-reset", &json!({"email": ann.email}))
+        .await;
+    let token = token_of(
+        &app.outbox_link("account.password_reset", &ann.email)
+            .unwrap(),
+    );
+    let attempts = (0..8).map(|i| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let password = format!("quiet-lantern-{i}{i}");
+            let res = app
+                .post(
+                    "/api/v1/auth/password-reset/confirm",
+                    &json!({"token": token, "new_password": password}),
+                )
+                .await;
+            (res.status().as_u16(), password)
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let winners: Vec<&String> = results
+        .iter()
+        .filter(|(s, _)| *s == 204)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    assert!(
+        results.iter().all(|(s, _)| *s == 204 || *s == 400),
+        "{results:?}"
+    );
+    assert_eq!(app.login(&ann.email, winners[0]).await.status(), 200);
+}
