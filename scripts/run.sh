@@ -44,7 +44,9 @@ notification=target/debug/notification-service
 MEDBOOK_DATABASE__URL="$booking_db" "$booking" migrate >/dev/null
 MEDBOOK_DATABASE__URL="$notifications_db" "$notification" migrate
 # Demo data on first start (does nothing once the database has clinics).
-MEDBOOK_DATABASE__URL="$booking_db" "$booking" seed-demo | grep -q '"skipped": false' \
+# (The report is read whole: `grep -q` on the pipe would cut the command off.)
+seeded=$(MEDBOOK_DATABASE__URL="$booking_db" "$booking" seed-demo)
+grep -q '"skipped": false' <<<"$seeded" \
     && log "loaded the demo data (patients: patientNN@demo.medbook.local / demo-patient)" || true
 
 # A development admin, so the admin endpoints can be tried at once.
