@@ -136,6 +136,7 @@ impl Services {
             issuer.clone(),
             clock.clone(),
             cache.clone(),
+            revoked.clone(),
             settings.account_config(),
         ));
         let auth = Arc::new(AuthService::new(

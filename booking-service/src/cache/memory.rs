@@ -73,6 +73,8 @@ impl Cache for MemoryCache {
 pub struct MemoryRevokedTokens {
     /// The value is the TTL the id was revoked with, read by [`RevocationExpiry`].
     ids: moka::future::Cache<Uuid, Duration>,
+    /// Per user: tokens issued before this time (Unix milliseconds) are revoked.
+    users: moka::future::Cache<Uuid, i64>,
 }
 
 /// Per-entry expiry: an id expires after the TTL it was revoked with; revoking it again
@@ -101,6 +103,11 @@ impl MemoryRevokedTokens {
             ids: moka::future::Cache::builder()
                 .expire_after(RevocationExpiry)
                 .build(),
+            // Cut-offs outlive every token they revoke: a day is far above any access
+            // token lifetime.
+            users: moka::future::Cache::builder()
+                .time_to_live(Duration::from_secs(86_400))
+                .build(),
         }
     }
 }
@@ -118,8 +125,25 @@ impl RevokedTokens for MemoryRevokedTokens {
         Ok(())
     }
 
-    async fn is_revoked(&self, token_id: Uuid) -> Result<bool, CacheError> {
-        Ok(self.ids.get(&token_id).await.is_some())
+    async fn revoke_user_before(
+        &self,
+        user_id: Uuid,
+        before: chrono::DateTime<chrono::Utc>,
+        _ttl: Duration,
+    ) -> Result<(), CacheError> {
+        self.users.insert(user_id, before.timestamp_millis()).await;
+        Ok(())
+    }
+
+    async fn is_revoked(
+        &self,
+        token_id: Uuid,
+        user_id: Uuid,
+        issued_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, CacheError> {
+        let cut = self.users.get(&user_id).await;
+        Ok(self.ids.get(&token_id).await.is_some()
+            || cut.is_some_and(|before| issued_at.timestamp_millis() < before))
     }
 }
 
@@ -194,11 +218,23 @@ mod tests {
             .revoke(long_lived, Duration::from_secs(60))
             .await
             .unwrap();
-        assert!(store.is_revoked(revoked).await.unwrap());
-        assert!(!store.is_revoked(Uuid::new_v4()).await.unwrap());
+        assert!(store
+            .is_revoked(revoked, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
+        assert!(!store
+            .is_revoked(Uuid::new_v4(), Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
         tokio::time::sleep(Duration::from_millis(450)).await;
-        assert!(!store.is_revoked(revoked).await.unwrap());
-        assert!(store.is_revoked(long_lived).await.unwrap());
+        assert!(!store
+            .is_revoked(revoked, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
+        assert!(store
+            .is_revoked(long_lived, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -208,6 +244,9 @@ mod tests {
         store.revoke(id, Duration::from_secs(60)).await.unwrap();
         store.revoke(id, Duration::from_millis(50)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(store.is_revoked(id).await.unwrap());
+        assert!(store
+            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
     }
 }

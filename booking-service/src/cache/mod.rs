@@ -18,6 +18,7 @@ pub mod memory;
 pub mod redis;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use prometheus::{IntCounterVec, Opts, Registry};
 use std::future::Future;
 use std::sync::Arc;
@@ -46,13 +47,28 @@ pub enum CacheError {
     Unavailable(String),
 }
 
-/// The ids of access tokens that were logged out before they expired.
+/// Access tokens that must not be accepted before they expire: the ids of tokens that
+/// were logged out, and per user a time before which every token was revoked (a
+/// password reset or change ends every session).
 #[async_trait]
 pub trait RevokedTokens: Send + Sync {
     /// Marks `token_id` revoked for `ttl` (the remaining lifetime of the token).
     async fn revoke(&self, token_id: Uuid, ttl: Duration) -> Result<(), CacheError>;
-    /// Whether `token_id` was revoked (and the revocation has not expired yet).
-    async fn is_revoked(&self, token_id: Uuid) -> Result<bool, CacheError>;
+    /// Revokes every token of `user_id` issued before `before` (to the millisecond),
+    /// for `ttl` (the access-token lifetime).
+    async fn revoke_user_before(
+        &self,
+        user_id: Uuid,
+        before: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<(), CacheError>;
+    /// Whether the token was revoked, by its id or by its user's cut-off; one lookup.
+    async fn is_revoked(
+        &self,
+        token_id: Uuid,
+        user_id: Uuid,
+        issued_at: DateTime<Utc>,
+    ) -> Result<bool, CacheError>;
 }
 
 /// Prometheus counters of the caches, labelled by backend (`cache="memory"|"redis"`).

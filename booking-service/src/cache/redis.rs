@@ -116,7 +116,15 @@ impl RedisRevokedTokens {
     fn key(token_id: Uuid) -> String {
         format!("{REVOKED_PREFIX}{token_id}")
     }
+
+    /// `medbook:revoked-user:<uuid>`: the time (Unix milliseconds) before which the
+    /// user's tokens are revoked.
+    fn user_key(user_id: Uuid) -> String {
+        format!("{REVOKED_USER_PREFIX}{user_id}")
+    }
 }
+
+const REVOKED_USER_PREFIX: &str = "medbook:revoked-user:";
 
 #[async_trait]
 impl RevokedTokens for RedisRevokedTokens {
@@ -132,14 +140,40 @@ impl RevokedTokens for RedisRevokedTokens {
             .map_err(OpError::into_cache_error)
     }
 
-    async fn is_revoked(&self, token_id: Uuid) -> Result<bool, CacheError> {
-        let key = Self::key(token_id);
-        let mut cmd = ::redis::cmd("EXISTS");
-        cmd.arg(&key);
+    async fn revoke_user_before(
+        &self,
+        user_id: Uuid,
+        before: chrono::DateTime<chrono::Utc>,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let key = Self::user_key(user_id);
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(before.timestamp_millis())
+            .arg("EX")
+            .arg(whole_seconds(ttl));
         self.conn
-            .run::<bool>("EXISTS", &key, &cmd)
+            .run::<()>("SET", &key, &cmd)
             .await
             .map_err(OpError::into_cache_error)
+    }
+
+    /// One `MGET` of the token's key and its user's cut-off.
+    async fn is_revoked(
+        &self,
+        token_id: Uuid,
+        user_id: Uuid,
+        issued_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, CacheError> {
+        let key = Self::key(token_id);
+        let mut cmd = ::redis::cmd("MGET");
+        cmd.arg(&key).arg(Self::user_key(user_id));
+        let (token, cut): (Option<i64>, Option<i64>) = self
+            .conn
+            .run("MGET", &key, &cmd)
+            .await
+            .map_err(OpError::into_cache_error)?;
+        Ok(token.is_some() || cut.is_some_and(|before| issued_at.timestamp_millis() < before))
     }
 }
 
@@ -501,7 +535,9 @@ mod tests {
 
         let revoked = RedisRevokedTokens::new(UNREACHABLE, Duration::from_millis(200)).unwrap();
         assert!(matches!(
-            revoked.is_revoked(Uuid::new_v4()).await,
+            revoked
+                .is_revoked(Uuid::new_v4(), Uuid::nil(), chrono::Utc::now())
+                .await,
             Err(CacheError::Unavailable(_))
         ));
         assert!(matches!(
@@ -599,10 +635,19 @@ mod tests {
         let mut raw = raw().await;
         let store = RedisRevokedTokens::new(&redis_url(), Duration::from_millis(500)).unwrap();
         let id = Uuid::new_v4();
-        assert!(!store.is_revoked(id).await.unwrap());
+        assert!(!store
+            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
         store.revoke(id, Duration::from_secs(60)).await.unwrap();
-        assert!(store.is_revoked(id).await.unwrap());
-        assert!(!store.is_revoked(Uuid::new_v4()).await.unwrap());
+        assert!(store
+            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
+        assert!(!store
+            .is_revoked(Uuid::new_v4(), Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
 
         let ttl = pttl(&mut raw, &format!("medbook:revoked:{id}")).await;
         assert!(ttl > 0 && ttl <= 60_000, "PTTL {ttl}");
@@ -622,8 +667,54 @@ mod tests {
         store.revoke(id, Duration::from_millis(100)).await.unwrap();
         let ttl = pttl(&mut raw, &format!("medbook:revoked:{id}")).await;
         assert!(ttl > 0 && ttl <= 1_000, "PTTL {ttl}");
-        assert!(store.is_revoked(id).await.unwrap());
+        assert!(store
+            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
         tokio::time::sleep(Duration::from_millis(1_200)).await;
-        assert!(!store.is_revoked(id).await.unwrap());
+        assert!(!store
+            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_users_cut_off_revokes_only_tokens_issued_before_it() {
+        let mut raw = raw().await;
+        let store = RedisRevokedTokens::new(&redis_url(), Duration::from_millis(500)).unwrap();
+        let user = Uuid::new_v4();
+        let now = chrono::Utc::now();
+        let earlier = now - chrono::Duration::minutes(5);
+        assert!(!store
+            .is_revoked(Uuid::new_v4(), user, earlier)
+            .await
+            .unwrap());
+        store
+            .revoke_user_before(user, now, Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert!(store
+            .is_revoked(Uuid::new_v4(), user, earlier)
+            .await
+            .unwrap());
+        assert!(
+            !store.is_revoked(Uuid::new_v4(), user, now).await.unwrap(),
+            "a token issued at the cut-off (a new login) stays valid"
+        );
+        assert!(
+            !store
+                .is_revoked(Uuid::new_v4(), Uuid::new_v4(), earlier)
+                .await
+                .unwrap(),
+            "other users are untouched"
+        );
+        let key = format!("medbook:revoked-user:{user}");
+        let ttl = pttl(&mut raw, &key).await;
+        assert!(ttl > 0 && ttl <= 900_000, "PTTL {ttl}");
+        let _: () = ::redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
     }
 }

@@ -21,6 +21,11 @@ struct Claims {
     aud: String,
     exp: i64,
     iat: i64,
+    /// `iat` in milliseconds: a password reset revokes the tokens issued before it, and
+    /// a login in the same second must not count as one of them. Tokens without it
+    /// count from the start of their `iat` second.
+    #[serde(default)]
+    iat_ms: Option<i64>,
     jti: String,
     typ: String,
 }
@@ -73,6 +78,7 @@ impl TokenIssuer for JwtIssuer {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now.timestamp(),
+            iat_ms: Some(now.timestamp_millis()),
             exp: now.timestamp() + i64::try_from(self.access_ttl.as_secs())?,
             jti: Uuid::new_v4().to_string(),
             typ: TOKEN_TYPE.to_owned(),
@@ -98,6 +104,10 @@ impl TokenIssuer for JwtIssuer {
             user_id: UserId(c.sub.parse().map_err(|_| "invalid token")?),
             role: c.role.parse().map_err(|_| "invalid token")?,
             token_id: c.jti.parse().map_err(|_| "invalid token")?,
+            issued_at: Utc
+                .timestamp_millis_opt(c.iat_ms.unwrap_or(c.iat.saturating_mul(1000)))
+                .single()
+                .ok_or("invalid token")?,
             expires_at: Utc
                 .timestamp_opt(c.exp, 0)
                 .single()
@@ -118,6 +128,10 @@ impl TokenIssuer for JwtIssuer {
 
     fn refresh_ttl(&self) -> Duration {
         self.refresh_ttl
+    }
+
+    fn access_ttl(&self) -> Duration {
+        self.access_ttl
     }
 }
 

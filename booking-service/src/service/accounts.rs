@@ -24,7 +24,7 @@ use super::ports::{
     UserRepository,
 };
 use super::ServiceError;
-use crate::cache::Cache;
+use crate::cache::{Cache, RevokedTokens};
 use crate::domain::{password_policy, Email, NewUser, Password, Role, User, UserId};
 use crate::domain::{FieldError, ValidationErrors};
 use chrono::{DateTime, Utc};
@@ -59,6 +59,7 @@ pub struct AccountService {
     issuer: Arc<dyn TokenIssuer>,
     clock: Arc<dyn Clock>,
     cache: Arc<dyn Cache>,
+    revoked: Arc<dyn RevokedTokens>,
     config: AccountConfig,
 }
 
@@ -80,6 +81,7 @@ impl AccountService {
         issuer: Arc<dyn TokenIssuer>,
         clock: Arc<dyn Clock>,
         cache: Arc<dyn Cache>,
+        revoked: Arc<dyn RevokedTokens>,
         config: AccountConfig,
     ) -> Self {
         Self {
@@ -90,7 +92,22 @@ impl AccountService {
             issuer,
             clock,
             cache,
+            revoked,
             config,
+        }
+    }
+
+    /// Ends every access token of `id` issued before now (refresh tokens are revoked
+    /// in the database by the caller). If the revocation store is down the tokens run
+    /// out on their own within `auth.access_token_ttl_secs`.
+    pub async fn end_access_tokens(&self, id: UserId) {
+        let ttl = self.issuer.access_ttl();
+        if let Err(e) = self
+            .revoked
+            .revoke_user_before(id.0, self.clock.now(), ttl)
+            .await
+        {
+            tracing::warn!(error = %e, user_id = %id, "could not revoke the access tokens; they stay valid until they expire");
         }
     }
 
@@ -376,6 +393,7 @@ impl AccountService {
             .await?
             .ok_or_else(invalid_token)?;
         self.cache.invalidate(&patient_cache_key(user.id)).await;
+        self.end_access_tokens(user.id).await;
         // The lockout of the old password's failures ends with it.
         self.throttle
             .clear(format!("account:{}", user.email))
@@ -555,6 +573,14 @@ mod tests {
             .unwrap();
         assert!(f.tokens.revoked_users().contains(&user.id));
         assert!(auth.refresh(&pair.refresh_token).await.is_err());
+        let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        assert!(
+            f.revoked
+                .is_revoked(Uuid::new_v4(), user.id.0, an_hour_ago)
+                .await
+                .unwrap(),
+            "access tokens issued before the reset are revoked"
+        );
         auth.login("ann@example.com", "new-violin-43", None)
             .await
             .unwrap();

@@ -26,6 +26,7 @@ pub struct Fakes {
     pub issuer: Arc<FakeIssuer>,
     pub clock: Arc<FakeClock>,
     pub accounts: Arc<FakeAccounts>,
+    pub revoked: Arc<crate::cache::memory::MemoryRevokedTokens>,
 }
 
 impl Fakes {
@@ -46,6 +47,7 @@ impl Fakes {
             hasher: Arc::default(),
             issuer: Arc::new(FakeIssuer),
             clock,
+            revoked: Arc::default(),
         }
     }
 
@@ -63,6 +65,7 @@ impl Fakes {
             self.issuer.clone(),
             self.clock.clone(),
             self.cache(),
+            self.revoked.clone(),
             AccountConfig {
                 verify_url: "http://medbook.test/verify".into(),
                 reset_url: "http://medbook.test/reset".into(),
@@ -134,7 +137,7 @@ impl Fakes {
                     lockout: Duration::from_secs(60),
                 },
             },
-            Arc::new(crate::cache::memory::MemoryRevokedTokens::new()),
+            self.revoked.clone(),
         )
     }
 
@@ -692,5 +695,8 @@ impl TokenIssuer for FakeIssuer {
     }
     fn refresh_ttl(&self) -> Duration {
         Duration::from_secs(3600)
+    }
+    fn access_ttl(&self) -> Duration {
+        Duration::from_secs(900)
     }
 }

@@ -164,7 +164,8 @@ impl PatientService {
                 .tokens
                 .revoke_all_for_user(id, self.clock.now())
                 .await?;
-            tracing::info!(revoked, "password changed; refresh tokens revoked");
+            self.accounts.end_access_tokens(id).await;
+            tracing::info!(revoked, "password changed; every session revoked");
         }
         match update.email {
             Some(email) => self.accounts.request_email_change(&user, &email).await,

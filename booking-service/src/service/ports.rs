@@ -184,6 +184,7 @@ pub struct AccessClaims {
     pub user_id: UserId,
     pub role: Role,
     pub token_id: Uuid,
+    pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -207,6 +208,7 @@ pub trait TokenIssuer: Send + Sync {
     fn new_refresh_token(&self) -> (String, String);
     fn hash_refresh_token(&self, secret: &str) -> String;
     fn refresh_ttl(&self) -> Duration;
+    fn access_ttl(&self) -> Duration;
 }
 
 pub trait Clock: Send + Sync {

@@ -337,16 +337,23 @@ async fn password_reset_sets_a_new_password_and_ends_every_session() {
         )
         .await;
     assert_error(refresh, 401, "unauthorized").await;
+    // Access tokens issued before are refused too: every session has ended.
+    let old_access = app.get("/api/v1/me", Some(&ann.access)).await;
+    assert_error(old_access, 401, "unauthorized").await;
     assert_error(
         app.login(&ann.email, &ann.password).await,
         401,
         "invalid_credentials",
     )
     .await;
-    assert_eq!(
-        app.login(&ann.email, "quiet-lantern-58").await.status(),
-        200
-    );
+    let fresh: Value = app
+        .login(&ann.email, "quiet-lantern-58")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(app.get("/api/v1/me", Some(fresh)).await.status(), 200);
     let reused = app
         .post(
             "/api/v1/auth/password-reset/confirm",

@@ -158,6 +158,9 @@ async fn changing_the_password_revokes_refresh_tokens() {
         )
         .await;
     assert_error(refresh, 401, "unauthorized").await;
+    // Access tokens issued before are refused too: every session has ended.
+    let old_access = app.get("/api/v1/me", Some(&ann.access)).await;
+    assert_error(old_access, 401, "unauthorized").await;
     assert_error(
         app.login(&ann.email, &ann.password).await,
         401,

@@ -25,6 +25,7 @@ pub struct Caller {
     pub id: UserId,
     pub role: Role,
     pub token_id: Uuid,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -67,6 +68,7 @@ fn verify(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
         id: claims.user_id,
         role: claims.role,
         token_id: claims.token_id,
+        issued_at: claims.issued_at,
         expires_at: claims.expires_at,
     })
 }
@@ -81,9 +83,15 @@ pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
     }
     let state = state(&req)?;
     let caller = verify(&req, &state)?;
-    match state.revoked.is_revoked(caller.token_id).await {
+    match state
+        .revoked
+        .is_revoked(caller.token_id, caller.id.0, caller.issued_at)
+        .await
+    {
         Ok(false) => Ok(caller),
-        Ok(true) => Err(ApiError::unauthorized("token has been logged out")),
+        Ok(true) => Err(ApiError::unauthorized(
+            "token has been revoked (logged out, or the password changed)",
+        )),
         Err(e) => {
             state.metrics.revocation_check_failures.inc();
             if state.deny_when_revocation_unknown {
