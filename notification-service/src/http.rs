@@ -1,5 +1,6 @@
 //! `/health`, `/ready` (database, broker, SMTP server) and `/metrics` of the
-//! notification-service.
+//! notification-service: an operators' listener, never to be exposed publicly. Its
+//! answers carry `nosniff` and `no-store` like every answer of the system.
 
 use crate::dlq::KafkaDeadLetters;
 use crate::repository::Db;
@@ -64,6 +65,11 @@ pub fn server(listener: TcpListener, probes: Probes) -> std::io::Result<actix_we
     let probes = web::Data::new(probes);
     Ok(HttpServer::new(move || {
         App::new()
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((actix_web::http::header::CACHE_CONTROL, "no-store")),
+            )
             .app_data(probes.clone())
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))

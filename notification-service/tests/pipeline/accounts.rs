@@ -43,6 +43,8 @@ async fn a_verification_link_is_emailed_once_to_its_address() {
         "no calendar part: {:?}",
         mail["attachments"]
     );
+    let health = reqwest::get(format!("{}/health", app.http)).await.unwrap();
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     medbook_test_support::eventually("the duplicate counted", Duration::from_secs(10), || async {
         (app.metric("events_duplicate_total").await == 1.0).then_some(())
     })
