@@ -6,7 +6,7 @@
 //! `booking-service/data/README.md`), compiled into the binary. Comparison ignores
 //! case, as Django's does: `Password1` is as guessable as `password1`.
 
-use super::Password;
+use super::{Password, ValidationErrors};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -54,6 +54,18 @@ pub fn check(password: &Password, email: &str, full_name: &str) -> Result<(), St
         return Err("must not contain your e-mail address or name".into());
     }
     Ok(())
+}
+
+/// [`check`], refused as a validation error of `field`.
+pub fn require(
+    field: &str,
+    password: &Password,
+    email: &str,
+    full_name: &str,
+) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    errors.check(field, check(password, email, full_name));
+    errors.finish(|| Some(()))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::db::{map_err, Db};
 use super::outbox;
-use super::schema::{account_tokens, refresh_tokens, users};
+use super::schema::{account_tokens, users};
 use super::users::UserRow;
 use crate::domain::{NewUser, User, UserId};
 use crate::service::account_ports::{
@@ -209,15 +209,8 @@ impl AccountStore for PgAccounts {
                         .and_then(User::try_from)?;
                     return Ok(Verification::Verified(user));
                 }
-                // An address change: the link proves the new address works.
-                let taken: i64 = users::table
-                    .filter(users::email.eq(&address))
-                    .count()
-                    .get_result(conn)
-                    .map_err(map_err)?;
-                if taken > 0 {
-                    return Ok(Verification::AddressTaken);
-                }
+                // An address change: the link proves the new address works. If another
+                // account took it meanwhile, the unique index refuses the update (below).
                 let changed = diesel::update(users::table.find(user_id))
                     .set((
                         users::email.eq(&address),
@@ -254,7 +247,7 @@ impl AccountStore for PgAccounts {
                 self.signal.notify();
                 Ok(v)
             }
-            // Taken between the check and the update: the unique index has the last word.
+            // Another account has the address: the transaction rolled back.
             Err(RepoError::UniqueViolation(_)) => Ok(Verification::AddressTaken),
             other => other,
         }
@@ -291,14 +284,7 @@ impl AccountStore for PgAccounts {
                     .map_err(map_err)
                     .and_then(User::try_from)?;
                 supersede(conn, user_id, TokenPurpose::ResetPassword, now)?;
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::user_id.eq(user_id))
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::revoked_at.eq(now))
-                .execute(conn)
-                .map_err(map_err)?;
+                super::refresh_tokens::revoke_all_of(conn, UserId(user_id), now)?;
                 Ok(Some(user))
             })
             .await

@@ -153,17 +153,25 @@ impl RefreshTokenRepository for PgRefreshTokens {
         now: DateTime<Utc>,
     ) -> Result<u64, RepoError> {
         self.db
-            .run(move |conn| {
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::user_id.eq(user_id.0))
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::revoked_at.eq(now))
-                .execute(conn)
-                .map(|n| n as u64)
-                .map_err(map_err)
-            })
+            .run(move |conn| revoke_all_of(conn, user_id, now))
             .await
     }
+}
+
+/// Revokes every live refresh token of `user_id`, inside the caller's transaction if
+/// it has one (a password reset does it with the password change).
+pub(crate) fn revoke_all_of(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    now: DateTime<Utc>,
+) -> Result<u64, RepoError> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id.0))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now))
+    .execute(conn)
+    .map(|n| n as u64)
+    .map_err(map_err)
 }

@@ -51,6 +51,17 @@ pub struct AccountConfig {
     pub per_client: ThrottlePolicy,
 }
 
+/// The e-mails that carry a link.
+#[derive(Debug, Clone, Copy)]
+enum LinkMail {
+    /// Verifies the address it goes to.
+    Verify,
+    /// Sets a new password.
+    Reset,
+    /// Tells an owner someone tried to use the address; its link resets the password.
+    RegistrationAttempt,
+}
+
 pub struct AccountService {
     users: Arc<dyn UserRepository>,
     store: Arc<dyn AccountStore>,
@@ -119,10 +130,7 @@ impl AccountService {
         reg: Registration,
         client: Option<IpAddr>,
     ) -> Result<(), ServiceError> {
-        let started = tokio::time::Instant::now();
-        let result = self.register_inner(reg, client).await;
-        tokio::time::sleep_until(started + self.config.response_floor).await;
-        result
+        self.padded(self.register_inner(reg, client)).await
     }
 
     async fn register_inner(
@@ -130,12 +138,12 @@ impl AccountService {
         reg: Registration,
         client: Option<IpAddr>,
     ) -> Result<(), ServiceError> {
-        let mut errors = ValidationErrors::new();
-        errors.check(
+        password_policy::require(
             "password",
-            password_policy::check(&reg.password, reg.email.as_str(), reg.full_name.as_str()),
-        );
-        errors.finish(|| Some(()))?;
+            &reg.password,
+            reg.email.as_str(),
+            reg.full_name.as_str(),
+        )?;
         let now = self.clock.now();
         if let Some(ip) = client {
             self.admit(format!("register:client:{ip}"), self.config.per_client, now)
@@ -157,13 +165,13 @@ impl AccountService {
             phone: reg.phone,
             email_verified_at: None,
         };
-        let account = AccountInfo {
-            id: user.id.0,
-            email: user.email.as_str().to_owned(),
-            full_name: user.full_name.as_str().to_owned(),
-        };
-        let (token, link) = self.link(TokenPurpose::VerifyEmail, &account, now);
-        let mail = EventEnvelope::new(now, AccountEvent::VerifyEmail(link));
+        let (token, mail) = self.link_mail(
+            LinkMail::Verify,
+            user.id,
+            user.email.as_str(),
+            user.full_name.as_str(),
+            now,
+        );
         match self.store.create_with_token(user, token, mail).await {
             Ok(_) => Ok(()),
             // Registered concurrently: the same answer as for any taken address.
@@ -187,13 +195,13 @@ impl AccountService {
         self.throttle
             .record_failure(key, self.config.per_address, now)
             .await?;
-        let account = AccountInfo {
-            id: owner.id.0,
-            email: owner.email.clone(),
-            full_name: owner.full_name.clone(),
-        };
-        let (token, link) = self.link(TokenPurpose::ResetPassword, &account, now);
-        let mail = EventEnvelope::new(now, AccountEvent::RegistrationAttempted(link));
+        let (token, mail) = self.link_mail(
+            LinkMail::RegistrationAttempt,
+            owner.id,
+            &owner.email,
+            &owner.full_name,
+            now,
+        );
         self.store.issue(token, mail, None).await?;
         Ok(())
     }
@@ -220,13 +228,8 @@ impl AccountService {
         let now = self.clock.now();
         self.admit(format!("verify:user:{id}"), self.config.per_address, now)
             .await?;
-        let account = AccountInfo {
-            id: user.id.0,
-            email: target,
-            full_name: user.full_name.clone(),
-        };
-        let (token, link) = self.link(TokenPurpose::VerifyEmail, &account, now);
-        let mail = EventEnvelope::new(now, AccountEvent::VerifyEmail(link));
+        let (token, mail) =
+            self.link_mail(LinkMail::Verify, user.id, &target, &user.full_name, now);
         self.store.issue(token, mail, None).await?;
         Ok(())
     }
@@ -258,13 +261,13 @@ impl AccountService {
                 .set_pending(user.id, Some(new_email.as_str().to_owned()))
                 .await;
         }
-        let account = AccountInfo {
-            id: user.id.0,
-            email: new_email.as_str().to_owned(),
-            full_name: user.full_name.clone(),
-        };
-        let (token, link) = self.link(TokenPurpose::VerifyEmail, &account, now);
-        let mail = EventEnvelope::new(now, AccountEvent::VerifyEmail(link));
+        let (token, mail) = self.link_mail(
+            LinkMail::Verify,
+            user.id,
+            new_email.as_str(),
+            &user.full_name,
+            now,
+        );
         self.store
             .issue(token, mail, Some(new_email.as_str().to_owned()))
             .await?;
@@ -319,10 +322,7 @@ impl AccountService {
         email: &str,
         client: Option<IpAddr>,
     ) -> Result<(), ServiceError> {
-        let started = tokio::time::Instant::now();
-        let result = self.request_reset_inner(email, client).await;
-        tokio::time::sleep_until(started + self.config.response_floor).await;
-        result
+        self.padded(self.request_reset_inner(email, client)).await
     }
 
     async fn request_reset_inner(
@@ -347,13 +347,8 @@ impl AccountService {
         let Some(user) = self.users.find_by_email(&email).await? else {
             return Ok(());
         };
-        let account = AccountInfo {
-            id: user.id.0,
-            email: user.email.clone(),
-            full_name: user.full_name.clone(),
-        };
-        let (token, link) = self.link(TokenPurpose::ResetPassword, &account, now);
-        let mail = EventEnvelope::new(now, AccountEvent::PasswordReset(link));
+        let (token, mail) =
+            self.link_mail(LinkMail::Reset, user.id, &user.email, &user.full_name, now);
         self.store.issue(token, mail, None).await?;
         Ok(())
     }
@@ -416,35 +411,64 @@ impl AccountService {
         Ok(())
     }
 
-    /// A new token for `account` and the link that carries its secret.
-    fn link(
+    /// Runs `work`, answering no sooner than `accounts.response_floor_ms` after the
+    /// start, whatever its outcome.
+    async fn padded<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        let started = tokio::time::Instant::now();
+        let result = work.await;
+        tokio::time::sleep_until(started + self.config.response_floor).await;
+        result
+    }
+
+    /// A new token for the user `id` and the e-mail to `address` whose link carries
+    /// its secret.
+    fn link_mail(
         &self,
-        purpose: TokenPurpose,
-        account: &AccountInfo,
+        kind: LinkMail,
+        id: UserId,
+        address: &str,
+        full_name: &str,
         now: DateTime<Utc>,
-    ) -> (NewAccountToken, AccountLink) {
+    ) -> (NewAccountToken, EventEnvelope) {
         let (secret, token_hash) = self.issuer.new_refresh_token();
-        let (base, ttl) = match purpose {
-            TokenPurpose::VerifyEmail => (&self.config.verify_url, self.config.verification_ttl),
-            TokenPurpose::ResetPassword => (&self.config.reset_url, self.config.reset_ttl),
+        let (purpose, base, ttl) = match kind {
+            LinkMail::Verify => (
+                TokenPurpose::VerifyEmail,
+                &self.config.verify_url,
+                self.config.verification_ttl,
+            ),
+            LinkMail::Reset | LinkMail::RegistrationAttempt => (
+                TokenPurpose::ResetPassword,
+                &self.config.reset_url,
+                self.config.reset_ttl,
+            ),
         };
         let expires_at =
             now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
         let separator = if base.contains('?') { '&' } else { '?' };
         let token = NewAccountToken {
             id: Uuid::new_v4(),
-            user_id: UserId(account.id),
+            user_id: id,
             purpose,
             token_hash,
-            email: account.email.clone(),
+            email: address.to_owned(),
             expires_at,
         };
         let link = AccountLink {
-            account: account.clone(),
+            account: AccountInfo {
+                id: id.0,
+                email: address.to_owned(),
+                full_name: full_name.to_owned(),
+            },
             link: format!("{base}{separator}token={secret}"),
             expires_at,
         };
-        (token, link)
+        let event = match kind {
+            LinkMail::Verify => AccountEvent::VerifyEmail(link),
+            LinkMail::Reset => AccountEvent::PasswordReset(link),
+            LinkMail::RegistrationAttempt => AccountEvent::RegistrationAttempted(link),
+        };
+        (token, EventEnvelope::new(now, event))
     }
 }
 

@@ -92,16 +92,12 @@ impl AuthService {
     /// operator running the command vouches for the address: it counts as verified.
     #[tracing::instrument(skip_all)]
     pub async fn create_admin(&self, reg: Registration) -> Result<User, ServiceError> {
-        let mut errors = ValidationErrors::new();
-        errors.check(
+        crate::domain::password_policy::require(
             "password",
-            crate::domain::password_policy::check(
-                &reg.password,
-                reg.email.as_str(),
-                reg.full_name.as_str(),
-            ),
-        );
-        errors.finish(|| Some(()))?;
+            &reg.password,
+            reg.email.as_str(),
+            reg.full_name.as_str(),
+        )?;
         let hash = self.hasher.hash(reg.password).await?;
         let user = NewUser {
             id: UserId(Uuid::new_v4()),

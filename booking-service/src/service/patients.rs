@@ -229,12 +229,12 @@ impl PatientService {
         verified_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<User, ServiceError> {
         if let Some(p) = &password {
-            let mut errors = ValidationErrors::new();
-            errors.check(
+            password_policy::require(
                 "password",
-                password_policy::check(p, profile.email.as_str(), profile.full_name.as_str()),
-            );
-            errors.finish(|| Some(()))?;
+                p,
+                profile.email.as_str(),
+                profile.full_name.as_str(),
+            )?;
         }
         let password_hash = match password {
             Some(p) => Some(self.hasher.hash(p).await?),

@@ -227,6 +227,35 @@ async fn an_address_change_takes_effect_when_the_new_address_is_verified() {
     );
 }
 
+/// The new address was free when asked for and taken before the link was followed.
+#[tokio::test]
+async fn an_address_taken_before_the_link_is_followed_is_a_conflict() {
+    let app = spawn_app().await;
+    let ann = app.patient().await;
+    let new = format!("contested-{}", ann.email);
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&ann.access),
+            &json!({"email": new, "current_password": ann.password}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let link = app.outbox_link("account.verify_email", &new).unwrap();
+    assert_eq!(app.register(&new, "plum-violin-42").await.status(), 202);
+    let res = app
+        .post(
+            "/api/v1/auth/verify-email",
+            &json!({"token": token_of(&link)}),
+        )
+        .await;
+    assert_error(res, 409, "email_taken").await;
+    let unchanged = me(&app, &ann.access).await;
+    assert_eq!(unchanged["email"], ann.email);
+    assert_eq!(app.outbox_count("account.email_changed", &ann.email), 0);
+}
+
 #[tokio::test]
 async fn moving_to_a_taken_address_answers_alike_and_tells_its_owner() {
     let app = spawn_app().await;

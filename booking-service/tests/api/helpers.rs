@@ -348,10 +348,10 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The link of the newest account e-mail of `event_type` (e.g.
-    /// `account.verify_email`) to `email`, read from the outbox (the relay is off in
-    /// these tests; the pipeline tests read the same links from the mail sink).
-    pub fn outbox_link(&self, event_type: &str, email: &str) -> Option<String> {
+    /// The account e-mails of `event_type` (e.g. `account.verify_email`) to `email`,
+    /// newest first, read from the outbox (the relay is off in these tests; the
+    /// pipeline tests read the same mails from the mail sink).
+    pub fn outbox_mails(&self, event_type: &str, email: &str) -> Vec<Value> {
         #[derive(diesel::QueryableByName)]
         struct Payload {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -363,32 +363,22 @@ impl TestApp {
         .bind::<diesel::sql_types::Text, _>(event_type)
         .load(&mut self.db.conn())
         .unwrap();
-        rows.into_iter().find_map(|r| {
-            let v: Value = serde_json::from_str(&r.payload).ok()?;
-            (v["data"]["account"]["email"] == email)
-                .then(|| v["data"]["link"].as_str().map(str::to_owned))
-                .flatten()
-        })
+        rows.into_iter()
+            .filter_map(|r| serde_json::from_str::<Value>(&r.payload).ok())
+            .filter(|v| v["data"]["account"]["email"] == email)
+            .collect()
     }
 
-    /// How many account e-mails of `event_type` went to `email`.
+    /// The link of the newest such e-mail.
+    pub fn outbox_link(&self, event_type: &str, email: &str) -> Option<String> {
+        self.outbox_mails(event_type, email)
+            .first()
+            .and_then(|v| v["data"]["link"].as_str().map(str::to_owned))
+    }
+
+    /// How many such e-mails there are.
     pub fn outbox_count(&self, event_type: &str, email: &str) -> usize {
-        #[derive(diesel::QueryableByName)]
-        struct Payload {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            payload: String,
-        }
-        let rows: Vec<Payload> =
-            diesel::sql_query("SELECT payload FROM outbox_events WHERE event_type = $1")
-                .bind::<diesel::sql_types::Text, _>(event_type)
-                .load(&mut self.db.conn())
-                .unwrap();
-        rows.iter()
-            .filter(|r| {
-                serde_json::from_str::<Value>(&r.payload)
-                    .is_ok_and(|v| v["data"]["account"]["email"] == email)
-            })
-            .count()
+        self.outbox_mails(event_type, email).len()
     }
 
     /// Creates an admin through the same use case as the CLI, and logs in.

@@ -102,15 +102,26 @@ pub fn role_names(access: Access) -> Option<Vec<&'static str>> {
     }
 }
 
+/// The rule of the request's route, matched once per request and kept in its
+/// extensions for the next middleware that asks.
+#[derive(Debug, Clone, Copy)]
+struct RouteRule(Option<Access>);
+
+pub fn rule_of(req: &actix_web::HttpRequest) -> Option<Access> {
+    if let Some(RouteRule(access)) = req.extensions().get::<RouteRule>() {
+        return *access;
+    }
+    let access = req.match_pattern().and_then(|p| rule(req.method(), &p));
+    req.extensions_mut().insert(RouteRule(access));
+    access
+}
+
 /// Whether a response to this request may be stored by caches: only public reads
 /// (the catalogue) may; everything else carries tokens or personal data.
 pub fn cacheable(req: &actix_web::HttpRequest) -> bool {
     req.method() == Method::GET
-        && req
-            .match_pattern()
-            .and_then(|p| rule(req.method(), &p))
-            .is_some_and(|a| a == Access::Public)
         && req.path().starts_with("/api/")
+        && rule_of(req) == Some(Access::Public)
 }
 
 /// Refuses callers without the route's role before the handler (and its extractors)
@@ -119,8 +130,7 @@ pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let access = req.match_pattern().and_then(|p| rule(req.method(), &p));
-    if let Some(Access::Roles(roles)) = access {
+    if let Some(Access::Roles(roles)) = rule_of(req.request()) {
         let refused = match authenticate(req.request().clone()).await {
             Ok(caller) if roles.contains(&caller.role) => {
                 req.extensions_mut().insert(caller);

@@ -8,7 +8,7 @@
 //! and send no referrer (the token is in their URL).
 
 use crate::service::ServiceError;
-use crate::transport::http::error::escape;
+use crate::transport::http::error::{escape, ApiError, InternalCause};
 use crate::transport::http::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
@@ -63,49 +63,39 @@ fn missing_token() -> HttpResponse {
     )
 }
 
-/// The messages of a refused request, escaped, as a list.
-fn problems(e: &ServiceError) -> String {
-    match e {
-        ServiceError::Validation(v) => {
-            let items: String =
-                v.0.iter()
-                    .map(|f| {
-                        let what = match f.field.as_str() {
-                            "token" => "The link",
-                            "new_password" => "The new password",
-                            other => other,
-                        };
-                        format!("<li>{} {}</li>", escape(what), escape(&f.message))
-                    })
-                    .collect();
-            format!("<ul class=\"error\">{items}</ul>")
-        }
-        ServiceError::Conflict { message, .. } => {
-            format!("<p class=\"error\">{}</p>", escape(message))
-        }
-        ServiceError::TooManyRequests { .. } | ServiceError::Overloaded { .. } => {
-            "<p class=\"error\">Too many attempts; try again in a few minutes.</p>".into()
-        }
-        _ => "<p class=\"error\">Something went wrong on our side; try again shortly.</p>".into(),
+/// A refused request as the API maps it (status, escaped messages, the cause of a
+/// 5xx for the request log), rendered as a page.
+fn refused(title: &str, e: ServiceError, next_step: &str) -> HttpResponse {
+    let api = ApiError::from(e);
+    let mut res = page(
+        api.status,
+        title,
+        &format!("{}<p>{next_step}</p>", problems(&api)),
+    );
+    if let Some(cause) = api.cause {
+        res.extensions_mut().insert(InternalCause(cause));
     }
+    res
 }
 
-fn status_of(e: &ServiceError) -> StatusCode {
-    match e {
-        ServiceError::Validation(_) => StatusCode::BAD_REQUEST,
-        ServiceError::Conflict { .. } => StatusCode::CONFLICT,
-        ServiceError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ServiceError::Overloaded { .. } | ServiceError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// The error's messages (already HTML-escaped by `ApiError`), as a list.
+fn problems(api: &ApiError) -> String {
+    if api.details.is_empty() {
+        return format!("<p class=\"error\">{}</p>", api.message);
     }
-}
-
-fn log_failure(e: &ServiceError) {
-    if status_of(e).is_server_error() {
-        tracing::error!(error = %e, "account page failed");
-    }
+    let items: String = api
+        .details
+        .iter()
+        .map(|f| {
+            let what = match f.field.as_str() {
+                "token" => "The link",
+                "new_password" => "The new password",
+                other => other,
+            };
+            format!("<li>{what} {}</li>", f.message)
+        })
+        .collect();
+    format!("<ul class=\"error\">{items}</ul>")
 }
 
 /// `GET /account/verify-email?token=…`: the button, nothing else.
@@ -140,17 +130,11 @@ pub async fn verify_submit(
                 escape(&user.email)
             ),
         ),
-        Err(e) => {
-            log_failure(&e);
-            page(
-                status_of(&e),
-                "This link did not work",
-                &format!(
-                    "{}<p>Log in and ask for a new verification e-mail.</p>",
-                    problems(&e)
-                ),
-            )
-        }
+        Err(e) => refused(
+            "This link did not work",
+            e,
+            "Log in and ask for a new verification e-mail.",
+        ),
     }
 }
 
@@ -194,20 +178,17 @@ pub async fn reset_submit(state: web::Data<AppState>, form: web::Form<ResetForm>
             "<p>Your new password is set and every earlier session is logged out. Log in with the new password.</p>",
         ),
         Err(ServiceError::Validation(v)) if v.0.iter().all(|f| f.field == "new_password") => {
-            let e = ServiceError::Validation(v);
+            let api = ApiError::from(ServiceError::Validation(v));
             page(
-                StatusCode::BAD_REQUEST,
+                api.status,
                 "Choose a new password",
-                &reset_form_body(&form.token, &problems(&e)),
+                &reset_form_body(&form.token, &problems(&api)),
             )
         }
-        Err(e) => {
-            log_failure(&e);
-            page(
-                status_of(&e),
-                "This link did not work",
-                &format!("{}<p>Ask for a new password-reset e-mail.</p>", problems(&e)),
-            )
-        }
+        Err(e) => refused(
+            "This link did not work",
+            e,
+            "Ask for a new password-reset e-mail.",
+        ),
     }
 }
