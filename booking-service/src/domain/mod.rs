@@ -3,6 +3,7 @@
 //! valid from then on.
 
 pub mod booking;
+pub mod decisions;
 pub mod errors;
 pub mod password_policy;
 pub mod reminders;

@@ -1,29 +1,37 @@
-//! `AppointmentRepository`: booking, rescheduling and cancelling are each one
-//! transaction that locks the rows it changes (slots in id order, so two transactions
-//! never wait on each other in a cycle) and keeps `slots.status` in step with the
-//! appointments. The partial unique index `appointments_one_active_per_slot` is the
-//! last line of defence: whatever happens above, a slot never has two active bookings.
+//! `AppointmentRepository`: booking, rescheduling and cancelling, each one transaction
+//! and a unit of work around a decision of `domain::decisions`. It locks and loads the
+//! facts (the patient's row, slots in id order so two transactions never wait on each
+//! other in a cycle, the appointment), lets the domain decide, and writes what the
+//! decision says (rows, reminders and the outbox event) in one statement. A booking is
+//! five round trips: BEGIN, the patient, the slot, the write, COMMIT; every statement
+//! is prepared once per connection. The partial unique index
+//! `appointments_one_active_per_slot` is the last line of defence: whatever happens
+//! above, a slot never has two active bookings.
 
 use super::db::{map_err, Db};
-use super::outbox;
-use super::reminders;
-use super::schema::{appointments, booking_idempotency, clinics, doctors, slots, users};
-use super::slots::{lock_slot, SlotRow};
+use super::schema::{appointments, clinics, doctors, slots};
+use super::slots::SlotRow;
+use super::sql::Sql;
 use crate::domain::booking::{
-    check_bookable, check_patient, Appointment, AppointmentStatus, BookingRejection, DoctorStatus,
-    Slot, SlotStatus,
+    Appointment, AppointmentStatus, BookingRejection, DoctorStatus, Slot, SlotStatus,
 };
-use crate::service::booking_ports::{
-    AppointmentFilter, AppointmentRepository, BookCommand, Booked, CancelCommand, RescheduleCommand,
+use crate::domain::decisions::{
+    decide_booking, decide_cancel, decide_reschedule, AppointmentFacts, BookingDecision,
+    BookingRequest, CancelDecision, CancelRequest, EarlierBooking, NewBooking, PatientFacts,
+    RescheduleDecision, RescheduleRequest, SlotFacts,
 };
+use crate::domain::reminders::DueReminder;
+use crate::domain::schedule::parse_time_zone;
+use crate::service::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use crate::service::outbox::OutboxSignal;
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use medbook_shared::events::{
-    AppointmentEvent, Cancellation, CancelledBy, EventEnvelope, PreviousSlot, Reschedule,
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
+use medbook_shared::events::{ClinicInfo, DoctorInfo, EventEnvelope, PatientInfo};
 use prometheus::IntCounter;
 use uuid::Uuid;
 
@@ -124,138 +132,486 @@ fn must_load(conn: &mut PgConnection, id: Uuid) -> Result<Appointment, RepoError
     load(conn, id)?.ok_or_else(|| RepoError::Internal(anyhow::anyhow!("appointment {id} vanished")))
 }
 
-fn doctor_status(conn: &mut PgConnection, doctor_id: Uuid) -> Result<DoctorStatus, RepoError> {
-    let s: String = doctors::table
-        .find(doctor_id)
-        .select(doctors::status)
-        .first(conn)
-        .map_err(map_err)?;
-    s.parse()
-        .map_err(|e: String| RepoError::Internal(anyhow::anyhow!(e)))
+fn internal(e: impl std::fmt::Display) -> RepoError {
+    RepoError::Internal(anyhow::anyhow!("{e}"))
 }
 
-fn set_slot_status(conn: &mut PgConnection, id: Uuid, status: SlotStatus) -> Result<(), RepoError> {
-    diesel::update(slots::table.find(id))
-        .set(slots::status.eq(status.as_str()))
+/// The patient's row, locked (it serialises the patient's bookings, so the cap holds),
+/// with their upcoming booked appointments counted up to the cap (an index range scan
+/// that stops there) and the request's earlier idempotency record, if any.
+const PATIENT_FACTS: &str = "
+SELECT u.id, u.email, u.full_name, u.email_verified_at IS NOT NULL AS email_verified,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM appointments a
+            WHERE a.patient_id = u.id AND a.status = $2 AND a.starts_at > $3
+            LIMIT $4) AS capped) AS upcoming,
+       i.request_hash, i.appointment_id AS earlier_id
+FROM users u
+LEFT JOIN booking_idempotency i ON i.patient_id = u.id AND i.key = $5
+WHERE u.id = $1
+FOR UPDATE OF u";
+
+#[derive(QueryableByName)]
+struct PatientRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    email: String,
+    #[diesel(sql_type = Text)]
+    full_name: String,
+    #[diesel(sql_type = Bool)]
+    email_verified: bool,
+    #[diesel(sql_type = BigInt)]
+    upcoming: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    request_hash: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    earlier_id: Option<Uuid>,
+}
+
+/// The slot's row, locked, with its doctor and clinic.
+const SLOT_FACTS: &str = "
+SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
+       d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
+       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
+FROM slots s
+JOIN doctors d ON d.id = s.doctor_id
+JOIN clinics c ON c.id = d.clinic_id
+WHERE s.id = $1
+FOR UPDATE OF s";
+
+#[derive(QueryableByName)]
+struct SlotFactsRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    doctor_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    starts_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    ends_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    doctor_name: String,
+    #[diesel(sql_type = Text)]
+    specialty: String,
+    #[diesel(sql_type = Text)]
+    doctor_status: String,
+    #[diesel(sql_type = SqlUuid)]
+    clinic_id: Uuid,
+    #[diesel(sql_type = Text)]
+    clinic_name: String,
+    #[diesel(sql_type = Text)]
+    city: String,
+    #[diesel(sql_type = Text)]
+    address: String,
+    #[diesel(sql_type = Text)]
+    time_zone: String,
+}
+
+impl TryFrom<SlotFactsRow> for SlotFacts {
+    type Error = RepoError;
+    fn try_from(r: SlotFactsRow) -> Result<Self, RepoError> {
+        Ok(SlotFacts {
+            slot: Slot {
+                id: r.id,
+                doctor_id: r.doctor_id,
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+                status: r.status.parse::<SlotStatus>().map_err(internal)?,
+            },
+            doctor: DoctorInfo {
+                id: r.doctor_id,
+                full_name: r.doctor_name,
+                specialty: r.specialty,
+            },
+            doctor_status: r.doctor_status.parse::<DoctorStatus>().map_err(internal)?,
+            time_zone: parse_time_zone(&r.time_zone).map_err(internal)?,
+            clinic: ClinicInfo {
+                id: r.clinic_id,
+                name: r.clinic_name,
+                city: r.city,
+                address: r.address,
+                time_zone: r.time_zone,
+            },
+        })
+    }
+}
+
+/// The appointment's row, locked, with what its events carry; `FOR UPDATE OF a, s`
+/// (cancelling) locks its slot in the same statement.
+macro_rules! appointment_facts {
+    ($lock:literal) => {
+        concat!(
+            "
+SELECT a.id, a.slot_id, a.patient_id, a.status, a.reason, a.cancel_reason, a.cancelled_at,
+       a.created_at, a.updated_at, a.version, s.starts_at, s.ends_at,
+       u.email, u.full_name AS patient_name,
+       d.id AS doctor_id, d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
+       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
+FROM appointments a
+JOIN slots s ON s.id = a.slot_id
+JOIN users u ON u.id = a.patient_id
+JOIN doctors d ON d.id = a.doctor_id
+JOIN clinics c ON c.id = d.clinic_id
+WHERE a.id = $1
+",
+            $lock
+        )
+    };
+}
+const APPOINTMENT_FACTS: &str = appointment_facts!("FOR UPDATE OF a");
+const APPOINTMENT_AND_SLOT_FACTS: &str = appointment_facts!("FOR UPDATE OF a, s");
+
+#[derive(QueryableByName)]
+struct AppointmentFactsRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    slot_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    patient_id: Uuid,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    cancel_reason: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    cancelled_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Integer)]
+    version: i32,
+    #[diesel(sql_type = Timestamptz)]
+    starts_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    ends_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    email: String,
+    #[diesel(sql_type = Text)]
+    patient_name: String,
+    #[diesel(sql_type = SqlUuid)]
+    doctor_id: Uuid,
+    #[diesel(sql_type = Text)]
+    doctor_name: String,
+    #[diesel(sql_type = Text)]
+    specialty: String,
+    #[diesel(sql_type = Text)]
+    doctor_status: String,
+    #[diesel(sql_type = SqlUuid)]
+    clinic_id: Uuid,
+    #[diesel(sql_type = Text)]
+    clinic_name: String,
+    #[diesel(sql_type = Text)]
+    city: String,
+    #[diesel(sql_type = Text)]
+    address: String,
+    #[diesel(sql_type = Text)]
+    time_zone: String,
+}
+
+impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
+    type Error = RepoError;
+    fn try_from(r: AppointmentFactsRow) -> Result<Self, RepoError> {
+        Ok(AppointmentFacts {
+            appointment: Appointment {
+                id: r.id,
+                slot_id: r.slot_id,
+                patient_id: r.patient_id,
+                doctor_id: r.doctor_id,
+                doctor_name: r.doctor_name.clone(),
+                clinic_id: r.clinic_id,
+                clinic_name: r.clinic_name.clone(),
+                time_zone: r.time_zone.clone(),
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+                status: r.status.parse::<AppointmentStatus>().map_err(internal)?,
+                reason: r.reason,
+                cancel_reason: r.cancel_reason,
+                cancelled_at: r.cancelled_at,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            version: r.version,
+            patient: PatientInfo {
+                id: r.patient_id,
+                email: r.email,
+                full_name: r.patient_name,
+            },
+            doctor: DoctorInfo {
+                id: r.doctor_id,
+                full_name: r.doctor_name,
+                specialty: r.specialty,
+            },
+            doctor_status: r.doctor_status.parse::<DoctorStatus>().map_err(internal)?,
+            time_zone: parse_time_zone(&r.time_zone).map_err(internal)?,
+            clinic: ClinicInfo {
+                id: r.clinic_id,
+                name: r.clinic_name,
+                city: r.city,
+                address: r.address,
+                time_zone: r.time_zone,
+            },
+        })
+    }
+}
+
+fn appointment_facts(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<Option<AppointmentFacts>, RepoError> {
+    Sql::new(sql)
+        .bind::<SqlUuid, _>(id)
+        .get_result::<AppointmentFactsRow>(conn)
+        .optional()
+        .map_err(map_err)?
+        .map(AppointmentFacts::try_from)
+        .transpose()
+}
+
+/// An event's outbox row, as binds `$n`…`$n+4` of a write statement: id, topic, type,
+/// payload (the exact JSON published), created_at.
+fn bind_event(q: Sql, event: &EventEnvelope) -> Result<Sql, RepoError> {
+    let payload = String::from_utf8(event.encode().map_err(internal)?).map_err(internal)?;
+    Ok(q.bind::<SqlUuid, _>(event.id)
+        .bind::<Text, _>(event.event_type().topic())
+        .bind::<Text, _>(event.event_type().as_str())
+        .bind::<Text, _>(payload)
+        .bind::<Timestamptz, _>(event.occurred_at))
+}
+
+/// Reminders as three parallel arrays (offset label, due instant) for `unnest`.
+fn reminder_arrays(reminders: &[DueReminder]) -> (Vec<String>, Vec<DateTime<Utc>>) {
+    reminders
+        .iter()
+        .map(|r| (r.offset.clone(), r.due_at))
+        .unzip()
+}
+
+/// Everything a booking writes, in one statement: the slot taken, the appointment, its
+/// idempotency record (when the request had a key), its reminders and its event.
+/// Foreign keys between the parts are checked at the end of the statement.
+const WRITE_BOOKING: &str = "
+WITH taken AS (
+    UPDATE slots SET status = $1 WHERE id = $2
+), appointment AS (
+    INSERT INTO appointments
+        (id, slot_id, patient_id, doctor_id, status, reason, starts_at, created_at, updated_at, version)
+    VALUES ($3, $2, $4, $5, $6, $7, $8, $9, $9, $10)
+), idempotency AS (
+    INSERT INTO booking_idempotency (patient_id, key, request_hash, appointment_id, created_at)
+    SELECT $4, $11, $12, $3, $9 WHERE $11::text IS NOT NULL
+), reminders AS (
+    INSERT INTO appointment_reminders (id, appointment_id, offset_label, due_at, version, created_at)
+    SELECT gen_random_uuid(), $3, r.label, r.due_at, $10, $9
+    FROM unnest($13::text[], $14::timestamptz[]) AS r (label, due_at)
+)
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
+VALUES ($15, $3, $16, $17, $18, $19)";
+
+fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoError> {
+    let a = &b.appointment;
+    let (labels, due) = reminder_arrays(&b.reminders);
+    let q = Sql::new(WRITE_BOOKING)
+        .bind::<Text, _>(b.slot_status.as_str())
+        .bind::<SqlUuid, _>(a.slot_id)
+        .bind::<SqlUuid, _>(a.id)
+        .bind::<SqlUuid, _>(a.patient_id)
+        .bind::<SqlUuid, _>(a.doctor_id)
+        .bind::<Text, _>(a.status.as_str())
+        .bind::<Text, _>(a.reason.clone())
+        .bind::<Timestamptz, _>(a.starts_at)
+        .bind::<Timestamptz, _>(a.created_at)
+        .bind::<Integer, _>(b.version)
+        .bind::<Nullable<Text>, _>(b.idempotency.as_ref().map(|i| i.key.clone()))
+        .bind::<Nullable<Text>, _>(b.idempotency.as_ref().map(|i| i.request_hash.clone()))
+        .bind::<Array<Text>, _>(labels)
+        .bind::<Array<Timestamptz>, _>(due);
+    bind_event(q, &b.event)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
 }
 
-/// Locks the appointment row; checks ownership when a patient acts.
-fn lock_appointment(
-    conn: &mut PgConnection,
-    id: Uuid,
-    patient_id: Option<Uuid>,
-) -> Result<Option<(Uuid, Uuid, String)>, RepoError> {
-    let row: Option<(Uuid, Uuid, String)> = appointments::table
-        .find(id)
-        .select((
-            appointments::slot_id,
-            appointments::patient_id,
-            appointments::status,
-        ))
-        .for_update()
-        .first(conn)
-        .optional()
-        .map_err(map_err)?;
-    Ok(row.filter(|(_, owner, _)| patient_id.is_none_or(|p| p == *owner)))
+/// A move, in one statement: the old slot freed, the new one taken, the appointment
+/// updated, its pending reminders replaced, its event.
+const WRITE_RESCHEDULE: &str = "
+WITH freed AS (
+    UPDATE slots SET status = $1 WHERE id = $2
+), taken AS (
+    UPDATE slots SET status = $3 WHERE id = $4
+), moved AS (
+    UPDATE appointments SET slot_id = $4, starts_at = $5, updated_at = $6, version = $7
+    WHERE id = $8
+), dropped AS (
+    DELETE FROM appointment_reminders WHERE appointment_id = $8 AND published_at IS NULL
+), reminders AS (
+    INSERT INTO appointment_reminders (id, appointment_id, offset_label, due_at, version, created_at)
+    SELECT gen_random_uuid(), $8, r.label, r.due_at, $7, $6
+    FROM unnest($9::text[], $10::timestamptz[]) AS r (label, due_at)
+)
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
+VALUES ($11, $8, $12, $13, $14, $15)";
+
+fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(), RepoError> {
+    let a = &d.appointment;
+    let (labels, due) = reminder_arrays(&d.reminders);
+    let q = Sql::new(WRITE_RESCHEDULE)
+        .bind::<Text, _>(d.freed.1.as_str())
+        .bind::<SqlUuid, _>(d.freed.0)
+        .bind::<Text, _>(d.taken.1.as_str())
+        .bind::<SqlUuid, _>(d.taken.0)
+        .bind::<Timestamptz, _>(a.starts_at)
+        .bind::<Timestamptz, _>(a.updated_at)
+        .bind::<Integer, _>(d.version)
+        .bind::<SqlUuid, _>(a.id)
+        .bind::<Array<Text>, _>(labels)
+        .bind::<Array<Timestamptz>, _>(due);
+    bind_event(q, &d.event)?
+        .execute(conn)
+        .map(|_| ())
+        .map_err(map_err)
 }
 
-/// The booking, and how many reminders it scheduled.
+/// A cancellation, in one statement: the appointment updated, its slot freed (when the
+/// decision says so), its pending reminders dropped, its event.
+const WRITE_CANCEL: &str = "
+WITH cancelled AS (
+    UPDATE appointments
+    SET status = $1, cancel_reason = $2, cancelled_at = $3, updated_at = $4, version = $5
+    WHERE id = $6
+), freed AS (
+    UPDATE slots SET status = $7 WHERE id = $8
+), dropped AS (
+    DELETE FROM appointment_reminders WHERE appointment_id = $6 AND published_at IS NULL
+)
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
+VALUES ($9, $6, $10, $11, $12, $13)";
+
+fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoError> {
+    let a = &d.appointment;
+    let q = Sql::new(WRITE_CANCEL)
+        .bind::<Text, _>(a.status.as_str())
+        .bind::<Nullable<Text>, _>(a.cancel_reason.clone())
+        .bind::<Nullable<Timestamptz>, _>(a.cancelled_at)
+        .bind::<Timestamptz, _>(a.updated_at)
+        .bind::<Integer, _>(d.version)
+        .bind::<SqlUuid, _>(a.id)
+        .bind::<Text, _>(d.freed.map_or("", |(_, s)| s.as_str()))
+        .bind::<Nullable<SqlUuid>, _>(d.freed.map(|(id, _)| id));
+    bind_event(q, &d.event)?
+        .execute(conn)
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+/// A booking: lock and load the facts, let the domain decide, write the decision. The
+/// `usize`: how many reminders it scheduled.
 fn book_in_tx(
     conn: &mut PgConnection,
-    cmd: &BookCommand,
+    req: &BookingRequest,
 ) -> Result<Result<(Booked, usize), BookingRejection>, RepoError> {
-    // Serialise each patient's bookings, so the cap on active appointments holds.
-    let verified_at: Option<DateTime<Utc>> = users::table
-        .find(cmd.patient_id)
-        .select(users::email_verified_at)
-        .for_update()
-        .first(conn)
-        .map_err(map_err)?;
-    if let Err(r) = check_patient(verified_at.is_some()) {
-        return Ok(Err(r));
-    }
-    if let Some((key, hash)) = &cmd.idempotency {
-        let earlier: Option<(String, Uuid)> = booking_idempotency::table
-            .find((cmd.patient_id, key))
-            .select((
-                booking_idempotency::request_hash,
-                booking_idempotency::appointment_id,
-            ))
-            .first(conn)
-            .optional()
-            .map_err(map_err)?;
-        if let Some((earlier_hash, appointment_id)) = earlier {
-            if &earlier_hash != hash {
-                return Ok(Err(BookingRejection::IdempotencyKeyReused));
-            }
-            return Ok(Ok((
-                Booked {
-                    appointment: must_load(conn, appointment_id)?,
-                    replayed: true,
-                },
-                0,
-            )));
-        }
-    }
-    let Some(slot) = lock_slot(conn, cmd.slot_id)? else {
-        return Ok(Err(BookingRejection::SlotNotFound));
-    };
-    let status = doctor_status(conn, slot.doctor_id)?;
-    if let Err(r) = check_bookable(&slot, status, cmd.now, &cmd.policy) {
-        return Ok(Err(r));
-    }
-    let active: i64 = appointments::table
-        .inner_join(slots::table)
-        .filter(appointments::patient_id.eq(cmd.patient_id))
-        .filter(appointments::status.eq(AppointmentStatus::Booked.as_str()))
-        .filter(slots::starts_at.gt(cmd.now))
-        .count()
+    let p: PatientRow = Sql::new(PATIENT_FACTS)
+        .bind::<SqlUuid, _>(req.patient_id)
+        .bind::<Text, _>(AppointmentStatus::Booked.as_str())
+        .bind::<Timestamptz, _>(req.now)
+        .bind::<BigInt, _>(req.policy.max_active_per_patient)
+        .bind::<Nullable<Text>, _>(req.idempotency.as_ref().map(|i| i.key.clone()))
         .get_result(conn)
         .map_err(map_err)?;
-    if active >= cmd.policy.max_active_per_patient {
-        return Ok(Err(BookingRejection::TooManyActive));
-    }
-    set_slot_status(conn, slot.id, SlotStatus::Booked)?;
-    diesel::insert_into(appointments::table)
-        .values((
-            appointments::id.eq(cmd.appointment_id),
-            appointments::slot_id.eq(slot.id),
-            appointments::patient_id.eq(cmd.patient_id),
-            appointments::doctor_id.eq(slot.doctor_id),
-            appointments::status.eq(AppointmentStatus::Booked.as_str()),
-            appointments::reason.eq(&cmd.reason),
-            appointments::created_at.eq(cmd.now),
-            appointments::updated_at.eq(cmd.now),
-        ))
-        .execute(conn)
-        .map_err(map_err)?;
-    if let Some((key, hash)) = &cmd.idempotency {
-        diesel::insert_into(booking_idempotency::table)
-            .values((
-                booking_idempotency::patient_id.eq(cmd.patient_id),
-                booking_idempotency::key.eq(key),
-                booking_idempotency::request_hash.eq(hash),
-                booking_idempotency::appointment_id.eq(cmd.appointment_id),
-            ))
-            .execute(conn)
-            .map_err(map_err)?;
-    }
-    let snapshot = outbox::snapshot(conn, cmd.appointment_id)?;
-    let scheduled = reminders::schedule(conn, &snapshot, &cmd.reminders, cmd.now)?;
-    outbox::enqueue(
-        conn,
-        &EventEnvelope::new(cmd.now, AppointmentEvent::Created(snapshot)),
-    )?;
-    Ok(Ok((
-        Booked {
-            appointment: must_load(conn, cmd.appointment_id)?,
-            replayed: false,
+    let patient = PatientFacts {
+        patient: PatientInfo {
+            id: p.id,
+            email: p.email,
+            full_name: p.full_name,
         },
-        scheduled,
-    )))
+        email_verified: p.email_verified,
+        upcoming: p.upcoming,
+        earlier: p
+            .request_hash
+            .zip(p.earlier_id)
+            .map(|(request_hash, appointment_id)| EarlierBooking {
+                request_hash,
+                appointment_id,
+            }),
+    };
+    let slot = Sql::new(SLOT_FACTS)
+        .bind::<SqlUuid, _>(req.slot_id)
+        .get_result::<SlotFactsRow>(conn)
+        .optional()
+        .map_err(map_err)?
+        .map(SlotFacts::try_from)
+        .transpose()?;
+    match decide_booking(req, &patient, slot.as_ref()) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(BookingDecision::Replay(id)) => Ok(Ok((
+            Booked {
+                appointment: must_load(conn, id)?,
+                replayed: true,
+            },
+            0,
+        ))),
+        Ok(BookingDecision::Book(b)) => {
+            write_booking(conn, &b)?;
+            Ok(Ok((
+                Booked {
+                    appointment: b.appointment,
+                    replayed: false,
+                },
+                b.reminders.len(),
+            )))
+        }
+    }
+}
+
+fn reschedule_in_tx(
+    conn: &mut PgConnection,
+    req: &RescheduleRequest,
+) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
+    let current = appointment_facts(conn, APPOINTMENT_FACTS, req.appointment_id)?;
+    let mut new_slot = None;
+    if let Some(c) = &current {
+        // Both slots, locked in id order.
+        let mut ids = [c.appointment.slot_id, req.new_slot_id];
+        ids.sort();
+        new_slot = slots::table
+            .filter(slots::id.eq_any(ids))
+            .order(slots::id.asc())
+            .select(SlotRow::as_select())
+            .for_update()
+            .load(conn)
+            .map_err(map_err)?
+            .into_iter()
+            .find(|s| s.id == req.new_slot_id)
+            .map(Slot::try_from)
+            .transpose()?;
+    }
+    match decide_reschedule(req, current.as_ref(), new_slot.as_ref()) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(d) => {
+            write_reschedule(conn, &d)?;
+            Ok(Ok((d.appointment, d.reminders.len())))
+        }
+    }
+}
+
+fn cancel_in_tx(
+    conn: &mut PgConnection,
+    req: &CancelRequest,
+) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
+    let current = appointment_facts(conn, APPOINTMENT_AND_SLOT_FACTS, req.appointment_id)?;
+    match decide_cancel(req, current.as_ref()) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(d) => {
+            write_cancel(conn, &d)?;
+            Ok(Ok((d.appointment, 0)))
+        }
+    }
 }
 
 /// The partial unique index caught a second active appointment on a slot (the row
@@ -303,9 +659,12 @@ impl PgAppointments {
 
 #[async_trait]
 impl AppointmentRepository for PgAppointments {
-    async fn book(&self, cmd: BookCommand) -> Result<Result<Booked, BookingRejection>, RepoError> {
+    async fn book(
+        &self,
+        req: BookingRequest,
+    ) -> Result<Result<Booked, BookingRejection>, RepoError> {
         self.db
-            .transaction(move |conn| book_in_tx(conn, &cmd))
+            .transaction(move |conn| book_in_tx(conn, &req))
             .await
             .or_else(slot_taken_on_unique)
             .map(|r| self.committed(r))
@@ -313,77 +672,10 @@ impl AppointmentRepository for PgAppointments {
 
     async fn reschedule(
         &self,
-        cmd: RescheduleCommand,
+        req: RescheduleRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
         self.db
-            .transaction(move |conn| {
-                let Some((old_slot_id, _, status)) =
-                    lock_appointment(conn, cmd.appointment_id, cmd.patient_id)?
-                else {
-                    return Ok(Err(BookingRejection::AppointmentNotFound));
-                };
-                if status != AppointmentStatus::Booked.as_str() {
-                    return Ok(Err(BookingRejection::NotActive));
-                }
-                if old_slot_id == cmd.new_slot_id {
-                    return Ok(Err(BookingRejection::SameSlot));
-                }
-                let mut ids = [old_slot_id, cmd.new_slot_id];
-                ids.sort();
-                let locked: Vec<Slot> = slots::table
-                    .filter(slots::id.eq_any(ids))
-                    .order(slots::id.asc())
-                    .select(SlotRow::as_select())
-                    .for_update()
-                    .load(conn)
-                    .map_err(map_err)?
-                    .into_iter()
-                    .map(Slot::try_from)
-                    .collect::<Result<_, _>>()?;
-                let old = locked.iter().find(|s| s.id == old_slot_id);
-                let Some(new) = locked.iter().find(|s| s.id == cmd.new_slot_id) else {
-                    return Ok(Err(BookingRejection::SlotNotFound));
-                };
-                let Some(old) = old else {
-                    return Err(RepoError::Internal(anyhow::anyhow!(
-                        "slot of appointment missing"
-                    )));
-                };
-                if cmd.patient_id.is_some() && old.starts_at <= cmd.now {
-                    return Ok(Err(BookingRejection::AlreadyStarted));
-                }
-                if new.doctor_id != old.doctor_id {
-                    return Ok(Err(BookingRejection::DifferentDoctor));
-                }
-                let status = doctor_status(conn, new.doctor_id)?;
-                if let Err(r) = check_bookable(new, status, cmd.now, &cmd.policy) {
-                    return Ok(Err(r));
-                }
-                set_slot_status(conn, old.id, SlotStatus::Available)?;
-                set_slot_status(conn, new.id, SlotStatus::Booked)?;
-                diesel::update(appointments::table.find(cmd.appointment_id))
-                    .set((
-                        appointments::slot_id.eq(new.id),
-                        appointments::updated_at.eq(cmd.now),
-                        appointments::version.eq(appointments::version + 1),
-                    ))
-                    .execute(conn)
-                    .map_err(map_err)?;
-                let snapshot = outbox::snapshot(conn, cmd.appointment_id)?;
-                // The old time's reminders go; the new time's come.
-                reminders::drop_pending(conn, cmd.appointment_id)?;
-                let scheduled = reminders::schedule(conn, &snapshot, &cmd.reminders, cmd.now)?;
-                let event = AppointmentEvent::Rescheduled(Reschedule {
-                    appointment: snapshot,
-                    previous: PreviousSlot {
-                        slot_id: old.id,
-                        starts_at: old.starts_at,
-                        ends_at: old.ends_at,
-                    },
-                });
-                outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
-                Ok(Ok((must_load(conn, cmd.appointment_id)?, scheduled)))
-            })
+            .transaction(move |conn| reschedule_in_tx(conn, &req))
             .await
             .or_else(slot_taken_on_unique)
             .map(|r| self.committed(r))
@@ -391,52 +683,10 @@ impl AppointmentRepository for PgAppointments {
 
     async fn cancel(
         &self,
-        cmd: CancelCommand,
+        req: CancelRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
         self.db
-            .transaction(move |conn| {
-                let Some((slot_id, _, status)) =
-                    lock_appointment(conn, cmd.appointment_id, cmd.patient_id)?
-                else {
-                    return Ok(Err(BookingRejection::AppointmentNotFound));
-                };
-                if status != AppointmentStatus::Booked.as_str() {
-                    return Ok(Err(BookingRejection::NotActive));
-                }
-                let Some(slot) = lock_slot(conn, slot_id)? else {
-                    return Err(RepoError::Internal(anyhow::anyhow!(
-                        "slot of appointment missing"
-                    )));
-                };
-                if cmd.patient_id.is_some() && slot.starts_at <= cmd.now {
-                    return Ok(Err(BookingRejection::AlreadyStarted));
-                }
-                diesel::update(appointments::table.find(cmd.appointment_id))
-                    .set((
-                        appointments::status.eq(AppointmentStatus::Cancelled.as_str()),
-                        appointments::cancel_reason.eq(&cmd.reason),
-                        appointments::cancelled_at.eq(cmd.now),
-                        appointments::updated_at.eq(cmd.now),
-                        appointments::version.eq(appointments::version + 1),
-                    ))
-                    .execute(conn)
-                    .map_err(map_err)?;
-                // A cancelled past slot stays as it was; a future one is free again.
-                if slot.starts_at > cmd.now {
-                    set_slot_status(conn, slot.id, SlotStatus::Available)?;
-                }
-                reminders::drop_pending(conn, cmd.appointment_id)?;
-                let event = AppointmentEvent::Cancelled(Cancellation {
-                    appointment: outbox::snapshot(conn, cmd.appointment_id)?,
-                    cancelled_by: match cmd.patient_id {
-                        Some(_) => CancelledBy::Patient,
-                        None => CancelledBy::Admin,
-                    },
-                    cancel_reason: cmd.reason.clone(),
-                });
-                outbox::enqueue(conn, &EventEnvelope::new(cmd.now, event))?;
-                Ok(Ok((must_load(conn, cmd.appointment_id)?, 0)))
-            })
+            .transaction(move |conn| cancel_in_tx(conn, &req))
             .await
             .map(|r| self.committed(r))
     }

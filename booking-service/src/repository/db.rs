@@ -1,12 +1,20 @@
 //! The connection pool and the one way to use it: [`Db::run`], which takes a
 //! connection and runs a closure on the blocking pool.
+//!
+//! Connections are not tested with a `SELECT 1` at every checkout (a round trip per
+//! request): a connection the server has closed fails its statement, is marked broken
+//! and is dropped by the pool when returned. A transaction whose `BEGIN` finds its
+//! connection dead is started again on another one (nothing had happened yet).
 
 use crate::blocking;
 use crate::service::ports::RepoError;
+use diesel::connection::{Instrumentation, InstrumentationEvent, TransactionManager};
 use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, RunQueryDsl};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
@@ -20,10 +28,36 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
+/// The SQL of every statement the pool's connections send (binds left out), in order:
+/// how tests count the round trips of an operation.
+#[derive(Debug, Clone, Default)]
+pub struct StatementLog(Arc<Mutex<Vec<String>>>);
+
+impl StatementLog {
+    /// The statements logged so far; the log starts again empty.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Instrumentation for StatementLog {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            let text = query.to_string();
+            let sql = text.split(" -- binds:").next().unwrap_or_default();
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(sql.trim().to_owned());
+        }
+    }
+}
+
 /// Sets the statement timeout on every new connection.
 #[derive(Debug)]
 struct SessionSetup {
     statement_timeout_ms: u128,
+    log: Option<StatementLog>,
 }
 
 impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
@@ -33,7 +67,11 @@ impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
             "SET statement_timeout = {}; SET TIME ZONE 'UTC'",
             self.statement_timeout_ms
         ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        if let Some(log) = &self.log {
+            conn.set_instrumentation(log.clone());
+        }
+        Ok(())
     }
 }
 
@@ -46,15 +84,24 @@ impl Db {
     /// Builds the pool without connecting (connections are opened on demand), so
     /// start-up can report an unreachable database with its own retry loop.
     pub fn new(settings: &PoolSettings) -> anyhow::Result<Self> {
+        Self::build(settings, None)
+    }
+
+    /// A pool whose connections log every statement they send into `log`.
+    pub fn with_statement_log(settings: &PoolSettings, log: StatementLog) -> anyhow::Result<Self> {
+        Self::build(settings, Some(log))
+    }
+
+    fn build(settings: &PoolSettings, log: Option<StatementLog>) -> anyhow::Result<Self> {
         let manager = ConnectionManager::<PgConnection>::new(settings.url.clone());
         let pool = Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(0))
             .connection_timeout(settings.connect_timeout)
-            // A connection the server killed is replaced rather than failing a request.
-            .test_on_check_out(true)
+            .test_on_check_out(false)
             .connection_customizer(Box::new(SessionSetup {
                 statement_timeout_ms: settings.statement_timeout.as_millis(),
+                log,
             }))
             .build_unchecked(manager);
         Ok(Self { pool })
@@ -82,28 +129,36 @@ impl Db {
     }
 
     /// Runs `f` in a transaction, retrying a few times on serialization failures and
-    /// deadlocks (which PostgreSQL resolves by aborting one side).
+    /// deadlocks (which PostgreSQL resolves by aborting one side), and once on another
+    /// connection when `BEGIN` finds this one closed by the server.
     pub async fn transaction<T, F>(&self, f: F) -> Result<T, RepoError>
     where
         F: Fn(&mut PgConnection) -> Result<T, RepoError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| {
+        let pool = self.pool.clone();
+        blocking::run(move || {
+            let mut conn = checkout(&pool)?;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let result = conn.transaction::<T, TxError, _>(|conn| f(conn).map_err(TxError));
-                match result {
+                match in_transaction(&mut conn, &f) {
                     Ok(v) => return Ok(v),
-                    Err(TxError(RepoError::Retryable(m))) if attempt < 4 => {
+                    Err(Failure::Begin(e)) if conn.is_broken() && attempt < 4 => {
+                        tracing::info!(error = %e, "connection closed by the server; using another");
+                        conn = checkout(&pool)?;
+                    }
+                    Err(Failure::Begin(e)) => return Err(map_err(e)),
+                    Err(Failure::Body(RepoError::Retryable(m))) if attempt < 4 => {
                         tracing::debug!(attempt, error = %m, "retrying transaction");
                         std::thread::sleep(Duration::from_millis(5 * attempt));
                     }
-                    Err(TxError(e)) => return Err(e),
+                    Err(Failure::Body(e)) => return Err(e),
                 }
             }
         })
         .await
+        .map_err(RepoError::Internal)?
     }
 
     /// `SELECT 1` through the pool: used by `/ready`.
@@ -159,13 +214,33 @@ pub fn map_err(e: DieselError) -> RepoError {
     }
 }
 
-/// The error type of [`Db::transaction`]'s closure: diesel's own errors (begin, commit)
-/// are classified like any other.
-#[derive(Debug)]
-struct TxError(RepoError);
+fn checkout(pool: &PgPool) -> Result<PgConn, RepoError> {
+    pool.get()
+        .map_err(|e| RepoError::Unavailable(e.to_string()))
+}
 
-impl From<DieselError> for TxError {
-    fn from(e: DieselError) -> Self {
-        TxError(map_err(e))
+/// How a transaction failed: before anything ran (`BEGIN`), or in its body or commit.
+enum Failure {
+    Begin(DieselError),
+    Body(RepoError),
+}
+
+/// `BEGIN`, `f`, `COMMIT` (or `ROLLBACK` when `f` fails).
+fn in_transaction<T, F>(conn: &mut PgConnection, f: &F) -> Result<T, Failure>
+where
+    F: Fn(&mut PgConnection) -> Result<T, RepoError>,
+{
+    type Manager = <PgConnection as Connection>::TransactionManager;
+    Manager::begin_transaction(conn).map_err(Failure::Begin)?;
+    // As Diesel's own `Connection::transaction` does it.
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn).map_err(|e| Failure::Body(map_err(e)))?;
+            Ok(value)
+        }
+        Err(e) => match Manager::rollback_transaction(conn) {
+            Ok(()) | Err(DieselError::BrokenTransactionManager) => Err(Failure::Body(e)),
+            Err(rollback) => Err(Failure::Body(map_err(rollback))),
+        },
     }
 }

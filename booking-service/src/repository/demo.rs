@@ -48,6 +48,7 @@ pub async fn insert_past_visits(db: &Db, visits: Vec<PastVisit>) -> Result<u64, 
                     appointments::doctor_id.eq(v.doctor_id),
                     appointments::status.eq("completed"),
                     appointments::reason.eq("Routine visit"),
+                    appointments::starts_at.eq(v.starts_at),
                     appointments::created_at.eq(v.starts_at - chrono::Duration::days(7)),
                     appointments::updated_at.eq(v.ends_at),
                 ))

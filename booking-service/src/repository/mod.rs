@@ -14,13 +14,14 @@ pub mod reminders;
 pub mod reviews;
 pub mod schema;
 pub mod slots;
+pub mod sql;
 pub mod throttle;
 pub mod users;
 
 pub use accounts::PgAccounts;
 pub use appointments::PgAppointments;
 pub use clinics::PgClinics;
-pub use db::{Db, PoolSettings};
+pub use db::{Db, PoolSettings, StatementLog};
 pub use doctors::PgDoctors;
 pub use outbox::PgOutbox;
 pub use refresh_tokens::PgRefreshTokens;

@@ -1,68 +1,19 @@
-//! The `appointment_reminders` table: rows written and removed inside the appointment
-//! transactions ([`schedule`], [`drop_pending`]), and [`PgReminders`], the scheduler's
-//! view (claim due rows, write their events, mark them published).
+//! The `appointment_reminders` table, as the scheduler sees it ([`PgReminders`]: claim
+//! due rows, write their events, mark them published). Rows are written and removed by
+//! the appointment transactions, with the rest of each decision
+//! (`repository::appointments`).
 
 use super::db::{map_err, Db};
 use super::outbox;
 use super::schema::appointment_reminders;
-use crate::domain::reminders::ReminderPlan;
-use crate::domain::schedule::parse_time_zone;
 use crate::service::ports::RepoError;
 use crate::service::reminders::{ReminderBatch, ReminderStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
-use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, EventEnvelope, Reminder};
+use medbook_shared::events::{AppointmentEvent, EventEnvelope, Reminder};
 use uuid::Uuid;
-
-/// Writes the reminders of `appointment` (as committed so far in this transaction) that
-/// are still ahead at `now`; returns how many.
-pub fn schedule(
-    conn: &mut PgConnection,
-    appointment: &AppointmentSnapshot,
-    plan: &ReminderPlan,
-    now: DateTime<Utc>,
-) -> Result<usize, RepoError> {
-    if plan.offsets().is_empty() {
-        return Ok(0);
-    }
-    let tz = parse_time_zone(&appointment.clinic.time_zone)
-        .map_err(|e| RepoError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
-    let rows: Vec<_> = plan
-        .schedule(appointment.starts_at, tz, now)
-        .into_iter()
-        .map(|r| {
-            (
-                appointment_reminders::id.eq(Uuid::new_v4()),
-                appointment_reminders::appointment_id.eq(appointment.appointment_id),
-                appointment_reminders::offset_label.eq(r.offset),
-                appointment_reminders::due_at.eq(r.due_at),
-                appointment_reminders::version.eq(appointment.version),
-                appointment_reminders::created_at.eq(now),
-            )
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    diesel::insert_into(appointment_reminders::table)
-        .values(&rows)
-        .execute(conn)
-        .map_err(map_err)
-}
-
-/// Removes the appointment's unpublished reminders (it was moved or cancelled).
-/// Published ones stay as the record of what was sent.
-pub fn drop_pending(conn: &mut PgConnection, appointment_id: Uuid) -> Result<usize, RepoError> {
-    diesel::delete(
-        appointment_reminders::table
-            .filter(appointment_reminders::appointment_id.eq(appointment_id))
-            .filter(appointment_reminders::published_at.is_null()),
-    )
-    .execute(conn)
-    .map_err(map_err)
-}
 
 #[derive(QueryableByName)]
 struct DueRow {

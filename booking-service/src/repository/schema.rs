@@ -115,6 +115,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+        starts_at -> Timestamptz,
     }
 }
 

@@ -60,7 +60,7 @@ impl PgSlots {
 }
 
 /// Locks and returns a slot.
-pub(crate) fn lock_slot(conn: &mut PgConnection, id: Uuid) -> Result<Option<Slot>, RepoError> {
+fn lock_slot(conn: &mut PgConnection, id: Uuid) -> Result<Option<Slot>, RepoError> {
     slots::table
         .find(id)
         .select(SlotRow::as_select())

@@ -1,34 +1,20 @@
-//! Booking, cancelling and rescheduling appointments, and listing them. The rules are
-//! checked inside one transaction per change (see `repository::appointments`); this
-//! layer adds the policy from configuration, idempotency hashing and error mapping.
+//! Booking, cancelling and rescheduling appointments, and listing them. Each change is
+//! a request to `domain::decisions`, decided inside one transaction by the repository
+//! (the unit of work); this layer adds the policy from configuration, the time, the
+//! idempotency hash and the mapping of rejections to errors.
 
-use super::booking_ports::{
-    AppointmentFilter, AppointmentRepository, BookCommand, Booked, CancelCommand, RescheduleCommand,
-};
+use super::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
+use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
 use crate::domain::reminders::ReminderPlan;
 use crate::domain::UserId;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Who is acting: a patient (only their own appointments) or an admin.
-#[derive(Debug, Clone, Copy)]
-pub enum Actor {
-    Patient(UserId),
-    Admin,
-}
-
-impl Actor {
-    fn patient_id(self) -> Option<Uuid> {
-        match self {
-            Actor::Patient(id) => Some(id.0),
-            Actor::Admin => None,
-        }
-    }
-}
+pub use crate::domain::decisions::Actor;
 
 pub fn rejection(r: BookingRejection) -> ServiceError {
     use BookingRejection::*;
@@ -142,11 +128,11 @@ impl AppointmentService {
         reason: String,
         idempotency_key: Option<String>,
     ) -> Result<Booked, ServiceError> {
-        let idempotency = idempotency_key.map(|key| {
-            let hash = hex::encode(Sha256::digest(format!("{slot_id}\n{reason}").as_bytes()));
-            (key, hash)
+        let idempotency = idempotency_key.map(|key| Idempotency {
+            request_hash: hex::encode(Sha256::digest(format!("{slot_id}\n{reason}").as_bytes())),
+            key,
         });
-        let cmd = BookCommand {
+        let req = BookingRequest {
             appointment_id: Uuid::new_v4(),
             patient_id: patient.0,
             slot_id,
@@ -156,7 +142,7 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        self.appointments.book(cmd).await?.map_err(rejection)
+        self.appointments.book(req).await?.map_err(rejection)
     }
 
     #[tracing::instrument(skip_all, fields(appointment_id = %id))]
@@ -166,13 +152,13 @@ impl AppointmentService {
         id: Uuid,
         reason: Option<String>,
     ) -> Result<Appointment, ServiceError> {
-        let cmd = CancelCommand {
+        let req = CancelRequest {
             appointment_id: id,
-            patient_id: actor.patient_id(),
+            actor,
             reason,
             now: self.clock.now(),
         };
-        self.appointments.cancel(cmd).await?.map_err(rejection)
+        self.appointments.cancel(req).await?.map_err(rejection)
     }
 
     #[tracing::instrument(skip_all, fields(appointment_id = %id))]
@@ -182,15 +168,15 @@ impl AppointmentService {
         id: Uuid,
         new_slot_id: Uuid,
     ) -> Result<Appointment, ServiceError> {
-        let cmd = RescheduleCommand {
+        let req = RescheduleRequest {
             appointment_id: id,
-            patient_id: actor.patient_id(),
+            actor,
             new_slot_id,
             now: self.clock.now(),
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        self.appointments.reschedule(cmd).await?.map_err(rejection)
+        self.appointments.reschedule(req).await?.map_err(rejection)
     }
 
     /// An appointment; a patient asking for someone else's gets "not found".
@@ -229,7 +215,7 @@ mod tests {
     #[derive(Default)]
     struct FakeAppointments {
         stored: Mutex<Vec<Appointment>>,
-        last_book: Mutex<Option<BookCommand>>,
+        last_book: Mutex<Option<BookingRequest>>,
         last_filter: Mutex<Option<AppointmentFilter>>,
         reject_with: Mutex<Option<BookingRejection>>,
     }
@@ -260,7 +246,7 @@ mod tests {
     impl AppointmentRepository for FakeAppointments {
         async fn book(
             &self,
-            cmd: BookCommand,
+            cmd: BookingRequest,
         ) -> Result<Result<Booked, BookingRejection>, RepoError> {
             let patient = cmd.patient_id;
             *self.last_book.lock().unwrap() = Some(cmd);
@@ -274,17 +260,17 @@ mod tests {
         }
         async fn reschedule(
             &self,
-            _: RescheduleCommand,
+            _: RescheduleRequest,
         ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
             Ok(Err(BookingRejection::SlotTaken))
         }
         async fn cancel(
             &self,
-            cmd: CancelCommand,
+            cmd: CancelRequest,
         ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
-            Ok(match cmd.patient_id {
-                Some(_) => Err(BookingRejection::AlreadyStarted),
-                None => Ok(appointment(Uuid::new_v4())),
+            Ok(match cmd.actor {
+                Actor::Patient(_) => Err(BookingRejection::AlreadyStarted),
+                Actor::Admin => Ok(appointment(Uuid::new_v4())),
             })
         }
         async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {
@@ -334,19 +320,23 @@ mod tests {
             .unwrap();
         let first = repo.last_book.lock().unwrap().clone().unwrap();
         assert_eq!(first.policy.max_active_per_patient, 3);
-        let (key, hash_a) = first.idempotency.unwrap();
+        let Idempotency {
+            key,
+            request_hash: hash_a,
+        } = first.idempotency.unwrap();
         assert_eq!(key, "k");
         svc.book(patient, slot, "b".into(), Some("k".into()))
             .await
             .unwrap();
-        let (_, hash_b) = repo
+        let hash_b = repo
             .last_book
             .lock()
             .unwrap()
             .clone()
             .unwrap()
             .idempotency
-            .unwrap();
+            .unwrap()
+            .request_hash;
         assert_ne!(hash_a, hash_b, "a different body has a different hash");
     }
 

@@ -1,13 +1,14 @@
 //! Storage traits of the booking core: clinics, doctors, slots, appointments, reviews.
 //! Operations that must be atomic (booking, rescheduling, cancelling, reviewing) are one
-//! method each, implemented as one database transaction.
+//! method each, implemented as one database transaction; the first three are decided
+//! by `domain::decisions` inside it.
 
 use super::ports::{Page, PageRequest, RepoError};
 use crate::domain::booking::{
-    Appointment, AppointmentStatus, BookingPolicy, BookingRejection, Clinic, ClinicInput, Doctor,
-    DoctorInput, DoctorStatus, Rating, Review, Slot, SlotStatus,
+    Appointment, AppointmentStatus, BookingRejection, Clinic, ClinicInput, Doctor, DoctorInput,
+    DoctorStatus, Rating, Review, Slot, SlotStatus,
 };
-use crate::domain::reminders::ReminderPlan;
+use crate::domain::decisions::{BookingRequest, CancelRequest, RescheduleRequest};
 use crate::domain::schedule::SlotRange;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -113,47 +114,12 @@ pub trait SlotRepository: Send + Sync {
     async fn list(&self, filter: SlotFilter) -> Result<Vec<Slot>, RepoError>;
 }
 
-#[derive(Debug, Clone)]
-pub struct BookCommand {
-    pub appointment_id: Uuid,
-    pub patient_id: Uuid,
-    pub slot_id: Uuid,
-    pub reason: String,
-    /// `(key, hash of the request)` when the client sent an `Idempotency-Key`.
-    pub idempotency: Option<(String, String)>,
-    pub now: DateTime<Utc>,
-    pub policy: BookingPolicy,
-    /// Reminders to schedule, in the same transaction.
-    pub reminders: ReminderPlan,
-}
-
 /// A booking's result: the appointment, and whether it is a replay of an earlier
 /// request with the same idempotency key.
 #[derive(Debug, Clone)]
 pub struct Booked {
     pub appointment: Appointment,
     pub replayed: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct RescheduleCommand {
-    pub appointment_id: Uuid,
-    /// `Some` when a patient acts: the appointment must be theirs.
-    pub patient_id: Option<Uuid>,
-    pub new_slot_id: Uuid,
-    pub now: DateTime<Utc>,
-    pub policy: BookingPolicy,
-    /// The reminders of the new time replace those of the old, in the same transaction.
-    pub reminders: ReminderPlan,
-}
-
-#[derive(Debug, Clone)]
-pub struct CancelCommand {
-    pub appointment_id: Uuid,
-    /// `Some` when a patient acts: the appointment must be theirs and in the future.
-    pub patient_id: Option<Uuid>,
-    pub reason: Option<String>,
-    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -167,14 +133,20 @@ pub struct AppointmentFilter {
 
 #[async_trait]
 pub trait AppointmentRepository: Send + Sync {
-    async fn book(&self, cmd: BookCommand) -> Result<Result<Booked, BookingRejection>, RepoError>;
+    /// Locks the facts of `domain::decisions::decide_booking`, and writes its decision.
+    async fn book(
+        &self,
+        req: BookingRequest,
+    ) -> Result<Result<Booked, BookingRejection>, RepoError>;
+    /// Locks the facts of `decide_reschedule`, and writes its decision.
     async fn reschedule(
         &self,
-        cmd: RescheduleCommand,
+        req: RescheduleRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
+    /// Locks the facts of `decide_cancel`, and writes its decision.
     async fn cancel(
         &self,
-        cmd: CancelCommand,
+        req: CancelRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
     async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError>;
     async fn list(

@@ -18,3 +18,4 @@ mod patients;
 mod process;
 mod reminders;
 mod repository;
+mod round_trips;

@@ -1,0 +1,2 @@
+DROP INDEX appointments_patient_upcoming;
+ALTER TABLE appointments DROP COLUMN starts_at;
