@@ -146,6 +146,8 @@ impl Db {
                     Ok(v) => return Ok(v),
                     Err(Failure::Begin(e)) if conn.is_broken() && attempt < 4 => {
                         tracing::info!(error = %e, "connection closed by the server; using another");
+                        // Returned broken, the pool drops it and has room for a new one.
+                        drop(conn);
                         conn = checkout(&pool)?;
                     }
                     Err(Failure::Begin(e)) => return Err(map_err(e)),

@@ -245,3 +245,24 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
     f.assert_prepared("cancel", &sent).await;
     assert_eq!(f.service.get(patient, booked.id).await.unwrap(), cancelled);
 }
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced_without_failing_the_booking() {
+    let f = fixture();
+    f.service
+        .book(f.patient, f.slots[0], String::new(), None)
+        .await
+        .unwrap();
+    // The server ends the pool's one (idle) connection, as a restart or an
+    // administrator would; nothing has tested it since.
+    f._db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let booked = f
+        .service
+        .book(f.patient, f.slots[1], String::new(), None)
+        .await
+        .expect("BEGIN on the dead connection is retried on a new one");
+    assert_eq!(booked.appointment.slot_id, f.slots[1]);
+}
