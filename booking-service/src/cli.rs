@@ -11,7 +11,7 @@ use crate::transport::http::dto::patients::PatientRecord;
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 use uuid::Uuid;
 
@@ -83,12 +83,7 @@ pub enum PatientsCommand {
     Export { file: PathBuf },
 }
 
-fn out(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, value)?;
-    writeln!(stdout)?;
-    Ok(())
-}
+use medbook_service_kit::cli::print_json as out;
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {

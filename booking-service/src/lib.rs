@@ -5,7 +5,7 @@
 //! JWT) implementing those traits → [`transport`] (actix-web) and [`cli`].
 //! `main.rs` only parses the command line and calls into here.
 
-pub mod blocking;
+pub use medbook_service_kit::blocking;
 pub mod cache;
 pub mod cli;
 pub mod demo;

@@ -2,6 +2,8 @@
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables. Every value is checked
 //! at start-up; an invalid one fails with a message naming its key.
 
+use medbook_service_kit::settings::check_listen_addr;
+pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
 use medbook_shared::kafka::KafkaSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -214,11 +216,6 @@ pub enum RevocationFailure {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct LogSettings {
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// `host:port` of the public API; port 0 picks a free port.
     pub addr: String,
@@ -233,16 +230,6 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseSettings {
-    pub url: SecretString,
-    pub pool_size: u32,
-    pub connect_timeout_ms: u64,
-    pub statement_timeout_ms: u64,
-    pub run_migrations: bool,
-    pub startup_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,18 +277,8 @@ impl Settings {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
         }
-        if !config_loader::is_host_port(&self.http.addr) {
-            return Err(bad(
-                "http.addr",
-                "must be host:port with a port from 0 to 65535",
-            ));
-        }
-        if !config_loader::is_host_port(&self.http.ops_addr) {
-            return Err(bad(
-                "http.ops_addr",
-                "must be host:port with a port from 0 to 65535",
-            ));
-        }
+        check_listen_addr("http.addr", &self.http.addr)?;
+        check_listen_addr("http.ops_addr", &self.http.ops_addr)?;
         if self.http.ops_addr == self.http.addr && !self.http.addr.ends_with(":0") {
             return Err(bad(
                 "http.ops_addr",
@@ -335,15 +312,7 @@ impl Settings {
         if self.http.max_body_bytes < 1024 {
             return Err(bad("http.max_body_bytes", "must be at least 1024"));
         }
-        if self.database.url.expose_secret().is_empty() {
-            return Err(bad("database.url", "must not be empty"));
-        }
-        if self.database.pool_size == 0 {
-            return Err(bad("database.pool_size", "must be at least 1"));
-        }
-        if self.database.connect_timeout_ms == 0 {
-            return Err(bad("database.connect_timeout_ms", "must be greater than 0"));
-        }
+        self.database.validate(1)?;
         if !(4..=31).contains(&self.auth.bcrypt_cost) {
             return Err(bad("auth.bcrypt_cost", "must be between 4 and 31"));
         }

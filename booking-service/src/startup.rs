@@ -6,8 +6,8 @@ use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::messaging::KafkaPublisher;
 use crate::repository::{
-    db::PoolSettings, migrations, Db, PgAccounts, PgAppointments, PgClinics, PgDoctors,
-    PgLoginThrottle, PgOutbox, PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
+    migrations, Db, PgAccounts, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle, PgOutbox,
+    PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
 };
 use crate::security::{BcryptHasher, JwtIssuer};
 use crate::service::accounts::AccountService;
@@ -24,10 +24,11 @@ use crate::settings::{CacheBackend, RevocationFailure, Settings};
 use crate::transport::http::{self, metrics::Metrics, state::AppState, HttpAppConfig};
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
+use medbook_service_kit::ops::{DatabaseCheck, Probes, ReadinessCheck};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The use cases, built once from settings; shared by the HTTP server and the CLI.
 pub struct Services {
@@ -48,40 +49,14 @@ pub struct Services {
     pub reminder_metrics: ReminderMetrics,
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Services {
     /// Connects (retrying for `database.startup_retry_secs`), migrates if configured,
     /// and builds every use case.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let url = settings.database.url.expose_secret().to_owned();
-        let db = Db::new(&PoolSettings {
-            url: url.clone(),
-            max_size: settings.database.pool_size,
-            connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
-            statement_timeout: Duration::from_millis(settings.database.statement_timeout_ms),
-        })?;
-        wait_for_database(
-            &db,
-            &url,
-            Duration::from_secs(settings.database.startup_retry_secs),
-        )
-        .await?;
-        if settings.database.run_migrations {
-            apply_migrations(&db).await?;
-        }
+        let db = settings
+            .database
+            .open(migrations::MIGRATIONS, MIGRATION_LOCK)
+            .await?;
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let metrics = Arc::new(Metrics::new()?);
@@ -271,47 +246,30 @@ impl Services {
     }
 }
 
-async fn wait_for_database(db: &Db, url: &str, window: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + window;
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match db.ping().await {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                anyhow::bail!(
-                    "database unreachable at {} after {}s: {e}",
-                    redact_url(url),
-                    window.as_secs()
-                )
-            }
-        }
-    }
+/// Applies pending migrations under the booking schema's advisory lock, so replicas
+/// starting together do not race.
+pub async fn apply_migrations(db: &Db) -> anyhow::Result<Vec<String>> {
+    medbook_service_kit::startup::migrate(db, migrations::MIGRATIONS, MIGRATION_LOCK).await
 }
 
-/// Applies pending migrations under an advisory lock, so replicas starting together
-/// do not race.
-pub async fn apply_migrations(db: &Db) -> anyhow::Result<Vec<String>> {
-    let pool = db.pool().clone();
-    let applied = crate::blocking::run(move || -> anyhow::Result<Vec<String>> {
-        use diesel::RunQueryDsl;
-        let mut conn = pool
-            .get()
-            .context("no database connection for migrations")?;
-        diesel::sql_query("SELECT pg_advisory_lock(7243001)").execute(&mut conn)?;
-        let result = migrations::run_pending(&mut conn);
-        diesel::sql_query("SELECT pg_advisory_unlock(7243001)").execute(&mut conn)?;
-        result
-    })
-    .await??;
-    if !applied.is_empty() {
-        tracing::info!(migrations = ?applied, "migrations applied");
+/// The advisory lock key migrations of the booking database are applied under.
+const MIGRATION_LOCK: i64 = 7243001;
+
+/// `/ready` reports the broker, but it never makes the service unready: bookings keep
+/// working while it is away, their events waiting in the outbox.
+struct BrokerCheck(Arc<dyn EventPublisher>);
+
+#[async_trait::async_trait]
+impl ReadinessCheck for BrokerCheck {
+    fn name(&self) -> &'static str {
+        "kafka"
     }
-    Ok(applied)
+    fn required(&self) -> bool {
+        false
+    }
+    async fn check(&self) -> anyhow::Result<()> {
+        self.0.check().await.map_err(anyhow::Error::msg)
+    }
 }
 
 pub struct Application {
@@ -380,8 +338,19 @@ impl Application {
             format!("cannot listen on http.ops_addr {}", settings.http.ops_addr)
         })?;
         let ops_port = ops_listener.local_addr()?.port();
-        let ops_state = state.clone();
-        let ops_server = actix_web::HttpServer::new(move || http::build_ops_app(ops_state.clone()))
+        let probes = actix_web::web::Data::new(
+            Probes::new(state.metrics.registry().clone())
+                .check(Arc::new(DatabaseCheck(db.clone())))
+                .check(Arc::new(BrokerCheck(state.publisher.clone())))
+                .before_scrape({
+                    let (db, metrics) = (db.clone(), state.metrics.clone());
+                    move || {
+                        let (open, idle, max) = db.stats();
+                        metrics.set_pool(open, idle, max);
+                    }
+                }),
+        );
+        let ops_server = actix_web::HttpServer::new(move || http::build_ops_app(probes.clone()))
             .listen(ops_listener)?
             .disable_signals()
             .workers(1)
@@ -451,23 +420,11 @@ impl Application {
 /// Stops `handle` gracefully on SIGTERM or SIGINT.
 pub fn stop_on_signals(handle: ServerHandle) {
     tokio::spawn(async move {
-        let signal = medbook_shared::signals::wait_for_stop_signal().await;
+        let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
         tracing::info!(
             signal,
             "shutdown signal received; draining in-flight requests"
         );
         handle.stop(true).await;
     });
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-    }
 }

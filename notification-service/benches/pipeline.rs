@@ -26,7 +26,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 use medbook_shared::events::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
+use medbook_test_support::pg::TestDb;
 use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ struct Sent {
 }
 
 /// When the SMTP server accepted each event's email.
-fn sent_at(db: &FreshDb) -> HashMap<Uuid, DateTime<Utc>> {
+fn sent_at(db: &TestDb) -> HashMap<Uuid, DateTime<Utc>> {
     diesel::sql_query(
         "SELECT event_id, sent_at FROM deliveries
          WHERE status = 'sent' AND event_type LIKE 'appointment.%'",
@@ -71,7 +71,7 @@ async fn latency(sink: &Maildev) {
     let rate = env_usize("BENCH_RATE", 20);
     let seconds = env_usize("BENCH_SECONDS", 20);
     let total = rate * seconds;
-    let notify_db = FreshDb::create("bench_notify");
+    let notify_db = TestDb::empty("bench_notify");
     let topics = TestTopics::shared(3).await;
     let booking = BookingApp::start(&topics, &[]).await;
     let (notifier, stop) =
@@ -176,7 +176,7 @@ async fn latency(sink: &Maildev) {
 
 async fn throughput(sink: &Maildev) {
     let count = env_usize("BENCH_EMAILS", 3000);
-    let db = FreshDb::create("bench_notify");
+    let db = TestDb::empty("bench_notify");
     let topics = TestTopics::shared(3).await;
     let to = format!(
         "bulk-{}@example.com",

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use diesel::{QueryableByName, RunQueryDsl};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
+use medbook_test_support::pg::TestDb;
 use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use support::{doctor, env_usize, percentile};
 use uuid::Uuid;
 
-fn execute(db: &FreshDb, sql: &str) {
+fn execute(db: &TestDb, sql: &str) {
     diesel::sql_query(sql).execute(&mut db.conn()).unwrap();
 }
 
@@ -45,7 +45,7 @@ struct Sent {
 }
 
 /// Accepted emails of `event_type` (all types when `None`), in order of acceptance.
-fn sent(db: &FreshDb, event_type: Option<&str>) -> Vec<DateTime<Utc>> {
+fn sent(db: &TestDb, event_type: Option<&str>) -> Vec<DateTime<Utc>> {
     let filter = event_type.map_or(String::new(), |t| format!("AND event_type = '{t}'"));
     diesel::sql_query(format!(
         "SELECT sent_at FROM deliveries WHERE status = 'sent' {filter} ORDER BY sent_at"
@@ -57,7 +57,7 @@ fn sent(db: &FreshDb, event_type: Option<&str>) -> Vec<DateTime<Utc>> {
     .collect()
 }
 
-async fn wait_for_sent(db: &FreshDb, event_type: Option<&str>, n: usize, limit: Duration) {
+async fn wait_for_sent(db: &TestDb, event_type: Option<&str>, n: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     while sent(db, event_type).len() < n {
         assert!(
@@ -99,7 +99,7 @@ async fn main() {
 async fn outage() {
     let rate = env_usize("BENCH_RATE", 20);
     let seconds = env_usize("BENCH_OUTAGE_SECONDS", 120);
-    let notify_db = FreshDb::create("bench_outage");
+    let notify_db = TestDb::empty("bench_outage");
     let topics = TestTopics::shared(3).await;
     let mut sink = Maildev::start(None).await;
     let port = sink.smtp_port;
@@ -179,7 +179,7 @@ async fn outage() {
 
 async fn reminders() {
     let n = env_usize("BENCH_REMINDERS", 1000);
-    let notify_db = FreshDb::create("bench_reminders");
+    let notify_db = TestDb::empty("bench_reminders");
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
     let booking = BookingApp::start(

@@ -7,7 +7,6 @@ use crate::settings::Settings;
 use crate::startup::{self, NotificationApp};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashSet;
-use std::io::Write;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -101,12 +100,7 @@ impl ReplayArgs {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
+use medbook_service_kit::cli::print_json_line as print_json;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -115,7 +109,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         None | Some(Command::Serve) => {
             let (app, stop) = NotificationApp::build(&settings).await?;
             tokio::spawn(async move {
-                let signal = medbook_shared::signals::wait_for_stop_signal().await;
+                let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
                 tracing::info!(
                     signal,
                     "shutdown signal received; finishing the message in hand"
@@ -125,12 +119,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Some(Command::Migrate) => {
-            startup::database(&settings)
-                .prepare(
-                    Duration::from_secs(settings.database.startup_retry_secs),
-                    true,
-                )
-                .await
+            let db = settings.database.connect().await?;
+            medbook_service_kit::startup::migrate(
+                &db,
+                crate::repository::MIGRATIONS,
+                crate::repository::MIGRATION_LOCK,
+            )
+            .await
+            .map(|_| ())
         }
         Some(Command::Dlq(cmd)) => dlq_command(cmd, &settings).await,
     }
@@ -141,7 +137,7 @@ async fn sent_events(
     ids: Vec<Uuid>,
 ) -> anyhow::Result<std::collections::HashMap<Uuid, crate::repository::deliveries::DeliveryRecord>>
 {
-    let db = startup::database(settings);
+    let db = startup::database(settings)?;
     PgDeliveryLog::new(db).lookup(ids).await
 }
 

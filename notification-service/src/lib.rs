@@ -6,7 +6,6 @@ pub mod cli;
 pub mod consumer;
 pub mod dlq;
 pub mod domain;
-pub mod http;
 pub mod mailer;
 pub mod repository;
 pub mod service;

@@ -1,9 +1,11 @@
 //! notification-service configuration: built-in defaults < `config/notification-service.yml`
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables, checked at start-up.
 
+use medbook_service_kit::settings::check_listen_addr;
+pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
 use medbook_shared::kafka::KafkaSettings;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ database:
   url: "postgres://postgres@127.0.0.1:5432/medbook_notifications"
   pool_size: 4
   connect_timeout_ms: 5000
+  statement_timeout_ms: 10000
   run_migrations: true
   startup_retry_secs: 30
 kafka:
@@ -67,23 +70,9 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct LogSettings {
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// `/health`, `/ready` and `/metrics`; port 0 picks a free port.
     pub addr: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseSettings {
-    pub url: SecretString,
-    pub pool_size: u32,
-    pub connect_timeout_ms: u64,
-    pub run_migrations: bool,
-    pub startup_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -184,18 +173,8 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigLoadError> {
         let bad = ConfigLoadError::invalid;
-        if !config_loader::is_host_port(&self.http.addr) {
-            return Err(bad(
-                "http.addr",
-                "must be host:port with a port from 0 to 65535",
-            ));
-        }
-        if self.database.url.expose_secret().is_empty() {
-            return Err(bad("database.url", "must not be empty"));
-        }
-        if self.database.pool_size < 2 {
-            return Err(bad("database.pool_size", "must be at least 2"));
-        }
+        check_listen_addr("http.addr", &self.http.addr)?;
+        self.database.validate(2)?;
         self.kafka.validate()?;
         if self.consumer.group_id.trim().is_empty() {
             return Err(bad("consumer.group_id", "must not be empty"));
@@ -283,6 +262,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigLoadError> {
         Settings::load_from(&ConfigSources {

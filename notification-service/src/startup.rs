@@ -1,29 +1,59 @@
 //! Wiring: database, SMTP, Kafka consumer and dead-letter producer, the handler, and
-//! the small HTTP server for probes and metrics.
+//! the operators' listener (`/health`, `/ready`, `/metrics`; the service kit's).
 
 use crate::consumer;
 use crate::dlq::KafkaDeadLetters;
-use crate::http::{self, Probes};
 use crate::mailer::SmtpMailer;
-use crate::repository::{Db, PgDeliveryLog};
+use crate::repository::{Db, PgDeliveryLog, MIGRATIONS, MIGRATION_LOCK};
 use crate::service::{
     probe_smtp, DeadLetterLimiter, HandlerParts, Mailer, Metrics, NotificationHandler,
     ProbeIntervals, SmtpStatus,
 };
 use crate::settings::Settings;
 use anyhow::Context;
-use secrecy::ExposeSecret;
+use async_trait::async_trait;
+use medbook_service_kit::ops::{self, DatabaseCheck, Probes, ReadinessCheck};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub fn database(settings: &Settings) -> Db {
-    Db::new(
-        settings.database.url.expose_secret(),
-        settings.database.pool_size,
-        Duration::from_millis(settings.database.connect_timeout_ms),
-    )
+/// The pool, not yet connected (commands that only read use it as is).
+pub fn database(settings: &Settings) -> anyhow::Result<Db> {
+    Db::new(&settings.database.pool_settings())
+}
+
+/// `/ready` is 200 only when the database (de-duplication), the broker and the SMTP
+/// server answer: without any of them this service cannot make progress. Liveness
+/// (`/health`) stays fine all the while: restarting would not help.
+struct BrokerCheck(Arc<KafkaDeadLetters>);
+
+#[async_trait]
+impl ReadinessCheck for BrokerCheck {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+    async fn check(&self) -> anyhow::Result<()> {
+        self.0.check().await.map_err(anyhow::Error::msg)
+    }
+}
+
+/// The last attempt's (or the prober's) finding; while it is `unavailable`, mail waits
+/// in hand.
+struct SmtpCheck(SmtpStatus);
+
+#[async_trait]
+impl ReadinessCheck for SmtpCheck {
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+    async fn check(&self) -> anyhow::Result<()> {
+        if self.0.is_up() {
+            Ok(())
+        } else {
+            anyhow::bail!("the SMTP server did not answer the last attempt")
+        }
+    }
 }
 
 pub struct NotificationApp {
@@ -48,12 +78,7 @@ impl StopHandle {
 
 impl NotificationApp {
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, StopHandle)> {
-        let db = database(settings);
-        db.prepare(
-            Duration::from_secs(settings.database.startup_retry_secs),
-            settings.database.run_migrations,
-        )
-        .await?;
+        let db = settings.database.open(MIGRATIONS, MIGRATION_LOCK).await?;
         let metrics = Metrics::new()?;
         let (stop_tx, stop) = watch::channel(false);
         let dlq = Arc::new(KafkaDeadLetters::new(
@@ -87,14 +112,12 @@ impl NotificationApp {
         let listener = TcpListener::bind(&settings.http.addr)
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         let http_port = listener.local_addr()?.port();
-        let server = http::server(
+        let server = ops::server(
             listener,
-            Probes {
-                db,
-                dlq,
-                metrics,
-                smtp,
-            },
+            Probes::new(metrics.registry().clone())
+                .check(Arc::new(DatabaseCheck(db)))
+                .check(Arc::new(BrokerCheck(dlq)))
+                .check(Arc::new(SmtpCheck(smtp))),
         )?;
         tracing::info!(port = http_port, "probes and metrics listening");
         Ok((

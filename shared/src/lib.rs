@@ -8,5 +8,4 @@
 pub mod config_loader;
 pub mod events;
 pub mod kafka;
-pub mod signals;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 //! Test support shared by the services' integration tests: the real Kafka-protocol
 //! broker (the shared one, or a private one a test may pause), the real mail sink, and
-//! fresh PostgreSQL databases. `./scripts/test.sh` starts the shared services and sets
+//! PostgreSQL databases cloned from migrated templates. `./scripts/test.sh` starts the shared services and sets
 //! the `MEDBOOK_TEST_*` variables; a test run without them fails loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -4,7 +4,7 @@
 pub mod accounts;
 pub mod appointments;
 pub mod clinics;
-pub mod db;
+pub use medbook_service_kit::db;
 pub mod demo;
 pub mod doctors;
 pub mod migrations;
@@ -14,7 +14,7 @@ pub mod reminders;
 pub mod reviews;
 pub mod schema;
 pub mod slots;
-pub mod sql;
+pub use medbook_service_kit::sql;
 pub mod throttle;
 pub mod users;
 

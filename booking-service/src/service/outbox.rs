@@ -12,6 +12,7 @@
 use super::ports::{Clock, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use medbook_service_kit::retry::Backoff;
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 use std::sync::Arc;
 use std::time::Duration;
@@ -270,27 +271,23 @@ impl OutboxRelay {
     }
 
     async fn publish_until(&self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = self.config.backoff_initial;
+        let mut backoff = Backoff::new(self.config.backoff_initial, self.config.backoff_max);
         while !*stop.borrow() {
             let pause = match self.round().await {
                 Round::Published(n) => {
-                    backoff = self.config.backoff_initial;
+                    backoff.reset();
                     if n as i64 >= self.config.batch_size {
                         continue; // more may be waiting
                     }
                     self.config.poll_interval
                 }
                 Round::Idle => {
-                    backoff = self.config.backoff_initial;
+                    backoff.reset();
                     self.config.poll_interval
                 }
-                Round::Failed => {
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(self.config.backoff_max);
-                    pause
-                }
+                Round::Failed => backoff.next_delay(),
             };
-            let waiting_for_broker = backoff > self.config.backoff_initial;
+            let waiting_for_broker = backoff.failures() > 0;
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 // New events: go at once, unless the broker is being waited for.

@@ -7,23 +7,8 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Storage failures, kept apart so an outage is never mistaken for "not found".
-#[derive(Debug, thiserror::Error)]
-pub enum RepoError {
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("unique constraint violated: {0}")]
-    UniqueViolation(String),
-    #[error("exclusion constraint violated: {0}")]
-    ExclusionViolation(String),
-    #[error("foreign key violated: {0}")]
-    ForeignKeyViolation(String),
-    /// Serialization failure or deadlock that survived the retries.
-    #[error("transaction conflict: {0}")]
-    Retryable(String),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
+/// Storage failures (the service kit's classification of database errors).
+pub use medbook_service_kit::DbError as RepoError;
 
 /// A page request: 1-based page number and page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

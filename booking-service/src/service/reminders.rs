@@ -12,6 +12,7 @@ use super::outbox::{every, OutboxSignal};
 use super::ports::{Clock, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use medbook_service_kit::retry::Backoff;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,18 +179,17 @@ impl ReminderScheduler {
     }
 
     async fn claim_until(&self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = self.config.poll_interval;
+        let mut backoff = Backoff::new(self.config.poll_interval, self.config.backoff_max);
         while !*stop.borrow() {
             let pause = match self.round().await {
                 Ok(n) if n as i64 >= self.config.batch_size => continue,
                 Ok(_) => {
-                    backoff = self.config.poll_interval;
+                    backoff.reset();
                     self.config.poll_interval
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reminder scheduler: cannot claim due reminders");
-                    backoff = (backoff * 2).min(self.config.backoff_max);
-                    backoff
+                    backoff.next_delay()
                 }
             };
             tokio::select! {

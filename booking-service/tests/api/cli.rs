@@ -1,6 +1,6 @@
 //! The command line: `migrate`, `create-admin`, `patients …`, `openapi`.
 
-use crate::helpers::{spawn_app, TestDb, JWT_SECRET};
+use crate::helpers::{spawn_app, test_db, TestDb, JWT_SECRET};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -90,7 +90,7 @@ async fn create_admin_from_env_or_stdin_then_log_in() {
 
 #[test]
 fn patients_import_is_all_or_nothing_and_export_round_trips() {
-    let db = TestDb::new();
+    let db = test_db();
     let dir = std::env::temp_dir().join(format!("medbook-cli-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.json");
@@ -167,7 +167,7 @@ fn patients_import_is_all_or_nothing_and_export_round_trips() {
     assert_eq!(alpha["phone"], "+33123456789");
     let id = alpha["id"].as_str().unwrap().to_owned();
 
-    let fresh = TestDb::new();
+    let fresh = test_db();
     let out = json_out(
         &cli(&fresh)
             .args(["patients", "import"])
@@ -212,7 +212,7 @@ fn patients_import_is_all_or_nothing_and_export_round_trips() {
 
 #[test]
 fn migrate_is_idempotent() {
-    let db = TestDb::new();
+    let db = test_db();
     let out = json_out(&cli(&db).arg("migrate").output().unwrap());
     assert_eq!(out["applied"], json!([]), "template is already migrated");
 }

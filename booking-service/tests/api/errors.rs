@@ -1,7 +1,7 @@
 //! The one JSON error shape, for our errors and actix's own; request ids; escaping;
 //! panics; timeouts; body limits.
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, test_settings, TestDb};
+use crate::helpers::{assert_error, spawn_app, spawn_app_with, test_db, test_settings};
 use booking_service::startup::Services;
 use booking_service::transport::http::{self, HttpAppConfig};
 use reqwest::Method;
@@ -86,7 +86,7 @@ async fn slow_requests_time_out_with_a_json_503() {
 
 #[tokio::test]
 async fn a_panicking_handler_becomes_a_json_500_and_the_server_keeps_serving() {
-    let db = TestDb::new();
+    let db = test_db();
     let settings = test_settings(&db);
     let services = Services::build(&settings).await.unwrap();
     let (publisher, _) = services.outbox(&settings).unwrap();

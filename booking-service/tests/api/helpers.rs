@@ -6,14 +6,10 @@ use booking_service::service::auth::Registration;
 use booking_service::settings::Settings;
 use booking_service::startup::{Application, Services};
 use chrono::DurationRound;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection, RunQueryDsl};
-use diesel_migrations::MigrationHarness;
+use diesel::RunQueryDsl;
 use medbook_shared::config_loader::ConfigSources;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// Passes the password policy (not common, no name or address in it).
@@ -21,149 +17,20 @@ pub const PATIENT_PASSWORD: &str = "violet-harbor-42";
 
 pub const JWT_SECRET: &str = "integration-test-secret-at-least-32-bytes";
 
-/// Server URL of the PostgreSQL the tests use (any database name is replaced).
-pub fn pg_server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 /// The Redis the tests use (logged-out tokens, the Redis cache).
 pub fn redis_url() -> String {
     std::env::var("MEDBOOK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-pub fn db_url(name: &str) -> String {
-    let server = pg_server_url();
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
-}
+pub use medbook_test_support::pg::TestDb;
 
-fn maintenance() -> PgConnection {
-    PgConnection::establish(&pg_server_url()).unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is required for these tests and is not reachable at {}: {e}",
-            pg_server_url()
-        )
-    })
-}
-
-/// Name of the template database for the current migrations (created once, under an
-/// advisory lock, by whichever test process gets there first).
-fn template() -> &'static str {
-    static TEMPLATE: OnceLock<String> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-        let mut files: Vec<_> = walk(&dir);
-        files.sort();
-        let mut hasher = Sha256::new();
-        for f in files {
-            hasher.update(f.to_string_lossy().as_bytes());
-            hasher.update(std::fs::read(&f).unwrap());
-        }
-        let name = format!("medbook_tpl_{}", &hex::encode(hasher.finalize())[..16]);
-        let mut conn = maintenance();
-        conn.batch_execute("SELECT pg_advisory_lock(7243002)")
-            .unwrap();
-        let exists: i64 = diesel::sql_query(format!(
-            "SELECT 1::bigint AS n FROM pg_database WHERE datname = '{name}'"
-        ))
-        .load::<Count>(&mut conn)
-        .unwrap()
-        .len() as i64;
-        if exists == 0 {
-            conn.batch_execute(&format!("CREATE DATABASE {name}_tmp"))
-                .unwrap();
-            {
-                let mut tpl = PgConnection::establish(&db_url(&format!("{name}_tmp"))).unwrap();
-                tpl.run_pending_migrations(MIGRATIONS).unwrap();
-            }
-            conn.batch_execute(&format!("ALTER DATABASE {name}_tmp RENAME TO {name}"))
-                .unwrap();
-        }
-        conn.batch_execute("SELECT pg_advisory_unlock(7243002)")
-            .unwrap();
-        name
-    })
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// A fresh database cloned from the template; dropped with the guard.
-pub struct TestDb {
-    pub name: String,
-}
-
-impl TestDb {
-    pub fn new() -> Self {
-        let template = template();
-        let name = format!("medbook_test_{}", Uuid::new_v4().simple());
-        let mut conn = maintenance();
-        let mut attempt = 0;
-        loop {
-            match conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")) {
-                Ok(()) => break,
-                // Another test is cloning the same template at this instant.
-                Err(e) if attempt < 20 && e.to_string().contains("being accessed") => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(e) => panic!("cannot create test database: {e}"),
-            }
-        }
-        Self { name }
-    }
-
-    pub fn url(&self) -> String {
-        db_url(&self.name)
-    }
-
-    pub fn conn(&self) -> PgConnection {
-        PgConnection::establish(&self.url()).unwrap()
-    }
-
-    /// Runs SQL directly (to simulate time passing, or to check invariants).
-    pub fn execute(&self, sql: &str) {
-        self.conn().batch_execute(sql).unwrap();
-    }
-
-    /// Drops the database now (killing connections): simulates losing it.
-    pub fn drop_now(&self) {
-        let mut conn = maintenance();
-        conn.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .unwrap();
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&pg_server_url()) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn);
-        }
-    }
+/// A database with the booking schema, cloned from its migrated template.
+pub fn test_db() -> TestDb {
+    TestDb::migrated(
+        "medbook",
+        MIGRATIONS,
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations")),
+    )
 }
 
 /// Settings for a test: dev profile, cheap bcrypt, port 0, the given database.
@@ -224,7 +91,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     );
     // Test failures read better with the standard panic output than as JSON lines.
     let _ = std::panic::take_hook();
-    let db = TestDb::new();
+    let db = test_db();
     let mut settings = test_settings(&db);
     customize(&mut settings);
     let app = Application::build(settings.clone()).await.unwrap();
@@ -552,6 +419,12 @@ pub async fn post_ok(app: &TestApp, user: &TestUser, path: &str, body: Value) ->
 /// The `id` of a resource.
 pub fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 /// The `n` of a `SELECT … AS n` query.

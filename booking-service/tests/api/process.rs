@@ -1,6 +1,6 @@
 //! The real binary: graceful shutdown on SIGTERM, clear failures at start-up.
 
-use crate::helpers::{TestDb, JWT_SECRET};
+use crate::helpers::{test_db, JWT_SECRET};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ fn binary() -> Command {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
-    let db = TestDb::new();
+    let db = test_db();
     let mut child = binary()
         .env("MEDBOOK_DATABASE__URL", db.url())
         .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")

@@ -1,6 +1,6 @@
 //! The PostgreSQL implementations of the ports, exercised directly.
 
-use crate::helpers::TestDb;
+use crate::helpers::{test_db, TestDb};
 use booking_service::domain::{BirthDate, Email, FullName, Gender, NewUser, Phone, Role, UserId};
 use booking_service::repository::{Db, PgLoginThrottle, PgRefreshTokens, PgUsers, PoolSettings};
 use booking_service::service::ports::*;
@@ -41,7 +41,7 @@ fn new_user(email: &str) -> NewUser {
 
 #[tokio::test]
 async fn users_round_trip_every_column() {
-    let t = TestDb::new();
+    let t = test_db();
     let users = PgUsers::new(db(&t));
     let n = new_user("rt@example.com");
     let id = n.id;
@@ -83,7 +83,7 @@ async fn users_round_trip_every_column() {
 
 #[tokio::test]
 async fn concurrent_rotation_of_one_token_succeeds_once() {
-    let t = TestDb::new();
+    let t = test_db();
     let pool = db(&t);
     let users = PgUsers::new(pool.clone());
     let tokens = Arc::new(PgRefreshTokens::new(pool));
@@ -130,7 +130,7 @@ async fn concurrent_rotation_of_one_token_succeeds_once() {
 
 #[tokio::test]
 async fn expired_refresh_tokens_are_rejected() {
-    let t = TestDb::new();
+    let t = test_db();
     let pool = db(&t);
     let user = PgUsers::new(pool.clone())
         .insert(new_user("exp@example.com"))
@@ -164,7 +164,7 @@ async fn expired_refresh_tokens_are_rejected() {
 
 #[tokio::test]
 async fn throttle_counts_within_a_window_and_locks_temporarily() {
-    let t = TestDb::new();
+    let t = test_db();
     let throttle = PgLoginThrottle::new(db(&t));
     let policy = ThrottlePolicy {
         max_failures: 3,
@@ -229,7 +229,7 @@ fn schema_rs_matches_the_migrated_database() {
             declared.insert((t.clone(), col.trim().to_owned(), nullable));
         }
     }
-    let db = TestDb::new();
+    let db = test_db();
     let actual: std::collections::BTreeSet<(String, String, bool)> = diesel::sql_query(
         "SELECT table_name::text AS table_name, column_name::text AS column_name, is_nullable = 'YES' AS nullable
          FROM information_schema.columns

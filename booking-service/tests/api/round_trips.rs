@@ -3,7 +3,7 @@
 //! one of them is a prepared statement after the first use. A regression (a re-read, an
 //! extra check, an unprepared statement) fails here.
 
-use crate::helpers::TestDb;
+use crate::helpers::{test_db, TestDb};
 use booking_service::domain::booking::BookingPolicy;
 use booking_service::domain::reminders::ReminderPlan;
 use booking_service::domain::UserId;
@@ -14,6 +14,7 @@ use booking_service::service::ports::SystemClock;
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use medbook_service_kit::DbError;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -33,7 +34,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let db = TestDb::new();
+    let db = test_db();
     let (clinic, doctor, patient) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let slots: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
     let mut sql = format!(
@@ -100,7 +101,7 @@ impl Fixture {
             .run(|conn| {
                 diesel::sql_query("SELECT statement FROM pg_prepared_statements")
                     .load(conn)
-                    .map_err(|e| anyhow::anyhow!(e).into())
+                    .map_err(DbError::from)
             })
             .await
             .unwrap();

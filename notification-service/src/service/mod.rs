@@ -171,10 +171,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The longest pause after failed attempt `attempt` (1-based): doubling, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        medbook_service_kit::retry::Backoff::nth(self.initial_backoff, self.max_backoff, attempt)
     }
 
     /// The pause actually taken: uniformly between half of [`Self::backoff`] and all

@@ -5,12 +5,11 @@ use crate::helpers::*;
 use medbook_shared::events::{AccountEvent, Event, TOPIC_ACCOUNTS};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_verification_link_is_emailed_once_to_its_address() {
-    let db = FreshDb::create("accounts");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let sink = Maildev::shared();
     let app = Running::start(&settings(&db, &topics, sink.smtp_port)).await;
@@ -58,7 +57,7 @@ async fn a_verification_link_is_emailed_once_to_its_address() {
 /// before no longer works.
 #[tokio::test]
 async fn register_verify_book_then_reset_the_password_through_the_emails() {
-    let notify_db = FreshDb::create("accounts_flow");
+    let notify_db = notify_db();
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
     let booking = crate::booking::BookingApp::start(&topics, &[]).await;

@@ -11,7 +11,7 @@ use booking_service::startup::{Application, Services};
 use medbook_shared::config_loader::ConfigSources;
 use medbook_shared::events::{AccountEvent, Event, EventEnvelope, TOPIC_ACCOUNTS};
 use medbook_test_support::kafka::TestTopics;
-use medbook_test_support::pg::FreshDb;
+use medbook_test_support::pg::TestDb;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub struct BookingApp {
     pub base: String,
     pub client: reqwest::Client,
     pub settings: Settings,
-    pub db: FreshDb,
+    pub db: TestDb,
     topics: TestTopics,
     server: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -33,7 +33,11 @@ pub struct BookingApp {
 impl BookingApp {
     /// Starts the service (relay on) with `extra` settings as `MEDBOOK_…` variables.
     pub async fn start(topics: &TestTopics, extra: &[(&str, &str)]) -> Self {
-        let db = FreshDb::create("booking");
+        let db = TestDb::migrated(
+            "medbook",
+            booking_service::repository::migrations::MIGRATIONS,
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations")),
+        );
         let mut env = vec![
             ("MEDBOOK_PROFILE".to_owned(), "dev".to_owned()),
             ("MEDBOOK_AUTH__BCRYPT_COST".into(), "4".into()),

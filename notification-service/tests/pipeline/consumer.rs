@@ -5,12 +5,11 @@ use crate::helpers::*;
 use medbook_shared::events::TOPIC_DLQ;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn each_event_is_emailed_once_however_often_it_is_delivered() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(2).await;
     let sink = Maildev::shared();
     let app = Running::start(&settings(&db, &topics, sink.smtp_port)).await;
@@ -41,7 +40,7 @@ async fn each_event_is_emailed_once_however_often_it_is_delivered() {
 
 #[tokio::test]
 async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves_on() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let smtp = FaultSmtp::start(0).await;
     let s = settings(&db, &topics, smtp.smtp_port);
@@ -159,7 +158,7 @@ async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves
 
 #[tokio::test]
 async fn transient_failures_are_retried_until_the_email_is_accepted() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     // 451 for the first two attempts per recipient.
     let smtp = FaultSmtp::start(2).await;
@@ -197,7 +196,7 @@ async fn transient_failures_are_retried_until_the_email_is_accepted() {
 
 #[tokio::test]
 async fn an_smtp_outage_is_waited_out_and_the_email_then_delivered() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let mut sink = Maildev::start(None).await;
     let port = sink.smtp_port;
@@ -228,7 +227,7 @@ async fn an_smtp_outage_is_waited_out_and_the_email_then_delivered() {
 
 #[tokio::test]
 async fn the_dead_letter_cap_stops_the_consumer_before_it_empties_the_topic() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let sink = Maildev::shared();
     let mut s = settings(&db, &topics, sink.smtp_port);

@@ -3,12 +3,11 @@
 use crate::helpers::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use std::time::Duration;
 
 #[tokio::test]
 async fn dead_letters_are_listed_shown_and_replayed_exactly_once() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(2).await;
     // Mail server down and mail kept for two seconds only: both events expire into
     // the DLQ.

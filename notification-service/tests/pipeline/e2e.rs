@@ -8,13 +8,12 @@ use crate::booking::{token_of, BookingApp};
 use crate::helpers::{settings as notifier_settings, Running};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
 async fn register_verify_book_reschedule_cancel_reaches_the_patient_as_four_emails() {
-    let notify_db = FreshDb::create("e2e_notify");
+    let notify_db = crate::helpers::notify_db();
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
     let booking = BookingApp::start(&topics, &[]).await;

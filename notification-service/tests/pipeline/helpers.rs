@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use medbook_shared::config_loader::ConfigSources;
 use medbook_shared::events::*;
 use medbook_test_support::kafka::TestTopics;
-use medbook_test_support::pg::FreshDb;
+use medbook_test_support::pg::TestDb;
 use notification_service::settings::Settings;
 use notification_service::startup::{NotificationApp, StopHandle};
 use serde_json::Value;
@@ -14,9 +14,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// A database with the notification-service's schema, cloned from its template.
+pub fn notify_db() -> TestDb {
+    TestDb::migrated(
+        "notify",
+        notification_service::repository::MIGRATIONS,
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")),
+    )
+}
+
 /// Where things are: the test's database, broker and topics, SMTP port, a free HTTP
 /// port, a group of the test's own.
-fn whereabouts(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Vec<(&'static str, String)> {
+fn whereabouts(db: &TestDb, topics: &TestTopics, smtp_port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("MEDBOOK_DATABASE__URL", db.url()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
@@ -40,7 +49,7 @@ fn load(env: Vec<(&'static str, String)>) -> Settings {
 }
 
 /// Settings for a test: its database, topics, SMTP port; quick retries and joins.
-pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
+pub fn settings(db: &TestDb, topics: &TestTopics, smtp_port: u16) -> Settings {
     let mut env = whereabouts(db, topics, smtp_port);
     env.extend([
         ("MEDBOOK_CONSUMER__SESSION_TIMEOUT_MS", "6000".to_owned()),
@@ -54,7 +63,7 @@ pub fn settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
 }
 
 /// The service's own defaults; only where things are is set.
-pub fn default_settings(db: &FreshDb, topics: &TestTopics, smtp_port: u16) -> Settings {
+pub fn default_settings(db: &TestDb, topics: &TestTopics, smtp_port: u16) -> Settings {
     load(whereabouts(db, topics, smtp_port))
 }
 

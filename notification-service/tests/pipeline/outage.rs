@@ -9,7 +9,6 @@ use crate::helpers::*;
 use medbook_shared::events::TOPIC_DLQ;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ async fn rebalances(app: &Running) -> f64 {
 #[tokio::test]
 async fn a_three_minute_smtp_outage_at_a_steady_booking_rate_delays_mail_and_loses_none() {
     const OUTAGE: Duration = Duration::from_secs(180);
-    let db = FreshDb::create("outage");
+    let db = notify_db();
     let topics = TestTopics::shared(3).await;
     let mut sink = Maildev::start(None).await;
     let port = sink.smtp_port;
@@ -145,7 +144,7 @@ async fn a_three_minute_smtp_outage_at_a_steady_booking_rate_delays_mail_and_los
 
 #[tokio::test]
 async fn a_refused_recipient_is_dead_lettered_and_its_partition_moves_on_within_a_second() {
-    let db = FreshDb::create("refused");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let smtp = FaultSmtp::start(0).await;
     let app = Running::start(&default_settings(&db, &topics, smtp.smtp_port)).await;
@@ -198,7 +197,7 @@ async fn a_refused_recipient_is_dead_lettered_and_its_partition_moves_on_within_
 
 #[tokio::test]
 async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failed_attempt() {
-    let db = FreshDb::create("idle");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     // Closes connections idle for a second, with a 421, as maildev does after a while.
     let smtp = FaultSmtp::start_with(0, 1.0).await;
@@ -255,7 +254,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_failed_
 
 #[tokio::test]
 async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kept() {
-    let db = FreshDb::create("partitions");
+    let db = notify_db();
     let topics = TestTopics::shared(3).await;
     // `defer*` recipients get 451 for as long as this test runs.
     let smtp = FaultSmtp::start(1_000_000).await;
@@ -370,7 +369,7 @@ async fn a_message_waiting_on_one_partition_holds_back_no_other_and_order_is_kep
 
 #[tokio::test]
 async fn a_rebalance_while_mail_waits_for_the_server_hands_it_over_once() {
-    let db = FreshDb::create("handover");
+    let db = notify_db();
     let topics = TestTopics::shared(3).await;
     let mut sink = Maildev::start(None).await;
     let port = sink.smtp_port;
@@ -430,7 +429,7 @@ async fn a_rebalance_while_mail_waits_for_the_server_hands_it_over_once() {
 
 #[tokio::test]
 async fn an_outage_while_no_mail_goes_out_shows_on_ready_and_so_does_the_return() {
-    let db = FreshDb::create("idle_outage");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let mut sink = Maildev::start(None).await;
     let port = sink.smtp_port;

@@ -4,13 +4,12 @@
 use crate::helpers::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use std::collections::HashMap;
 use std::time::Duration;
 
 #[tokio::test]
 async fn killed_mid_stream_and_restarted_no_email_is_lost_or_sent_twice() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
     let s = settings(&db, &topics, sink.smtp_port);
@@ -93,7 +92,7 @@ async fn killed_mid_stream_and_restarted_no_email_is_lost_or_sent_twice() {
 
 #[tokio::test]
 async fn sigterm_commits_and_a_successor_resumes_without_redelivery() {
-    let db = FreshDb::create("notify");
+    let db = notify_db();
     let topics = TestTopics::shared(2).await;
     let sink = Maildev::shared();
     let s = settings(&db, &topics, sink.smtp_port);

@@ -9,7 +9,6 @@ use chrono::{DurationRound, Utc};
 use medbook_shared::events::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use medbook_test_support::pg::FreshDb;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ fn subjects(emails: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_booked_appointment_is_reminded_once_a_moved_one_of_its_new_time_a_cancelled_one_not() {
-    let notify_db = FreshDb::create("reminders");
+    let notify_db = notify_db();
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
     // Slots start on whole minutes, a little over an hour from now; the offset is
@@ -145,7 +144,7 @@ async fn a_booked_appointment_is_reminded_once_a_moved_one_of_its_new_time_a_can
 
 #[tokio::test]
 async fn a_reminder_that_went_stale_or_late_on_the_way_is_dropped() {
-    let db = FreshDb::create("stale");
+    let db = notify_db();
     let topics = TestTopics::shared(1).await;
     let sink = Maildev::shared();
     let app = Running::start(&settings(&db, &topics, sink.smtp_port)).await;

@@ -123,7 +123,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 /// The operators' listener (`http.ops_addr`): liveness, readiness and metrics, apart
 /// from the public API.
 pub fn build_ops_app(
-    state: actix_web::web::Data<state::AppState>,
+    probes: actix_web::web::Data<medbook_service_kit::ops::Probes>,
 ) -> actix_web::App<
     impl ServiceFactory<
         ServiceRequest,
@@ -133,12 +133,9 @@ pub fn build_ops_app(
         InitError = (),
     >,
 > {
-    use actix_web::web as aw;
     actix_web::App::new()
-        .app_data(state)
-        .service(aw::resource("/health").route(aw::get().to(ops::health)))
-        .service(aw::resource("/ready").route(aw::get().to(ops::ready)))
-        .service(aw::resource("/metrics").route(aw::get().to(ops::metrics)))
+        .app_data(probes)
+        .configure(medbook_service_kit::ops::routes)
         .wrap(from_fn(middleware::json_errors::json_errors))
         .wrap(from_fn(middleware::request_id::request_id))
         .wrap(from_fn(middleware::headers::security_headers))

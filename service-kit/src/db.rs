@@ -1,5 +1,7 @@
-//! The connection pool and the one way to use it: [`Db::run`], which takes a
-//! connection and runs a closure on the blocking pool.
+//! The PostgreSQL pool (Diesel over r2d2) and the one way to use it: [`Db::run`],
+//! which takes a connection and runs a closure on the blocking pool, and
+//! [`Db::transaction`]. [`DbError`] classifies what can go wrong, so that an outage is
+//! never mistaken for "not found" and constraint violations can be answered precisely.
 //!
 //! Connections are not tested with a `SELECT 1` at every checkout (a round trip per
 //! request): a connection the server has closed fails its statement, is marked broken
@@ -7,7 +9,7 @@
 //! connection dead is started again on another one (nothing had happened yet).
 
 use crate::blocking;
-use crate::service::ports::RepoError;
+use crate::retry::Backoff;
 use diesel::connection::{Instrumentation, InstrumentationEvent, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::R2D2Connection;
@@ -16,6 +18,30 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::{Connection, RunQueryDsl};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+/// Storage failures, kept apart so an outage is never mistaken for "not found".
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("unique constraint violated: {0}")]
+    UniqueViolation(String),
+    #[error("exclusion constraint violated: {0}")]
+    ExclusionViolation(String),
+    #[error("foreign key violated: {0}")]
+    ForeignKeyViolation(String),
+    /// Serialization failure or deadlock that survived the retries.
+    #[error("transaction conflict: {0}")]
+    Retryable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DieselError> for DbError {
+    fn from(e: DieselError) -> Self {
+        map_err(e)
+    }
+}
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
@@ -111,34 +137,35 @@ impl Db {
         &self.pool
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, RepoError>
+    /// Runs `f` with a pooled connection on the blocking thread pool. `E` is the
+    /// caller's error type (`DbError` itself, or e.g. `anyhow::Error`).
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnOnce(&mut PgConn) -> Result<T, RepoError> + Send + 'static,
+        F: FnOnce(&mut PgConn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
+        E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
         blocking::run(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+            let mut conn = checkout(&pool)?;
             f(&mut conn)
         })
         .await
-        .map_err(RepoError::Internal)?
+        .map_err(|e| E::from(DbError::Internal(e)))?
     }
 
     /// Runs `f` in a transaction, retrying a few times on serialization failures and
     /// deadlocks (which PostgreSQL resolves by aborting one side), and once on another
     /// connection when `BEGIN` finds this one closed by the server.
-    pub async fn transaction<T, F>(&self, f: F) -> Result<T, RepoError>
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
     where
-        F: Fn(&mut PgConnection) -> Result<T, RepoError> + Send + 'static,
+        F: Fn(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
         blocking::run(move || {
             let mut conn = checkout(&pool)?;
+            let mut conflicts = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -151,20 +178,20 @@ impl Db {
                         conn = checkout(&pool)?;
                     }
                     Err(Failure::Begin(e)) => return Err(map_err(e)),
-                    Err(Failure::Body(RepoError::Retryable(m))) if attempt < 4 => {
+                    Err(Failure::Body(DbError::Retryable(m))) if attempt < 4 => {
                         tracing::debug!(attempt, error = %m, "retrying transaction");
-                        std::thread::sleep(Duration::from_millis(5 * attempt));
+                        std::thread::sleep(conflicts.next_delay());
                     }
                     Err(Failure::Body(e)) => return Err(e),
                 }
             }
         })
         .await
-        .map_err(RepoError::Internal)?
+        .map_err(DbError::Internal)?
     }
 
-    /// `SELECT 1` through the pool: used by `/ready`.
-    pub async fn ping(&self) -> Result<(), RepoError> {
+    /// `SELECT 1` through the pool: used by `/ready` and while waiting at start-up.
+    pub async fn ping(&self) -> Result<(), DbError> {
         self.run(|conn| {
             diesel::sql_query("SELECT 1")
                 .execute(conn)
@@ -186,51 +213,48 @@ impl Db {
 }
 
 /// Classifies a Diesel error.
-pub fn map_err(e: DieselError) -> RepoError {
+pub fn map_err(e: DieselError) -> DbError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-            RepoError::UniqueViolation(info.constraint_name().unwrap_or("unique").to_owned())
+            DbError::UniqueViolation(info.constraint_name().unwrap_or("unique").to_owned())
         }
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-            RepoError::Unavailable(info.message().to_owned())
+            DbError::Unavailable(info.message().to_owned())
         }
         DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
-            RepoError::ForeignKeyViolation(
-                info.constraint_name().unwrap_or("foreign key").to_owned(),
-            )
+            DbError::ForeignKeyViolation(info.constraint_name().unwrap_or("foreign key").to_owned())
         }
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-            RepoError::Retryable(info.message().to_owned())
+            DbError::Retryable(info.message().to_owned())
         }
         // Diesel has no kinds for these SQLSTATEs (23P01, 40P01); PostgreSQL's messages
         // are stable.
         DieselError::DatabaseError(_, info)
             if info.message().contains("violates exclusion constraint") =>
         {
-            RepoError::ExclusionViolation(info.constraint_name().unwrap_or("exclusion").to_owned())
+            DbError::ExclusionViolation(info.constraint_name().unwrap_or("exclusion").to_owned())
         }
         DieselError::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
-            RepoError::Retryable(info.message().to_owned())
+            DbError::Retryable(info.message().to_owned())
         }
-        other => RepoError::Internal(other.into()),
+        other => DbError::Internal(other.into()),
     }
 }
 
-fn checkout(pool: &PgPool) -> Result<PgConn, RepoError> {
-    pool.get()
-        .map_err(|e| RepoError::Unavailable(e.to_string()))
+fn checkout(pool: &PgPool) -> Result<PgConn, DbError> {
+    pool.get().map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 /// How a transaction failed: before anything ran (`BEGIN`), or in its body or commit.
 enum Failure {
     Begin(DieselError),
-    Body(RepoError),
+    Body(DbError),
 }
 
 /// `BEGIN`, `f`, `COMMIT` (or `ROLLBACK` when `f` fails).
 fn in_transaction<T, F>(conn: &mut PgConnection, f: &F) -> Result<T, Failure>
 where
-    F: Fn(&mut PgConnection) -> Result<T, RepoError>,
+    F: Fn(&mut PgConnection) -> Result<T, DbError>,
 {
     type Manager = <PgConnection as Connection>::TransactionManager;
     Manager::begin_transaction(conn).map_err(Failure::Begin)?;
