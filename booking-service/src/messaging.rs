@@ -38,7 +38,15 @@ impl EventPublisher for KafkaPublisher {
                         headers::EVENT_TYPE.to_owned(),
                         Some(e.event_type.clone().into_bytes()),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(e.request_id.as_ref().map(|id| {
+                    (
+                        headers::REQUEST_ID.to_owned(),
+                        Some(id.clone().into_bytes()),
+                    )
+                }))
+                .collect(),
             })
             .collect();
         self.producer.deliver_all(&records).await

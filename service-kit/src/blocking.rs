@@ -1,5 +1,6 @@
 //! The one helper that runs blocking work (Diesel queries, bcrypt) on tokio's blocking
-//! pool instead of the async executor, carrying the caller's tracing span along.
+//! pool instead of the async executor, carrying the caller's tracing span and request
+//! id (`context`) along.
 
 /// Runs `f` on the blocking thread pool. A panic inside `f` becomes an error.
 pub async fn run<T, F>(f: F) -> anyhow::Result<T>
@@ -8,7 +9,10 @@ where
     T: Send + 'static,
 {
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
+    let request_id = crate::context::request_id();
+    tokio::task::spawn_blocking(move || {
+        span.in_scope(|| crate::context::in_blocking(request_id, f))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
 }

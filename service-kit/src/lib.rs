@@ -10,6 +10,7 @@
 
 pub mod blocking;
 pub mod cli;
+pub mod context;
 pub mod db;
 pub mod ops;
 pub mod retry;

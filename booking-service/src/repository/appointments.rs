@@ -374,15 +374,17 @@ fn appointment_facts(
         .transpose()
 }
 
-/// An event's outbox row, as binds `$n`…`$n+4` of a write statement: id, topic, type,
-/// payload (the exact JSON published), created_at.
+/// An event's outbox row, as binds `$n`…`$n+5` of a write statement: id, topic, type,
+/// payload (the exact JSON published), created_at, and the id of the request that
+/// caused it.
 fn bind_event(q: Sql, event: &EventEnvelope) -> Result<Sql, RepoError> {
     let payload = String::from_utf8(event.encode().map_err(internal)?).map_err(internal)?;
     Ok(q.bind::<SqlUuid, _>(event.id)
         .bind::<Text, _>(event.event_type().topic())
         .bind::<Text, _>(event.event_type().as_str())
         .bind::<Text, _>(payload)
-        .bind::<Timestamptz, _>(event.occurred_at))
+        .bind::<Timestamptz, _>(event.occurred_at)
+        .bind::<Nullable<Text>, _>(medbook_service_kit::context::request_id()))
 }
 
 /// Reminders as three parallel arrays (offset label, due instant) for `unnest`.
@@ -411,8 +413,8 @@ WITH taken AS (
     SELECT gen_random_uuid(), $3, r.label, r.due_at, $10, $9
     FROM unnest($13::text[], $14::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
-VALUES ($15, $3, $16, $17, $18, $19)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
+VALUES ($15, $3, $16, $17, $18, $19, $20)";
 
 fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoError> {
     let a = &b.appointment;
@@ -455,8 +457,8 @@ WITH freed AS (
     SELECT gen_random_uuid(), $8, r.label, r.due_at, $7, $6
     FROM unnest($9::text[], $10::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
-VALUES ($11, $8, $12, $13, $14, $15)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
+VALUES ($11, $8, $12, $13, $14, $15, $16)";
 
 fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -490,8 +492,8 @@ WITH cancelled AS (
 ), dropped AS (
     DELETE FROM appointment_reminders WHERE appointment_id = $6 AND published_at IS NULL
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at)
-VALUES ($9, $6, $10, $11, $12, $13)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
+VALUES ($9, $6, $10, $11, $12, $13, $14)";
 
 fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoError> {
     let a = &d.appointment;

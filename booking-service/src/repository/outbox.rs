@@ -101,6 +101,7 @@ pub fn enqueue(conn: &mut PgConnection, event: &EventEnvelope) -> Result<(), Rep
             outbox_events::event_type.eq(event.event_type().as_str()),
             outbox_events::payload.eq(payload),
             outbox_events::created_at.eq(event.occurred_at),
+            outbox_events::request_id.eq(medbook_service_kit::context::request_id()),
         ))
         .execute(conn)
         .map(|_| ())
@@ -123,6 +124,8 @@ struct ClaimedRow {
     payload: String,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    request_id: Option<String>,
 }
 
 /// The claim: pending, unleased rows that are the oldest pending row of their
@@ -142,7 +145,8 @@ WITH next AS (
 UPDATE outbox_events u
 SET locked_by = $2, locked_until = now() + $3, attempts = u.attempts + 1
 FROM next WHERE u.seq = next.seq
-RETURNING u.seq, u.id, u.aggregate_id, u.topic, u.event_type, u.payload, u.created_at";
+RETURNING u.seq, u.id, u.aggregate_id, u.topic, u.event_type, u.payload, u.created_at,
+          u.request_id";
 
 /// Published rows are deleted this many at a time, so pruning never holds long locks.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -190,6 +194,7 @@ impl OutboxStore for PgOutbox {
                         event_type: r.event_type,
                         payload: r.payload,
                         created_at: r.created_at,
+                        request_id: r.request_id,
                     })
                     .collect())
             })

@@ -168,6 +168,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         locked_by -> Nullable<Uuid>,
         locked_until -> Nullable<Timestamptz>,
+        request_id -> Nullable<Text>,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct PendingEvent {
     pub event_type: String,
     pub payload: String,
     pub created_at: DateTime<Utc>,
+    /// The HTTP request that caused it, if any (reminders have none).
+    pub request_id: Option<String>,
 }
 
 /// Size and age of the unpublished part of the outbox.
@@ -345,6 +347,7 @@ mod tests {
                 event_type: "appointment.created".into(),
                 payload: format!("{{\"n\":{seq}}}"),
                 created_at: Utc::now(),
+                request_id: None,
             };
             self.rows.lock().unwrap().insert(
                 seq,

@@ -115,6 +115,15 @@ impl Incoming {
     pub fn source(&self) -> String {
         format!("{}/{}/{}", self.topic, self.partition, self.offset)
     }
+
+    /// A header's value as text, when present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
 }
 
 /// Why a message is dead-lettered.
@@ -331,7 +340,15 @@ impl NotificationHandler {
 
     /// Handles `message` until it is done, the service stops, or `cancel` turns true
     /// (its partition was revoked: the new owner takes the message over).
-    #[tracing::instrument(skip_all, fields(source = %message.source()))]
+    /// Every log line of the message names it: where it came from, the HTTP request
+    /// that caused it (`x-request-id` header), and once decoded its event and aggregate.
+    #[tracing::instrument(skip_all, fields(
+        source = %message.source(),
+        request_id = message.header(medbook_shared::events::headers::REQUEST_ID),
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        aggregate_id = tracing::field::Empty,
+    ))]
     pub async fn handle_cancellable(
         &self,
         message: &Incoming,
@@ -393,7 +410,16 @@ impl NotificationHandler {
             Some(bytes) => EventEnvelope::decode(bytes).map_err(|e| e.to_string()),
         };
         let event = match decoded {
-            Ok(event) => event,
+            Ok(event) => {
+                let span = tracing::Span::current();
+                span.record("event_id", tracing::field::display(event.id));
+                span.record("event_type", event.event_type().as_str());
+                span.record(
+                    "aggregate_id",
+                    tracing::field::display(event.event.aggregate_id()),
+                );
+                event
+            }
             Err(error) => {
                 return self
                     .dead_letter(message, None, FailureKind::Poison, error, 0)

@@ -11,3 +11,4 @@ mod helpers;
 mod outage;
 mod process;
 mod reminders;
+mod request_trail;

@@ -133,6 +133,9 @@ pub async fn authorize(
     if let Some(Access::Roles(roles)) = rule_of(req.request()) {
         let refused = match authenticate(req.request().clone()).await {
             Ok(caller) if roles.contains(&caller.role) => {
+                let span = tracing::Span::current();
+                span.record("user_id", tracing::field::display(caller.id));
+                span.record("role", caller.role.as_str());
                 req.extensions_mut().insert(caller);
                 None
             }

@@ -18,14 +18,10 @@ use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
 
-tokio::task_local! {
-    /// The current request's id, set by the request-id middleware.
-    pub static REQUEST_ID: String;
-}
-
-/// The current request id, if called while serving a request.
+/// The current request id (set by the request-id middleware), if called while serving
+/// a request.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    medbook_service_kit::context::request_id()
 }
 
 /// The JSON body of every error response.

@@ -1,13 +1,17 @@
 //! `X-Request-Id`: taken from the request when it is a sane token, generated
-//! otherwise; echoed on every response and available to error bodies.
+//! otherwise; echoed on every response and available to error bodies. The request runs
+//! inside a `request` span carrying the id (and, once authenticated, the caller), so
+//! every log line it causes says which request it belongs to; the id is also the
+//! request's context (`medbook_service_kit::context`), stored with the outbox rows it
+//! writes and sent on with their events.
 
-use crate::transport::http::error::REQUEST_ID;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub const HEADER: &str = "x-request-id";
@@ -36,9 +40,15 @@ pub async fn request_id(
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let header_value = HeaderValue::from_str(&id).ok();
-    let scoped_id = id.clone();
-    REQUEST_ID
-        .scope(scoped_id, async move {
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        user_id = tracing::field::Empty,
+        role = tracing::field::Empty,
+    );
+    medbook_service_kit::context::with_request_id(
+        id,
+        async move {
             match next.call(req).await {
                 Ok(mut res) => {
                     if let Some(v) = header_value {
@@ -59,6 +69,8 @@ pub async fn request_id(
                     Err(InternalError::from_response(e.to_string(), response).into())
                 }
             }
-        })
-        .await
+        }
+        .instrument(span),
+    )
+    .await
 }
