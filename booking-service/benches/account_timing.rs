@@ -7,7 +7,16 @@
 //! (default 30) sequential requests with a known and with an unknown address,
 //! interleaved, and the difference of the medians. The e-mail rate limits are raised
 //! so every request does its full work (a limited request would be faster).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
+    // Tests and benchmarks index and cast freely: a panic there is a failed run.
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_lossless
+)]
 
 use booking_service::settings::Settings;
 use booking_service::startup::Application;

@@ -10,7 +10,16 @@
 //!
 //! Local traffic only; every phase is bounded. Scale with `BENCH_DOCTORS` and
 //! `BENCH_SLOTS_PER_DOCTOR` (defaults 10000 and 100).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
+    // Tests and benchmarks index and cast freely: a panic there is a failed run.
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_lossless
+)]
 
 use booking_service::settings::Settings;
 use booking_service::startup::Application;

@@ -7,7 +7,16 @@
 //! event must reach the broker after it returns — from the outbox, not from
 //! librdkafka's queue. Prints booking latency during the outage, the time from the
 //! broker's return to the last event, and how many events were published twice.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
+    // Tests and benchmarks index and cast freely: a panic there is a failed run.
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_lossless
+)]
 
 #[path = "../../notification-service/tests/pipeline/booking.rs"]
 mod booking;

@@ -11,7 +11,16 @@
 //!
 //! booking-service and notification-service run in this process (release build),
 //! against fresh databases and topics of their own.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
+    // Tests and benchmarks index and cast freely: a panic there is a failed run.
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_lossless
+)]
 
 #[path = "../tests/pipeline/booking.rs"]
 mod booking;

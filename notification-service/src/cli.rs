@@ -141,6 +141,13 @@ async fn sent_events(
     PgDeliveryLog::new(db).lookup(ids).await
 }
 
+/// Adds what the delivery log says of the entry's event (`sent`, `sending`, `not_sent`).
+fn with_delivery(entry: &mut serde_json::Value, status: &str) {
+    if let Some(fields) = entry.as_object_mut() {
+        fields.insert("delivery".into(), status.into());
+    }
+}
+
 async fn dlq_command(cmd: DlqCommand, settings: &Settings) -> anyhow::Result<()> {
     let entries = dlq::read_all(&settings.kafka, READ_TIMEOUT).await?;
     let ids: Vec<Uuid> = entries.iter().filter_map(|e| e.event_id).collect();
@@ -158,7 +165,7 @@ async fn dlq_command(cmd: DlqCommand, settings: &Settings) -> anyhow::Result<()>
         DlqCommand::List => {
             for e in &entries {
                 let mut v = serde_json::to_value(e)?;
-                v["delivery"] = status(e.event_id).into();
+                with_delivery(&mut v, status(e.event_id));
                 print_json(&v)?;
             }
             tracing::info!(count = entries.len(), "dead letters listed");
@@ -171,7 +178,7 @@ async fn dlq_command(cmd: DlqCommand, settings: &Settings) -> anyhow::Result<()>
                 anyhow::bail!("no dead letter at partition {partition}, offset {offset}");
             };
             let mut v = e.detail();
-            v["delivery"] = status(e.event_id).into();
+            with_delivery(&mut v, status(e.event_id));
             print_json(&v)?;
         }
         DlqCommand::Replay(args) => {

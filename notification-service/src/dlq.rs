@@ -140,14 +140,22 @@ impl DlqEntry {
 
     /// Payload and headers for `dlq show`.
     pub fn detail(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        v["key"] = self
-            .key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .into();
-        v["payload"] = String::from_utf8_lossy(&self.payload).into_owned().into();
-        v["headers"] = self
+        let mut v = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        v.insert(
+            "key".into(),
+            self.key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .into(),
+        );
+        v.insert(
+            "payload".into(),
+            String::from_utf8_lossy(&self.payload).into_owned().into(),
+        );
+        let headers: serde_json::Value = self
             .headers
             .iter()
             .map(|(k, val)| {
@@ -158,7 +166,8 @@ impl DlqEntry {
             })
             .collect::<Vec<_>>()
             .into();
-        v
+        v.insert("headers".into(), headers);
+        serde_json::Value::Object(v)
     }
 }
 

@@ -2,7 +2,7 @@
 //! broker (the shared one, or a private one a test may pause), the real mail sink, and
 //! PostgreSQL databases cloned from migrated templates. `./scripts/test.sh` starts the shared services and sets
 //! the `MEDBOOK_TEST_*` variables; a test run without them fails loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod kafka;
 pub mod mail;

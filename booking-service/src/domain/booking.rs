@@ -84,7 +84,15 @@ pub struct RatingSummary {
 
 impl RatingSummary {
     pub fn from_totals(sum: i64, count: i64) -> Self {
-        let average = (count > 0).then(|| ((sum as f64 / count as f64) * 100.0).round() / 100.0);
+        // In hundredths, rounded half up, in integers (ratings are 1–5, so it is at most
+        // 500 and the conversion to f64 is exact).
+        let average = (count > 0)
+            .then(|| {
+                let hundredths =
+                    sum.checked_mul(200)?.checked_add(count)? / count.checked_mul(2)?;
+                Some(f64::from(i32::try_from(hundredths).ok()?) / 100.0)
+            })
+            .flatten();
         Self { average, count }
     }
 }
@@ -163,10 +171,9 @@ pub struct Rating(i16);
 
 impl Rating {
     pub fn parse(v: i64) -> Result<Self, String> {
-        if (1..=5).contains(&v) {
-            Ok(Self(v as i16))
-        } else {
-            Err("must be an integer from 1 to 5".into())
+        match i16::try_from(v) {
+            Ok(stars) if (1..=5).contains(&stars) => Ok(Self(stars)),
+            _ => Err("must be an integer from 1 to 5".into()),
         }
     }
     pub fn get(self) -> i16 {

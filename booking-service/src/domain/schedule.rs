@@ -363,6 +363,11 @@ fn weekday_from_name(name: &str) -> Option<Weekday> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use chrono::Offset;

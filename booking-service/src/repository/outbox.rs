@@ -274,7 +274,7 @@ impl OutboxStore for PgOutbox {
                         .execute(conn)
                         .map_err(map_err)?;
                     total += n as u64;
-                    if (n as i64) < PRUNE_CHUNK {
+                    if i64::try_from(n).is_ok_and(|n| n < PRUNE_CHUNK) {
                         return Ok(total);
                     }
                 }

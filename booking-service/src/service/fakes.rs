@@ -1,5 +1,12 @@
 //! In-memory fakes of the ports, for unit tests of the use cases. The real
 //! implementations are tested against PostgreSQL in `tests/api`.
+// Test doubles: they index and cast freely, a panic there fails the test.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use super::account_ports::{AccountStore, LiveToken, NewAccountToken, TokenPurpose, Verification};
 use super::accounts::{AccountConfig, AccountService};

@@ -237,7 +237,9 @@ impl OutboxRelay {
             Ok(b) => {
                 self.metrics.backlog.set(b.pending);
                 let age = b.oldest.map_or(0.0, |t| {
-                    (self.clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0
+                    (self.clock.now() - t)
+                        .to_std()
+                        .map_or(0.0, |age| age.as_secs_f64())
                 });
                 self.metrics.oldest_age.set(age);
             }
@@ -278,7 +280,7 @@ impl OutboxRelay {
             let pause = match self.round().await {
                 Round::Published(n) => {
                     backoff.reset();
-                    if n as i64 >= self.config.batch_size {
+                    if i64::try_from(n).unwrap_or(i64::MAX) >= self.config.batch_size {
                         continue; // more may be waiting
                     }
                     self.config.poll_interval
@@ -317,6 +319,11 @@ where
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 mod tests {
     use super::*;
     use crate::service::ports::SystemClock;

@@ -30,7 +30,9 @@ pub struct ReminderBatch {
 
 impl ReminderBatch {
     pub fn claimed(&self) -> usize {
-        self.published.len() + self.skipped_started as usize
+        self.published
+            .len()
+            .saturating_add(usize::try_from(self.skipped_started).unwrap_or(usize::MAX))
     }
 }
 
@@ -182,7 +184,7 @@ impl ReminderScheduler {
         let mut backoff = Backoff::new(self.config.poll_interval, self.config.backoff_max);
         while !*stop.borrow() {
             let pause = match self.round().await {
-                Ok(n) if n as i64 >= self.config.batch_size => continue,
+                Ok(n) if i64::try_from(n).unwrap_or(i64::MAX) >= self.config.batch_size => continue,
                 Ok(_) => {
                     backoff.reset();
                     self.config.poll_interval
@@ -201,6 +203,12 @@ impl ReminderScheduler {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 mod tests {
     use super::*;
     use std::sync::Mutex;

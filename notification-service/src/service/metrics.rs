@@ -174,7 +174,7 @@ impl Metrics {
     }
 
     pub fn set_paused(&self, n: usize) {
-        self.paused.set(n as i64);
+        self.paused.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -515,7 +515,7 @@ impl NotificationHandler {
                     .await;
             }
             let wait = self.retry.jittered(attempts).min(self.retry.max_age - age);
-            tracing::info!(event_id = %event.id, attempts, %error, retry_in_ms = wait.as_millis() as u64, "sending failed; will retry");
+            tracing::info!(event_id = %event.id, attempts, %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "sending failed; will retry");
             self.metrics.retrying(1);
             let paused = self
                 .pause(
