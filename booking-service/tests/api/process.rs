@@ -36,7 +36,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
             let _ = tx.send(line);
         }
     });
-    let port = loop {
+    let (port, ops_port) = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("service did not start");
@@ -47,7 +47,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
             "JSON log lines"
         );
         if v["message"] == "listening" {
-            break v["port"].as_u64().unwrap();
+            break (v["port"].as_u64().unwrap(), v["ops_port"].as_u64().unwrap());
         }
     };
     let base = format!("http://127.0.0.1:{port}");
@@ -64,7 +64,12 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // SIGTERM once the request is being served (the in-flight gauge says so).
+    let ops = format!("http://127.0.0.1:{ops_port}");
+    medbook_test_support::eventually("the request in flight", Duration::from_secs(10), || async {
+        (medbook_test_support::metric(&ops, "http_requests_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

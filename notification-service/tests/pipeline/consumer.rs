@@ -5,7 +5,7 @@ use crate::helpers::*;
 use medbook_shared::events::TOPIC_DLQ;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test]
 async fn each_event_is_emailed_once_however_often_it_is_delivered() {
@@ -62,7 +62,6 @@ async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves
     let rejected = created(&address("reject"));
     let unusable = created("not an address");
     let good = created(&address("after"));
-    let started = Instant::now();
     topics
         .produce(vec![
             (
@@ -93,10 +92,8 @@ async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves
         },
     )
     .await;
-    let took = started.elapsed();
-    // Four bad messages in front of it held the partition back for well under a
-    // second each (SMTP round trips included).
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    // The four bad messages in front of it held the partition back without retries
+    // (how long that takes is for the benchmarks): see their attempt counts below.
 
     let mut reader = topics.reader(&[TOPIC_DLQ]).await;
     let letters = reader
@@ -109,6 +106,12 @@ async fn poison_and_permanent_failures_are_dead_lettered_and_the_partition_moves
         .map(|l| l.header("dlq-error-kind").unwrap())
         .collect();
     assert_eq!(kinds, ["poison", "poison", "permanent", "permanent"]);
+    let attempts: Vec<String> = letters
+        .iter()
+        .map(|l| l.header("dlq-attempts").unwrap())
+        .collect();
+    // Poison never reaches SMTP; a permanent refusal is not retried.
+    assert_eq!(attempts, ["0", "0", "1", "1"]);
     assert_eq!(letters[0].payload, garbage, "original bytes unchanged");
     assert_eq!(letters[0].key.as_deref(), Some("k1"));
     assert_eq!(letters[1].payload, v2);
@@ -174,7 +177,6 @@ async fn transient_failures_are_retried_until_the_email_is_accepted() {
             .await,
         2.0
     );
-    let mut conn = db.conn();
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Integer)]
@@ -182,15 +184,24 @@ async fn transient_failures_are_retried_until_the_email_is_accepted() {
         #[diesel(sql_type = diesel::sql_types::Text)]
         status: String,
     }
-    let row: Row = diesel::RunQueryDsl::get_result(
-        diesel::sql_query(format!(
-            "SELECT attempts, status FROM deliveries WHERE event_id = '{}'",
-            event.id
-        )),
-        &mut conn,
+    // The delivery log is written just after the server accepted the mail.
+    let (attempts, status) = medbook_test_support::eventually(
+        "the delivery marked sent",
+        Duration::from_secs(10),
+        || async {
+            let row: Row = diesel::RunQueryDsl::get_result(
+                diesel::sql_query(format!(
+                    "SELECT attempts, status FROM deliveries WHERE event_id = '{}'",
+                    event.id
+                )),
+                &mut db.conn(),
+            )
+            .unwrap();
+            (row.status == "sent").then_some((row.attempts, row.status))
+        },
     )
-    .unwrap();
-    assert_eq!((row.attempts, row.status.as_str()), (3, "sent"));
+    .await;
+    assert_eq!((attempts, status.as_str()), (3, "sent"));
     app.shutdown().await.unwrap();
 }
 
