@@ -396,6 +396,13 @@ impl UserRepository for FakeUsers {
     async fn insert_all(&self, users: Vec<NewUser>) -> Result<Vec<User>, RepoError> {
         let mut all = self.0.lock().unwrap();
         let new: Vec<User> = users.into_iter().map(to_user).collect();
+        // All or nothing, like one transaction under the unique index.
+        for (i, u) in new.iter().enumerate() {
+            let taken = all.iter().chain(&new[..i]).any(|o| o.email == u.email);
+            if taken {
+                return Err(RepoError::UniqueViolation("users_email_key".into()));
+            }
+        }
         all.extend(new.iter().cloned());
         Ok(new)
     }
@@ -466,9 +473,11 @@ impl UserRepository for FakeUsers {
             .iter()
             .filter(|u| u.role == role)
             .filter(|u| {
-                search
-                    .as_ref()
-                    .is_none_or(|s| u.full_name.contains(s) || u.email.contains(s))
+                // Case-insensitive, like the repository's ILIKE.
+                search.as_ref().is_none_or(|s| {
+                    let s = s.to_lowercase();
+                    u.full_name.to_lowercase().contains(&s) || u.email.contains(&s)
+                })
             })
             .cloned()
             .collect();
@@ -500,6 +509,7 @@ struct StoredToken {
     user_id: UserId,
     family_id: Uuid,
     hash: String,
+    expires_at: DateTime<Utc>,
     rotated: bool,
     revoked: bool,
 }
@@ -523,6 +533,7 @@ impl RefreshTokenRepository for FakeTokens {
             user_id: t.user_id,
             family_id: t.family_id,
             hash: t.token_hash,
+            expires_at: t.expires_at,
             rotated: false,
             revoked: false,
         });
@@ -532,7 +543,7 @@ impl RefreshTokenRepository for FakeTokens {
         &self,
         presented: String,
         r: Replacement,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<RotateOutcome, RepoError> {
         let mut all = self.tokens.lock().unwrap();
         let Some(t) = all.iter_mut().find(|t| t.hash == presented) else {
@@ -548,11 +559,15 @@ impl RefreshTokenRepository for FakeTokens {
                 .for_each(|t| t.revoked = true);
             return Ok(RotateOutcome::ReuseDetected);
         }
+        if t.expires_at <= now {
+            return Ok(RotateOutcome::Rejected);
+        }
         t.rotated = true;
         all.push(StoredToken {
             user_id: user,
             family_id: family,
             hash: r.token_hash,
+            expires_at: r.expires_at,
             rotated: false,
             revoked: false,
         });
@@ -576,7 +591,10 @@ impl RefreshTokenRepository for FakeTokens {
         self.revoked_users.lock().unwrap().push(user_id);
         let mut all = self.tokens.lock().unwrap();
         let mut n = 0;
-        for t in all.iter_mut().filter(|t| t.user_id == user_id) {
+        for t in all
+            .iter_mut()
+            .filter(|t| t.user_id == user_id && !t.revoked)
+        {
             t.revoked = true;
             n += 1;
         }

@@ -16,6 +16,8 @@ pub mod reviews;
 pub mod slots;
 
 #[cfg(test)]
+mod contracts;
+#[cfg(test)]
 pub(crate) mod fakes;
 
 pub use error::ServiceError;
