@@ -3,7 +3,8 @@
 //! facts (the patient's row, slots in id order so two transactions never wait on each
 //! other in a cycle, the appointment), lets the domain decide, and writes what the
 //! decision says (rows, reminders and the outbox event) in one statement. A booking is
-//! five round trips: BEGIN, the patient, the slot, the write, COMMIT; every statement
+//! five round trips: BEGIN, the patient's lock, the slot with the patient's facts, the
+//! write, COMMIT; every statement
 //! is prepared once per connection. The partial unique index
 //! `appointments_one_active_per_slot` is the last line of defence: whatever happens
 //! above, a slot never has two active bookings.
@@ -136,20 +137,14 @@ fn internal(e: impl std::fmt::Display) -> RepoError {
     RepoError::Internal(anyhow::anyhow!("{e}"))
 }
 
-/// The patient's row, locked (it serialises the patient's bookings, so the cap holds),
-/// with their upcoming booked appointments counted up to the cap (an index range scan
-/// that stops there) and the request's earlier idempotency record, if any.
-const PATIENT_FACTS: &str = "
-SELECT u.id, u.email, u.full_name, u.email_verified_at IS NOT NULL AS email_verified,
-       (SELECT count(*) FROM (
-            SELECT 1 FROM appointments a
-            WHERE a.patient_id = u.id AND a.status = $2 AND a.starts_at > $3
-            LIMIT $4) AS capped) AS upcoming,
-       i.request_hash, i.appointment_id AS earlier_id
-FROM users u
-LEFT JOIN booking_idempotency i ON i.patient_id = u.id AND i.key = $5
-WHERE u.id = $1
-FOR UPDATE OF u";
+/// The patient's row, locked: it serialises the patient's bookings, so the cap and the
+/// idempotency record hold. Its own statement, so that the next one (the slot's) takes
+/// its snapshot after the lock: whatever an earlier booking of this patient committed
+/// is then in view.
+const LOCK_PATIENT: &str = "
+SELECT id, email, full_name, email_verified_at IS NOT NULL AS email_verified
+FROM users WHERE id = $1
+FOR UPDATE";
 
 #[derive(QueryableByName)]
 struct PatientRow {
@@ -161,24 +156,53 @@ struct PatientRow {
     full_name: String,
     #[diesel(sql_type = Bool)]
     email_verified: bool,
-    #[diesel(sql_type = BigInt)]
-    upcoming: i64,
+}
+
+/// The slot's row, locked, with its doctor and clinic, and the patient's side of the
+/// decision: their upcoming booked appointments counted up to the cap (an index range
+/// scan that stops there) and the request's earlier idempotency record, if any.
+const SLOT_FACTS: &str = "
+SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
+       d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
+       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone,
+       (SELECT count(*) FROM (
+            SELECT 1 FROM appointments a
+            WHERE a.patient_id = $2 AND a.status = $3 AND a.starts_at > $4
+            LIMIT $5) AS capped) AS upcoming,
+       (SELECT i.request_hash FROM booking_idempotency i
+        WHERE i.patient_id = $2 AND i.key = $6) AS request_hash,
+       (SELECT i.appointment_id FROM booking_idempotency i
+        WHERE i.patient_id = $2 AND i.key = $6) AS earlier_id
+FROM slots s
+JOIN doctors d ON d.id = s.doctor_id
+JOIN clinics c ON c.id = d.clinic_id
+WHERE s.id = $1
+FOR UPDATE OF s";
+
+/// The earlier idempotency record alone, for a request whose slot does not exist (the
+/// key reused with another slot is refused as such, not as an unknown slot).
+const EARLIER_BOOKING: &str = "
+SELECT request_hash, appointment_id AS earlier_id FROM booking_idempotency
+WHERE patient_id = $1 AND key = $2";
+
+#[derive(QueryableByName)]
+struct EarlierRow {
     #[diesel(sql_type = Nullable<Text>)]
     request_hash: Option<String>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     earlier_id: Option<Uuid>,
 }
 
-/// The slot's row, locked, with its doctor and clinic.
-const SLOT_FACTS: &str = "
-SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
-       d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
-       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
-FROM slots s
-JOIN doctors d ON d.id = s.doctor_id
-JOIN clinics c ON c.id = d.clinic_id
-WHERE s.id = $1
-FOR UPDATE OF s";
+impl EarlierRow {
+    fn record(self) -> Option<EarlierBooking> {
+        self.request_hash
+            .zip(self.earlier_id)
+            .map(|(request_hash, appointment_id)| EarlierBooking {
+                request_hash,
+                appointment_id,
+            })
+    }
+}
 
 #[derive(QueryableByName)]
 struct SlotFactsRow {
@@ -208,6 +232,10 @@ struct SlotFactsRow {
     address: String,
     #[diesel(sql_type = Text)]
     time_zone: String,
+    #[diesel(sql_type = BigInt)]
+    upcoming: i64,
+    #[diesel(embed)]
+    earlier: EarlierRow,
 }
 
 impl TryFrom<SlotFactsRow> for SlotFacts {
@@ -518,14 +546,46 @@ fn book_in_tx(
     conn: &mut PgConnection,
     req: &BookingRequest,
 ) -> Result<Result<(Booked, usize), BookingRejection>, RepoError> {
-    let p: PatientRow = Sql::new(PATIENT_FACTS)
+    let p: PatientRow = Sql::new(LOCK_PATIENT)
+        .bind::<SqlUuid, _>(req.patient_id)
+        .get_result(conn)
+        .map_err(map_err)?;
+    let key = req.idempotency.as_ref().map(|i| i.key.clone());
+    let row: Option<SlotFactsRow> = Sql::new(SLOT_FACTS)
+        .bind::<SqlUuid, _>(req.slot_id)
         .bind::<SqlUuid, _>(req.patient_id)
         .bind::<Text, _>(AppointmentStatus::Booked.as_str())
         .bind::<Timestamptz, _>(req.now)
         .bind::<BigInt, _>(req.policy.max_active_per_patient)
-        .bind::<Nullable<Text>, _>(req.idempotency.as_ref().map(|i| i.key.clone()))
+        .bind::<Nullable<Text>, _>(key.clone())
         .get_result(conn)
+        .optional()
         .map_err(map_err)?;
+    let (upcoming, earlier, slot) = match row {
+        Some(mut r) => {
+            let earlier = std::mem::replace(
+                &mut r.earlier,
+                EarlierRow {
+                    request_hash: None,
+                    earlier_id: None,
+                },
+            );
+            (r.upcoming, earlier.record(), Some(SlotFacts::try_from(r)?))
+        }
+        None => {
+            let earlier = match key {
+                Some(key) => Sql::new(EARLIER_BOOKING)
+                    .bind::<SqlUuid, _>(req.patient_id)
+                    .bind::<Text, _>(key)
+                    .get_result::<EarlierRow>(conn)
+                    .optional()
+                    .map_err(map_err)?
+                    .and_then(EarlierRow::record),
+                None => None,
+            };
+            (0, earlier, None)
+        }
+    };
     let patient = PatientFacts {
         patient: PatientInfo {
             id: p.id,
@@ -533,22 +593,9 @@ fn book_in_tx(
             full_name: p.full_name,
         },
         email_verified: p.email_verified,
-        upcoming: p.upcoming,
-        earlier: p
-            .request_hash
-            .zip(p.earlier_id)
-            .map(|(request_hash, appointment_id)| EarlierBooking {
-                request_hash,
-                appointment_id,
-            }),
+        upcoming,
+        earlier,
     };
-    let slot = Sql::new(SLOT_FACTS)
-        .bind::<SqlUuid, _>(req.slot_id)
-        .get_result::<SlotFactsRow>(conn)
-        .optional()
-        .map_err(map_err)?
-        .map(SlotFacts::try_from)
-        .transpose()?;
     match decide_booking(req, &patient, slot.as_ref()) {
         Err(rejection) => Ok(Err(rejection)),
         Ok(BookingDecision::Replay(id)) => Ok(Ok((

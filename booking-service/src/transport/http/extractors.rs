@@ -1,8 +1,10 @@
-//! Request extractors: the authenticated caller (bearer JWT), the admin guard and the
-//! client address used for login throttling.
+//! Request extractors: the authenticated caller (bearer JWT) and the role guards that
+//! say who a handler serves (`AdminCaller`, `PatientCaller`, `ActorCaller`: anyone
+//! else gets 403), the idempotency key and the client address used for throttling.
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::domain::decisions::Actor;
 use crate::domain::{Role, UserId};
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
@@ -39,6 +41,29 @@ pub struct Caller {
     description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
 )]
 pub struct AdminCaller(pub Caller);
+
+/// A logged-in patient; anyone else gets 403.
+#[derive(Debug, Clone, Apiv2Security)]
+#[openapi(
+    apiKey,
+    alias = "bearerAuth",
+    in = "header",
+    name = "Authorization",
+    description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
+)]
+pub struct PatientCaller(pub UserId);
+
+/// A patient (acting on their own appointments) or an admin (on any); a doctor gets
+/// 403.
+#[derive(Debug, Clone, Apiv2Security)]
+#[openapi(
+    apiKey,
+    alias = "bearerAuth",
+    in = "header",
+    name = "Authorization",
+    description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
+)]
+pub struct ActorCaller(pub Actor);
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
@@ -120,19 +145,44 @@ impl FromRequest for Caller {
     }
 }
 
+/// An extractor for the callers `accept` turns into `Some`; others get 403.
+fn guarded<T: 'static>(
+    req: &HttpRequest,
+    accept: fn(Caller) -> Option<T>,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let req = req.clone();
+    Box::pin(async move { accept(authenticate(req).await?).ok_or_else(ApiError::forbidden) })
+}
+
 impl FromRequest for AdminCaller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let caller = authenticate(req).await?;
-            if caller.role == Role::Admin {
-                Ok(AdminCaller(caller))
-            } else {
-                Err(ApiError::forbidden())
-            }
+        guarded(req, |c| (c.role == Role::Admin).then_some(AdminCaller(c)))
+    }
+}
+
+impl FromRequest for PatientCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        guarded(req, |c| {
+            (c.role == Role::Patient).then_some(PatientCaller(c.id))
+        })
+    }
+}
+
+impl FromRequest for ActorCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        guarded(req, |c| match c.role {
+            Role::Patient => Some(ActorCaller(Actor::Patient(c.id))),
+            Role::Admin => Some(ActorCaller(Actor::Admin)),
+            Role::Doctor => None,
         })
     }
 }

@@ -15,7 +15,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{guard, http::header, Error};
-use handlers::{appointments, auth, catalog, me, ops, patients, slots};
+use handlers::{appointments, auth, catalog, me, ops, patients, reviews, slots};
 use paperclip::actix::{web, OpenApiExt};
 use std::time::Duration;
 
@@ -87,8 +87,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 web::resource("/doctors/{id}/reviews")
-                    .route(web::get().to(appointments::list_reviews))
-                    .route(web::post().to(appointments::create_review)),
+                    .route(web::get().to(reviews::list_reviews))
+                    .route(web::post().to(reviews::create_review)),
             )
             .service(
                 web::resource("/doctors/{id}/slots")

@@ -5,5 +5,6 @@ pub mod appointments;
 pub mod auth;
 pub mod catalog;
 pub mod common;
+pub mod filters;
 pub mod patients;
 pub mod slots;

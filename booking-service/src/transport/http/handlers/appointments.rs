@@ -1,28 +1,19 @@
-//! `/api/v1/appointments` and reviews.
+//! `/api/v1/appointments`: a patient books; a patient (their own) or an admin (any)
+//! lists, reads, cancels and reschedules.
 
-use crate::domain::booking::AppointmentStatus;
-use crate::domain::{Role, ValidationErrors};
 use crate::service::appointments::Actor;
 use crate::service::booking_ports::AppointmentFilter;
 use crate::transport::http::dto::appointments::{
     AppointmentListQuery, AppointmentPage, AppointmentResponse, BookRequest, CancelRequest,
-    PageQuery, RescheduleRequest, ReviewPage, ReviewRequest, ReviewResponse,
+    RescheduleRequest,
 };
-use crate::transport::http::dto::common::page_request;
+use crate::transport::http::dto::filters::Listing;
 use crate::transport::http::error::ApiError;
-use crate::transport::http::extractors::{Caller, IdempotencyKey};
+use crate::transport::http::extractors::{ActorCaller, IdempotencyKey, PatientCaller};
 use crate::transport::http::state::AppState;
 use actix_web::HttpResponse;
-use paperclip::actix::{api_v2_operation, web, CreatedJson};
+use paperclip::actix::{api_v2_operation, web};
 use uuid::Uuid;
-
-fn actor(caller: &Caller) -> Result<Actor, ApiError> {
-    match caller.role {
-        Role::Patient => Ok(Actor::Patient(caller.id)),
-        Role::Admin => Ok(Actor::Admin),
-        Role::Doctor => Err(ApiError::forbidden()),
-    }
-}
 
 /// Book an appointment
 ///
@@ -32,17 +23,14 @@ fn actor(caller: &Caller) -> Result<Actor, ApiError> {
 #[api_v2_operation(tags(Appointments))]
 pub async fn book(
     state: web::Data<AppState>,
-    caller: Caller,
+    PatientCaller(patient): PatientCaller,
     key: IdempotencyKey,
     body: web::Json<BookRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if caller.role != Role::Patient {
-        return Err(ApiError::forbidden());
-    }
     let reason = body.reason()?;
     let booked = state
         .appointments
-        .book(caller.id, body.slot_id, reason, key.key)
+        .book(patient, body.slot_id, reason, key.key)
         .await?;
     let body = AppointmentResponse::from(booked.appointment);
     Ok(if booked.replayed {
@@ -58,30 +46,10 @@ pub async fn book(
 #[api_v2_operation(tags(Appointments))]
 pub async fn list(
     state: web::Data<AppState>,
-    caller: Caller,
+    ActorCaller(actor): ActorCaller,
     query: web::Query<AppointmentListQuery>,
 ) -> Result<web::Json<AppointmentPage>, ApiError> {
-    let actor = actor(&caller)?;
-    let q = query.into_inner();
-    let mut e = ValidationErrors::new();
-    let page = e.absorb(page_request(q.page, q.per_page));
-    let status = e.check_opt(
-        "status",
-        q.status.as_deref().map(str::parse::<AppointmentStatus>),
-    );
-    if let (Some(from), Some(to)) = (q.from, q.to) {
-        if to <= from {
-            e.push("to", "must be after from");
-        }
-    }
-    let (page, status) = e.finish(|| Some((page?, status?)))?;
-    let filter = AppointmentFilter {
-        patient_id: q.patient_id,
-        doctor_id: q.doctor_id,
-        status,
-        from: q.from,
-        to: q.to,
-    };
+    let Listing { filter, page } = Listing::<AppointmentFilter>::try_from(query.into_inner())?;
     let result = state.appointments.list(actor, filter, page).await?;
     Ok(web::Json(AppointmentPage::from(result)))
 }
@@ -92,10 +60,9 @@ pub async fn list(
 #[api_v2_operation(tags(Appointments))]
 pub async fn get(
     state: web::Data<AppState>,
-    caller: Caller,
+    ActorCaller(actor): ActorCaller,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<AppointmentResponse>, ApiError> {
-    let actor = actor(&caller)?;
     Ok(web::Json(
         state.appointments.get(actor, id.into_inner()).await?.into(),
     ))
@@ -107,11 +74,10 @@ pub async fn get(
 #[api_v2_operation(tags(Appointments))]
 pub async fn cancel(
     state: web::Data<AppState>,
-    caller: Caller,
+    ActorCaller(actor): ActorCaller,
     id: web::Path<Uuid>,
     body: web::Json<CancelRequest>,
 ) -> Result<web::Json<AppointmentResponse>, ApiError> {
-    let actor = actor(&caller)?;
     let reason = body.reason()?;
     if matches!(actor, Actor::Admin) && reason.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::validation(vec![crate::domain::FieldError::new(
@@ -134,11 +100,10 @@ pub async fn cancel(
 #[api_v2_operation(tags(Appointments))]
 pub async fn reschedule(
     state: web::Data<AppState>,
-    caller: Caller,
+    ActorCaller(actor): ActorCaller,
     id: web::Path<Uuid>,
     body: web::Json<RescheduleRequest>,
 ) -> Result<web::Json<AppointmentResponse>, ApiError> {
-    let actor = actor(&caller)?;
     Ok(web::Json(
         state
             .appointments
@@ -146,45 +111,4 @@ pub async fn reschedule(
             .await?
             .into(),
     ))
-}
-
-/// List a doctor's reviews
-#[api_v2_operation(tags(Reviews))]
-pub async fn list_reviews(
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    query: web::Query<PageQuery>,
-) -> Result<web::Json<ReviewPage>, ApiError> {
-    let page = page_request(query.page, query.per_page)?;
-    let doctor_id = id.into_inner();
-    state.catalog.doctor(doctor_id).await?;
-    let result = state.reviews.list(doctor_id, page).await?;
-    Ok(web::Json(ReviewPage::from(result)))
-}
-
-/// Review a doctor
-///
-/// Only the patient of a past, not cancelled appointment with this doctor, once.
-#[api_v2_operation(tags(Reviews))]
-pub async fn create_review(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<Uuid>,
-    body: web::Json<ReviewRequest>,
-) -> Result<CreatedJson<ReviewResponse>, ApiError> {
-    if caller.role != Role::Patient {
-        return Err(ApiError::forbidden());
-    }
-    let (rating, text) = body.parse()?;
-    let review = state
-        .reviews
-        .create(
-            caller.id,
-            id.into_inner(),
-            body.appointment_id,
-            rating,
-            text,
-        )
-        .await?;
-    Ok(CreatedJson(review.into()))
 }

@@ -1,13 +1,11 @@
 //! `/api/v1/clinics` and `/api/v1/doctors`: public reads, admin writes.
 
-use crate::domain::booking::DoctorStatus;
-use crate::domain::ValidationErrors;
-use crate::service::booking_ports::{DoctorQuery, DoctorRemoval, DoctorSort};
+use crate::service::booking_ports::{DoctorQuery, DoctorRemoval};
 use crate::transport::http::dto::catalog::{
     ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRequest,
     DoctorResponse, DoctorSearchQuery,
 };
-use crate::transport::http::dto::common::page_request;
+use crate::transport::http::dto::filters::{ClinicFilter, Listing};
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
 use crate::transport::http::state::AppState;
@@ -21,9 +19,8 @@ pub async fn list_clinics(
     state: web::Data<AppState>,
     query: web::Query<ClinicListQuery>,
 ) -> Result<web::Json<ClinicPage>, ApiError> {
-    let q = query.into_inner();
-    let page = page_request(q.page, q.per_page)?;
-    let result = state.catalog.clinics(q.city, page).await?;
+    let Listing { filter, page } = Listing::<ClinicFilter>::try_from(query.into_inner())?;
+    let result = state.catalog.clinics(filter.city, page).await?;
     Ok(web::Json(ClinicPage::from(result)))
 }
 
@@ -90,40 +87,9 @@ pub async fn search_doctors(
     state: web::Data<AppState>,
     query: web::Query<DoctorSearchQuery>,
 ) -> Result<web::Json<DoctorPage>, ApiError> {
-    let q = query.into_inner();
-    let mut e = ValidationErrors::new();
-    let page = e.absorb(page_request(q.page, q.per_page));
-    let status = e.check_opt(
-        "status",
-        q.status.as_deref().map(str::parse::<DoctorStatus>),
-    );
-    let sort = match q.sort.as_deref() {
-        None | Some("name") => Some(DoctorSort::Name),
-        Some("rating") => Some(DoctorSort::Rating),
-        Some(_) => e.check("sort", Err("must be name or rating".to_owned())),
-    };
-    for (field, value) in [
-        ("name", &q.name),
-        ("specialty", &q.specialty),
-        ("city", &q.city),
-    ] {
-        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
-            e.push(field, "must be at most 200 characters");
-        }
-    }
-    let (page, status, sort) = e.finish(|| Some((page?, status?, sort?)))?;
     let result = state
         .catalog
-        .search(DoctorQuery {
-            name: q.name.filter(|s| !s.trim().is_empty()),
-            specialty: q.specialty.filter(|s| !s.trim().is_empty()),
-            status,
-            city: q.city.filter(|s| !s.trim().is_empty()),
-            clinic_id: q.clinic_id,
-            available_on: q.available_on,
-            sort,
-            page,
-        })
+        .search(DoctorQuery::try_from(query.into_inner())?)
         .await?;
     Ok(web::Json(DoctorPage::from(result)))
 }

@@ -7,4 +7,5 @@ pub mod catalog;
 pub mod me;
 pub mod ops;
 pub mod patients;
+pub mod reviews;
 pub mod slots;

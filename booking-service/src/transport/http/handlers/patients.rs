@@ -1,7 +1,8 @@
 //! `/api/v1/patients`: admin management of patient records.
 
 use crate::domain::UserId;
-use crate::transport::http::dto::common::{page_request, UserResponse};
+use crate::transport::http::dto::common::UserResponse;
+use crate::transport::http::dto::filters::Listing;
 use crate::transport::http::dto::patients::{PatientListQuery, PatientPage, PatientRequest};
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
@@ -18,15 +19,8 @@ pub async fn list(
     _admin: AdminCaller,
     query: web::Query<PatientListQuery>,
 ) -> Result<web::Json<PatientPage>, ApiError> {
-    let query = query.into_inner();
-    let page = page_request(query.page, query.per_page)?;
-    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
-            "q",
-            "must be at most 200 characters",
-        )]));
-    }
-    let result = state.patients.list(query.q, page).await?;
+    let Listing { filter, page } = Listing::<Option<String>>::try_from(query.into_inner())?;
+    let result = state.patients.list(filter, page).await?;
     Ok(web::Json(PatientPage::from(result)))
 }
 

@@ -1,7 +1,5 @@
 //! Slots: public listing, admin creation (single and from a template), block, delete.
 
-use crate::domain::booking::SlotStatus;
-use crate::domain::ValidationErrors;
 use crate::service::booking_ports::SlotFilter;
 use crate::transport::http::dto::slots::{
     GenerateSlotsRequest, GenerationResponse, SlotList, SlotListQuery, SlotRequest, SlotResponse,
@@ -9,7 +7,7 @@ use crate::transport::http::dto::slots::{
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
 use crate::transport::http::state::AppState;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use paperclip::actix::{api_v2_operation, web, CreatedJson, NoContent};
 use uuid::Uuid;
 
@@ -22,26 +20,8 @@ pub async fn list(
     id: web::Path<Uuid>,
     query: web::Query<SlotListQuery>,
 ) -> Result<web::Json<SlotList>, ApiError> {
-    let q = query.into_inner();
-    let mut e = ValidationErrors::new();
-    let from = q.from.unwrap_or_else(Utc::now);
-    let to = q.to.unwrap_or(from + Duration::days(14));
-    if to <= from {
-        e.push("to", "must be after from");
-    } else if to - from > Duration::days(62) {
-        e.push("to", "must be at most 62 days after from");
-    }
-    let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
-    let status = e.finish(|| status)?;
-    let slots = state
-        .slots
-        .list(SlotFilter {
-            doctor_id: id.into_inner(),
-            from,
-            to,
-            status,
-        })
-        .await?;
+    let filter = SlotFilter::try_from((id.into_inner(), query.into_inner(), Utc::now()))?;
+    let slots = state.slots.list(filter).await?;
     Ok(web::Json(SlotList {
         items: slots.into_iter().map(Into::into).collect(),
     }))
