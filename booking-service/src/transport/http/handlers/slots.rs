@@ -5,6 +5,7 @@ use crate::domain::ValidationErrors;
 use crate::service::booking_ports::SlotFilter;
 use crate::transport::http::dto::slots::{
     GenerateSlotsRequest, GenerationResponse, SlotList, SlotListQuery, SlotRequest, SlotResponse,
+    DEFAULT_LIST_DAYS, MAX_LIST_DAYS,
 };
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
@@ -25,11 +26,14 @@ pub async fn list(
     let q = query.into_inner();
     let mut e = ValidationErrors::new();
     let from = q.from.unwrap_or_else(Utc::now);
-    let to = q.to.unwrap_or(from + Duration::days(14));
+    let to = q.to.unwrap_or(from + Duration::days(DEFAULT_LIST_DAYS));
     if to <= from {
         e.push("to", "must be after from");
-    } else if to - from > Duration::days(62) {
-        e.push("to", "must be at most 62 days after from");
+    } else if to - from > Duration::days(MAX_LIST_DAYS) {
+        e.push(
+            "to",
+            format!("must be at most {MAX_LIST_DAYS} days after from"),
+        );
     }
     let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
     let status = e.finish(|| status)?;
