@@ -7,7 +7,7 @@ use crate::transport::http::dto::catalog::{
     ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRequest,
     DoctorResponse, DoctorSearchQuery,
 };
-use crate::transport::http::dto::common::page_request;
+use crate::transport::http::dto::common::{check_filter, page_request, MAX_FILTER_CHARS};
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
 use crate::transport::http::state::AppState;
@@ -22,7 +22,10 @@ pub async fn list_clinics(
     query: web::Query<ClinicListQuery>,
 ) -> Result<web::Json<ClinicPage>, ApiError> {
     let q = query.into_inner();
-    let page = page_request(q.page, q.per_page)?;
+    let mut e = ValidationErrors::new();
+    let page = e.absorb(page_request(q.page, q.per_page));
+    check_filter(&mut e, "city", q.city.as_deref(), None);
+    let page = e.finish(|| page)?;
     let result = state.catalog.clinics(q.city, page).await?;
     Ok(web::Json(ClinicPage::from(result)))
 }
@@ -107,9 +110,7 @@ pub async fn search_doctors(
         ("specialty", &q.specialty),
         ("city", &q.city),
     ] {
-        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
-            e.push(field, "must be at most 200 characters");
-        }
+        check_filter(&mut e, field, value.as_deref(), Some(MAX_FILTER_CHARS));
     }
     let (page, status, sort) = e.finish(|| Some((page?, status?, sort?)))?;
     let result = state

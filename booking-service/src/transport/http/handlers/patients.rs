@@ -1,7 +1,10 @@
 //! `/api/v1/patients`: admin management of patient records.
 
 use crate::domain::UserId;
-use crate::transport::http::dto::common::{page_request, UserResponse};
+use crate::domain::ValidationErrors;
+use crate::transport::http::dto::common::{
+    check_filter, page_request, UserResponse, MAX_FILTER_CHARS,
+};
 use crate::transport::http::dto::patients::{PatientListQuery, PatientPage, PatientRequest};
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
@@ -20,12 +23,9 @@ pub async fn list(
 ) -> Result<web::Json<PatientPage>, ApiError> {
     let query = query.into_inner();
     let page = page_request(query.page, query.per_page)?;
-    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
-            "q",
-            "must be at most 200 characters",
-        )]));
-    }
+    let mut e = ValidationErrors::new();
+    check_filter(&mut e, "q", query.q.as_deref(), Some(MAX_FILTER_CHARS));
+    e.finish(|| Some(()))?;
     let result = state.patients.list(query.q, page).await?;
     Ok(web::Json(PatientPage::from(result)))
 }
