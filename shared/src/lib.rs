@@ -8,5 +8,6 @@
 pub mod config_loader;
 pub mod events;
 pub mod kafka;
+pub mod kafka_log;
 pub mod signals;
 pub mod telemetry;
