@@ -115,8 +115,9 @@ pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<Subscr
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", c.session_timeout_ms.to_string())
-        .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
-        .set("statistics.interval.ms", "5000");
+        .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string());
+    // Statistics (lag, and the end of a broker outage) come every
+    // `kafka::STATISTICS_INTERVAL`, set by `client_config`.
     let (tx, assignments) = mpsc::unbounded_channel();
     let consumer: EventConsumer = config.create_with_context(Context {
         metrics: metrics.clone(),
