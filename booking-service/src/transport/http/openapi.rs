@@ -6,6 +6,7 @@
 
 mod constraints;
 
+use crate::domain::booking::DoctorStatus;
 use actix_web::HttpResponse;
 use paperclip::actix::{api_v2_operation, web};
 use paperclip::v2::models::{DefaultApiRaw, Info};
@@ -123,7 +124,12 @@ pub fn finish(mut spec: Value) -> Value {
             "delete",
             json!({
                 "204": {"description": "Deleted (the doctor had no appointments)"},
-                "200": {"description": "Kept as inactive because the doctor has appointments", "content": schema("DoctorResponse")}
+                "200": {
+                    "description": "Not deleted: kept as inactive because the doctor has appointments (it can still be read)",
+                    "content": schema("DoctorResponse"),
+                    // Machine-readable: what the kept resource looks like.
+                    "x-medbook-kept-as": {"status": DoctorStatus::Inactive.as_str()}
+                }
             }),
         ),
     ];
