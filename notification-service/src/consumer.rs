@@ -20,6 +20,8 @@ use crate::service::{HandleError, Incoming, Metrics, NotificationHandler, Outcom
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use medbook_shared::events::EVENT_TOPICS;
+use medbook_shared::kafka_log::KafkaContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -37,14 +39,24 @@ enum Assignment {
     Revoked(Vec<(String, i32)>),
 }
 
-/// Feeds librdkafka's statistics (consumer lag) into the metrics and passes
-/// rebalances to the polling loop.
+/// Feeds librdkafka's statistics (consumer lag) into the metrics, passes rebalances to
+/// the polling loop, and logs librdkafka's reports through the shared
+/// [`KafkaContext`] (a broker outage once, then at a low rate, and its end).
 pub struct Context {
     metrics: Metrics,
     assignments: mpsc::UnboundedSender<Assignment>,
+    kafka: KafkaContext,
 }
 
 impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.kafka.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
@@ -53,6 +65,7 @@ impl ClientContext for Context {
                 }
             }
         }
+        self.kafka.stats(stats);
     }
 }
 
@@ -102,12 +115,14 @@ pub fn subscribe(settings: &Settings, metrics: Metrics) -> anyhow::Result<Subscr
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", c.session_timeout_ms.to_string())
-        .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string())
-        .set("statistics.interval.ms", "5000");
+        .set("fetch.wait.max.ms", c.fetch_wait_max_ms.to_string());
+    // Statistics (lag, and the end of a broker outage) come every
+    // `kafka::STATISTICS_INTERVAL`, set by `client_config`.
     let (tx, assignments) = mpsc::unbounded_channel();
     let consumer: EventConsumer = config.create_with_context(Context {
         metrics: metrics.clone(),
         assignments: tx,
+        kafka: KafkaContext::new("notification-service"),
     })?;
     let topics: Vec<String> = EVENT_TOPICS
         .iter()

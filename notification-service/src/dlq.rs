@@ -8,6 +8,7 @@ use crate::service::{DeadLetter, DeadLetterSink, Incoming};
 use chrono::{DateTime, Utc};
 use medbook_shared::events::{headers, EventEnvelope, TOPIC_DLQ};
 use medbook_shared::kafka::{KafkaSettings, OutgoingRecord, ReliableProducer};
+use medbook_shared::kafka_log::KafkaContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -184,12 +185,13 @@ pub async fn read_all(
         .set("group.id", format!("medbook-dlq-reader-{}", Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: StreamConsumer = config.create()?;
+    let consumer: StreamConsumer<KafkaContext> =
+        config.create_with_context(KafkaContext::new("notification-service-dlq-reader"))?;
     let metadata = {
         let topic = topic.clone();
-        let c: StreamConsumer = settings
+        let c: StreamConsumer<KafkaContext> = settings
             .client_config("notification-service-dlq-reader")
-            .create()?;
+            .create_with_context(KafkaContext::new("notification-service-dlq-reader"))?;
         tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), Duration::from_secs(10)))
             .await??
     };

@@ -3,8 +3,8 @@
 //! Kafka-compatible broker works.
 
 use crate::config_loader::ConfigLoadError;
+use crate::kafka_log::{BrokerLog, KafkaContext};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -12,6 +12,9 @@ use rdkafka::ClientConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// How often librdkafka reports its statistics to the client context.
+pub const STATISTICS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The `kafka` section of a service's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,12 +62,19 @@ impl KafkaSettings {
         crate::events::topic_name(&self.topic_prefix, base)
     }
 
-    /// A client configuration with the brokers, `client.id` and the extra properties.
+    /// A client configuration with the brokers, `client.id`, statistics every
+    /// [`STATISTICS_INTERVAL`] (they tell [`KafkaContext`] when an outage is over) and
+    /// the extra properties. Create clients with
+    /// `create_with_context(KafkaContext::new(client_id))`.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
-            .set("client.id", client_id);
+            .set("client.id", client_id)
+            .set(
+                "statistics.interval.ms",
+                STATISTICS_INTERVAL.as_millis().to_string(),
+            );
         for (k, v) in &self.properties {
             config.set(k.replace('_', "."), v);
         }
@@ -79,8 +89,9 @@ impl KafkaSettings {
         partitions: i32,
         timeout: Duration,
     ) -> Result<(), anyhow::Error> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config("medbook-admin").create()?;
+        let admin: AdminClient<KafkaContext> = self
+            .client_config("medbook-admin")
+            .create_with_context(KafkaContext::new("medbook-admin"))?;
         let names: Vec<String> = crate::events::ALL_TOPICS
             .iter()
             .map(|t| self.topic(t))
@@ -121,7 +132,9 @@ pub struct OutgoingRecord {
 /// caller still holds the failed records and retries them.
 pub struct ReliableProducer {
     config: ClientConfig,
-    inner: std::sync::RwLock<std::sync::Arc<FutureProducer>>,
+    /// Shared by every producer this one is replaced with.
+    log: std::sync::Arc<BrokerLog>,
+    inner: std::sync::RwLock<std::sync::Arc<FutureProducer<KafkaContext>>>,
 }
 
 impl ReliableProducer {
@@ -141,14 +154,22 @@ impl ReliableProducer {
                 "message.timeout.ms",
                 message_timeout.as_millis().to_string(),
             );
-        let producer = config.create()?;
+        let log = std::sync::Arc::new(BrokerLog::new(client_id));
+        let producer = config.create_with_context(KafkaContext::with_log(log.clone()))?;
         Ok(Self {
             config,
+            log,
             inner: std::sync::RwLock::new(std::sync::Arc::new(producer)),
         })
     }
 
-    fn current(&self) -> std::sync::Arc<FutureProducer> {
+    /// The broker conditions (outages) going on, as librdkafka's reports tell them
+    /// (see [`crate::kafka_log`]).
+    pub fn broker_conditions(&self) -> Vec<String> {
+        self.log.open_conditions()
+    }
+
+    fn current(&self) -> std::sync::Arc<FutureProducer<KafkaContext>> {
         match self.inner.read() {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -157,7 +178,11 @@ impl ReliableProducer {
 
     fn renew(&self, why: &str) {
         tracing::error!(reason = why, "kafka producer unusable; creating a new one");
-        match self.config.create::<FutureProducer>() {
+        match self
+            .config
+            .create_with_context::<_, FutureProducer<KafkaContext>>(KafkaContext::with_log(
+                self.log.clone(),
+            )) {
             Ok(fresh) => {
                 if let Ok(mut slot) = self.inner.write() {
                     *slot = std::sync::Arc::new(fresh);

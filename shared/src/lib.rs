@@ -8,4 +8,5 @@
 pub mod config_loader;
 pub mod events;
 pub mod kafka;
+pub mod kafka_log;
 pub mod telemetry;

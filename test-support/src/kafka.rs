@@ -185,7 +185,9 @@ fn received(m: &rdkafka::message::BorrowedMessage<'_>, prefix: &str) -> Received
 }
 
 /// A broker of the test's own (tansu, memory storage) on a free port. Pausing it
-/// (SIGSTOP) is an outage: connections stay open but nothing answers.
+/// (SIGSTOP) is an outage: connections stay open but nothing answers. Stopping it is
+/// one too, with every connection refused; restarted, it listens on the same port
+/// (empty: memory storage).
 pub struct PrivateBroker {
     child: Child,
     pub port: u16,
@@ -193,8 +195,15 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub async fn start() -> Self {
-        let bin = crate::env("MEDBOOK_TEST_TANSU_BIN");
         let port = crate::free_port();
+        Self {
+            child: Self::spawn(port).await,
+            port,
+        }
+    }
+
+    async fn spawn(port: u16) -> Child {
+        let bin = crate::env("MEDBOOK_TEST_TANSU_BIN");
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(bin)
             .args([
@@ -210,7 +219,6 @@ impl PrivateBroker {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let broker = Self { child, port };
         crate::eventually(
             "the private broker to listen",
             Duration::from_secs(10),
@@ -221,7 +229,18 @@ impl PrivateBroker {
             },
         )
         .await;
-        broker
+        child
+    }
+
+    /// The broker process ends: connections are closed and new ones refused.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new broker process on the same port (after [`stop`](Self::stop)).
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.port).await;
     }
 
     pub fn brokers(&self) -> String {

@@ -170,10 +170,17 @@ pub struct Review {
 pub struct Rating(i16);
 
 impl Rating {
+    pub const MIN: i64 = 1;
+    pub const MAX: i64 = 5;
+
     pub fn parse(v: i64) -> Result<Self, String> {
         match i16::try_from(v) {
-            Ok(stars) if (1..=5).contains(&stars) => Ok(Self(stars)),
-            _ => Err("must be an integer from 1 to 5".into()),
+            Ok(stars) if (Self::MIN..=Self::MAX).contains(&i64::from(stars)) => Ok(Self(stars)),
+            _ => Err(format!(
+                "must be an integer from {} to {}",
+                Self::MIN,
+                Self::MAX
+            )),
         }
     }
     pub fn get(self) -> i16 {
@@ -269,6 +276,11 @@ pub fn check_bookable(
     Ok(())
 }
 
+/// Longest clinic name, city and address, in characters.
+pub const MAX_CLINIC_NAME_CHARS: usize = 200;
+pub const MAX_CITY_CHARS: usize = 100;
+pub const MAX_ADDRESS_CHARS: usize = 300;
+
 /// Clinic fields as they arrive, validated together.
 pub fn parse_clinic(
     name: &str,
@@ -277,9 +289,9 @@ pub fn parse_clinic(
     time_zone: &str,
 ) -> Result<ClinicInput, ValidationErrors> {
     let mut e = ValidationErrors::new();
-    let name = e.check("name", parse_text(name, 200, false));
-    let city = e.check("city", parse_text(city, 100, false));
-    let address = e.check("address", parse_text(address, 300, false));
+    let name = e.check("name", parse_text(name, MAX_CLINIC_NAME_CHARS, false));
+    let city = e.check("city", parse_text(city, MAX_CITY_CHARS, false));
+    let address = e.check("address", parse_text(address, MAX_ADDRESS_CHARS, false));
     let tz = e.check("time_zone", super::schedule::parse_time_zone(time_zone));
     e.finish(|| {
         Some(ClinicInput {

@@ -25,6 +25,8 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [&'static str; 3] = ["patient", "admin", "doctor"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Patient => "patient",

@@ -4,11 +4,16 @@
 use chrono::{Datelike, NaiveDate};
 use std::fmt;
 
-const MAX_EMAIL_LEN: usize = 254;
-const MAX_NAME_CHARS: usize = 200;
+pub const MAX_EMAIL_LEN: usize = 254;
+pub const MAX_NAME_CHARS: usize = 200;
 /// bcrypt only looks at the first 72 bytes; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_BYTES: usize = 72;
 pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Digits of an E.164 number after the `+` (the first one is never 0).
+pub const MIN_PHONE_DIGITS: usize = 7;
+pub const MAX_PHONE_DIGITS: usize = 15;
+/// How many calendar years back a birth date may lie.
+pub const MAX_AGE_YEARS: i32 = 130;
 
 /// An e-mail address, trimmed and lower-cased (addresses are case-insensitive here).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -130,11 +135,13 @@ impl Phone {
         let digits = compact.strip_prefix('+').ok_or_else(|| {
             "must be in international format, starting with + and the country code".to_owned()
         })?;
-        if !(7..=15).contains(&digits.len())
+        if !(MIN_PHONE_DIGITS..=MAX_PHONE_DIGITS).contains(&digits.len())
             || !digits.chars().all(|c| c.is_ascii_digit())
             || digits.starts_with('0')
         {
-            return Err("must be + followed by 7 to 15 digits (E.164)".into());
+            return Err(format!(
+                "must be + followed by {MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS} digits (E.164)"
+            ));
         }
         Ok(Self(compact))
     }
@@ -153,8 +160,8 @@ impl BirthDate {
         if date > today {
             return Err("must not be in the future".into());
         }
-        if today.year() - date.year() > 130 {
-            return Err("must be within the last 130 years".into());
+        if today.year() - date.year() > MAX_AGE_YEARS {
+            return Err(format!("must be within the last {MAX_AGE_YEARS} years"));
         }
         Ok(Self(date))
     }

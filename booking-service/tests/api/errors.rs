@@ -161,3 +161,27 @@ async fn cors_allows_configured_origins_only() {
     let _: Value = res.json().await.unwrap();
     assert!(status == 200 || status == 400, "{status}");
 }
+
+/// A NUL in a search filter is refused as invalid input (PostgreSQL cannot hold one
+/// in a text value; the query used to fail with 500). Found by schemathesis.
+#[tokio::test]
+async fn a_nul_in_a_search_filter_is_a_validation_error() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for (path, token) in [
+        ("/api/v1/doctors?name=a%00b", None),
+        ("/api/v1/doctors?specialty=%00", None),
+        ("/api/v1/doctors?city=x%00", None),
+        ("/api/v1/clinics?city=%00", None),
+        ("/api/v1/patients?q=%00", Some(admin.access.as_str())),
+    ] {
+        let res = app.get(path, token).await;
+        assert_eq!(res.status(), 400, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed", "{path}");
+        assert_eq!(
+            body["error"]["details"][0]["message"], "must not contain NUL characters",
+            "{path}"
+        );
+    }
+}

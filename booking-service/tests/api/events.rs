@@ -510,3 +510,49 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         .collect();
     assert_eq!(distinct.len(), expected);
 }
+
+/// librdkafka's reports of an outage go through the shared `KafkaContext`: the outage
+/// is a condition (logged once, then at a low rate) from the first failure until the
+/// client's statistics show the broker up again.
+#[tokio::test]
+async fn a_broker_outage_is_one_condition_until_the_broker_is_back() {
+    use medbook_shared::kafka::{KafkaSettings, ReliableProducer};
+    let mut broker = PrivateBroker::start().await;
+    let settings = KafkaSettings {
+        brokers: broker.brokers(),
+        topic_prefix: String::new(),
+        // Quick statistics and reconnects, so the test is quick too.
+        properties: [
+            ("statistics_interval_ms", "200"),
+            ("reconnect_backoff_max_ms", "500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    };
+    let producer =
+        ReliableProducer::new(&settings, "outage-log-test", Duration::from_secs(5)).unwrap();
+    producer.check().await.unwrap();
+    assert!(producer.broker_conditions().is_empty());
+
+    broker.stop();
+    let conditions = medbook_test_support::eventually(
+        "the outage to be reported",
+        Duration::from_secs(30),
+        || async {
+            let open = producer.broker_conditions();
+            open.iter().any(|c| c == "all brokers").then_some(open)
+        },
+    )
+    .await;
+    assert!(
+        conditions.len() <= 3,
+        "all brokers, and at most the bootstrap and the learned address: {conditions:?}"
+    );
+
+    broker.restart().await;
+    medbook_test_support::eventually("the outage to be over", Duration::from_secs(30), || async {
+        producer.broker_conditions().is_empty().then_some(())
+    })
+    .await;
+}

@@ -1,7 +1,76 @@
-//! `/openapi.json` documents every endpoint; Swagger UI is served without a CDN.
+//! `/openapi.json` documents every endpoint and every rule the server enforces on
+//! input; Swagger UI is served without a CDN.
 
 use crate::helpers::spawn_app;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// The whole document, so that every contract change shows in review. After an
+/// intended change, `INSTA_UPDATE=always cargo test -p booking-service --test api --
+/// openapi` rewrites `snapshots/api__openapi__openapi.snap` (or use `cargo insta
+/// review`); `scripts/test.sh` and CI never write it, so a changed document fails them.
+#[test]
+fn the_document_matches_its_snapshot() {
+    let doc = booking_service::transport::http::openapi_document();
+    insta::assert_json_snapshot!("openapi", doc);
+}
+
+/// What the issue found missing: enums, bounds, lengths, formats, closed bodies,
+/// nullable fields, an optional token on logout.
+#[tokio::test]
+async fn the_document_states_what_the_server_enforces() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert_eq!(doc, booking_service::transport::http::openapi_document());
+    let schemas = &doc["components"]["schemas"];
+    let query = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]
+            .clone()
+    };
+    assert_eq!(
+        query("/api/v1/appointments", "status")["enum"],
+        json!(["booked", "cancelled", "completed", "no_show"])
+    );
+    for path in ["/api/v1/doctors", "/api/v1/clinics", "/api/v1/patients"] {
+        assert_eq!(query(path, "page")["minimum"], 1, "{path}");
+        assert_eq!(query(path, "per_page")["maximum"], 100, "{path}");
+    }
+    let register = &schemas["RegisterRequest"];
+    assert_eq!(register["additionalProperties"], false);
+    assert_eq!(register["properties"]["email"]["format"], "email");
+    assert_eq!(register["properties"]["password"]["minLength"], 8);
+    assert_eq!(register["properties"]["full_name"]["maxLength"], 200);
+    assert_eq!(register["properties"]["birth_date"]["nullable"], true);
+    let doctor = &schemas["DoctorResponse"];
+    assert_eq!(doctor["properties"]["user_id"]["nullable"], true);
+    assert!(doctor["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user_id")));
+    assert_eq!(
+        doctor["properties"]["rating"]["$ref"],
+        "#/components/schemas/RatingSummaryResponse"
+    );
+    assert_eq!(
+        schemas["RatingSummaryResponse"]["properties"]["average"]["nullable"],
+        true
+    );
+    assert_eq!(
+        schemas["UserResponse"]["properties"]["birth_date"]["nullable"],
+        true
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/auth/logout"]["post"]["security"],
+        json!([{}, {"bearerAuth": []}]),
+        "logout works with or without a token"
+    );
+    let slots = &doc["paths"]["/api/v1/doctors/{id}/slots"]["post"];
+    assert_eq!(slots["x-medbook-rules"][0]["field"], "ends_at");
+}
 
 #[tokio::test]
 async fn the_document_covers_every_endpoint_with_schemas_errors_and_bearer_auth() {

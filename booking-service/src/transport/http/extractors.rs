@@ -187,6 +187,9 @@ impl FromRequest for ActorCaller {
     }
 }
 
+/// Longest `Idempotency-Key`, in (visible ASCII) characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
 /// The `Idempotency-Key` header of a booking (optional, 1–200 visible ASCII characters).
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
@@ -206,7 +209,7 @@ impl Apiv2Schema for IdempotencyKey {
             name: "Idempotency-Key".into(),
             required: false,
             data_type: Some(paperclip::v2::models::DataType::String),
-            max_length: Some(200),
+            max_length: u32::try_from(MAX_IDEMPOTENCY_KEY_CHARS).ok(),
             min_length: Some(1),
             ..Default::default()
         }]
@@ -223,7 +226,8 @@ impl FromRequest for IdempotencyKey {
             None => Ok(IdempotencyKey { key: None }),
             Some(v) => match v.to_str() {
                 Ok(s)
-                    if (1..=200).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic()) =>
+                    if (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&s.len())
+                        && s.chars().all(|c| c.is_ascii_graphic()) =>
                 {
                     Ok(IdempotencyKey {
                         key: Some(s.to_owned()),

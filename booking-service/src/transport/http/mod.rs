@@ -143,6 +143,11 @@ pub fn build_ops_app(
 
 /// The finished OpenAPI 3 document of every route.
 pub fn openapi_document() -> serde_json::Value {
+    openapi::finish(paperclip_document())
+}
+
+/// The OpenAPI 3 document as paperclip writes it, before [`openapi::finish`].
+fn paperclip_document() -> serde_json::Value {
     let mut doc = serde_json::Value::Null;
     let _ = actix_web::App::new()
         .wrap_api_with_spec(openapi::base_spec())
@@ -151,7 +156,7 @@ pub fn openapi_document() -> serde_json::Value {
             doc = spec;
             app
         });
-    openapi::finish(doc)
+    doc
 }
 
 fn cors(origins: &[String]) -> actix_cors::Cors {

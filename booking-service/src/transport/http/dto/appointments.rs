@@ -7,6 +7,11 @@ use paperclip::actix::Apiv2Schema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Longest reason of a booking or cancellation, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// Longest review text, in characters.
+pub const MAX_REVIEW_CHARS: usize = 2000;
+
 /// A booking: the slot and an optional reason for the visit.
 #[derive(Debug, Deserialize, Apiv2Schema)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +26,7 @@ impl BookRequest {
         let mut e = ValidationErrors::new();
         let r = e.check(
             "reason",
-            parse_text(self.reason.as_deref().unwrap_or(""), 1000, true),
+            parse_text(self.reason.as_deref().unwrap_or(""), MAX_REASON_CHARS, true),
         );
         e.finish(|| r)
     }
@@ -39,7 +44,9 @@ impl CancelRequest {
         let mut e = ValidationErrors::new();
         let r = e.check_opt(
             "reason",
-            self.reason.as_deref().map(|r| parse_text(r, 1000, true)),
+            self.reason
+                .as_deref()
+                .map(|r| parse_text(r, MAX_REASON_CHARS, true)),
         );
         e.finish(|| r)
     }
@@ -136,7 +143,7 @@ impl ReviewRequest {
         let rating = e.check("rating", Rating::parse(self.rating));
         let text = e.check(
             "text",
-            parse_text(self.text.as_deref().unwrap_or(""), 2000, true),
+            parse_text(self.text.as_deref().unwrap_or(""), MAX_REVIEW_CHARS, true),
         );
         e.finish(|| Some((rating?, text?)))
     }

@@ -9,6 +9,12 @@ use paperclip::actix::Apiv2Schema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Longest doctor name, specialty and bio, in characters.
+pub const MAX_DOCTOR_NAME_CHARS: usize = 200;
+pub const MAX_SPECIALTY_CHARS: usize = 100;
+pub const MAX_BIO_CHARS: usize = 5000;
+pub const MAX_YEARS_OF_EXPERIENCE: i32 = 80;
+
 #[derive(Debug, Deserialize, Apiv2Schema)]
 #[serde(deny_unknown_fields)]
 pub struct ClinicRequest {
@@ -82,8 +88,14 @@ pub struct DoctorRequest {
 impl DoctorRequest {
     pub fn into_input(self) -> Result<DoctorInput, ValidationErrors> {
         let mut e = ValidationErrors::new();
-        let full_name = e.check("full_name", parse_text(&self.full_name, 200, false));
-        let specialty = e.check("specialty", parse_text(&self.specialty, 100, false));
+        let full_name = e.check(
+            "full_name",
+            parse_text(&self.full_name, MAX_DOCTOR_NAME_CHARS, false),
+        );
+        let specialty = e.check(
+            "specialty",
+            parse_text(&self.specialty, MAX_SPECIALTY_CHARS, false),
+        );
         let status = e.check(
             "status",
             self.status
@@ -92,11 +104,14 @@ impl DoctorRequest {
         );
         let bio = e.check(
             "bio",
-            parse_text(self.bio.as_deref().unwrap_or(""), 5000, true),
+            parse_text(self.bio.as_deref().unwrap_or(""), MAX_BIO_CHARS, true),
         );
         let years = self.years_of_experience.unwrap_or(0);
-        if !(0..=80).contains(&years) {
-            e.push("years_of_experience", "must be between 0 and 80");
+        if !(0..=MAX_YEARS_OF_EXPERIENCE).contains(&years) {
+            e.push(
+                "years_of_experience",
+                format!("must be between 0 and {MAX_YEARS_OF_EXPERIENCE}"),
+            );
         }
         e.finish(|| {
             Some(DoctorInput {

@@ -9,6 +9,9 @@ use uuid::Uuid;
 
 pub const MAX_PER_PAGE: u32 = 100;
 pub const DEFAULT_PER_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 1_000_000;
+/// Longest search filter (`name`, `specialty`, `city` of doctors, `q` of patients).
+pub const MAX_FILTER_CHARS: usize = 200;
 
 /// A user's profile as the API shows it (never the password hash).
 #[derive(Debug, Serialize, Apiv2Schema)]
@@ -57,13 +60,29 @@ pub fn page_request(
     let mut errors = ValidationErrors::new();
     let page = page.unwrap_or(1);
     let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page == 0 || page > 1_000_000 {
-        errors.push("page", "must be between 1 and 1000000");
+    if page == 0 || page > MAX_PAGE {
+        errors.push("page", format!("must be between 1 and {MAX_PAGE}"));
     }
     if per_page == 0 || per_page > MAX_PER_PAGE {
         errors.push("per_page", format!("must be between 1 and {MAX_PER_PAGE}"));
     }
     errors.finish(|| Some(PageRequest { page, per_page }))
+}
+
+/// Checks a search filter: at most `max` characters (when limited) and no NUL, which
+/// PostgreSQL cannot hold in a text value (it used to fail the query: a 500).
+pub fn check_filter(
+    errors: &mut ValidationErrors,
+    field: &str,
+    value: Option<&str>,
+    max: Option<usize>,
+) {
+    let Some(value) = value else { return };
+    if let Some(max) = max.filter(|max| value.chars().count() > *max) {
+        errors.push(field, format!("must be at most {max} characters"));
+    } else if value.contains('\0') {
+        errors.push(field, "must not contain NUL characters");
+    }
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

@@ -3,18 +3,15 @@
 
 use super::appointments::{AppointmentListQuery, PageQuery};
 use super::catalog::{ClinicListQuery, DoctorSearchQuery};
-use super::common::page_request;
+use super::common::{check_filter, page_request, MAX_FILTER_CHARS};
 use super::patients::PatientListQuery;
-use super::slots::SlotListQuery;
+use super::slots::{SlotListQuery, DEFAULT_LIST_DAYS, MAX_LIST_DAYS};
 use crate::domain::booking::{AppointmentStatus, DoctorStatus, SlotStatus};
 use crate::domain::ValidationErrors;
 use crate::service::booking_ports::{AppointmentFilter, DoctorQuery, DoctorSort, SlotFilter};
 use crate::service::ports::PageRequest;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
-
-/// Free-text filters longer than this are refused.
-pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// A page of some listing with its filter.
 #[derive(Debug, Clone)]
@@ -23,16 +20,9 @@ pub struct Listing<F> {
     pub page: PageRequest,
 }
 
+/// A free-text filter: checked, and blank means none.
 fn search_text(e: &mut ValidationErrors, field: &str, value: Option<String>) -> Option<String> {
-    if value
-        .as_ref()
-        .is_some_and(|v| v.chars().count() > MAX_SEARCH_CHARS)
-    {
-        e.push(
-            field,
-            format!("must be at most {MAX_SEARCH_CHARS} characters"),
-        );
-    }
+    check_filter(e, field, value.as_deref(), Some(MAX_FILTER_CHARS));
     value.filter(|s| !s.trim().is_empty())
 }
 
@@ -104,11 +94,6 @@ impl TryFrom<DoctorSearchQuery> for DoctorQuery {
     }
 }
 
-/// The longest window of one slot listing.
-pub const MAX_SLOT_WINDOW_DAYS: i64 = 62;
-/// The window when `to` is not given.
-pub const DEFAULT_SLOT_WINDOW_DAYS: i64 = 14;
-
 /// A doctor's slots, `from` defaulting to `now`.
 impl TryFrom<(Uuid, SlotListQuery, DateTime<Utc>)> for SlotFilter {
     type Error = ValidationErrors;
@@ -117,14 +102,13 @@ impl TryFrom<(Uuid, SlotListQuery, DateTime<Utc>)> for SlotFilter {
     ) -> Result<Self, ValidationErrors> {
         let mut e = ValidationErrors::new();
         let from = q.from.unwrap_or(now);
-        let to =
-            q.to.unwrap_or(from + Duration::days(DEFAULT_SLOT_WINDOW_DAYS));
+        let to = q.to.unwrap_or(from + Duration::days(DEFAULT_LIST_DAYS));
         if to <= from {
             e.push("to", "must be after from");
-        } else if to - from > Duration::days(MAX_SLOT_WINDOW_DAYS) {
+        } else if to - from > Duration::days(MAX_LIST_DAYS) {
             e.push(
                 "to",
-                format!("must be at most {MAX_SLOT_WINDOW_DAYS} days after from"),
+                format!("must be at most {MAX_LIST_DAYS} days after from"),
             );
         }
         let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
@@ -146,15 +130,7 @@ impl TryFrom<PatientListQuery> for Listing<Option<String>> {
         let mut e = ValidationErrors::new();
         let page = e.absorb(page_request(q.page, q.per_page));
         let search = q.q;
-        if search
-            .as_ref()
-            .is_some_and(|s| s.chars().count() > MAX_SEARCH_CHARS)
-        {
-            e.push(
-                "q",
-                format!("must be at most {MAX_SEARCH_CHARS} characters"),
-            );
-        }
+        check_filter(&mut e, "q", search.as_deref(), Some(MAX_FILTER_CHARS));
         e.finish(|| {
             Some(Listing {
                 filter: search,
@@ -172,9 +148,14 @@ pub struct ClinicFilter {
 impl TryFrom<ClinicListQuery> for Listing<ClinicFilter> {
     type Error = ValidationErrors;
     fn try_from(q: ClinicListQuery) -> Result<Self, ValidationErrors> {
-        Ok(Listing {
-            filter: ClinicFilter { city: q.city },
-            page: page_request(q.page, q.per_page)?,
+        let mut e = ValidationErrors::new();
+        let page = e.absorb(page_request(q.page, q.per_page));
+        check_filter(&mut e, "city", q.city.as_deref(), None);
+        e.finish(|| {
+            Some(Listing {
+                filter: ClinicFilter { city: q.city },
+                page: page?,
+            })
         })
     }
 }
