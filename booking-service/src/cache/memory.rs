@@ -199,8 +199,12 @@ mod tests {
         let cache = MemoryCache::new(10, Duration::from_millis(200), metrics());
         cache.set("a", vec![1]).await;
         assert!(cache.get("a").await.is_some());
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        assert_eq!(cache.get("a").await, None);
+        medbook_test_support::eventually(
+            "the entry to expire",
+            Duration::from_secs(10),
+            || async { cache.get("a").await.is_none().then_some(()) },
+        )
+        .await;
         cache.run_pending_tasks().await;
         assert_eq!(cache.entry_count(), 0);
     }
@@ -226,11 +230,18 @@ mod tests {
             .is_revoked(Uuid::new_v4(), Uuid::nil(), chrono::Utc::now())
             .await
             .unwrap());
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        assert!(!store
-            .is_revoked(revoked, Uuid::nil(), chrono::Utc::now())
-            .await
-            .unwrap());
+        medbook_test_support::eventually(
+            "the revocation to expire",
+            Duration::from_secs(10),
+            || async {
+                (!store
+                    .is_revoked(revoked, Uuid::nil(), chrono::Utc::now())
+                    .await
+                    .unwrap())
+                .then_some(())
+            },
+        )
+        .await;
         assert!(store
             .is_revoked(long_lived, Uuid::nil(), chrono::Utc::now())
             .await
@@ -243,7 +254,25 @@ mod tests {
         let id = Uuid::new_v4();
         store.revoke(id, Duration::from_secs(60)).await.unwrap();
         store.revoke(id, Duration::from_millis(50)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A token revoked for 50 ms alone: once it has expired, the shorter revocation
+        // of `id` would have too.
+        let control = Uuid::new_v4();
+        store
+            .revoke(control, Duration::from_millis(50))
+            .await
+            .unwrap();
+        medbook_test_support::eventually(
+            "the control to expire",
+            Duration::from_secs(10),
+            || async {
+                (!store
+                    .is_revoked(control, Uuid::nil(), chrono::Utc::now())
+                    .await
+                    .unwrap())
+                .then_some(())
+            },
+        )
+        .await;
         assert!(store
             .is_revoked(id, Uuid::nil(), chrono::Utc::now())
             .await

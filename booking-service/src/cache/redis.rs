@@ -671,11 +671,18 @@ mod tests {
             .is_revoked(id, Uuid::nil(), chrono::Utc::now())
             .await
             .unwrap());
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
-        assert!(!store
-            .is_revoked(id, Uuid::nil(), chrono::Utc::now())
-            .await
-            .unwrap());
+        medbook_test_support::eventually(
+            "the revocation to expire",
+            Duration::from_secs(10),
+            || async {
+                (!store
+                    .is_revoked(id, Uuid::nil(), chrono::Utc::now())
+                    .await
+                    .unwrap())
+                .then_some(())
+            },
+        )
+        .await;
     }
 
     #[tokio::test]
