@@ -82,9 +82,23 @@ impl TestTopics {
         let mut tpl = TopicPartitionList::new();
         for base in bases {
             let topic = self.topic(base);
-            let md = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-                .unwrap();
+            // The shared broker can drop a connection under load: a transient transport
+            // failure is asked again, within the deadline.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut backoff = medbook_service_kit::retry::Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+            );
+            let md = loop {
+                match consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)) {
+                    Ok(md) => break md,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        eprintln!("metadata of {topic}: {e}; asking again");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                    Err(e) => panic!("no metadata of {topic} within 30 s: {e}"),
+                }
+            };
             for t in md.topics() {
                 for p in t.partitions() {
                     tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
