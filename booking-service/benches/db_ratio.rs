@@ -694,7 +694,12 @@ async fn run() {
     for slot in &capture_slots {
         log.take();
         service
-            .book(capture_patient, *slot, REASON.into(), None)
+            .book(
+                capture_patient,
+                booking_service::domain::SlotId(*slot),
+                REASON.into(),
+                None,
+            )
             .await
             .unwrap();
         booking_sql = log.take();
@@ -705,7 +710,7 @@ async fn run() {
         log.take();
         slots_repo
             .list(SlotFilter {
-                doctor_id: capture_doctor,
+                doctor_id: booking_service::domain::DoctorId(capture_doctor),
                 from: at(day_start),
                 to: at(day_end),
                 status: None,
@@ -718,7 +723,11 @@ async fn run() {
     let mut doctor_sql = Vec::new();
     for _ in 0..CAPTURE_RUNS {
         log.take();
-        doctors_repo.get(capture_doctor).await.unwrap().unwrap();
+        doctors_repo
+            .get(booking_service::domain::DoctorId(capture_doctor))
+            .await
+            .unwrap()
+            .unwrap();
         doctor_sql = log.take();
     }
     // How PostgreSQL plans them after CAPTURE_RUNS executions: a statement that keeps

@@ -278,7 +278,7 @@ pub async fn seed(
                 (rating, text.to_owned())
             });
             visits.push(PastVisit {
-                doctor_id: doctor.id,
+                doctor_id: doctor.id.into(),
                 patient_id: patient.id.0,
                 starts_at: start,
                 ends_at: start + Duration::minutes(30),

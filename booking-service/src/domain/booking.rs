@@ -3,11 +3,10 @@
 //! non-overlapping slots) are also enforced by the database; the checks here give
 //! precise error messages.
 
-use super::ValidationErrors;
+use super::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId, UserId, ValidationErrors};
 use chrono::{DateTime, Duration, Utc};
 use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
 
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -57,7 +56,7 @@ text_enum!(
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Clinic {
-    pub id: Uuid,
+    pub id: ClinicId,
     pub name: String,
     pub city: String,
     pub address: String,
@@ -99,14 +98,14 @@ impl RatingSummary {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Doctor {
-    pub id: Uuid,
+    pub id: DoctorId,
     pub full_name: String,
     pub specialty: String,
     pub clinic: Clinic,
     pub status: DoctorStatus,
     pub bio: String,
     pub years_of_experience: i32,
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     pub rating: RatingSummary,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -117,17 +116,17 @@ pub struct Doctor {
 pub struct DoctorInput {
     pub full_name: String,
     pub specialty: String,
-    pub clinic_id: Uuid,
+    pub clinic_id: ClinicId,
     pub status: DoctorStatus,
     pub bio: String,
     pub years_of_experience: i32,
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
-    pub id: Uuid,
-    pub doctor_id: Uuid,
+    pub id: SlotId,
+    pub doctor_id: DoctorId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub status: SlotStatus,
@@ -136,12 +135,12 @@ pub struct Slot {
 /// An appointment with what a patient needs to see about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appointment {
-    pub id: Uuid,
-    pub slot_id: Uuid,
-    pub patient_id: Uuid,
-    pub doctor_id: Uuid,
+    pub id: AppointmentId,
+    pub slot_id: SlotId,
+    pub patient_id: UserId,
+    pub doctor_id: DoctorId,
     pub doctor_name: String,
-    pub clinic_id: Uuid,
+    pub clinic_id: ClinicId,
     pub clinic_name: String,
     pub time_zone: String,
     pub starts_at: DateTime<Utc>,
@@ -156,9 +155,9 @@ pub struct Appointment {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Review {
-    pub id: Uuid,
-    pub doctor_id: Uuid,
-    pub appointment_id: Uuid,
+    pub id: ReviewId,
+    pub doctor_id: DoctorId,
+    pub appointment_id: AppointmentId,
     pub patient_name: String,
     pub rating: i16,
     pub text: String,
@@ -306,13 +305,14 @@ pub fn parse_clinic(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn slot(starts_in: Duration, status: SlotStatus) -> (Slot, DateTime<Utc>) {
         let now = Utc::now();
         (
             Slot {
-                id: Uuid::new_v4(),
-                doctor_id: Uuid::new_v4(),
+                id: SlotId(Uuid::new_v4()),
+                doctor_id: DoctorId(Uuid::new_v4()),
                 starts_at: now + starts_in,
                 ends_at: now + starts_in + Duration::minutes(30),
                 status,

@@ -13,14 +13,13 @@ use super::booking::{
     DoctorStatus, Slot, SlotStatus,
 };
 use super::reminders::{DueReminder, ReminderPlan};
-use super::UserId;
+use super::{AppointmentId, SlotId, UserId};
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use medbook_shared::events::{
     AppointmentEvent, AppointmentSnapshot, Cancellation, CancelledBy, ClinicInfo, DoctorInfo,
     EventEnvelope, PatientInfo, PreviousSlot, Reschedule,
 };
-use uuid::Uuid;
 
 /// Who is acting: a patient (only on their own appointments) or an admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +30,9 @@ pub enum Actor {
 
 impl Actor {
     /// The patient, when a patient acts.
-    pub fn patient_id(self) -> Option<Uuid> {
+    pub fn patient_id(self) -> Option<UserId> {
         match self {
-            Actor::Patient(id) => Some(id.0),
+            Actor::Patient(id) => Some(id),
             Actor::Admin => None,
         }
     }
@@ -59,9 +58,9 @@ pub struct Idempotency {
 
 #[derive(Debug, Clone)]
 pub struct BookingRequest {
-    pub appointment_id: Uuid,
-    pub patient_id: Uuid,
-    pub slot_id: Uuid,
+    pub appointment_id: AppointmentId,
+    pub patient_id: UserId,
+    pub slot_id: SlotId,
     pub reason: String,
     pub idempotency: Option<Idempotency>,
     pub now: DateTime<Utc>,
@@ -74,7 +73,7 @@ pub struct BookingRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EarlierBooking {
     pub request_hash: String,
-    pub appointment_id: Uuid,
+    pub appointment_id: AppointmentId,
 }
 
 /// The patient, their row locked (which serialises their bookings, so the cap holds).
@@ -103,7 +102,7 @@ pub struct SlotFacts {
 #[derive(Debug, Clone)]
 pub enum BookingDecision {
     /// A retry of the request that created this appointment: answer with it again.
-    Replay(Uuid),
+    Replay(AppointmentId),
     Book(Box<NewBooking>),
 }
 
@@ -144,7 +143,7 @@ pub fn decide_booking(
         patient_id: req.patient_id,
         doctor_id: facts.slot.doctor_id,
         doctor_name: facts.doctor.full_name.clone(),
-        clinic_id: facts.clinic.id,
+        clinic_id: facts.clinic.id.into(),
         clinic_name: facts.clinic.name.clone(),
         time_zone: facts.clinic.time_zone.clone(),
         starts_at: facts.slot.starts_at,
@@ -190,9 +189,9 @@ pub struct AppointmentFacts {
 
 #[derive(Debug, Clone)]
 pub struct RescheduleRequest {
-    pub appointment_id: Uuid,
+    pub appointment_id: AppointmentId,
     pub actor: Actor,
-    pub new_slot_id: Uuid,
+    pub new_slot_id: SlotId,
     pub now: DateTime<Utc>,
     pub policy: BookingPolicy,
     /// The reminders of the new time replace the pending ones of the old.
@@ -205,8 +204,8 @@ pub struct RescheduleRequest {
 pub struct RescheduleDecision {
     pub appointment: Appointment,
     pub version: i32,
-    pub freed: (Uuid, SlotStatus),
-    pub taken: (Uuid, SlotStatus),
+    pub freed: (SlotId, SlotStatus),
+    pub taken: (SlotId, SlotStatus),
     pub reminders: Vec<DueReminder>,
     pub event: EventEnvelope,
 }
@@ -257,7 +256,7 @@ pub fn decide_reschedule(
             &facts.clinic,
         ),
         previous: PreviousSlot {
-            slot_id: a.slot_id,
+            slot_id: a.slot_id.0,
             starts_at: a.starts_at,
             ends_at: a.ends_at,
         },
@@ -276,7 +275,7 @@ pub fn decide_reschedule(
 
 #[derive(Debug, Clone)]
 pub struct CancelRequest {
-    pub appointment_id: Uuid,
+    pub appointment_id: AppointmentId,
     /// A patient may cancel only their own appointment, and only before it starts.
     pub actor: Actor,
     pub reason: Option<String>,
@@ -290,7 +289,7 @@ pub struct CancelDecision {
     pub appointment: Appointment,
     pub version: i32,
     /// A future slot is open again; a past one stays as it was.
-    pub freed: Option<(Uuid, SlotStatus)>,
+    pub freed: Option<(SlotId, SlotStatus)>,
     pub event: EventEnvelope,
 }
 
@@ -349,8 +348,8 @@ fn snapshot(
     clinic: &ClinicInfo,
 ) -> AppointmentSnapshot {
     AppointmentSnapshot {
-        appointment_id: a.id,
-        slot_id: a.slot_id,
+        appointment_id: a.id.0,
+        slot_id: a.slot_id.0,
         starts_at: a.starts_at,
         ends_at: a.ends_at,
         reason: a.reason.clone(),
@@ -364,8 +363,10 @@ fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ClinicId, DoctorId};
     use chrono::{Duration, TimeZone};
     use medbook_shared::events::Event;
+    use uuid::Uuid;
 
     const POLICY: BookingPolicy = BookingPolicy {
         min_notice: Duration::hours(2),
@@ -412,8 +413,8 @@ mod tests {
     fn slot(id: u128, starts_in: Duration, status: SlotStatus) -> Slot {
         let starts_at = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap() + starts_in;
         Slot {
-            id: Uuid::from_u128(id),
-            doctor_id: doctor().id,
+            id: SlotId(Uuid::from_u128(id)),
+            doctor_id: DoctorId(doctor().id),
             starts_at,
             ends_at: starts_at + Duration::minutes(30),
             status,
@@ -436,9 +437,9 @@ mod tests {
 
     fn request(idempotency: Option<(&str, &str)>) -> BookingRequest {
         BookingRequest {
-            appointment_id: Uuid::from_u128(10),
-            patient_id: Uuid::from_u128(1),
-            slot_id: Uuid::from_u128(20),
+            appointment_id: AppointmentId(Uuid::from_u128(10)),
+            patient_id: UserId(Uuid::from_u128(1)),
+            slot_id: SlotId(Uuid::from_u128(20)),
             reason: "check-up".into(),
             idempotency: idempotency.map(|(k, h)| Idempotency {
                 key: k.into(),
@@ -487,7 +488,7 @@ mod tests {
         );
         match &b.event.event {
             Event::Appointment(AppointmentEvent::Created(snap)) => {
-                assert_eq!(snap.appointment_id, b.appointment.id);
+                assert_eq!(snap.appointment_id, b.appointment.id.0);
                 assert_eq!(snap.patient.email, "ann@example.com");
                 assert_eq!(snap.clinic.time_zone, "Europe/Berlin");
                 assert_eq!(snap.version, 1);
@@ -551,12 +552,12 @@ mod tests {
         let mut p = patient(2);
         p.earlier = Some(EarlierBooking {
             request_hash: "h".into(),
-            appointment_id: Uuid::from_u128(99),
+            appointment_id: AppointmentId(Uuid::from_u128(99)),
         });
         // A replay wins over the cap and the slot (now taken by the first request).
         assert!(matches!(
             decide_booking(&request(Some(("k", "h"))), &p, None),
-            Ok(BookingDecision::Replay(id)) if id == Uuid::from_u128(99)
+            Ok(BookingDecision::Replay(id)) if id == AppointmentId(Uuid::from_u128(99))
         ));
         assert_eq!(
             decide_booking(&request(Some(("k", "other"))), &p, None).err(),
@@ -568,12 +569,12 @@ mod tests {
         let s = slot(20, starts_in, SlotStatus::Booked);
         AppointmentFacts {
             appointment: Appointment {
-                id: Uuid::from_u128(10),
+                id: AppointmentId(Uuid::from_u128(10)),
                 slot_id: s.id,
-                patient_id: Uuid::from_u128(1),
+                patient_id: UserId(Uuid::from_u128(1)),
                 doctor_id: s.doctor_id,
                 doctor_name: "Dr. Anna Adams".into(),
-                clinic_id: clinic().id,
+                clinic_id: ClinicId(clinic().id),
                 clinic_name: "North".into(),
                 time_zone: "Europe/Berlin".into(),
                 starts_at: s.starts_at,
@@ -596,9 +597,9 @@ mod tests {
 
     fn move_to(actor: Actor, new_slot: u128) -> RescheduleRequest {
         RescheduleRequest {
-            appointment_id: Uuid::from_u128(10),
+            appointment_id: AppointmentId(Uuid::from_u128(10)),
             actor,
-            new_slot_id: Uuid::from_u128(new_slot),
+            new_slot_id: SlotId(Uuid::from_u128(new_slot)),
             now: now(),
             policy: POLICY,
             reminders: plan(),
@@ -623,6 +624,7 @@ mod tests {
         match &d.event.event {
             Event::Appointment(AppointmentEvent::Rescheduled(r)) => {
                 assert_eq!(r.previous.starts_at, cur.appointment.starts_at);
+                assert_eq!(r.previous.slot_id, cur.appointment.slot_id.0);
                 assert_eq!(r.appointment.starts_at, new.starts_at);
                 assert_eq!(r.appointment.version, 4);
             }
@@ -667,7 +669,7 @@ mod tests {
         // An admin may move an appointment that has started.
         assert!(decide_reschedule(&move_to(Actor::Admin, 21), Some(&started), Some(&new)).is_ok());
         let mut elsewhere = new.clone();
-        elsewhere.doctor_id = Uuid::from_u128(77);
+        elsewhere.doctor_id = DoctorId(Uuid::from_u128(77));
         assert_eq!(
             reject(&move_to(OWNER, 21), Some(&cur), Some(&elsewhere)),
             Some(BookingRejection::DifferentDoctor)
@@ -687,7 +689,7 @@ mod tests {
 
     fn cancel(actor: Actor) -> CancelRequest {
         CancelRequest {
-            appointment_id: Uuid::from_u128(10),
+            appointment_id: AppointmentId(Uuid::from_u128(10)),
             actor,
             reason: Some("ill".into()),
             now: now(),

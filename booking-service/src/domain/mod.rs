@@ -5,6 +5,7 @@
 pub mod booking;
 pub mod decisions;
 pub mod errors;
+pub mod ids;
 pub mod password_policy;
 pub mod reminders;
 pub mod schedule;
@@ -12,5 +13,6 @@ pub mod user;
 pub mod values;
 
 pub use errors::{FieldError, ValidationErrors};
+pub use ids::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId};
 pub use user::{Gender, NewUser, PatientProfile, RawPatient, Role, User, UserId};
 pub use values::{BirthDate, Email, FullName, Password, Phone};

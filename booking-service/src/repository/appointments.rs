@@ -23,6 +23,7 @@ use crate::domain::decisions::{
 };
 use crate::domain::reminders::DueReminder;
 use crate::domain::schedule::parse_time_zone;
+use crate::domain::{AppointmentId, ClinicId, DoctorId, SlotId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use crate::service::outbox::OutboxSignal;
 use crate::service::ports::{Page, PageRequest, RepoError};
@@ -73,12 +74,12 @@ fn to_appointment(t: AppointmentTuple) -> Result<Appointment, RepoError> {
         (clinic_id, clinic_name, time_zone),
     ) = t;
     Ok(Appointment {
-        id,
-        slot_id,
-        patient_id,
-        doctor_id,
+        id: AppointmentId(id),
+        slot_id: SlotId(slot_id),
+        patient_id: UserId(patient_id),
+        doctor_id: DoctorId(doctor_id),
         doctor_name,
-        clinic_id,
+        clinic_id: ClinicId(clinic_id),
         clinic_name,
         time_zone,
         starts_at,
@@ -199,7 +200,7 @@ impl EarlierRow {
             .zip(self.earlier_id)
             .map(|(request_hash, appointment_id)| EarlierBooking {
                 request_hash,
-                appointment_id,
+                appointment_id: AppointmentId(appointment_id),
             })
     }
 }
@@ -243,8 +244,8 @@ impl TryFrom<SlotFactsRow> for SlotFacts {
     fn try_from(r: SlotFactsRow) -> Result<Self, RepoError> {
         Ok(SlotFacts {
             slot: Slot {
-                id: r.id,
-                doctor_id: r.doctor_id,
+                id: SlotId(r.id),
+                doctor_id: DoctorId(r.doctor_id),
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
                 status: r.status.parse::<SlotStatus>().map_err(internal)?,
@@ -347,12 +348,12 @@ impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
     fn try_from(r: AppointmentFactsRow) -> Result<Self, RepoError> {
         Ok(AppointmentFacts {
             appointment: Appointment {
-                id: r.id,
-                slot_id: r.slot_id,
-                patient_id: r.patient_id,
-                doctor_id: r.doctor_id,
+                id: AppointmentId(r.id),
+                slot_id: SlotId(r.slot_id),
+                patient_id: UserId(r.patient_id),
+                doctor_id: DoctorId(r.doctor_id),
                 doctor_name: r.doctor_name.clone(),
-                clinic_id: r.clinic_id,
+                clinic_id: ClinicId(r.clinic_id),
                 clinic_name: r.clinic_name.clone(),
                 time_zone: r.time_zone.clone(),
                 starts_at: r.starts_at,
@@ -600,7 +601,7 @@ fn book_in_tx(
         Err(rejection) => Ok(Err(rejection)),
         Ok(BookingDecision::Replay(id)) => Ok(Ok((
             Booked {
-                appointment: must_load(conn, id)?,
+                appointment: must_load(conn, id.into())?,
                 replayed: true,
             },
             0,
@@ -622,11 +623,11 @@ fn reschedule_in_tx(
     conn: &mut PgConnection,
     req: &RescheduleRequest,
 ) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
-    let current = appointment_facts(conn, APPOINTMENT_FACTS, req.appointment_id)?;
+    let current = appointment_facts(conn, APPOINTMENT_FACTS, req.appointment_id.into())?;
     let mut new_slot = None;
     if let Some(c) = &current {
         // Both slots, locked in id order.
-        let mut ids = [c.appointment.slot_id, req.new_slot_id];
+        let mut ids = [c.appointment.slot_id.0, req.new_slot_id.0];
         ids.sort();
         new_slot = slots::table
             .filter(slots::id.eq_any(ids))
@@ -636,7 +637,7 @@ fn reschedule_in_tx(
             .load(conn)
             .map_err(map_err)?
             .into_iter()
-            .find(|s| s.id == req.new_slot_id)
+            .find(|s| s.id == req.new_slot_id.0)
             .map(Slot::try_from)
             .transpose()?;
     }
@@ -653,7 +654,7 @@ fn cancel_in_tx(
     conn: &mut PgConnection,
     req: &CancelRequest,
 ) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
-    let current = appointment_facts(conn, APPOINTMENT_AND_SLOT_FACTS, req.appointment_id)?;
+    let current = appointment_facts(conn, APPOINTMENT_AND_SLOT_FACTS, req.appointment_id.into())?;
     match decide_cancel(req, current.as_ref()) {
         Err(rejection) => Ok(Err(rejection)),
         Ok(d) => {
@@ -740,8 +741,8 @@ impl AppointmentRepository for PgAppointments {
             .map(|r| self.committed(r))
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {
-        self.db.run(move |conn| load(conn, id)).await
+    async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError> {
+        self.db.run(move |conn| load(conn, id.into())).await
     }
 
     async fn list(

@@ -4,6 +4,8 @@ use super::db::{map_err, Db};
 use super::schema::{clinics, doctors};
 use super::users::like_pattern;
 use crate::domain::booking::{Clinic, ClinicInput};
+use crate::domain::ClinicId;
+use crate::domain::DoctorId;
 use crate::service::booking_ports::ClinicRepository;
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
@@ -26,7 +28,7 @@ pub(crate) struct ClinicRow {
 impl From<ClinicRow> for Clinic {
     fn from(r: ClinicRow) -> Self {
         Clinic {
-            id: r.id,
+            id: ClinicId(r.id),
             name: r.name,
             city: r.city,
             address: r.address,
@@ -69,7 +71,7 @@ impl PgClinics {
 
 #[async_trait]
 impl ClinicRepository for PgClinics {
-    async fn create(&self, id: Uuid, input: ClinicInput) -> Result<Clinic, RepoError> {
+    async fn create(&self, id: ClinicId, input: ClinicInput) -> Result<Clinic, RepoError> {
         let form = ClinicForm::from(input);
         self.db
             .run(move |conn| {
@@ -83,7 +85,7 @@ impl ClinicRepository for PgClinics {
             .await
     }
 
-    async fn update(&self, id: Uuid, input: ClinicInput) -> Result<Option<Clinic>, RepoError> {
+    async fn update(&self, id: ClinicId, input: ClinicInput) -> Result<Option<Clinic>, RepoError> {
         let form = ClinicForm::from(input);
         self.db
             .run(move |conn| {
@@ -98,7 +100,7 @@ impl ClinicRepository for PgClinics {
             .await
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, RepoError> {
+    async fn delete(&self, id: ClinicId) -> Result<bool, RepoError> {
         self.db
             .run(move |conn| {
                 diesel::delete(clinics::table.find(id))
@@ -109,7 +111,7 @@ impl ClinicRepository for PgClinics {
             .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Clinic>, RepoError> {
+    async fn get(&self, id: ClinicId) -> Result<Option<Clinic>, RepoError> {
         self.db
             .run(move |conn| {
                 clinics::table
@@ -155,13 +157,14 @@ impl ClinicRepository for PgClinics {
             .await
     }
 
-    async fn doctor_ids(&self, clinic_id: Uuid) -> Result<Vec<Uuid>, RepoError> {
+    async fn doctor_ids(&self, clinic_id: ClinicId) -> Result<Vec<DoctorId>, RepoError> {
         self.db
             .run(move |conn| {
                 doctors::table
                     .filter(doctors::clinic_id.eq(clinic_id))
                     .select(doctors::id)
-                    .load(conn)
+                    .load::<uuid::Uuid>(conn)
+                    .map(|ids| ids.into_iter().map(DoctorId).collect())
                     .map_err(map_err)
             })
             .await

@@ -5,6 +5,8 @@ use super::db::{map_err, Db};
 use super::schema::{appointments, clinics, doctors};
 use super::users::like_pattern;
 use crate::domain::booking::{Clinic, Doctor, DoctorInput, DoctorStatus, RatingSummary};
+use crate::domain::DoctorId;
+use crate::domain::UserId;
 use crate::service::booking_ports::{DoctorQuery, DoctorRemoval, DoctorRepository, DoctorSort};
 use crate::service::ports::{Page, RepoError};
 use async_trait::async_trait;
@@ -32,7 +34,7 @@ struct DoctorRow {
 
 fn to_doctor((d, c): (DoctorRow, ClinicRow)) -> Result<Doctor, RepoError> {
     Ok(Doctor {
-        id: d.id,
+        id: DoctorId(d.id),
         full_name: d.full_name,
         specialty: d.specialty,
         clinic: Clinic::from(c),
@@ -42,7 +44,7 @@ fn to_doctor((d, c): (DoctorRow, ClinicRow)) -> Result<Doctor, RepoError> {
             .map_err(|e| RepoError::Internal(anyhow::anyhow!(e)))?,
         bio: d.bio,
         years_of_experience: d.years_of_experience,
-        user_id: d.user_id,
+        user_id: d.user_id.map(UserId),
         rating: RatingSummary::from_totals(d.rating_sum, i64::from(d.rating_count)),
         created_at: d.created_at,
         updated_at: d.updated_at,
@@ -66,11 +68,11 @@ impl From<DoctorInput> for DoctorForm {
         Self {
             full_name: i.full_name,
             specialty: i.specialty,
-            clinic_id: i.clinic_id,
+            clinic_id: i.clinic_id.into(),
             status: i.status.as_str(),
             bio: i.bio,
             years_of_experience: i.years_of_experience,
-            user_id: i.user_id,
+            user_id: i.user_id.map(|u| u.0),
         }
     }
 }
@@ -99,7 +101,7 @@ impl PgDoctors {
 
 #[async_trait]
 impl DoctorRepository for PgDoctors {
-    async fn create(&self, id: Uuid, input: DoctorInput) -> Result<Doctor, RepoError> {
+    async fn create(&self, id: DoctorId, input: DoctorInput) -> Result<Doctor, RepoError> {
         let form = DoctorForm::from(input);
         self.db
             .run(move |conn| {
@@ -107,13 +109,13 @@ impl DoctorRepository for PgDoctors {
                     .values((doctors::id.eq(id), &form))
                     .execute(conn)
                     .map_err(map_err)?;
-                load_one(conn, id)?
+                load_one(conn, id.into())?
                     .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("doctor vanished")))
             })
             .await
     }
 
-    async fn update(&self, id: Uuid, input: DoctorInput) -> Result<Option<Doctor>, RepoError> {
+    async fn update(&self, id: DoctorId, input: DoctorInput) -> Result<Option<Doctor>, RepoError> {
         let form = DoctorForm::from(input);
         self.db
             .run(move |conn| {
@@ -124,12 +126,12 @@ impl DoctorRepository for PgDoctors {
                 if n == 0 {
                     return Ok(None);
                 }
-                load_one(conn, id)
+                load_one(conn, id.into())
             })
             .await
     }
 
-    async fn remove(&self, id: Uuid) -> Result<DoctorRemoval, RepoError> {
+    async fn remove(&self, id: DoctorId) -> Result<DoctorRemoval, RepoError> {
         self.db
             .transaction(move |conn| {
                 let exists: Option<Uuid> = doctors::table
@@ -166,8 +168,8 @@ impl DoctorRepository for PgDoctors {
             .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Doctor>, RepoError> {
-        self.db.run(move |conn| load_one(conn, id)).await
+    async fn get(&self, id: DoctorId) -> Result<Option<Doctor>, RepoError> {
+        self.db.run(move |conn| load_one(conn, id.into())).await
     }
 
     async fn search(&self, q: DoctorQuery, now: DateTime<Utc>) -> Result<Page<Doctor>, RepoError> {

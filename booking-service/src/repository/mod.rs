@@ -7,6 +7,7 @@ pub mod clinics;
 pub use medbook_service_kit::db;
 pub mod demo;
 pub mod doctors;
+pub mod ids;
 pub mod migrations;
 pub mod outbox;
 pub mod refresh_tokens;

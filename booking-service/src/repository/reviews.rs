@@ -3,6 +3,7 @@
 use super::db::{map_err, Db};
 use super::schema::{appointments, doctors, reviews, slots, users};
 use crate::domain::booking::{AppointmentStatus, Review};
+use crate::domain::{AppointmentId, DoctorId, ReviewId};
 use crate::service::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
@@ -31,9 +32,9 @@ fn to_review(
     (id, doctor_id, appointment_id, patient_name, rating, text, created_at): ReviewTuple,
 ) -> Review {
     Review {
-        id,
-        doctor_id,
-        appointment_id,
+        id: ReviewId(id),
+        doctor_id: DoctorId(doctor_id),
+        appointment_id: AppointmentId(appointment_id),
         patient_name,
         rating,
         text,
@@ -115,7 +116,11 @@ impl ReviewRepository for PgReviews {
         }
     }
 
-    async fn list(&self, doctor_id: Uuid, page: PageRequest) -> Result<Page<Review>, RepoError> {
+    async fn list(
+        &self,
+        doctor_id: DoctorId,
+        page: PageRequest,
+    ) -> Result<Page<Review>, RepoError> {
         self.db
             .run(move |conn| {
                 let total: i64 = reviews::table

@@ -6,6 +6,7 @@ use super::db::{map_err, Db};
 use super::schema::{appointments, slots};
 use crate::domain::booking::{Slot, SlotStatus};
 use crate::domain::schedule::SlotRange;
+use crate::domain::{DoctorId, SlotId};
 use crate::service::booking_ports::{GenerationReport, SlotChange, SlotFilter, SlotRepository};
 use crate::service::ports::RepoError;
 use async_trait::async_trait;
@@ -27,8 +28,8 @@ impl TryFrom<SlotRow> for Slot {
     type Error = RepoError;
     fn try_from(r: SlotRow) -> Result<Self, RepoError> {
         Ok(Slot {
-            id: r.id,
-            doctor_id: r.doctor_id,
+            id: SlotId(r.id),
+            doctor_id: DoctorId(r.doctor_id),
             starts_at: r.starts_at,
             ends_at: r.ends_at,
             status: r
@@ -74,10 +75,15 @@ fn lock_slot(conn: &mut PgConnection, id: Uuid) -> Result<Option<Slot>, RepoErro
 
 #[async_trait]
 impl SlotRepository for PgSlots {
-    async fn create(&self, id: Uuid, doctor_id: Uuid, range: SlotRange) -> Result<Slot, RepoError> {
+    async fn create(
+        &self,
+        id: SlotId,
+        doctor_id: DoctorId,
+        range: SlotRange,
+    ) -> Result<Slot, RepoError> {
         let row = NewSlotRow {
-            id,
-            doctor_id,
+            id: id.into(),
+            doctor_id: doctor_id.into(),
             starts_at: range.starts_at(),
             ends_at: range.ends_at(),
             status: SlotStatus::Available.as_str(),
@@ -96,7 +102,7 @@ impl SlotRepository for PgSlots {
 
     async fn insert_generated(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         ranges: Vec<SlotRange>,
     ) -> Result<GenerationReport, RepoError> {
         let total = ranges.len() as u64;
@@ -104,7 +110,7 @@ impl SlotRepository for PgSlots {
             .into_iter()
             .map(|r| NewSlotRow {
                 id: Uuid::new_v4(),
-                doctor_id,
+                doctor_id: doctor_id.into(),
                 starts_at: r.starts_at(),
                 ends_at: r.ends_at(),
                 status: SlotStatus::Available.as_str(),
@@ -131,10 +137,10 @@ impl SlotRepository for PgSlots {
             .await
     }
 
-    async fn set_blocked(&self, id: Uuid, blocked: bool) -> Result<SlotChange, RepoError> {
+    async fn set_blocked(&self, id: SlotId, blocked: bool) -> Result<SlotChange, RepoError> {
         self.db
             .transaction(move |conn| {
-                let Some(slot) = lock_slot(conn, id)? else {
+                let Some(slot) = lock_slot(conn, id.into())? else {
                     return Ok(SlotChange::NotFound);
                 };
                 if slot.status == SlotStatus::Booked {
@@ -155,10 +161,10 @@ impl SlotRepository for PgSlots {
             .await
     }
 
-    async fn delete_unbooked(&self, id: Uuid) -> Result<SlotChange, RepoError> {
+    async fn delete_unbooked(&self, id: SlotId) -> Result<SlotChange, RepoError> {
         self.db
             .transaction(move |conn| {
-                let Some(slot) = lock_slot(conn, id)? else {
+                let Some(slot) = lock_slot(conn, id.into())? else {
                     return Ok(SlotChange::NotFound);
                 };
                 let has_history: bool = diesel::select(diesel::dsl::exists(
@@ -177,7 +183,7 @@ impl SlotRepository for PgSlots {
             .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Slot>, RepoError> {
+    async fn get(&self, id: SlotId) -> Result<Option<Slot>, RepoError> {
         self.db
             .run(move |conn| {
                 slots::table

@@ -10,6 +10,7 @@ use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
 use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
 use crate::domain::reminders::ReminderPlan;
 use crate::domain::UserId;
+use crate::domain::{AppointmentId, SlotId};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -124,7 +125,7 @@ impl AppointmentService {
     pub async fn book(
         &self,
         patient: UserId,
-        slot_id: Uuid,
+        slot_id: SlotId,
         reason: String,
         idempotency_key: Option<String>,
     ) -> Result<Booked, ServiceError> {
@@ -133,8 +134,8 @@ impl AppointmentService {
             key,
         });
         let req = BookingRequest {
-            appointment_id: Uuid::new_v4(),
-            patient_id: patient.0,
+            appointment_id: AppointmentId(Uuid::new_v4()),
+            patient_id: patient,
             slot_id,
             reason,
             idempotency,
@@ -149,7 +150,7 @@ impl AppointmentService {
     pub async fn cancel(
         &self,
         actor: Actor,
-        id: Uuid,
+        id: AppointmentId,
         reason: Option<String>,
     ) -> Result<Appointment, ServiceError> {
         let req = CancelRequest {
@@ -165,8 +166,8 @@ impl AppointmentService {
     pub async fn reschedule(
         &self,
         actor: Actor,
-        id: Uuid,
-        new_slot_id: Uuid,
+        id: AppointmentId,
+        new_slot_id: SlotId,
     ) -> Result<Appointment, ServiceError> {
         let req = RescheduleRequest {
             appointment_id: id,
@@ -181,9 +182,9 @@ impl AppointmentService {
 
     /// An appointment; a patient asking for someone else's gets "not found".
     pub async fn get(&self, actor: Actor, id: Uuid) -> Result<Appointment, ServiceError> {
-        match (self.appointments.get(id).await?, actor) {
+        match (self.appointments.get(AppointmentId(id)).await?, actor) {
             (Some(a), Actor::Admin) => Ok(a),
-            (Some(a), Actor::Patient(p)) if a.patient_id == p.0 => Ok(a),
+            (Some(a), Actor::Patient(p)) if a.patient_id == p => Ok(a),
             _ => Err(ServiceError::NotFound("appointment")),
         }
     }
@@ -196,7 +197,7 @@ impl AppointmentService {
         page: PageRequest,
     ) -> Result<Page<Appointment>, ServiceError> {
         if let Actor::Patient(p) = actor {
-            filter.patient_id = Some(p.0);
+            filter.patient_id = Some(p);
         }
         Ok(self.appointments.list(filter, page).await?)
     }
@@ -206,6 +207,7 @@ impl AppointmentService {
 mod tests {
     use super::*;
     use crate::domain::booking::AppointmentStatus;
+    use crate::domain::{ClinicId, DoctorId};
     use crate::service::ports::{RepoError, SystemClock};
     use async_trait::async_trait;
     use chrono::Utc;
@@ -220,15 +222,15 @@ mod tests {
         reject_with: Mutex<Option<BookingRejection>>,
     }
 
-    fn appointment(patient: Uuid) -> Appointment {
+    fn appointment(patient: UserId) -> Appointment {
         let now = Utc::now();
         Appointment {
-            id: Uuid::new_v4(),
-            slot_id: Uuid::new_v4(),
+            id: AppointmentId(Uuid::new_v4()),
+            slot_id: SlotId(Uuid::new_v4()),
             patient_id: patient,
-            doctor_id: Uuid::new_v4(),
+            doctor_id: DoctorId(Uuid::new_v4()),
             doctor_name: "Dr. A".into(),
-            clinic_id: Uuid::new_v4(),
+            clinic_id: ClinicId(Uuid::new_v4()),
             clinic_name: "C".into(),
             time_zone: "UTC".into(),
             starts_at: now,
@@ -270,10 +272,10 @@ mod tests {
         ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
             Ok(match cmd.actor {
                 Actor::Patient(_) => Err(BookingRejection::AlreadyStarted),
-                Actor::Admin => Ok(appointment(Uuid::new_v4())),
+                Actor::Admin => Ok(appointment(UserId(Uuid::new_v4()))),
             })
         }
-        async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError> {
+        async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError> {
             Ok(self
                 .stored
                 .lock()
@@ -315,7 +317,7 @@ mod tests {
         let svc = service(repo.clone());
         let patient = UserId(Uuid::new_v4());
         let slot = Uuid::new_v4();
-        svc.book(patient, slot, "a".into(), Some("k".into()))
+        svc.book(patient, SlotId(slot), "a".into(), Some("k".into()))
             .await
             .unwrap();
         let first = repo.last_book.lock().unwrap().clone().unwrap();
@@ -325,7 +327,7 @@ mod tests {
             request_hash: hash_a,
         } = first.idempotency.unwrap();
         assert_eq!(key, "k");
-        svc.book(patient, slot, "b".into(), Some("k".into()))
+        svc.book(patient, SlotId(slot), "b".into(), Some("k".into()))
             .await
             .unwrap();
         let hash_b = repo
@@ -353,7 +355,12 @@ mod tests {
         ] {
             *repo.reject_with.lock().unwrap() = Some(rejection);
             let err = svc
-                .book(UserId(Uuid::new_v4()), Uuid::new_v4(), String::new(), None)
+                .book(
+                    UserId(Uuid::new_v4()),
+                    SlotId(Uuid::new_v4()),
+                    String::new(),
+                    None,
+                )
                 .await
                 .unwrap_err();
             match (err, conflict) {
@@ -364,7 +371,12 @@ mod tests {
         }
         *repo.reject_with.lock().unwrap() = Some(BookingRejection::SlotNotFound);
         let err = svc
-            .book(UserId(Uuid::new_v4()), Uuid::new_v4(), String::new(), None)
+            .book(
+                UserId(Uuid::new_v4()),
+                SlotId(Uuid::new_v4()),
+                String::new(),
+                None,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, ServiceError::NotFound("slot")));
@@ -376,17 +388,17 @@ mod tests {
         let svc = service(repo.clone());
         let owner = UserId(Uuid::new_v4());
         let stranger = UserId(Uuid::new_v4());
-        let a = appointment(owner.0);
+        let a = appointment(owner);
         repo.stored.lock().unwrap().push(a.clone());
-        assert!(svc.get(Actor::Patient(owner), a.id).await.is_ok());
+        assert!(svc.get(Actor::Patient(owner), a.id.into()).await.is_ok());
         assert!(matches!(
-            svc.get(Actor::Patient(stranger), a.id).await,
+            svc.get(Actor::Patient(stranger), a.id.into()).await,
             Err(ServiceError::NotFound("appointment"))
         ));
-        assert!(svc.get(Actor::Admin, a.id).await.is_ok());
+        assert!(svc.get(Actor::Admin, a.id.into()).await.is_ok());
 
         let asked = AppointmentFilter {
-            patient_id: Some(owner.0),
+            patient_id: Some(owner),
             ..Default::default()
         };
         let page = PageRequest {
@@ -398,12 +410,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             repo.last_filter.lock().unwrap().clone().unwrap().patient_id,
-            Some(stranger.0)
+            Some(stranger)
         );
         svc.list(Actor::Admin, asked, page).await.unwrap();
         assert_eq!(
             repo.last_filter.lock().unwrap().clone().unwrap().patient_id,
-            Some(owner.0)
+            Some(owner)
         );
 
         let err = svc

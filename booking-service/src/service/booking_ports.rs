@@ -10,23 +10,23 @@ use crate::domain::booking::{
 };
 use crate::domain::decisions::{BookingRequest, CancelRequest, RescheduleRequest};
 use crate::domain::schedule::SlotRange;
+use crate::domain::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use uuid::Uuid;
 
 #[async_trait]
 pub trait ClinicRepository: Send + Sync {
-    async fn create(&self, id: Uuid, input: ClinicInput) -> Result<Clinic, RepoError>;
-    async fn update(&self, id: Uuid, input: ClinicInput) -> Result<Option<Clinic>, RepoError>;
+    async fn create(&self, id: ClinicId, input: ClinicInput) -> Result<Clinic, RepoError>;
+    async fn update(&self, id: ClinicId, input: ClinicInput) -> Result<Option<Clinic>, RepoError>;
     /// Fails with a foreign-key violation while doctors belong to the clinic.
-    async fn delete(&self, id: Uuid) -> Result<bool, RepoError>;
-    async fn get(&self, id: Uuid) -> Result<Option<Clinic>, RepoError>;
+    async fn delete(&self, id: ClinicId) -> Result<bool, RepoError>;
+    async fn get(&self, id: ClinicId) -> Result<Option<Clinic>, RepoError>;
     async fn list(
         &self,
         city: Option<String>,
         page: PageRequest,
     ) -> Result<Page<Clinic>, RepoError>;
-    async fn doctor_ids(&self, clinic_id: Uuid) -> Result<Vec<Uuid>, RepoError>;
+    async fn doctor_ids(&self, clinic_id: ClinicId) -> Result<Vec<DoctorId>, RepoError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub struct DoctorQuery {
     pub specialty: Option<String>,
     pub status: Option<DoctorStatus>,
     pub city: Option<String>,
-    pub clinic_id: Option<Uuid>,
+    pub clinic_id: Option<ClinicId>,
     /// Has an available future slot on this date in its clinic's time zone.
     pub available_on: Option<NaiveDate>,
     pub sort: DoctorSort,
@@ -60,10 +60,10 @@ pub enum DoctorRemoval {
 
 #[async_trait]
 pub trait DoctorRepository: Send + Sync {
-    async fn create(&self, id: Uuid, input: DoctorInput) -> Result<Doctor, RepoError>;
-    async fn update(&self, id: Uuid, input: DoctorInput) -> Result<Option<Doctor>, RepoError>;
-    async fn remove(&self, id: Uuid) -> Result<DoctorRemoval, RepoError>;
-    async fn get(&self, id: Uuid) -> Result<Option<Doctor>, RepoError>;
+    async fn create(&self, id: DoctorId, input: DoctorInput) -> Result<Doctor, RepoError>;
+    async fn update(&self, id: DoctorId, input: DoctorInput) -> Result<Option<Doctor>, RepoError>;
+    async fn remove(&self, id: DoctorId) -> Result<DoctorRemoval, RepoError>;
+    async fn get(&self, id: DoctorId) -> Result<Option<Doctor>, RepoError>;
     /// `now` decides which slots count as future for `available_on`.
     async fn search(
         &self,
@@ -91,7 +91,7 @@ pub enum SlotChange {
 
 #[derive(Debug, Clone)]
 pub struct SlotFilter {
-    pub doctor_id: Uuid,
+    pub doctor_id: DoctorId,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub status: Option<SlotStatus>,
@@ -100,17 +100,22 @@ pub struct SlotFilter {
 #[async_trait]
 pub trait SlotRepository: Send + Sync {
     /// Fails with an exclusion violation when it overlaps another slot of the doctor.
-    async fn create(&self, id: Uuid, doctor_id: Uuid, range: SlotRange) -> Result<Slot, RepoError>;
+    async fn create(
+        &self,
+        id: SlotId,
+        doctor_id: DoctorId,
+        range: SlotRange,
+    ) -> Result<Slot, RepoError>;
     async fn insert_generated(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         ranges: Vec<SlotRange>,
     ) -> Result<GenerationReport, RepoError>;
     /// Blocks an available slot or unblocks a blocked one.
-    async fn set_blocked(&self, id: Uuid, blocked: bool) -> Result<SlotChange, RepoError>;
+    async fn set_blocked(&self, id: SlotId, blocked: bool) -> Result<SlotChange, RepoError>;
     /// Deletes a slot that was never booked.
-    async fn delete_unbooked(&self, id: Uuid) -> Result<SlotChange, RepoError>;
-    async fn get(&self, id: Uuid) -> Result<Option<Slot>, RepoError>;
+    async fn delete_unbooked(&self, id: SlotId) -> Result<SlotChange, RepoError>;
+    async fn get(&self, id: SlotId) -> Result<Option<Slot>, RepoError>;
     async fn list(&self, filter: SlotFilter) -> Result<Vec<Slot>, RepoError>;
 }
 
@@ -124,8 +129,8 @@ pub struct Booked {
 
 #[derive(Debug, Clone, Default)]
 pub struct AppointmentFilter {
-    pub patient_id: Option<Uuid>,
-    pub doctor_id: Option<Uuid>,
+    pub patient_id: Option<UserId>,
+    pub doctor_id: Option<DoctorId>,
     pub status: Option<AppointmentStatus>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -148,7 +153,7 @@ pub trait AppointmentRepository: Send + Sync {
         &self,
         req: CancelRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
-    async fn get(&self, id: Uuid) -> Result<Option<Appointment>, RepoError>;
+    async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError>;
     async fn list(
         &self,
         filter: AppointmentFilter,
@@ -158,10 +163,10 @@ pub trait AppointmentRepository: Send + Sync {
 
 #[derive(Debug, Clone)]
 pub struct ReviewCommand {
-    pub review_id: Uuid,
-    pub doctor_id: Uuid,
-    pub patient_id: Uuid,
-    pub appointment_id: Uuid,
+    pub review_id: ReviewId,
+    pub doctor_id: DoctorId,
+    pub patient_id: UserId,
+    pub appointment_id: AppointmentId,
     pub rating: Rating,
     pub text: String,
     pub now: DateTime<Utc>,
@@ -183,5 +188,6 @@ pub trait ReviewRepository: Send + Sync {
         &self,
         cmd: ReviewCommand,
     ) -> Result<Result<Review, ReviewRejection>, RepoError>;
-    async fn list(&self, doctor_id: Uuid, page: PageRequest) -> Result<Page<Review>, RepoError>;
+    async fn list(&self, doctor_id: DoctorId, page: PageRequest)
+        -> Result<Page<Review>, RepoError>;
 }

@@ -7,10 +7,11 @@ use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::cache::{get_or_load, Cache};
 use crate::domain::booking::{Clinic, ClinicInput, Doctor, DoctorInput};
+use crate::domain::{ClinicId, DoctorId};
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub fn doctor_cache_key(id: Uuid) -> String {
+pub fn doctor_cache_key(id: DoctorId) -> String {
     format!("doctor:{id}")
 }
 
@@ -38,13 +39,13 @@ impl CatalogService {
 
     #[tracing::instrument(skip_all)]
     pub async fn create_clinic(&self, input: ClinicInput) -> Result<Clinic, ServiceError> {
-        Ok(self.clinics.create(Uuid::new_v4(), input).await?)
+        Ok(self.clinics.create(ClinicId(Uuid::new_v4()), input).await?)
     }
 
     #[tracing::instrument(skip_all, fields(clinic_id = %id))]
     pub async fn update_clinic(
         &self,
-        id: Uuid,
+        id: ClinicId,
         input: ClinicInput,
     ) -> Result<Clinic, ServiceError> {
         let clinic = self
@@ -59,7 +60,7 @@ impl CatalogService {
     }
 
     #[tracing::instrument(skip_all, fields(clinic_id = %id))]
-    pub async fn delete_clinic(&self, id: Uuid) -> Result<(), ServiceError> {
+    pub async fn delete_clinic(&self, id: ClinicId) -> Result<(), ServiceError> {
         match self.clinics.delete(id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ServiceError::NotFound("clinic")),
@@ -71,7 +72,7 @@ impl CatalogService {
         }
     }
 
-    pub async fn clinic(&self, id: Uuid) -> Result<Clinic, ServiceError> {
+    pub async fn clinic(&self, id: ClinicId) -> Result<Clinic, ServiceError> {
         self.clinics
             .get(id)
             .await?
@@ -89,7 +90,7 @@ impl CatalogService {
     #[tracing::instrument(skip_all)]
     pub async fn create_doctor(&self, input: DoctorInput) -> Result<Doctor, ServiceError> {
         self.doctors
-            .create(Uuid::new_v4(), input)
+            .create(DoctorId(Uuid::new_v4()), input)
             .await
             .map_err(doctor_refs)
     }
@@ -97,7 +98,7 @@ impl CatalogService {
     #[tracing::instrument(skip_all, fields(doctor_id = %id))]
     pub async fn update_doctor(
         &self,
-        id: Uuid,
+        id: DoctorId,
         input: DoctorInput,
     ) -> Result<Doctor, ServiceError> {
         let doctor = self
@@ -112,7 +113,7 @@ impl CatalogService {
 
     /// Deletes a doctor without history; one with appointments is deactivated instead.
     #[tracing::instrument(skip_all, fields(doctor_id = %id))]
-    pub async fn remove_doctor(&self, id: Uuid) -> Result<DoctorRemoval, ServiceError> {
+    pub async fn remove_doctor(&self, id: DoctorId) -> Result<DoctorRemoval, ServiceError> {
         let outcome = self.doctors.remove(id).await?;
         self.cache.invalidate(&doctor_cache_key(id)).await;
         match outcome {
@@ -123,7 +124,7 @@ impl CatalogService {
 
     /// One doctor with clinic and rating summary, through the cache.
     #[tracing::instrument(skip_all, fields(doctor_id = %id))]
-    pub async fn doctor(&self, id: Uuid) -> Result<Doctor, ServiceError> {
+    pub async fn doctor(&self, id: DoctorId) -> Result<Doctor, ServiceError> {
         let doctors = self.doctors.clone();
         let found: Option<Doctor> =
             get_or_load(self.cache.as_ref(), &doctor_cache_key(id), || async move {

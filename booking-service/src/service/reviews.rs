@@ -7,6 +7,7 @@ use super::ServiceError;
 use crate::cache::Cache;
 use crate::domain::booking::{Rating, Review};
 use crate::domain::UserId;
+use crate::domain::{AppointmentId, DoctorId, ReviewId};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -33,15 +34,15 @@ impl ReviewService {
     pub async fn create(
         &self,
         patient: UserId,
-        doctor_id: Uuid,
-        appointment_id: Uuid,
+        doctor_id: DoctorId,
+        appointment_id: AppointmentId,
         rating: Rating,
         text: String,
     ) -> Result<Review, ServiceError> {
         let cmd = ReviewCommand {
-            review_id: Uuid::new_v4(),
+            review_id: ReviewId(Uuid::new_v4()),
             doctor_id,
-            patient_id: patient.0,
+            patient_id: patient,
             appointment_id,
             rating,
             text,
@@ -69,7 +70,7 @@ impl ReviewService {
 
     pub async fn list(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         page: PageRequest,
     ) -> Result<Page<Review>, ServiceError> {
         Ok(self.reviews.list(doctor_id, page).await?)

@@ -7,6 +7,7 @@ use super::ports::RepoError;
 use super::ServiceError;
 use crate::domain::booking::Slot;
 use crate::domain::schedule::{self, SlotRange, WeeklyTemplate};
+use crate::domain::{DoctorId, SlotId};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -33,9 +34,13 @@ impl SlotService {
     }
 
     #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
-    pub async fn create(&self, doctor_id: Uuid, range: SlotRange) -> Result<Slot, ServiceError> {
+    pub async fn create(
+        &self,
+        doctor_id: DoctorId,
+        range: SlotRange,
+    ) -> Result<Slot, ServiceError> {
         self.slots
-            .create(Uuid::new_v4(), doctor_id, range)
+            .create(SlotId(Uuid::new_v4()), doctor_id, range)
             .await
             .map_err(overlap)
     }
@@ -45,7 +50,7 @@ impl SlotService {
     #[tracing::instrument(skip_all, fields(doctor_id = %doctor_id))]
     pub async fn generate(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         template: WeeklyTemplate,
     ) -> Result<GenerationReport, ServiceError> {
         let doctor = self.catalog.doctor(doctor_id).await?;
@@ -59,7 +64,7 @@ impl SlotService {
     }
 
     #[tracing::instrument(skip_all, fields(slot_id = %id))]
-    pub async fn set_blocked(&self, id: Uuid, blocked: bool) -> Result<Slot, ServiceError> {
+    pub async fn set_blocked(&self, id: SlotId, blocked: bool) -> Result<Slot, ServiceError> {
         match self.slots.set_blocked(id, blocked).await? {
             SlotChange::Done(Some(slot)) => Ok(slot),
             SlotChange::Done(None) | SlotChange::NotFound => Err(ServiceError::NotFound("slot")),
@@ -71,7 +76,7 @@ impl SlotService {
     }
 
     #[tracing::instrument(skip_all, fields(slot_id = %id))]
-    pub async fn delete(&self, id: Uuid) -> Result<(), ServiceError> {
+    pub async fn delete(&self, id: SlotId) -> Result<(), ServiceError> {
         match self.slots.delete_unbooked(id).await? {
             SlotChange::Done(_) => Ok(()),
             SlotChange::NotFound => Err(ServiceError::NotFound("slot")),

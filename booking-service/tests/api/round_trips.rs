@@ -132,7 +132,7 @@ async fn a_booking_is_five_round_trips_all_prepared() {
         .service
         .book(
             f.patient,
-            f.slots[0],
+            booking_service::domain::SlotId(f.slots[0]),
             "check-up".into(),
             Some("key-1".into()),
         )
@@ -141,7 +141,12 @@ async fn a_booking_is_five_round_trips_all_prepared() {
     let cold = f.log.take();
     let second = f
         .service
-        .book(f.patient, f.slots[1], "check-up".into(), None)
+        .book(
+            f.patient,
+            booking_service::domain::SlotId(f.slots[1]),
+            "check-up".into(),
+            None,
+        )
         .await
         .unwrap();
     let warm = f.log.take();
@@ -159,7 +164,7 @@ async fn a_booking_is_five_round_trips_all_prepared() {
     // What the one write statement wrote, as a later read sees it.
     let got = f
         .service
-        .get(Actor::Patient(f.patient), second.appointment.id)
+        .get(Actor::Patient(f.patient), second.appointment.id.into())
         .await
         .unwrap();
     assert_eq!(
@@ -173,7 +178,7 @@ async fn a_booking_is_five_round_trips_all_prepared() {
         .service
         .book(
             f.patient,
-            f.slots[0],
+            booking_service::domain::SlotId(f.slots[0]),
             "check-up".into(),
             Some("key-1".into()),
         )
@@ -194,20 +199,33 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
     let f = fixture();
     let booked = f
         .service
-        .book(f.patient, f.slots[0], String::new(), None)
+        .book(
+            f.patient,
+            booking_service::domain::SlotId(f.slots[0]),
+            String::new(),
+            None,
+        )
         .await
         .unwrap()
         .appointment;
     let patient = Actor::Patient(f.patient);
     // Twice each, so the counted run is on a warm connection.
     f.service
-        .reschedule(patient, booked.id, f.slots[1])
+        .reschedule(
+            patient,
+            booked.id,
+            booking_service::domain::SlotId(f.slots[1]),
+        )
         .await
         .unwrap();
     f.log.take();
     let moved = f
         .service
-        .reschedule(patient, booked.id, f.slots[2])
+        .reschedule(
+            patient,
+            booked.id,
+            booking_service::domain::SlotId(f.slots[2]),
+        )
         .await
         .unwrap();
     let sent = f.log.take();
@@ -217,16 +235,21 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
         "BEGIN, the appointment, both slots, the write, COMMIT: {sent:#?}"
     );
     f.assert_prepared("reschedule", &sent).await;
-    assert_eq!(moved.slot_id, f.slots[2]);
+    assert_eq!(moved.slot_id, booking_service::domain::SlotId(f.slots[2]));
     assert_eq!(
-        f.service.get(patient, booked.id).await.unwrap(),
+        f.service.get(patient, booked.id.into()).await.unwrap(),
         moved,
         "the returned appointment is the stored one"
     );
 
     let other = f
         .service
-        .book(f.patient, f.slots[3], String::new(), None)
+        .book(
+            f.patient,
+            booking_service::domain::SlotId(f.slots[3]),
+            String::new(),
+            None,
+        )
         .await
         .unwrap()
         .appointment;
@@ -244,14 +267,22 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
         "BEGIN, the appointment with its slot, the write, COMMIT: {sent:#?}"
     );
     f.assert_prepared("cancel", &sent).await;
-    assert_eq!(f.service.get(patient, booked.id).await.unwrap(), cancelled);
+    assert_eq!(
+        f.service.get(patient, booked.id.into()).await.unwrap(),
+        cancelled
+    );
 }
 
 #[tokio::test]
 async fn a_connection_the_server_closed_is_replaced_without_failing_the_booking() {
     let f = fixture();
     f.service
-        .book(f.patient, f.slots[0], String::new(), None)
+        .book(
+            f.patient,
+            booking_service::domain::SlotId(f.slots[0]),
+            String::new(),
+            None,
+        )
         .await
         .unwrap();
     // The server ends the pool's one (idle) connection, as a restart or an
@@ -262,8 +293,16 @@ async fn a_connection_the_server_closed_is_replaced_without_failing_the_booking(
     );
     let booked = f
         .service
-        .book(f.patient, f.slots[1], String::new(), None)
+        .book(
+            f.patient,
+            booking_service::domain::SlotId(f.slots[1]),
+            String::new(),
+            None,
+        )
         .await
         .expect("BEGIN on the dead connection is retried on a new one");
-    assert_eq!(booked.appointment.slot_id, f.slots[1]);
+    assert_eq!(
+        booked.appointment.slot_id,
+        booking_service::domain::SlotId(f.slots[1])
+    );
 }

@@ -84,12 +84,12 @@ pub struct AppointmentResponse {
 impl From<Appointment> for AppointmentResponse {
     fn from(a: Appointment) -> Self {
         Self {
-            id: a.id,
-            slot_id: a.slot_id,
-            patient_id: a.patient_id,
-            doctor_id: a.doctor_id,
+            id: a.id.into(),
+            slot_id: a.slot_id.into(),
+            patient_id: a.patient_id.0,
+            doctor_id: a.doctor_id.into(),
             doctor_name: a.doctor_name,
-            clinic_id: a.clinic_id,
+            clinic_id: a.clinic_id.into(),
             clinic_name: a.clinic_name,
             time_zone: a.time_zone,
             starts_at: a.starts_at,
@@ -164,9 +164,9 @@ pub struct ReviewResponse {
 impl From<Review> for ReviewResponse {
     fn from(r: Review) -> Self {
         Self {
-            id: r.id,
-            doctor_id: r.doctor_id,
-            appointment_id: r.appointment_id,
+            id: r.id.into(),
+            doctor_id: r.doctor_id.into(),
+            appointment_id: r.appointment_id.into(),
             patient_name: r.patient_name,
             rating: r.rating,
             text: r.text,

@@ -3,6 +3,8 @@
 use crate::domain::booking::{
     parse_clinic, parse_text, Clinic, ClinicInput, Doctor, DoctorInput, DoctorStatus, RatingSummary,
 };
+use crate::domain::ClinicId;
+use crate::domain::UserId;
 use crate::domain::ValidationErrors;
 use chrono::{DateTime, NaiveDate, Utc};
 use paperclip::actix::Apiv2Schema;
@@ -45,7 +47,7 @@ pub struct ClinicResponse {
 impl From<Clinic> for ClinicResponse {
     fn from(c: Clinic) -> Self {
         Self {
-            id: c.id,
+            id: c.id.into(),
             name: c.name,
             city: c.city,
             address: c.address,
@@ -117,11 +119,11 @@ impl DoctorRequest {
             Some(DoctorInput {
                 full_name: full_name?,
                 specialty: specialty?,
-                clinic_id: self.clinic_id,
+                clinic_id: ClinicId(self.clinic_id),
                 status: status?,
                 bio: bio?,
                 years_of_experience: years,
-                user_id: self.user_id,
+                user_id: self.user_id.map(UserId),
             })
         })
     }
@@ -162,7 +164,7 @@ pub struct DoctorResponse {
 impl From<Doctor> for DoctorResponse {
     fn from(d: Doctor) -> Self {
         Self {
-            id: d.id,
+            id: d.id.into(),
             full_name: d.full_name,
             specialty: d.specialty,
             status: d.status.as_str().to_owned(),
@@ -170,7 +172,7 @@ impl From<Doctor> for DoctorResponse {
             years_of_experience: d.years_of_experience,
             clinic: d.clinic.into(),
             rating: d.rating.into(),
-            user_id: d.user_id,
+            user_id: d.user_id.map(|u| u.0),
             created_at: d.created_at,
             updated_at: d.updated_at,
         }

@@ -8,6 +8,7 @@ use super::patients::PatientListQuery;
 use super::slots::{SlotListQuery, DEFAULT_LIST_DAYS, MAX_LIST_DAYS};
 use crate::domain::booking::{AppointmentStatus, DoctorStatus, SlotStatus};
 use crate::domain::ValidationErrors;
+use crate::domain::{ClinicId, DoctorId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, DoctorQuery, DoctorSort, SlotFilter};
 use crate::service::ports::PageRequest;
 use chrono::{DateTime, Duration, Utc};
@@ -50,8 +51,8 @@ impl TryFrom<AppointmentListQuery> for Listing<AppointmentFilter> {
         e.finish(|| {
             Some(Listing {
                 filter: AppointmentFilter {
-                    patient_id: q.patient_id,
-                    doctor_id: q.doctor_id,
+                    patient_id: q.patient_id.map(UserId),
+                    doctor_id: q.doctor_id.map(DoctorId),
                     status: status?,
                     from: q.from,
                     to: q.to,
@@ -85,7 +86,7 @@ impl TryFrom<DoctorSearchQuery> for DoctorQuery {
                 specialty,
                 status: status?,
                 city,
-                clinic_id: q.clinic_id,
+                clinic_id: q.clinic_id.map(ClinicId),
                 available_on: q.available_on,
                 sort: sort?,
                 page: page?,
@@ -114,7 +115,7 @@ impl TryFrom<(Uuid, SlotListQuery, DateTime<Utc>)> for SlotFilter {
         let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
         e.finish(|| {
             Some(SlotFilter {
-                doctor_id,
+                doctor_id: DoctorId(doctor_id),
                 from,
                 to,
                 status: status?,

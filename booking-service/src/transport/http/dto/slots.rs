@@ -90,8 +90,8 @@ pub struct SlotResponse {
 impl From<Slot> for SlotResponse {
     fn from(s: Slot) -> Self {
         Self {
-            id: s.id,
-            doctor_id: s.doctor_id,
+            id: s.id.into(),
+            doctor_id: s.doctor_id.into(),
             starts_at: s.starts_at,
             ends_at: s.ends_at,
             status: s.status.as_str().to_owned(),

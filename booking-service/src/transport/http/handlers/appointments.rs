@@ -1,6 +1,7 @@
 //! `/api/v1/appointments`: a patient books; a patient (their own) or an admin (any)
 //! lists, reads, cancels and reschedules.
 
+use crate::domain::{AppointmentId, SlotId};
 use crate::service::appointments::Actor;
 use crate::service::booking_ports::AppointmentFilter;
 use crate::transport::http::dto::appointments::{
@@ -30,7 +31,7 @@ pub async fn book(
     let reason = body.reason()?;
     let booked = state
         .appointments
-        .book(patient, body.slot_id, reason, key.key)
+        .book(patient, SlotId(body.slot_id), reason, key.key)
         .await?;
     let body = AppointmentResponse::from(booked.appointment);
     Ok(if booked.replayed {
@@ -88,7 +89,7 @@ pub async fn cancel(
     Ok(web::Json(
         state
             .appointments
-            .cancel(actor, id.into_inner(), reason)
+            .cancel(actor, AppointmentId(id.into_inner()), reason)
             .await?
             .into(),
     ))
@@ -107,7 +108,7 @@ pub async fn reschedule(
     Ok(web::Json(
         state
             .appointments
-            .reschedule(actor, id.into_inner(), body.slot_id)
+            .reschedule(actor, AppointmentId(id.into_inner()), SlotId(body.slot_id))
             .await?
             .into(),
     ))

@@ -1,5 +1,6 @@
 //! `/api/v1/clinics` and `/api/v1/doctors`: public reads, admin writes.
 
+use crate::domain::{ClinicId, DoctorId};
 use crate::service::booking_ports::{DoctorQuery, DoctorRemoval};
 use crate::transport::http::dto::catalog::{
     ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRequest,
@@ -31,7 +32,11 @@ pub async fn get_clinic(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<ClinicResponse>, ApiError> {
     Ok(web::Json(
-        state.catalog.clinic(id.into_inner()).await?.into(),
+        state
+            .catalog
+            .clinic(ClinicId(id.into_inner()))
+            .await?
+            .into(),
     ))
 }
 
@@ -60,7 +65,7 @@ pub async fn update_clinic(
     Ok(web::Json(
         state
             .catalog
-            .update_clinic(id.into_inner(), input)
+            .update_clinic(ClinicId(id.into_inner()), input)
             .await?
             .into(),
     ))
@@ -75,7 +80,10 @@ pub async fn delete_clinic(
     _admin: AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<NoContent, ApiError> {
-    state.catalog.delete_clinic(id.into_inner()).await?;
+    state
+        .catalog
+        .delete_clinic(ClinicId(id.into_inner()))
+        .await?;
     Ok(NoContent)
 }
 
@@ -103,7 +111,11 @@ pub async fn get_doctor(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<DoctorResponse>, ApiError> {
     Ok(web::Json(
-        state.catalog.doctor(id.into_inner()).await?.into(),
+        state
+            .catalog
+            .doctor(DoctorId(id.into_inner()))
+            .await?
+            .into(),
     ))
 }
 
@@ -134,7 +146,7 @@ pub async fn update_doctor(
     Ok(web::Json(
         state
             .catalog
-            .update_doctor(id.into_inner(), input)
+            .update_doctor(DoctorId(id.into_inner()), input)
             .await?
             .into(),
     ))
@@ -150,9 +162,9 @@ pub async fn delete_doctor(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    match state.catalog.remove_doctor(id).await? {
+    match state.catalog.remove_doctor(DoctorId(id)).await? {
         DoctorRemoval::Deactivated => {
-            let doctor = state.catalog.doctor(id).await?;
+            let doctor = state.catalog.doctor(DoctorId(id)).await?;
             Ok(HttpResponse::Ok().json(DoctorResponse::from(doctor)))
         }
         _ => Ok(HttpResponse::NoContent().finish()),

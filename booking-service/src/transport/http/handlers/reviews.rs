@@ -1,6 +1,8 @@
 //! `/api/v1/doctors/{id}/reviews`: anyone reads a doctor's reviews; the patient of a
 //! past visit writes one.
 
+use crate::domain::AppointmentId;
+use crate::domain::DoctorId;
 use crate::service::ports::PageRequest;
 use crate::transport::http::dto::appointments::{
     PageQuery, ReviewPage, ReviewRequest, ReviewResponse,
@@ -20,8 +22,8 @@ pub async fn list_reviews(
 ) -> Result<web::Json<ReviewPage>, ApiError> {
     let page = PageRequest::try_from(query.into_inner())?;
     let doctor_id = id.into_inner();
-    state.catalog.doctor(doctor_id).await?;
-    let result = state.reviews.list(doctor_id, page).await?;
+    state.catalog.doctor(DoctorId(doctor_id)).await?;
+    let result = state.reviews.list(DoctorId(doctor_id), page).await?;
     Ok(web::Json(ReviewPage::from(result)))
 }
 
@@ -38,7 +40,13 @@ pub async fn create_review(
     let (rating, text) = body.parse()?;
     let review = state
         .reviews
-        .create(patient, id.into_inner(), body.appointment_id, rating, text)
+        .create(
+            patient,
+            DoctorId(id.into_inner()),
+            AppointmentId(body.appointment_id),
+            rating,
+            text,
+        )
         .await?;
     Ok(CreatedJson(review.into()))
 }

@@ -1,5 +1,6 @@
 //! Slots: public listing, admin creation (single and from a template), block, delete.
 
+use crate::domain::{DoctorId, SlotId};
 use crate::service::booking_ports::SlotFilter;
 use crate::transport::http::dto::slots::{
     GenerateSlotsRequest, GenerationResponse, SlotList, SlotListQuery, SlotRequest, SlotResponse,
@@ -39,7 +40,11 @@ pub async fn create(
 ) -> Result<CreatedJson<SlotResponse>, ApiError> {
     let range = body.into_inner().into_range()?;
     Ok(CreatedJson(
-        state.slots.create(id.into_inner(), range).await?.into(),
+        state
+            .slots
+            .create(DoctorId(id.into_inner()), range)
+            .await?
+            .into(),
     ))
 }
 
@@ -58,7 +63,7 @@ pub async fn generate(
     Ok(web::Json(
         state
             .slots
-            .generate(id.into_inner(), template)
+            .generate(DoctorId(id.into_inner()), template)
             .await?
             .into(),
     ))
@@ -72,7 +77,11 @@ pub async fn block(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<SlotResponse>, ApiError> {
     Ok(web::Json(
-        state.slots.set_blocked(id.into_inner(), true).await?.into(),
+        state
+            .slots
+            .set_blocked(SlotId(id.into_inner()), true)
+            .await?
+            .into(),
     ))
 }
 
@@ -86,7 +95,7 @@ pub async fn unblock(
     Ok(web::Json(
         state
             .slots
-            .set_blocked(id.into_inner(), false)
+            .set_blocked(SlotId(id.into_inner()), false)
             .await?
             .into(),
     ))
@@ -101,6 +110,6 @@ pub async fn delete(
     _admin: AdminCaller,
     id: web::Path<Uuid>,
 ) -> Result<NoContent, ApiError> {
-    state.slots.delete(id.into_inner()).await?;
+    state.slots.delete(SlotId(id.into_inner())).await?;
     Ok(NoContent)
 }
