@@ -207,15 +207,16 @@ impl UserRepository for PgUsers {
     }
 
     async fn update(&self, id: UserId, c: UserChanges) -> Result<Option<User>, RepoError> {
+        // The parsed values, as the columns hold them.
         let changes = UserChangeset {
-            email: c.email,
+            email: c.email.map(|e| e.as_str().to_owned()),
             password_hash: c.password_hash,
-            full_name: c.full_name,
-            birth_date: c.birth_date,
+            full_name: c.full_name.map(|n| n.as_str().to_owned()),
+            birth_date: c.birth_date.map(|d| d.map(|d| d.get())),
             gender: c.gender.map(|g| g.map(Gender::as_str)),
-            phone: c.phone,
+            phone: c.phone.map(|p| p.map(|p| p.as_str().to_owned())),
             email_verified_at: c.email_verified_at,
-            pending_email: c.pending_email,
+            pending_email: c.pending_email.map(|e| e.map(|e| e.as_str().to_owned())),
             updated_at: Utc::now(),
         };
         self.db

@@ -257,9 +257,7 @@ impl AccountService {
         .await?;
         if let Some(owner) = self.users.find_by_email(new_email).await? {
             self.tell_owner(&owner, now).await?;
-            return self
-                .set_pending(user.id, Some(new_email.as_str().to_owned()))
-                .await;
+            return self.set_pending(user.id, Some(new_email.clone())).await;
         }
         let (token, mail) = self.link_mail(
             LinkMail::Verify,
@@ -278,7 +276,7 @@ impl AccountService {
             .ok_or(ServiceError::NotFound("user"))
     }
 
-    async fn set_pending(&self, id: UserId, pending: Option<String>) -> Result<User, ServiceError> {
+    async fn set_pending(&self, id: UserId, pending: Option<Email>) -> Result<User, ServiceError> {
         let changes = UserChanges {
             pending_email: Some(pending),
             ..Default::default()

@@ -60,7 +60,7 @@ async fn users_contract(users: &dyn UserRepository) {
         .update(
             ann.id,
             UserChanges {
-                full_name: Some("Ann Baker".into()),
+                full_name: Some(FullName::parse("Ann Baker").unwrap()),
                 ..Default::default()
             },
         )

@@ -255,7 +255,7 @@ impl AccountStore for FakeAccounts {
     ) -> Result<(), RepoError> {
         if let Some(pending) = pending_email {
             let changes = UserChanges {
-                pending_email: Some(Some(pending)),
+                pending_email: Some(Some(crate::domain::Email::parse(&pending).unwrap())),
                 ..Default::default()
             };
             self.users.update(token.user_id, changes).await?;
@@ -312,7 +312,7 @@ impl AccountStore for FakeAccounts {
             return Ok(Verification::AddressTaken);
         }
         let changes = UserChanges {
-            email: Some(token.email.clone()),
+            email: Some(email),
             email_verified_at: Some(Some(now)),
             pending_email: Some(None),
             ..Default::default()
@@ -431,28 +431,28 @@ impl UserRepository for FakeUsers {
             return Ok(None);
         };
         if let Some(v) = c.email {
-            u.email = v;
+            u.email = v.as_str().to_owned();
         }
         if let Some(v) = c.password_hash {
             u.password_hash = Some(v);
         }
         if let Some(v) = c.full_name {
-            u.full_name = v;
+            u.full_name = v.as_str().to_owned();
         }
         if let Some(v) = c.birth_date {
-            u.birth_date = v;
+            u.birth_date = v.map(|d| d.get());
         }
         if let Some(v) = c.gender {
             u.gender = v;
         }
         if let Some(v) = c.phone {
-            u.phone = v;
+            u.phone = v.map(|p| p.as_str().to_owned());
         }
         if let Some(v) = c.email_verified_at {
             u.email_verified_at = v;
         }
         if let Some(v) = c.pending_email {
-            u.pending_email = v;
+            u.pending_email = v.map(|e| e.as_str().to_owned());
         }
         Ok(Some(u.clone()))
     }

@@ -147,10 +147,10 @@ impl PatientService {
         };
         let changes = UserChanges {
             password_hash,
-            full_name: update.full_name.map(|n| n.as_str().to_owned()),
-            birth_date: update.birth_date.map(|d| d.map(BirthDate::get)),
+            full_name: update.full_name,
+            birth_date: update.birth_date,
             gender: update.gender,
-            phone: update.phone.map(|p| p.map(|p| p.as_str().to_owned())),
+            phone: update.phone,
             ..Default::default()
         };
         let user = self
@@ -258,12 +258,12 @@ impl PatientService {
         let changes = UserChanges {
             email_verified_at: new_address.then_some(None),
             pending_email: new_address.then_some(None),
-            email: Some(profile.email.as_str().to_owned()),
+            email: Some(profile.email),
             password_hash: None,
-            full_name: Some(profile.full_name.as_str().to_owned()),
-            birth_date: Some(profile.birth_date.map(BirthDate::get)),
+            full_name: Some(profile.full_name),
+            birth_date: Some(profile.birth_date),
             gender: Some(profile.gender),
-            phone: Some(profile.phone.map(|p| p.as_str().to_owned())),
+            phone: Some(profile.phone),
         };
         let user = self
             .users

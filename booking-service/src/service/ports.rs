@@ -32,17 +32,18 @@ pub struct Page<T> {
     pub per_page: u32,
 }
 
-/// Changes to a user; `None` leaves a field alone, `Some(None)` clears an optional one.
+/// Changes to a user, as parsed values; `None` leaves a field alone, `Some(None)` clears
+/// an optional one.
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
-    pub email: Option<String>,
+    pub email: Option<Email>,
     pub password_hash: Option<String>,
-    pub full_name: Option<String>,
-    pub birth_date: Option<Option<chrono::NaiveDate>>,
+    pub full_name: Option<crate::domain::FullName>,
+    pub birth_date: Option<Option<crate::domain::BirthDate>>,
     pub gender: Option<Option<crate::domain::Gender>>,
-    pub phone: Option<Option<String>>,
+    pub phone: Option<Option<crate::domain::Phone>>,
     pub email_verified_at: Option<Option<DateTime<Utc>>>,
-    pub pending_email: Option<Option<String>>,
+    pub pending_email: Option<Option<Email>>,
 }
 
 #[async_trait]
