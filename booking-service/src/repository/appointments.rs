@@ -217,6 +217,17 @@ struct SlotFactsRow {
     ends_at: DateTime<Utc>,
     #[diesel(sql_type = Text)]
     status: String,
+    #[diesel(embed)]
+    practice: PracticeRow,
+    #[diesel(sql_type = BigInt)]
+    upcoming: i64,
+    #[diesel(embed)]
+    earlier: EarlierRow,
+}
+
+/// A doctor with their clinic, as the fact statements select them.
+#[derive(QueryableByName)]
+struct PracticeRow {
     #[diesel(sql_type = Text)]
     doctor_name: String,
     #[diesel(sql_type = Text)]
@@ -233,15 +244,38 @@ struct SlotFactsRow {
     address: String,
     #[diesel(sql_type = Text)]
     time_zone: String,
-    #[diesel(sql_type = BigInt)]
-    upcoming: i64,
-    #[diesel(embed)]
-    earlier: EarlierRow,
+}
+
+impl PracticeRow {
+    fn facts(
+        self,
+        doctor_id: Uuid,
+    ) -> Result<(DoctorInfo, DoctorStatus, ClinicInfo, chrono_tz::Tz), RepoError> {
+        Ok((
+            DoctorInfo {
+                id: doctor_id,
+                full_name: self.doctor_name,
+                specialty: self.specialty,
+            },
+            self.doctor_status
+                .parse::<DoctorStatus>()
+                .map_err(internal)?,
+            ClinicInfo {
+                id: self.clinic_id,
+                name: self.clinic_name,
+                city: self.city,
+                address: self.address,
+                time_zone: self.time_zone.clone(),
+            },
+            parse_time_zone(&self.time_zone).map_err(internal)?,
+        ))
+    }
 }
 
 impl TryFrom<SlotFactsRow> for SlotFacts {
     type Error = RepoError;
     fn try_from(r: SlotFactsRow) -> Result<Self, RepoError> {
+        let (doctor, doctor_status, clinic, time_zone) = r.practice.facts(r.doctor_id)?;
         Ok(SlotFacts {
             slot: Slot {
                 id: SlotId(r.id),
@@ -250,20 +284,10 @@ impl TryFrom<SlotFactsRow> for SlotFacts {
                 ends_at: r.ends_at,
                 status: r.status.parse::<SlotStatus>().map_err(internal)?,
             },
-            doctor: DoctorInfo {
-                id: r.doctor_id,
-                full_name: r.doctor_name,
-                specialty: r.specialty,
-            },
-            doctor_status: r.doctor_status.parse::<DoctorStatus>().map_err(internal)?,
-            time_zone: parse_time_zone(&r.time_zone).map_err(internal)?,
-            clinic: ClinicInfo {
-                id: r.clinic_id,
-                name: r.clinic_name,
-                city: r.city,
-                address: r.address,
-                time_zone: r.time_zone,
-            },
+            doctor,
+            doctor_status,
+            clinic,
+            time_zone,
         })
     }
 }
@@ -325,37 +349,24 @@ struct AppointmentFactsRow {
     patient_name: String,
     #[diesel(sql_type = SqlUuid)]
     doctor_id: Uuid,
-    #[diesel(sql_type = Text)]
-    doctor_name: String,
-    #[diesel(sql_type = Text)]
-    specialty: String,
-    #[diesel(sql_type = Text)]
-    doctor_status: String,
-    #[diesel(sql_type = SqlUuid)]
-    clinic_id: Uuid,
-    #[diesel(sql_type = Text)]
-    clinic_name: String,
-    #[diesel(sql_type = Text)]
-    city: String,
-    #[diesel(sql_type = Text)]
-    address: String,
-    #[diesel(sql_type = Text)]
-    time_zone: String,
+    #[diesel(embed)]
+    practice: PracticeRow,
 }
 
 impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
     type Error = RepoError;
     fn try_from(r: AppointmentFactsRow) -> Result<Self, RepoError> {
+        let (doctor, doctor_status, clinic, time_zone) = r.practice.facts(r.doctor_id)?;
         Ok(AppointmentFacts {
             appointment: Appointment {
                 id: AppointmentId(r.id),
                 slot_id: SlotId(r.slot_id),
                 patient_id: UserId(r.patient_id),
                 doctor_id: DoctorId(r.doctor_id),
-                doctor_name: r.doctor_name.clone(),
-                clinic_id: ClinicId(r.clinic_id),
-                clinic_name: r.clinic_name.clone(),
-                time_zone: r.time_zone.clone(),
+                doctor_name: doctor.full_name.clone(),
+                clinic_id: ClinicId(clinic.id),
+                clinic_name: clinic.name.clone(),
+                time_zone: clinic.time_zone.clone(),
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
                 status: r.status.parse::<AppointmentStatus>().map_err(internal)?,
@@ -371,20 +382,10 @@ impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
                 email: r.email,
                 full_name: r.patient_name,
             },
-            doctor: DoctorInfo {
-                id: r.doctor_id,
-                full_name: r.doctor_name,
-                specialty: r.specialty,
-            },
-            doctor_status: r.doctor_status.parse::<DoctorStatus>().map_err(internal)?,
-            time_zone: parse_time_zone(&r.time_zone).map_err(internal)?,
-            clinic: ClinicInfo {
-                id: r.clinic_id,
-                name: r.clinic_name,
-                city: r.city,
-                address: r.address,
-                time_zone: r.time_zone,
-            },
+            doctor,
+            doctor_status,
+            clinic,
+            time_zone,
         })
     }
 }

@@ -31,39 +31,37 @@ pub struct Caller {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A logged-in admin; anyone else gets 403.
-#[derive(Debug, Clone, Apiv2Security)]
-#[openapi(
-    apiKey,
-    alias = "bearerAuth",
-    in = "header",
-    name = "Authorization",
-    description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
-)]
-pub struct AdminCaller(pub Caller);
+/// A caller of a given role, documented like [`Caller`] (the same bearer scheme).
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Apiv2Security)]
+        #[openapi(
+            apiKey,
+            alias = "bearerAuth",
+            in = "header",
+            name = "Authorization",
+            description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
+        )]
+        pub struct $name(pub $inner);
+    };
+}
 
-/// A logged-in patient; anyone else gets 403.
-#[derive(Debug, Clone, Apiv2Security)]
-#[openapi(
-    apiKey,
-    alias = "bearerAuth",
-    in = "header",
-    name = "Authorization",
-    description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
-)]
-pub struct PatientCaller(pub UserId);
+role_guard!(
+    /// A logged-in admin; anyone else gets 403.
+    AdminCaller(Caller)
+);
 
-/// A patient (acting on their own appointments) or an admin (on any); a doctor gets
-/// 403.
-#[derive(Debug, Clone, Apiv2Security)]
-#[openapi(
-    apiKey,
-    alias = "bearerAuth",
-    in = "header",
-    name = "Authorization",
-    description = "JWT access token from /api/v1/auth/login: `Bearer <token>`"
-)]
-pub struct ActorCaller(pub Actor);
+role_guard!(
+    /// A logged-in patient; anyone else gets 403.
+    PatientCaller(UserId)
+);
+
+role_guard!(
+    /// A patient (acting on their own appointments) or an admin (on any); a doctor gets
+    /// 403.
+    ActorCaller(Actor)
+);
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
