@@ -224,12 +224,19 @@ async fn bookings_succeed_while_the_broker_is_down_and_their_events_follow() {
     }
     // After message.timeout.ms (3 s) deliveries fail and are retried from the outbox;
     // the backlog is visible meanwhile.
-    medbook_test_support::eventually("a failed delivery", Duration::from_secs(30), || async {
-        (metric(&app, "outbox_publish_failures_total").await >= 1.0).then_some(())
-    })
+    medbook_test_support::eventually(
+        "a failed delivery and a 4 s old backlog",
+        Duration::from_secs(30),
+        || async {
+            (metric(&app, "outbox_publish_failures_total").await >= 1.0
+                && metric(&app, "outbox_oldest_pending_age_seconds").await >= 4.0)
+                .then_some(())
+        },
+    )
     .await;
     assert!(metric(&app, "outbox_backlog").await >= 5.0);
-    assert!(metric(&app, "outbox_oldest_pending_age_seconds").await >= 3.0);
+    assert!(metric(&app, "outbox_oldest_pending_age_seconds").await >= 4.0);
+    assert!(metric(&app, "outbox_publish_failures_total").await >= 1.0);
     broker.resume();
 
     let seen = reader
