@@ -429,12 +429,18 @@ mod tests {
         log: Mutex<Vec<i64>>,
         refuse: Mutex<Vec<i64>>,
         down: std::sync::atomic::AtomicBool,
+        /// Publish calls answered while down.
+        refused_calls: std::sync::atomic::AtomicUsize,
     }
 
     #[async_trait]
     impl EventPublisher for Broker {
         async fn publish(&self, events: &[PendingEvent]) -> Vec<Result<(), String>> {
             let down = self.down.load(std::sync::atomic::Ordering::SeqCst);
+            if down {
+                self.refused_calls
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             let refuse = self.refuse.lock().unwrap().clone();
             events
                 .iter()
@@ -525,7 +531,15 @@ mod tests {
         broker.down.store(true, std::sync::atomic::Ordering::SeqCst);
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(relay(store.clone(), broker.clone(), 20).run(stop_rx));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Refused twice: the relay has tried, backed off and tried again.
+        medbook_test_support::eventually("two refused rounds", Duration::from_secs(10), || async {
+            (broker
+                .refused_calls
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 2)
+                .then_some(())
+        })
+        .await;
         assert!(broker.log.lock().unwrap().is_empty());
         broker
             .down
