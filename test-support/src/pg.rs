@@ -8,7 +8,9 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use medbook_service_kit::retry::Backoff;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The URL of the maintenance database (`MEDBOOK_TEST_DATABASE_URL`).
@@ -51,9 +53,22 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The template for the migrations in `dir`, found or built once per test process.
+fn template(prefix: &str, migrations: EmbeddedMigrations, dir: &Path) -> String {
+    static TEMPLATES: OnceLock<Mutex<HashMap<(String, PathBuf), String>>> = OnceLock::new();
+    let mut known = TEMPLATES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    known
+        .entry((prefix.to_owned(), dir.to_owned()))
+        .or_insert_with(|| ensure_template(prefix, migrations, dir))
+        .clone()
+}
+
 /// The template for the migrations in `dir`: named by a hash of their files, created
 /// (migrated, then renamed into place, so it is never seen half-built) if missing.
-fn template(prefix: &str, migrations: EmbeddedMigrations, dir: &Path) -> String {
+fn ensure_template(prefix: &str, migrations: EmbeddedMigrations, dir: &Path) -> String {
     let mut hasher = Sha256::new();
     for f in files(dir) {
         hasher.update(

@@ -272,11 +272,12 @@ impl PracticeRow {
     }
 }
 
-impl TryFrom<SlotFactsRow> for SlotFacts {
-    type Error = RepoError;
-    fn try_from(r: SlotFactsRow) -> Result<Self, RepoError> {
+impl SlotFactsRow {
+    /// The slot's facts, and the patient's: upcoming count and earlier record.
+    fn split(self) -> Result<(SlotFacts, i64, Option<EarlierBooking>), RepoError> {
+        let r = self;
         let (doctor, doctor_status, clinic, time_zone) = r.practice.facts(r.doctor_id)?;
-        Ok(SlotFacts {
+        let slot = SlotFacts {
             slot: Slot {
                 id: SlotId(r.id),
                 doctor_id: DoctorId(r.doctor_id),
@@ -288,7 +289,8 @@ impl TryFrom<SlotFactsRow> for SlotFacts {
             doctor_status,
             clinic,
             time_zone,
-        })
+        };
+        Ok((slot, r.upcoming, r.earlier.record()))
     }
 }
 
@@ -564,15 +566,9 @@ fn book_in_tx(
         .optional()
         .map_err(map_err)?;
     let (upcoming, earlier, slot) = match row {
-        Some(mut r) => {
-            let earlier = std::mem::replace(
-                &mut r.earlier,
-                EarlierRow {
-                    request_hash: None,
-                    earlier_id: None,
-                },
-            );
-            (r.upcoming, earlier.record(), Some(SlotFacts::try_from(r)?))
+        Some(r) => {
+            let (slot, upcoming, earlier) = r.split()?;
+            (upcoming, earlier, Some(slot))
         }
         None => {
             let earlier = match key {
