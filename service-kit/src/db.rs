@@ -155,8 +155,8 @@ impl Db {
     }
 
     /// Runs `f` in a transaction, retrying a few times on serialization failures and
-    /// deadlocks (which PostgreSQL resolves by aborting one side), and once on another
-    /// connection when `BEGIN` finds this one closed by the server.
+    /// deadlocks (which PostgreSQL resolves by aborting one side), and on another
+    /// connection when `BEGIN` finds this one closed by the server (nothing ran yet).
     pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: Fn(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
