@@ -345,6 +345,17 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         patients.push(app.patient().await);
     }
 
+    // The service's connections carry a name, so the test can tell when the killed
+    // process's backends are gone: a COMMIT it sent just before dying still completes
+    // (the backend may be waiting on the WAL flush), and counting before that would
+    // miss a committed change whose event then "appears from nowhere".
+    let storm_app = format!(
+        "sigkill-storm-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let url = app.db.url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let service_url = format!("{url}{sep}application_name={storm_app}");
     let spawn = || {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_booking-service"));
         cmd.env_clear()
@@ -352,7 +363,7 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
             .current_dir(std::env::temp_dir())
             .env("MEDBOOK_PROFILE", "dev")
             .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
-            .env("MEDBOOK_DATABASE__URL", app.db.url())
+            .env("MEDBOOK_DATABASE__URL", &service_url)
             .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
             .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
             .env("MEDBOOK_REDIS__URL", crate::helpers::redis_url())
@@ -447,6 +458,13 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         || async { (count(&app, "SELECT count(*) AS n FROM appointments") >= 60).then_some(()) },
     )
     .await;
+    let sessions = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = '{storm_app}'"
+    );
+    assert!(
+        count(&app, &sessions) > 0,
+        "the service's sessions are not named"
+    );
     std::process::Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status()
@@ -455,6 +473,12 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
     for w in workers {
         w.await.unwrap();
     }
+    medbook_test_support::eventually(
+        "the killed process's database sessions to end",
+        Duration::from_secs(30),
+        || async { (count(&app, &sessions) == 0).then_some(()) },
+    )
+    .await;
     let created = count(&app, "SELECT count(*) AS n FROM appointments");
     let cancelled = count(
         &app,
