@@ -84,10 +84,33 @@ pub enum PatientsCommand {
 }
 
 use medbook_service_kit::cli::print_json as out;
+use medbook_service_kit::context::{Actor, Context as WorkContext};
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Serve) {
+        return serve(settings).await;
+    }
+    // What a command changes is audited as the command (the operator who ran it).
+    let name = match &command {
+        Command::Serve => "serve",
+        Command::Migrate => "migrate",
+        Command::CreateAdmin { .. } => "create-admin",
+        Command::Openapi => "openapi",
+        Command::SeedDemo { .. } => "seed-demo",
+        Command::Patients(_) => "patients",
+    };
+    let context = WorkContext {
+        request_id: None,
+        actor: Some(Actor::System(format!("cli {name}"))),
+        source: Some("cli"),
+    };
+    medbook_service_kit::context::with_context(context, command_run(command, settings)).await
+}
+
+async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let mut settings = settings;

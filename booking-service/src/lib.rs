@@ -6,6 +6,7 @@
 //! `main.rs` only parses the command line and calls into here.
 
 pub use medbook_service_kit::blocking;
+pub mod audit_client;
 pub mod cache;
 pub mod cli;
 pub mod demo;

@@ -57,6 +57,15 @@ outbox:
   backoff_max_ms: 30000
   retention_hours: 168
   prune_interval_secs: 600
+audit:
+  addr: "http://127.0.0.1:50052"
+  relay_enabled: true
+  timeout_ms: 5000
+  batch_size: 200
+grpc:
+  enabled: true
+  addr: "127.0.0.1:50051"
+  watcher_buffer: 64
 reminders:
   offsets: ["24h", "2h"]
   scheduler_enabled: true
@@ -111,6 +120,8 @@ pub struct Settings {
     pub booking: BookingSettings,
     pub kafka: KafkaSettings,
     pub outbox: OutboxSettings,
+    pub audit: AuditSettings,
+    pub grpc: GrpcSettings,
     pub reminders: ReminderSettings,
     pub accounts: AccountSettings,
 }
@@ -149,6 +160,31 @@ pub struct ReminderSettings {
     pub scheduler_enabled: bool,
     pub poll_interval_ms: u64,
     pub batch_size: i64,
+}
+
+/// The audit-service this service ships its audit records to (the outbox's audit sink).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// The audit-service's gRPC endpoint, e.g. `http://127.0.0.1:50052`.
+    pub addr: String,
+    /// Its shared secret (`audit.api_token` there), if it requires one.
+    #[serde(default)]
+    pub api_token: Option<SecretString>,
+    /// Run the audit relay in this process. Records are written to the outbox either way.
+    pub relay_enabled: bool,
+    /// Bound on each call to the audit-service; a slower one counts as down.
+    pub timeout_ms: u64,
+    /// Records per Append call (the audit-service accepts up to 500).
+    pub batch_size: i64,
+}
+
+/// The internal gRPC ScheduleService.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcSettings {
+    pub enabled: bool,
+    pub addr: String,
+    /// Changes buffered per day watcher; one that falls further behind is resynced.
+    pub watcher_buffer: usize,
 }
 
 /// The transactional outbox's relay (see `service::outbox`).
@@ -279,6 +315,21 @@ impl Settings {
         }
         check_listen_addr("http.addr", &self.http.addr)?;
         check_listen_addr("http.ops_addr", &self.http.ops_addr)?;
+        if self.grpc.enabled {
+            check_listen_addr("grpc.addr", &self.grpc.addr)?;
+        }
+        if self.grpc.watcher_buffer == 0 {
+            return Err(bad("grpc.watcher_buffer", "must be at least 1"));
+        }
+        if !(self.audit.addr.starts_with("http://") || self.audit.addr.starts_with("https://")) {
+            return Err(bad("audit.addr", "must be an http(s) URL of the audit-service"));
+        }
+        if self.audit.timeout_ms == 0 {
+            return Err(bad("audit.timeout_ms", "must be greater than 0"));
+        }
+        if !(1..=500).contains(&self.audit.batch_size) {
+            return Err(bad("audit.batch_size", "must be between 1 and 500"));
+        }
         if self.http.ops_addr == self.http.addr && !self.http.addr.ends_with(":0") {
             return Err(bad(
                 "http.ops_addr",
@@ -449,10 +500,17 @@ impl Settings {
         }
     }
 
-    pub fn relay_config(&self) -> crate::service::outbox::RelayConfig {
+    pub fn relay_config(
+        &self,
+        sink: crate::service::outbox::Sink,
+    ) -> crate::service::outbox::RelayConfig {
         let o = &self.outbox;
         crate::service::outbox::RelayConfig {
-            batch_size: o.batch_size,
+            sink,
+            batch_size: match sink {
+                crate::service::outbox::Sink::Kafka => o.batch_size,
+                crate::service::outbox::Sink::Audit => self.audit.batch_size,
+            },
             lease: Duration::from_millis(o.lease_ms),
             poll_interval: Duration::from_millis(o.poll_interval_ms),
             backoff_initial: Duration::from_millis(o.backoff_initial_ms),

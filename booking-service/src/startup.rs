@@ -5,6 +5,7 @@ use crate::cache::memory::MemoryCache;
 use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::messaging::KafkaPublisher;
+use crate::repository::audit::PgAuditLog;
 use crate::repository::{
     migrations, Db, PgAccounts, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle, PgOutbox,
     PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
@@ -14,7 +15,8 @@ use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::catalog::CatalogService;
-use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics};
+use crate::audit_client::AuditClient;
+use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
 use crate::service::reminders::{ReminderMetrics, ReminderScheduler};
@@ -127,6 +129,7 @@ impl Services {
                 per_client: policy(login.max_failures_per_client),
             },
             revoked.clone(),
+            Arc::new(PgAuditLog::new(db.clone(), outbox_signal.clone())),
         ));
         let patients = Arc::new(PatientService::new(
             users,
@@ -196,36 +199,65 @@ impl Services {
         })
     }
 
-    /// The broker side of the outbox, which only the server needs (commands never
-    /// connect to Kafka): the publisher, also asked by `/ready`, and the relay if this
-    /// replica runs one (`outbox.relay_enabled`).
-    pub fn outbox(
-        &self,
-        settings: &Settings,
-    ) -> anyhow::Result<(Arc<dyn EventPublisher>, Option<OutboxRelay>)> {
+    /// The shipping side of the outbox, which only the server needs (commands never
+    /// connect to Kafka or the audit-service): each sink's publisher, also asked by
+    /// `/ready`, and its relay if this replica runs one (`outbox.relay_enabled`,
+    /// `audit.relay_enabled`).
+    pub fn outbox(&self, settings: &Settings) -> anyhow::Result<Shipping> {
         let publisher: Arc<dyn EventPublisher> = Arc::new(KafkaPublisher::new(
             settings.kafka.clone(),
             Duration::from_millis(settings.outbox.message_timeout_ms),
         )?);
-        let relay = if settings.outbox.relay_enabled {
-            Some(OutboxRelay::new(
-                Arc::new(PgOutbox::new(self.db.clone())),
-                publisher.clone(),
+        let audit = AuditClient::new(
+            &settings.audit.addr,
+            settings.audit.api_token.as_ref(),
+            Duration::from_millis(settings.audit.timeout_ms),
+        )?;
+        let relay_of = |sink: Sink, publisher: Arc<dyn EventPublisher>| -> anyhow::Result<_> {
+            Ok(OutboxRelay::new(
+                Arc::new(PgOutbox::new(self.db.clone(), sink)),
+                publisher,
                 self.clock.clone(),
                 self.outbox_signal.clone(),
-                settings.relay_config(),
-                RelayMetrics::new(self.metrics.registry())?,
+                settings.relay_config(sink),
+                RelayMetrics::new(self.metrics.registry(), sink)?,
             ))
-        } else {
-            None
         };
-        Ok((publisher, relay))
+        let relay = settings
+            .outbox
+            .relay_enabled
+            .then(|| relay_of(Sink::Kafka, publisher.clone()))
+            .transpose()?;
+        let audit_relay = settings
+            .audit
+            .relay_enabled
+            .then(|| relay_of(Sink::Audit, Arc::new(audit.clone())))
+            .transpose()?;
+        Ok(Shipping {
+            publisher,
+            relay,
+            audit,
+            audit_relay,
+        })
     }
+}
+
+/// The outbox's two sinks: Kafka and the audit-service.
+pub struct Shipping {
+    pub publisher: Arc<dyn EventPublisher>,
+    pub relay: Option<OutboxRelay>,
+    pub audit: AuditClient,
+    pub audit_relay: Option<OutboxRelay>,
 }
 
 impl Services {
     /// The shared state of the HTTP handlers.
-    pub fn into_state(self, settings: &Settings, publisher: Arc<dyn EventPublisher>) -> AppState {
+    pub fn into_state(
+        self,
+        settings: &Settings,
+        publisher: Arc<dyn EventPublisher>,
+        audit: AuditClient,
+    ) -> AppState {
         AppState {
             auth: self.auth,
             accounts: self.accounts,
@@ -240,6 +272,7 @@ impl Services {
             issuer: self.issuer,
             db: self.db,
             publisher,
+            audit,
             metrics: self.metrics,
             trust_forwarded_for: settings.http.trust_forwarded_for,
         }
@@ -255,20 +288,21 @@ pub async fn apply_migrations(db: &Db) -> anyhow::Result<Vec<String>> {
 /// The advisory lock key migrations of the booking database are applied under.
 const MIGRATION_LOCK: i64 = 7243001;
 
-/// `/ready` reports the broker, but it never makes the service unready: bookings keep
-/// working while it is away, their events waiting in the outbox.
-struct BrokerCheck(Arc<dyn EventPublisher>);
+/// `/ready` reports the broker and the audit-service, but neither makes the service
+/// unready: bookings keep working while they are away, their events and audit records
+/// waiting in the outbox.
+struct SinkCheck(&'static str, Arc<dyn EventPublisher>);
 
 #[async_trait::async_trait]
-impl ReadinessCheck for BrokerCheck {
+impl ReadinessCheck for SinkCheck {
     fn name(&self) -> &'static str {
-        "kafka"
+        self.0
     }
     fn required(&self) -> bool {
         false
     }
     async fn check(&self) -> anyhow::Result<()> {
-        self.0.check().await.map_err(anyhow::Error::msg)
+        self.1.check().await.map_err(anyhow::Error::msg)
     }
 }
 
@@ -280,6 +314,7 @@ pub struct Application {
     ops_server: Server,
     db: Db,
     relay: Option<BackgroundTask>,
+    audit_relay: Option<BackgroundTask>,
     scheduler: Option<BackgroundTask>,
 }
 
@@ -319,12 +354,22 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let services = Services::build(&settings).await?;
         let db = services.db.clone();
-        let (publisher, relay) = services.outbox(&settings)?;
-        let relay = relay.map(|relay| BackgroundTask::spawn(|stop| relay.run(stop)));
+        let shipping = services.outbox(&settings)?;
+        let relay = shipping
+            .relay
+            .map(|relay| BackgroundTask::spawn(|stop| relay.run(stop)));
+        let audit_relay = shipping
+            .audit_relay
+            .map(|relay| BackgroundTask::spawn(|stop| relay.run(stop)));
         let scheduler = services
             .reminder_scheduler(&settings)
             .map(|scheduler| BackgroundTask::spawn(|stop| scheduler.run(stop)));
-        let state = actix_web::web::Data::new(services.into_state(&settings, publisher));
+        let audit_check: Arc<dyn EventPublisher> = Arc::new(shipping.audit.clone());
+        let state = actix_web::web::Data::new(services.into_state(
+            &settings,
+            shipping.publisher,
+            shipping.audit,
+        ));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
             max_body_bytes: settings.http.max_body_bytes,
@@ -341,7 +386,8 @@ impl Application {
         let probes = actix_web::web::Data::new(
             Probes::new(state.metrics.registry().clone())
                 .check(Arc::new(DatabaseCheck(db.clone())))
-                .check(Arc::new(BrokerCheck(state.publisher.clone())))
+                .check(Arc::new(SinkCheck("kafka", state.publisher.clone())))
+                .check(Arc::new(SinkCheck("audit", audit_check)))
                 .before_scrape({
                     let (db, metrics) = (db.clone(), state.metrics.clone());
                     move || {
@@ -373,6 +419,7 @@ impl Application {
             server: server.run(),
             db,
             relay,
+            audit_relay,
             scheduler,
         })
     }
@@ -409,6 +456,11 @@ impl Application {
         if let Some(relay) = self.relay {
             relay
                 .stop("outbox relay did not stop in time; its claims will expire")
+                .await;
+        }
+        if let Some(relay) = self.audit_relay {
+            relay
+                .stop("audit relay did not stop in time; its claims will expire")
                 .await;
         }
         drop(self.db);

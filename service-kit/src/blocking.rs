@@ -9,9 +9,9 @@ where
     T: Send + 'static,
 {
     let span = tracing::Span::current();
-    let request_id = crate::context::request_id();
+    let context = crate::context::current();
     tokio::task::spawn_blocking(move || {
-        span.in_scope(|| crate::context::in_blocking(request_id, f))
+        span.in_scope(|| crate::context::in_blocking(context, f))
     })
     .await
     .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))

@@ -21,6 +21,8 @@ use medbook_shared::events::{
     EventEnvelope, PatientInfo, PreviousSlot, Reschedule,
 };
 
+use super::audit::{json, AuditEntry};
+
 /// Who is acting: a patient (only on their own appointments) or an admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
@@ -116,6 +118,7 @@ pub struct NewBooking {
     pub idempotency: Option<Idempotency>,
     pub reminders: Vec<DueReminder>,
     pub event: EventEnvelope,
+    pub audit: AuditEntry,
 }
 
 pub fn decide_booking(
@@ -167,6 +170,16 @@ pub fn decide_booking(
             .reminders
             .schedule(appointment.starts_at, facts.time_zone, now),
         event: EventEnvelope::new(now, AppointmentEvent::Created(snapshot)),
+        audit: AuditEntry::new("appointment.booked", "appointment", appointment.id).created(
+            &serde_json::json!({
+                "slot_id": appointment.slot_id,
+                "patient_id": appointment.patient_id,
+                "doctor_id": appointment.doctor_id,
+                "starts_at": appointment.starts_at,
+                "status": appointment.status.as_str(),
+                "version": version,
+            }),
+        ),
         appointment,
         slot_status: SlotStatus::Booked,
         version,
@@ -208,6 +221,7 @@ pub struct RescheduleDecision {
     pub taken: (SlotId, SlotStatus),
     pub reminders: Vec<DueReminder>,
     pub event: EventEnvelope,
+    pub audit: AuditEntry,
 }
 
 /// `new_slot`: the requested slot. It and the appointment's current slot are locked
@@ -266,6 +280,10 @@ pub fn decide_reschedule(
             .reminders
             .schedule(appointment.starts_at, facts.time_zone, now),
         event: EventEnvelope::new(now, event),
+        audit: AuditEntry::new("appointment.rescheduled", "appointment", a.id)
+            .field("slot_id", json(&a.slot_id), json(&new.id))
+            .field("starts_at", json(&a.starts_at), json(&new.starts_at))
+            .field("version", json(&facts.version), json(&version)),
         freed: (a.slot_id, SlotStatus::Available),
         taken: (new.id, SlotStatus::Booked),
         appointment,
@@ -291,6 +309,7 @@ pub struct CancelDecision {
     /// A future slot is open again; a past one stays as it was.
     pub freed: Option<(SlotId, SlotStatus)>,
     pub event: EventEnvelope,
+    pub audit: AuditEntry,
 }
 
 /// `current`: the appointment and its slot, both locked.
@@ -331,7 +350,16 @@ pub fn decide_cancel(
         },
         cancel_reason: req.reason.clone(),
     });
+    let cancelled_by = match req.actor {
+        Actor::Patient(_) => "patient",
+        Actor::Admin => "admin",
+    };
     Ok(CancelDecision {
+        audit: AuditEntry::new("appointment.cancelled", "appointment", a.id)
+            .field("status", json(&a.status.as_str()), json(&"cancelled"))
+            .field("cancelled_by", None, json(&cancelled_by))
+            .field("cancel_reason", None, json(&req.reason))
+            .field("version", json(&facts.version), json(&version)),
         freed: (a.starts_at > req.now).then_some((a.slot_id, SlotStatus::Available)),
         event: EventEnvelope::new(now, event),
         appointment,

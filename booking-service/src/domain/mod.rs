@@ -2,6 +2,7 @@
 //! every value is parsed once at the edge (`Email::parse`, `Password::parse`, …) and is
 //! valid from then on.
 
+pub mod audit;
 pub mod booking;
 pub mod decisions;
 pub mod errors;

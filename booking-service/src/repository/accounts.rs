@@ -2,7 +2,9 @@
 //! account change commits together with the e-mail that announces it, and a link token
 //! is used up by one conditional UPDATE, so two clicks cannot both succeed.
 
+use super::audit;
 use super::db::{map_err, Db};
+use crate::domain::audit::{json, AuditEntry};
 use super::outbox;
 use super::schema::{account_tokens, users};
 use super::users::UserRow;
@@ -115,6 +117,14 @@ impl AccountStore for PgAccounts {
                     .and_then(User::try_from)?;
                 insert_token(conn, &token)?;
                 outbox::enqueue(conn, &mail)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("patient.registered", "user", user.id)
+                        .by(user.id, user.role.as_str())
+                        .field("role", None, json(&user.role.as_str()))
+                        .field("email", None, json(&user.email))
+                        .field("full_name", None, json(&user.full_name)),
+                )?;
                 Ok(user)
             })
             .await?;
@@ -141,6 +151,16 @@ impl AccountStore for PgAccounts {
                         .execute(conn)
                         .map_err(map_err)?;
                 }
+                let action = match (token.purpose, &pending_email) {
+                    (TokenPurpose::ResetPassword, _) => "password_reset.requested",
+                    (TokenPurpose::VerifyEmail, Some(_)) => "email_change.requested",
+                    (TokenPurpose::VerifyEmail, None) => "email_verification.requested",
+                };
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new(action, "user", token.user_id)
+                        .field("pending_email", None, pending_email.as_ref().and_then(json)),
+                )?;
                 outbox::enqueue(conn, &mail)
             })
             .await?;
@@ -207,6 +227,12 @@ impl AccountStore for PgAccounts {
                         .get_result(conn)
                         .map_err(map_err)
                         .and_then(User::try_from)?;
+                    audit::enqueue(
+                        conn,
+                        AuditEntry::new("email.verified", "user", user.id)
+                            .by(user.id, user.role.as_str())
+                            .field("email_verified", None, json(&true)),
+                    )?;
                     return Ok(Verification::Verified(user));
                 }
                 // An address change: the link proves the new address works. If another
@@ -236,6 +262,12 @@ impl AccountStore for PgAccounts {
                     }),
                 );
                 outbox::enqueue(conn, &notice)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("email.changed", "user", user_id)
+                        .by(user_id, changed.role.as_str())
+                        .field("email", json(&user.email), json(&changed.email)),
+                )?;
                 Ok(Verification::Changed {
                     user: changed,
                     old_email: user.email,
@@ -285,6 +317,13 @@ impl AccountStore for PgAccounts {
                     .and_then(User::try_from)?;
                 supersede(conn, user_id, TokenPurpose::ResetPassword, now)?;
                 super::refresh_tokens::revoke_all_of(conn, UserId(user_id), now)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("password.reset", "user", user_id)
+                        .by(user_id, user.role.as_str())
+                        .field("password_changed", None, json(&true))
+                        .field("sessions_revoked", None, json(&true)),
+                )?;
                 Ok(Some(user))
             })
             .await

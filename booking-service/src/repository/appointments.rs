@@ -26,6 +26,8 @@ use crate::domain::schedule::parse_time_zone;
 use crate::domain::{AppointmentId, ClinicId, DoctorId, SlotId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use crate::service::outbox::OutboxSignal;
+use crate::domain::audit::AuditEntry;
+use super::audit::AuditRecord;
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -419,6 +421,17 @@ fn bind_event(q: Sql, event: &EventEnvelope) -> Result<Sql, RepoError> {
         .bind::<Nullable<Text>, _>(medbook_service_kit::context::request_id()))
 }
 
+/// The change's audit record, as the next five binds: its id (also the row's aggregate
+/// id), action, payload, time and request id.
+fn bind_audit(q: Sql, entry: &AuditEntry, at: DateTime<Utc>) -> Result<Sql, RepoError> {
+    let record = AuditRecord::from_entry(entry.clone(), at);
+    Ok(q.bind::<SqlUuid, _>(record.id)
+        .bind::<Text, _>(record.action.clone())
+        .bind::<Text, _>(record.payload()?)
+        .bind::<Timestamptz, _>(record.occurred_at)
+        .bind::<Nullable<Text>, _>(record.request_id))
+}
+
 /// Reminders as three parallel arrays (offset label, due instant) for `unnest`.
 fn reminder_arrays(reminders: &[DueReminder]) -> (Vec<String>, Vec<DateTime<Utc>>) {
     reminders
@@ -445,8 +458,9 @@ WITH taken AS (
     SELECT gen_random_uuid(), $3, r.label, r.due_at, $10, $9
     FROM unnest($13::text[], $14::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
-VALUES ($15, $3, $16, $17, $18, $19, $20)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
+VALUES ($15, $3, $16, $17, $18, $19, $20, 'kafka'),
+       ($21, $21, 'audit', $22, $23, $24, $25, 'audit')";
 
 fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoError> {
     let a = &b.appointment;
@@ -466,7 +480,7 @@ fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoErro
         .bind::<Nullable<Text>, _>(b.idempotency.as_ref().map(|i| i.request_hash.clone()))
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
-    bind_event(q, &b.event)?
+    bind_audit(bind_event(q, &b.event)?, &b.audit, a.created_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -489,8 +503,9 @@ WITH freed AS (
     SELECT gen_random_uuid(), $8, r.label, r.due_at, $7, $6
     FROM unnest($9::text[], $10::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
-VALUES ($11, $8, $12, $13, $14, $15, $16)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
+VALUES ($11, $8, $12, $13, $14, $15, $16, 'kafka'),
+       ($17, $17, 'audit', $18, $19, $20, $21, 'audit')";
 
 fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -506,7 +521,7 @@ fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(
         .bind::<SqlUuid, _>(a.id)
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
-    bind_event(q, &d.event)?
+    bind_audit(bind_event(q, &d.event)?, &d.audit, a.updated_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -524,8 +539,9 @@ WITH cancelled AS (
 ), dropped AS (
     DELETE FROM appointment_reminders WHERE appointment_id = $6 AND published_at IS NULL
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id)
-VALUES ($9, $6, $10, $11, $12, $13, $14)";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
+VALUES ($9, $6, $10, $11, $12, $13, $14, 'kafka'),
+       ($15, $15, 'audit', $16, $17, $18, $19, 'audit')";
 
 fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -538,7 +554,7 @@ fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoE
         .bind::<SqlUuid, _>(a.id)
         .bind::<Text, _>(d.freed.map_or("", |(_, s)| s.as_str()))
         .bind::<Nullable<SqlUuid>, _>(d.freed.map(|(id, _)| id));
-    bind_event(q, &d.event)?
+    bind_audit(bind_event(q, &d.event)?, &d.audit, a.updated_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)

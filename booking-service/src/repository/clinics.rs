@@ -1,6 +1,8 @@
 //! `ClinicRepository` over the `clinics` table.
 
+use super::audit;
 use super::db::{map_err, Db};
+use crate::domain::audit::AuditEntry;
 use super::schema::{clinics, doctors};
 use super::users::like_pattern;
 use crate::domain::booking::{Clinic, ClinicInput};
@@ -59,6 +61,17 @@ impl From<ClinicInput> for ClinicForm {
     }
 }
 
+/// The clinic's row, locked for the rest of the transaction.
+fn locked(conn: &mut PgConnection, id: ClinicId) -> Result<Option<ClinicRow>, RepoError> {
+    clinics::table
+        .find(id)
+        .select(ClinicRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+        .map_err(map_err)
+}
+
 pub struct PgClinics {
     db: Db,
 }
@@ -69,18 +82,32 @@ impl PgClinics {
     }
 }
 
+/// What the audit log records of a clinic.
+fn audited(c: &ClinicRow) -> serde_json::Value {
+    serde_json::json!({
+        "name": c.name,
+        "city": c.city,
+        "address": c.address,
+        "time_zone": c.time_zone,
+    })
+}
+
 #[async_trait]
 impl ClinicRepository for PgClinics {
     async fn create(&self, id: ClinicId, input: ClinicInput) -> Result<Clinic, RepoError> {
         let form = ClinicForm::from(input);
         self.db
-            .run(move |conn| {
-                diesel::insert_into(clinics::table)
+            .transaction(move |conn| {
+                let row = diesel::insert_into(clinics::table)
                     .values((clinics::id.eq(id), &form))
                     .returning(ClinicRow::as_returning())
                     .get_result(conn)
-                    .map(Clinic::from)
-                    .map_err(map_err)
+                    .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("clinic.created", "clinic", id).created(&audited(&row)),
+                )?;
+                Ok(Clinic::from(row))
             })
             .await
     }
@@ -88,25 +115,39 @@ impl ClinicRepository for PgClinics {
     async fn update(&self, id: ClinicId, input: ClinicInput) -> Result<Option<Clinic>, RepoError> {
         let form = ClinicForm::from(input);
         self.db
-            .run(move |conn| {
-                diesel::update(clinics::table.find(id))
+            .transaction(move |conn| {
+                let Some(before) = locked(conn, id)? else {
+                    return Ok(None);
+                };
+                let row = diesel::update(clinics::table.find(id))
                     .set((&form, clinics::updated_at.eq(Utc::now())))
                     .returning(ClinicRow::as_returning())
                     .get_result(conn)
-                    .optional()
-                    .map(|r| r.map(Clinic::from))
-                    .map_err(map_err)
+                    .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("clinic.updated", "clinic", id)
+                        .diff(&audited(&before), &audited(&row)),
+                )?;
+                Ok(Some(Clinic::from(row)))
             })
             .await
     }
 
     async fn delete(&self, id: ClinicId) -> Result<bool, RepoError> {
         self.db
-            .run(move |conn| {
+            .transaction(move |conn| {
+                let Some(before) = locked(conn, id)? else {
+                    return Ok(false);
+                };
                 diesel::delete(clinics::table.find(id))
                     .execute(conn)
-                    .map(|n| n > 0)
-                    .map_err(map_err)
+                    .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("clinic.deleted", "clinic", id).deleted(&audited(&before)),
+                )?;
+                Ok(true)
             })
             .await
     }

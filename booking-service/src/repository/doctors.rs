@@ -1,6 +1,8 @@
 //! `DoctorRepository`: doctors with their clinic and rating totals, and the search.
 
+use super::audit;
 use super::clinics::ClinicRow;
+use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::{appointments, clinics, doctors};
 use super::users::like_pattern;
@@ -89,6 +91,35 @@ fn load_one(conn: &mut PgConnection, id: Uuid) -> Result<Option<Doctor>, RepoErr
         .transpose()
 }
 
+/// What the audit log records of a doctor (a doctor's name is public, not personal data
+/// of a patient).
+fn audited(d: &Doctor) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.full_name,
+        "specialty": d.specialty,
+        "clinic_id": d.clinic.id,
+        "status": d.status.as_str(),
+        "bio": d.bio,
+        "years_of_experience": d.years_of_experience,
+        "user_id": d.user_id,
+    })
+}
+
+/// The doctor, its row locked for the rest of the transaction.
+fn locked(conn: &mut PgConnection, id: DoctorId) -> Result<Option<Doctor>, RepoError> {
+    let exists: Option<Uuid> = doctors::table
+        .find(id)
+        .select(doctors::id)
+        .for_update()
+        .first(conn)
+        .optional()
+        .map_err(map_err)?;
+    match exists {
+        Some(id) => load_one(conn, id),
+        None => Ok(None),
+    }
+}
+
 pub struct PgDoctors {
     db: Db,
 }
@@ -104,13 +135,18 @@ impl DoctorRepository for PgDoctors {
     async fn create(&self, id: DoctorId, input: DoctorInput) -> Result<Doctor, RepoError> {
         let form = DoctorForm::from(input);
         self.db
-            .run(move |conn| {
+            .transaction(move |conn| {
                 diesel::insert_into(doctors::table)
                     .values((doctors::id.eq(id), &form))
                     .execute(conn)
                     .map_err(map_err)?;
-                load_one(conn, id.into())?
-                    .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("doctor vanished")))
+                let doctor = load_one(conn, id.into())?
+                    .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("doctor vanished")))?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("doctor.created", "doctor", id).created(&audited(&doctor)),
+                )?;
+                Ok(doctor)
             })
             .await
     }
@@ -118,15 +154,22 @@ impl DoctorRepository for PgDoctors {
     async fn update(&self, id: DoctorId, input: DoctorInput) -> Result<Option<Doctor>, RepoError> {
         let form = DoctorForm::from(input);
         self.db
-            .run(move |conn| {
-                let n = diesel::update(doctors::table.find(id))
+            .transaction(move |conn| {
+                let Some(before) = locked(conn, id)? else {
+                    return Ok(None);
+                };
+                diesel::update(doctors::table.find(id))
                     .set((&form, doctors::updated_at.eq(Utc::now())))
                     .execute(conn)
                     .map_err(map_err)?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                load_one(conn, id.into())
+                let after = load_one(conn, id.into())?
+                    .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("doctor vanished")))?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("doctor.updated", "doctor", id)
+                        .diff(&audited(&before), &audited(&after)),
+                )?;
+                Ok(Some(after))
             })
             .await
     }
@@ -134,16 +177,9 @@ impl DoctorRepository for PgDoctors {
     async fn remove(&self, id: DoctorId) -> Result<DoctorRemoval, RepoError> {
         self.db
             .transaction(move |conn| {
-                let exists: Option<Uuid> = doctors::table
-                    .find(id)
-                    .select(doctors::id)
-                    .for_update()
-                    .first(conn)
-                    .optional()
-                    .map_err(map_err)?;
-                if exists.is_none() {
+                let Some(before) = locked(conn, id)? else {
                     return Ok(DoctorRemoval::NotFound);
-                }
+                };
                 let has_history: bool = diesel::select(diesel::dsl::exists(
                     appointments::table.filter(appointments::doctor_id.eq(id)),
                 ))
@@ -157,11 +193,23 @@ impl DoctorRepository for PgDoctors {
                         ))
                         .execute(conn)
                         .map_err(map_err)?;
+                    audit::enqueue(
+                        conn,
+                        AuditEntry::new("doctor.deactivated", "doctor", id).field(
+                            "status",
+                            json(&before.status.as_str()),
+                            json(&DoctorStatus::Inactive.as_str()),
+                        ),
+                    )?;
                     Ok(DoctorRemoval::Deactivated)
                 } else {
                     diesel::delete(doctors::table.find(id))
                         .execute(conn)
                         .map_err(map_err)?;
+                    audit::enqueue(
+                        conn,
+                        AuditEntry::new("doctor.deleted", "doctor", id).deleted(&audited(&before)),
+                    )?;
                     Ok(DoctorRemoval::Deleted)
                 }
             })

@@ -3,7 +3,7 @@
 
 use super::db::{map_err, Db};
 use super::schema::{appointments, clinics, doctors, outbox_events, slots, users};
-use crate::service::outbox::{Backlog, OutboxStore, PendingEvent};
+use crate::service::outbox::{Backlog, OutboxStore, PendingEvent, Sink};
 use crate::service::ports::RepoError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -133,11 +133,12 @@ struct ClaimedRow {
 const CLAIM: &str = "
 WITH next AS (
     SELECT o.seq FROM outbox_events o
-    WHERE o.published_at IS NULL
+    WHERE o.sink = $4 AND o.published_at IS NULL
       AND (o.locked_until IS NULL OR o.locked_until < now())
       AND NOT EXISTS (
           SELECT 1 FROM outbox_events e
-          WHERE e.aggregate_id = o.aggregate_id AND e.published_at IS NULL AND e.seq < o.seq)
+          WHERE e.sink = o.sink AND e.aggregate_id = o.aggregate_id
+            AND e.published_at IS NULL AND e.seq < o.seq)
     ORDER BY o.seq
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -152,15 +153,18 @@ RETURNING u.seq, u.id, u.aggregate_id, u.topic, u.event_type, u.payload, u.creat
 const PRUNE_CHUNK: i64 = 5_000;
 const PRUNE: &str = "
 DELETE FROM outbox_events WHERE seq IN (
-    SELECT seq FROM outbox_events WHERE published_at < $1 ORDER BY published_at LIMIT $2)";
+    SELECT seq FROM outbox_events WHERE sink = $3 AND published_at < $1
+    ORDER BY published_at LIMIT $2)";
 
+/// One sink's view of the outbox table.
 pub struct PgOutbox {
     db: Db,
+    sink: Sink,
 }
 
 impl PgOutbox {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, sink: Sink) -> Self {
+        Self { db, sink }
     }
 }
 
@@ -175,12 +179,14 @@ impl OutboxStore for PgOutbox {
         let lease = diesel::pg::data_types::PgInterval::from_microseconds(
             i64::try_from(lease.as_micros()).unwrap_or(i64::MAX),
         );
+        let sink = self.sink.as_str();
         self.db
             .run(move |conn| {
                 let mut rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM)
                     .bind::<BigInt, _>(limit)
                     .bind::<SqlUuid, _>(owner)
                     .bind::<Interval, _>(lease)
+                    .bind::<diesel::sql_types::Text, _>(sink)
                     .load(conn)
                     .map_err(map_err)?;
                 rows.sort_by_key(|r| r.seq);
@@ -248,9 +254,11 @@ impl OutboxStore for PgOutbox {
     }
 
     async fn backlog(&self) -> Result<Backlog, RepoError> {
+        let sink = self.sink.as_str();
         self.db
-            .run(|conn| {
+            .run(move |conn| {
                 let (pending, oldest): (i64, Option<DateTime<Utc>>) = outbox_events::table
+                    .filter(outbox_events::sink.eq(sink))
                     .filter(outbox_events::published_at.is_null())
                     .select((
                         diesel::dsl::count_star(),
@@ -264,6 +272,7 @@ impl OutboxStore for PgOutbox {
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, RepoError> {
+        let sink = self.sink.as_str();
         self.db
             .run(move |conn| {
                 let mut total = 0u64;
@@ -271,6 +280,7 @@ impl OutboxStore for PgOutbox {
                     let n = diesel::sql_query(PRUNE)
                         .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
                         .bind::<BigInt, _>(PRUNE_CHUNK)
+                        .bind::<diesel::sql_types::Text, _>(sink)
                         .execute(conn)
                         .map_err(map_err)?;
                     total += n as u64;

@@ -2,6 +2,8 @@
 //! row locked (`FOR UPDATE`), so of two concurrent refreshes with the same token the
 //! second waits, sees the token rotated and revokes the family.
 
+use super::audit;
+use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::refresh_tokens;
 use crate::domain::UserId;
@@ -65,12 +67,17 @@ impl RefreshTokenRepository for PgRefreshTokens {
             expires_at: t.expires_at,
         };
         self.db
-            .run(move |conn| {
+            .transaction(move |conn| {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
                     .execute(conn)
-                    .map(|_| ())
-                    .map_err(map_err)
+                    .map_err(map_err)?;
+                // A session starts only at a login (the caller's context names the user).
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("login.succeeded", "user", row.user_id)
+                        .field("session", None, json(&row.family_id)),
+                )
             })
             .await
     }
@@ -98,6 +105,13 @@ impl RefreshTokenRepository for PgRefreshTokens {
                     }
                     if row.rotated_at.is_some() {
                         revoke_family(conn, row.family_id, now)?;
+                        audit::enqueue(
+                            conn,
+                            AuditEntry::new("refresh_token.reuse_detected", "user", row.user_id)
+                                .field("session", None, json(&row.family_id))
+                                .field("session_revoked", None, json(&true)),
+                        )
+                        .map_err(to_diesel)?;
                         return Ok(RotateOutcome::ReuseDetected);
                     }
                     if row.expires_at <= now {
@@ -115,6 +129,12 @@ impl RefreshTokenRepository for PgRefreshTokens {
                             expires_at: replacement.expires_at,
                         })
                         .execute(conn)?;
+                    audit::enqueue(
+                        conn,
+                        AuditEntry::new("session.refreshed", "user", row.user_id)
+                            .field("session", None, json(&row.family_id)),
+                    )
+                    .map_err(to_diesel)?;
                     Ok(RotateOutcome::Rotated {
                         user_id: UserId(row.user_id),
                     })
@@ -132,13 +152,27 @@ impl RefreshTokenRepository for PgRefreshTokens {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
-                    let family: Option<Uuid> = refresh_tokens::table
+                    let family: Option<(Uuid, Uuid)> = refresh_tokens::table
                         .filter(refresh_tokens::token_hash.eq(&token_hash))
-                        .select(refresh_tokens::family_id)
+                        .select((refresh_tokens::family_id, refresh_tokens::user_id))
                         .first(conn)
                         .optional()?;
                     match family {
-                        Some(f) => revoke_family(conn, f, now).map(|_| true),
+                        Some((f, user_id)) => {
+                            revoke_family(conn, f, now)?;
+                            let role: String = super::schema::users::table
+                                .find(user_id)
+                                .select(super::schema::users::role)
+                                .first(conn)?;
+                            audit::enqueue(
+                                conn,
+                                AuditEntry::new("logout", "user", user_id)
+                                    .by(user_id, &role)
+                                    .field("session", None, json(&f)),
+                            )
+                            .map_err(to_diesel)?;
+                            Ok(true)
+                        }
                         None => Ok(false),
                     }
                 })
@@ -157,6 +191,22 @@ impl RefreshTokenRepository for PgRefreshTokens {
             .await
     }
 }
+
+/// Carries a repository error out of a Diesel transaction closure (rolled back).
+fn to_diesel(e: RepoError) -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(Box::new(RepoFailure(e.to_string())))
+}
+
+#[derive(Debug)]
+struct RepoFailure(String);
+
+impl std::fmt::Display for RepoFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RepoFailure {}
 
 /// Revokes every live refresh token of `user_id`, inside the caller's transaction if
 /// it has one (a password reset does it with the password change).

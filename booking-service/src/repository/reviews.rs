@@ -1,5 +1,7 @@
 //! `ReviewRepository`: a review and the doctor's rating totals change together.
 
+use super::audit;
+use crate::domain::audit::AuditEntry;
 use super::db::{map_err, Db};
 use super::schema::{appointments, doctors, reviews, slots, users};
 use crate::domain::booking::{AppointmentStatus, Review};
@@ -105,6 +107,16 @@ impl ReviewRepository for PgReviews {
                     .select(review_columns!())
                     .first::<ReviewTuple>(conn)
                     .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("review.created", "review", cmd.review_id).created(
+                        &serde_json::json!({
+                            "doctor_id": cmd.doctor_id,
+                            "appointment_id": cmd.appointment_id,
+                            "rating": cmd.rating.get(),
+                        }),
+                    ),
+                )?;
                 Ok(Ok(to_review(review)))
             })
             .await;

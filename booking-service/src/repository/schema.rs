@@ -169,6 +169,7 @@ diesel::table! {
         locked_by -> Nullable<Uuid>,
         locked_until -> Nullable<Timestamptz>,
         request_id -> Nullable<Text>,
+        sink -> Text,
     }
 }
 

@@ -2,6 +2,8 @@
 //! slots apart; bulk generation inserts with `ON CONFLICT DO NOTHING`, so re-running a
 //! template skips what exists.
 
+use super::audit;
+use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::{appointments, slots};
 use crate::domain::booking::{Slot, SlotStatus};
@@ -50,6 +52,16 @@ struct NewSlotRow {
     status: &'static str,
 }
 
+/// What the audit log records of a slot.
+fn audited(s: &Slot) -> serde_json::Value {
+    serde_json::json!({
+        "doctor_id": s.doctor_id,
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "status": s.status.as_str(),
+    })
+}
+
 pub struct PgSlots {
     db: Db,
 }
@@ -89,13 +101,18 @@ impl SlotRepository for PgSlots {
             status: SlotStatus::Available.as_str(),
         };
         self.db
-            .run(move |conn| {
-                diesel::insert_into(slots::table)
+            .transaction(move |conn| {
+                let slot = diesel::insert_into(slots::table)
                     .values(&row)
                     .returning(SlotRow::as_returning())
                     .get_result(conn)
                     .map_err(map_err)
-                    .and_then(Slot::try_from)
+                    .and_then(Slot::try_from)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("slot.created", "slot", slot.id).created(&audited(&slot)),
+                )?;
+                Ok(slot)
             })
             .await
     }
@@ -116,20 +133,29 @@ impl SlotRepository for PgSlots {
                 status: SlotStatus::Available.as_str(),
             })
             .collect();
+        let (first, last) = (
+            rows.first().map(|r| r.starts_at),
+            rows.last().map(|r| r.ends_at),
+        );
         self.db
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    let mut created = 0u64;
-                    for chunk in rows.chunks(2000) {
-                        created += diesel::insert_into(slots::table)
-                            .values(chunk)
-                            .on_conflict_do_nothing()
-                            .execute(conn)? as u64;
-                    }
-                    Ok(created)
-                })
-                .map_err(map_err)
-                .map(|created| GenerationReport {
+            .transaction(move |conn| {
+                let mut created = 0u64;
+                for chunk in rows.chunks(2000) {
+                    created += diesel::insert_into(slots::table)
+                        .values(chunk)
+                        .on_conflict_do_nothing()
+                        .execute(conn)
+                        .map_err(map_err)? as u64;
+                }
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("slots.generated", "doctor", doctor_id)
+                        .field("slots_created", None, json(&created))
+                        .field("slots_skipped", None, json(&(total - created)))
+                        .field("from", None, json(&first))
+                        .field("to", None, json(&last)),
+                )?;
+                Ok(GenerationReport {
                     created,
                     skipped: total - created,
                 })
@@ -156,6 +182,15 @@ impl SlotRepository for PgSlots {
                     .returning(SlotRow::as_returning())
                     .get_result(conn)
                     .map_err(map_err)?;
+                let action = if blocked { "slot.blocked" } else { "slot.unblocked" };
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new(action, "slot", id).field(
+                        "status",
+                        json(&slot.status.as_str()),
+                        json(&status.as_str()),
+                    ),
+                )?;
                 Ok(SlotChange::Done(Some(Slot::try_from(updated)?)))
             })
             .await
@@ -178,6 +213,10 @@ impl SlotRepository for PgSlots {
                 diesel::delete(slots::table.find(id))
                     .execute(conn)
                     .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("slot.deleted", "slot", id).deleted(&audited(&slot)),
+                )?;
                 Ok(SlotChange::Done(None))
             })
             .await

@@ -1,5 +1,7 @@
 //! `UserRepository` over the `users` table.
 
+use super::audit;
+use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::users;
 use crate::domain::{Email, Gender, NewUser, Role, User, UserId};
@@ -110,6 +112,21 @@ pub(crate) fn like_pattern(s: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// What the audit log records of a user: its role and shape, the personal fields only
+/// as "changed" (see `domain::audit`).
+fn audited(u: &User) -> serde_json::Value {
+    serde_json::json!({
+        "role": u.role.as_str(),
+        "email": u.email,
+        "full_name": u.full_name,
+        "birth_date": u.birth_date,
+        "gender": u.gender.map(Gender::as_str),
+        "phone": u.phone,
+        "email_verified": u.email_verified(),
+        "pending_email": u.pending_email,
+    })
+}
+
 pub struct PgUsers {
     db: Db,
 }
@@ -125,13 +142,23 @@ impl UserRepository for PgUsers {
     async fn insert(&self, user: NewUser) -> Result<User, RepoError> {
         let row = NewUserRow::from(user);
         self.db
-            .run(move |conn| {
-                diesel::insert_into(users::table)
+            .transaction(move |conn| {
+                let user = diesel::insert_into(users::table)
                     .values(&row)
                     .returning(UserRow::as_returning())
                     .get_result(conn)
                     .map_err(map_err)
-                    .and_then(User::try_from)
+                    .and_then(User::try_from)?;
+                let action = match user.role {
+                    Role::Patient => "patient.created",
+                    Role::Admin => "admin.created",
+                    Role::Doctor => "doctor_account.created",
+                };
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new(action, "user", user.id).created(&audited(&user)),
+                )?;
+                Ok(user)
             })
             .await
     }
@@ -139,21 +166,27 @@ impl UserRepository for PgUsers {
     async fn insert_all(&self, new_users: Vec<NewUser>) -> Result<Vec<User>, RepoError> {
         let rows: Vec<NewUserRow> = new_users.into_iter().map(NewUserRow::from).collect();
         self.db
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    let mut out = Vec::with_capacity(rows.len());
-                    // Chunks keep each statement well under PostgreSQL's bind limit.
-                    for chunk in rows.chunks(1000) {
-                        let inserted = diesel::insert_into(users::table)
-                            .values(chunk)
-                            .returning(UserRow::as_returning())
-                            .get_results(conn)?;
-                        out.extend(inserted);
-                    }
-                    Ok(out)
-                })
-                .map_err(map_err)
-                .and_then(rows_to_users)
+            .transaction(move |conn| {
+                let mut out = Vec::with_capacity(rows.len());
+                // Chunks keep each statement well under PostgreSQL's bind limit.
+                for chunk in rows.chunks(1000) {
+                    let inserted = diesel::insert_into(users::table)
+                        .values(chunk)
+                        .returning(UserRow::as_returning())
+                        .get_results(conn)
+                        .map_err(map_err)?;
+                    out.extend(inserted);
+                }
+                let users = rows_to_users(out)?;
+                // One record for the import: its size and the ids it created.
+                let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("patients.imported", "import", uuid::Uuid::new_v4())
+                        .field("count", None, json(&ids.len()))
+                        .field("user_ids", None, json(&ids)),
+                )?;
+                Ok(users)
             })
             .await
     }
@@ -220,30 +253,61 @@ impl UserRepository for PgUsers {
             updated_at: Utc::now(),
         };
         self.db
-            .run(move |conn| {
-                diesel::update(users::table.find(id.0))
-                    .set(&changes)
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
+            .transaction(move |conn| {
+                let Some(before) = users::table
+                    .find(id.0)
+                    .select(UserRow::as_select())
+                    .for_update()
+                    .first(conn)
                     .optional()
                     .map_err(map_err)?
                     .map(User::try_from)
-                    .transpose()
+                    .transpose()?
+                else {
+                    return Ok(None);
+                };
+                let after = diesel::update(users::table.find(id.0))
+                    .set(&changes)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .map_err(map_err)
+                    .and_then(User::try_from)?;
+                let password_changed = changes.password_hash.is_some();
+                let entry = if password_changed {
+                    AuditEntry::new("password.changed", "user", id)
+                } else {
+                    AuditEntry::new("user.updated", "user", id)
+                };
+                audit::enqueue(
+                    conn,
+                    entry
+                        .diff(&audited(&before), &audited(&after))
+                        .field("password_changed", None, password_changed.then(|| json(&true)).flatten()),
+                )?;
+                Ok(Some(after))
             })
             .await
     }
 
     async fn delete(&self, id: UserId, role: Role) -> Result<bool, RepoError> {
         self.db
-            .run(move |conn| {
-                diesel::delete(
+            .transaction(move |conn| {
+                let deleted = diesel::delete(
                     users::table
                         .filter(users::id.eq(id.0))
                         .filter(users::role.eq(role.as_str())),
                 )
                 .execute(conn)
-                .map(|n| n > 0)
-                .map_err(map_err)
+                .map_err(map_err)?
+                    > 0;
+                if deleted {
+                    audit::enqueue(
+                        conn,
+                        AuditEntry::new("user.deleted", "user", id)
+                            .field("role", json(&role.as_str()), None),
+                    )?;
+                }
+                Ok(deleted)
             })
             .await
     }

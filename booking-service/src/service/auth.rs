@@ -19,6 +19,9 @@ use crate::domain::{
     ValidationErrors,
 };
 use chrono::{DateTime, Utc};
+use crate::domain::audit::AuditEntry;
+use medbook_service_kit::context::{self, Actor};
+use super::ports::AuditLog;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,6 +63,7 @@ pub struct AuthService {
     dummy_hash: String,
     limits: LoginLimits,
     revoked: Arc<dyn RevokedTokens>,
+    audit: Arc<dyn AuditLog>,
 }
 
 impl AuthService {
@@ -74,8 +78,10 @@ impl AuthService {
         dummy_hash: String,
         limits: LoginLimits,
         revoked: Arc<dyn RevokedTokens>,
+        audit: Arc<dyn AuditLog>,
     ) -> Self {
         Self {
+            audit,
             users,
             tokens,
             throttle,
@@ -164,9 +170,20 @@ impl AuthService {
         match (verified, candidate) {
             (true, Some(user)) => {
                 self.throttle.clear(account_key).await?;
-                self.issue_pair(&user, now).await
+                // The session is audited as the user who opened it.
+                let actor = Actor::User {
+                    id: user.id.to_string(),
+                    role: user.role.as_str().to_owned(),
+                };
+                context::with_actor(actor, self.issue_pair(&user, now)).await
             }
-            _ => {
+            (_, candidate) => {
+                // Ids only: an unknown address is not recorded at all.
+                let entry = match &candidate {
+                    Some(u) => AuditEntry::new("login.failed", "user", u.id),
+                    None => AuditEntry::new("login.failed", "login", "unknown-account"),
+                };
+                self.audit.record(entry).await?;
                 self.throttle
                     .record_failure(account_key, self.limits.per_account, now)
                     .await?;

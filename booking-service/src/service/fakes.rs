@@ -34,6 +34,19 @@ pub struct Fakes {
     pub clock: Arc<FakeClock>,
     pub accounts: Arc<FakeAccounts>,
     pub revoked: Arc<crate::cache::memory::MemoryRevokedTokens>,
+    pub audit: Arc<FakeAuditLog>,
+}
+
+/// Keeps what it is told, for the unit tests to read.
+#[derive(Default)]
+pub struct FakeAuditLog(pub Mutex<Vec<crate::domain::audit::AuditEntry>>);
+
+#[async_trait]
+impl crate::service::ports::AuditLog for FakeAuditLog {
+    async fn record(&self, entry: crate::domain::audit::AuditEntry) -> Result<(), RepoError> {
+        self.0.lock().unwrap().push(entry);
+        Ok(())
+    }
 }
 
 impl Fakes {
@@ -55,6 +68,7 @@ impl Fakes {
             issuer: Arc::new(FakeIssuer),
             clock,
             revoked: Arc::default(),
+            audit: Arc::default(),
         }
     }
 
@@ -145,6 +159,7 @@ impl Fakes {
                 },
             },
             self.revoked.clone(),
+            self.audit.clone(),
         )
     }
 

@@ -70,23 +70,57 @@ pub trait EventPublisher: Send + Sync {
     async fn check(&self) -> Result<(), String>;
 }
 
-/// Wakes the relay when a transaction has written events, so it need not wait for its
-/// next poll.
+/// Where an outbox row goes: the outbox has one table and two sinks, each shipped by
+/// its own relay of the same design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sink {
+    /// Domain events, to Kafka.
+    Kafka,
+    /// Audit records, to the audit-service over gRPC.
+    Audit,
+}
+
+impl Sink {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sink::Kafka => "kafka",
+            Sink::Audit => "audit",
+        }
+    }
+
+    /// The prefix of the relay's metric names.
+    fn metric_prefix(self) -> &'static str {
+        match self {
+            Sink::Kafka => "outbox",
+            Sink::Audit => "audit_outbox",
+        }
+    }
+}
+
+/// Wakes the relays when a transaction has written rows, so they need not wait for
+/// their next poll.
 #[derive(Debug, Clone, Default)]
-pub struct OutboxSignal(Arc<Notify>);
+pub struct OutboxSignal(Arc<[Notify; 2]>);
 
 impl OutboxSignal {
     pub fn notify(&self) {
-        self.0.notify_one();
+        for n in self.0.iter() {
+            n.notify_one();
+        }
     }
 
-    async fn notified(&self) {
-        self.0.notified().await
+    async fn notified(&self, sink: Sink) {
+        let [kafka, audit] = &*self.0;
+        match sink {
+            Sink::Kafka => kafka.notified().await,
+            Sink::Audit => audit.notified().await,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
+    pub sink: Sink,
     pub batch_size: i64,
     /// How long a claim keeps other replicas away; longer than a publication can take.
     pub lease: Duration,
@@ -111,21 +145,27 @@ pub struct RelayMetrics {
 }
 
 impl RelayMetrics {
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+    /// The relay of `sink`'s gauges and counters (`outbox_*` for Kafka,
+    /// `audit_outbox_*` for the audit sink).
+    pub fn new(registry: &Registry, sink: Sink) -> prometheus::Result<Self> {
+        let p = sink.metric_prefix();
         let m = Self {
-            backlog: IntGauge::new("outbox_backlog", "Events written but not yet published")?,
+            backlog: IntGauge::new(format!("{p}_backlog"), "Rows written but not yet shipped")?,
             oldest_age: Gauge::new(
-                "outbox_oldest_pending_age_seconds",
-                "Age of the oldest unpublished event (0 when none)",
+                format!("{p}_oldest_pending_age_seconds"),
+                "Age of the oldest unshipped row (0 when none)",
             )?,
-            published: IntCounter::new("outbox_published_total", "Events the broker confirmed")?,
+            published: IntCounter::new(
+                format!("{p}_published_total"),
+                "Rows the sink confirmed",
+            )?,
             failures: IntCounter::new(
-                "outbox_publish_failures_total",
-                "Event publications that failed and will be retried",
+                format!("{p}_publish_failures_total"),
+                "Row shipments that failed and will be retried",
             )?,
             pruned: IntCounter::new(
-                "outbox_pruned_total",
-                "Published events deleted after the retention period",
+                format!("{p}_pruned_total"),
+                "Shipped rows deleted after the retention period",
             )?,
         };
         registry.register(Box::new(m.backlog.clone()))?;
@@ -180,7 +220,7 @@ impl OutboxRelay {
     }
 
     /// Claims one batch, publishes it, and records the outcome.
-    #[tracing::instrument(skip_all, fields(relay = %self.id))]
+    #[tracing::instrument(skip_all, fields(relay = %self.id, sink = self.config.sink.as_str()))]
     pub async fn round(&self) -> Round {
         let batch = match self
             .store
@@ -264,7 +304,7 @@ impl OutboxRelay {
     /// Runs until `stop` turns true: publication rounds, and beside them the backlog
     /// gauges and pruning on their own intervals. Returns after the round in progress.
     pub async fn run(self, stop: watch::Receiver<bool>) {
-        tracing::info!(relay = %self.id, "outbox relay started");
+        tracing::info!(relay = %self.id, sink = self.config.sink.as_str(), "outbox relay started");
         tokio::join!(
             self.publish_until(stop.clone()),
             every(self.config.stats_interval, stop.clone(), || self
@@ -295,7 +335,7 @@ impl OutboxRelay {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 // New events: go at once, unless the broker is being waited for.
-                _ = self.signal.notified(), if !waiting_for_broker => {}
+                _ = self.signal.notified(self.config.sink), if !waiting_for_broker => {}
                 _ = stop.changed() => {}
             }
         }
@@ -466,6 +506,7 @@ mod tests {
             Arc::new(SystemClock),
             OutboxSignal::default(),
             RelayConfig {
+                sink: Sink::Kafka,
                 batch_size: batch,
                 lease: Duration::from_secs(30),
                 poll_interval: Duration::from_millis(10),
@@ -475,7 +516,7 @@ mod tests {
                 prune_interval: Duration::from_secs(3600),
                 stats_interval: Duration::from_secs(3600),
             },
-            RelayMetrics::new(&Registry::new()).unwrap(),
+            RelayMetrics::new(&Registry::new(), Sink::Kafka).unwrap(),
         )
     }
 

@@ -197,6 +197,13 @@ pub trait TokenIssuer: Send + Sync {
     fn access_ttl(&self) -> Duration;
 }
 
+/// Audit records of events that change nothing else (a failed login): written on their
+/// own. Changes write theirs in their own transaction, in the repositories.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn record(&self, entry: crate::domain::audit::AuditEntry) -> Result<(), RepoError>;
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

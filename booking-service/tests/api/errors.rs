@@ -89,8 +89,12 @@ async fn a_panicking_handler_becomes_a_json_500_and_the_server_keeps_serving() {
     let db = test_db();
     let settings = test_settings(&db);
     let services = Services::build(&settings).await.unwrap();
-    let (publisher, _) = services.outbox(&settings).unwrap();
-    let state = actix_web::web::Data::new(services.into_state(&settings, publisher));
+    let shipping = services.outbox(&settings).unwrap();
+    let state = actix_web::web::Data::new(services.into_state(
+        &settings,
+        shipping.publisher,
+        shipping.audit,
+    ));
     let doc = actix_web::web::Data::new(http::openapi::OpenApiDoc(http::openapi_document()));
     let config = HttpAppConfig {
         request_timeout: Duration::from_secs(5),

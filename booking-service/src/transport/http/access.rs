@@ -19,6 +19,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use medbook_service_kit::context::{self, Actor};
 
 /// What a route admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,12 +131,17 @@ pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    let mut actor = None;
     if let Some(Access::Roles(roles)) = rule_of(req.request()) {
         let refused = match authenticate(req.request().clone()).await {
             Ok(caller) if roles.contains(&caller.role) => {
                 let span = tracing::Span::current();
                 span.record("user_id", tracing::field::display(caller.id));
                 span.record("role", caller.role.as_str());
+                actor = Some(Actor::User {
+                    id: caller.id.to_string(),
+                    role: caller.role.as_str().to_owned(),
+                });
                 req.extensions_mut().insert(caller);
                 None
             }
@@ -146,9 +152,16 @@ pub async fn authorize(
             return Ok(req.error_response(e));
         }
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
+    let handled = async move {
+        next.call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body)
+    };
+    // The caller is who every change below is audited as.
+    match actor {
+        Some(actor) => context::with_actor(actor, handled).await,
+        None => handled.await,
+    }
 }
 
 #[cfg(test)]

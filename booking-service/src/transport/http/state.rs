@@ -31,6 +31,8 @@ pub struct AppState {
     pub db: Db,
     /// Asked by `/ready` whether the broker answers.
     pub publisher: Arc<dyn EventPublisher>,
+    /// The audit-service, read by `GET /api/v1/audit`.
+    pub audit: crate::audit_client::AuditClient,
     pub metrics: Arc<Metrics>,
     pub trust_forwarded_for: bool,
 }
