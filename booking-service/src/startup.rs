@@ -21,6 +21,7 @@ use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
 use crate::service::reminders::{ReminderMetrics, ReminderScheduler};
 use crate::service::reviews::ReviewService;
+use crate::service::schedule::{DaySchedule, ScheduleFeed};
 use crate::service::slots::SlotService;
 use crate::settings::{CacheBackend, RevocationFailure, Settings};
 use crate::transport::http::{self, metrics::Metrics, state::AppState, HttpAppConfig};
@@ -43,6 +44,7 @@ pub struct Services {
     pub slots: Arc<SlotService>,
     pub appointments: Arc<AppointmentService>,
     pub reviews: Arc<ReviewService>,
+    pub schedule: Arc<DaySchedule>,
     pub revoked: Arc<dyn RevokedTokens>,
     pub issuer: Arc<dyn TokenIssuer>,
     pub clock: Arc<dyn Clock>,
@@ -105,6 +107,7 @@ impl Services {
             lockout: Duration::from_secs(login.lockout_secs),
         };
         let outbox_signal = OutboxSignal::default();
+        let feed = ScheduleFeed::new(settings.grpc.watcher_buffer.max(1) * 16);
         let accounts = Arc::new(AccountService::new(
             users.clone(),
             Arc::new(PgAccounts::new(db.clone(), outbox_signal.clone())),
@@ -161,11 +164,18 @@ impl Services {
                 clock.clone(),
                 settings.booking_policy(),
             )
-            .with_reminders(settings.reminder_plan()),
+            .with_reminders(settings.reminder_plan())
+            .with_feed(feed.clone()),
         );
         let reviews = Arc::new(ReviewService::new(
             Arc::new(PgReviews::new(db.clone())),
             cache,
+            clock.clone(),
+        ));
+        let schedule = Arc::new(DaySchedule::new(
+            catalog.clone(),
+            appointments.clone(),
+            feed,
             clock.clone(),
         ));
         Ok(Self {
@@ -178,6 +188,7 @@ impl Services {
             slots,
             appointments,
             reviews,
+            schedule,
             revoked,
             issuer,
             clock,
@@ -266,6 +277,7 @@ impl Services {
             slots: self.slots,
             appointments: self.appointments,
             reviews: self.reviews,
+            schedule: self.schedule,
             revoked: self.revoked,
             deny_when_revocation_unknown: settings.auth.revocation_check_failure
                 == RevocationFailure::Deny,

@@ -220,6 +220,23 @@ impl DoctorRepository for PgDoctors {
         self.db.run(move |conn| load_one(conn, id.into())).await
     }
 
+    async fn by_user(&self, user_id: UserId) -> Result<Option<Doctor>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let id: Option<Uuid> = doctors::table
+                    .filter(doctors::user_id.eq(user_id.0))
+                    .select(doctors::id)
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?;
+                match id {
+                    Some(id) => load_one(conn, id),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
     async fn search(&self, q: DoctorQuery, now: DateTime<Utc>) -> Result<Page<Doctor>, RepoError> {
         self.db
             .run(move |conn| {

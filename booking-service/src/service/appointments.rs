@@ -5,6 +5,7 @@
 
 use super::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use super::ports::{Clock, Page, PageRequest};
+use super::schedule::{AppointmentChange, ChangeKind, ScheduleFeed};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
 use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
@@ -97,6 +98,7 @@ pub struct AppointmentService {
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
     reminders: ReminderPlan,
+    feed: ScheduleFeed,
 }
 
 impl AppointmentService {
@@ -110,7 +112,21 @@ impl AppointmentService {
             clock,
             policy,
             reminders: ReminderPlan::default(),
+            feed: ScheduleFeed::default(),
         }
+    }
+
+    /// Publishes every committed change to `feed` (the day watchers).
+    pub fn with_feed(mut self, feed: ScheduleFeed) -> Self {
+        self.feed = feed;
+        self
+    }
+
+    fn committed(&self, kind: ChangeKind, appointment: &Appointment) {
+        self.feed.publish(AppointmentChange {
+            kind,
+            appointment: appointment.clone(),
+        });
     }
 
     /// Schedules these reminders with every booking and reschedule.
@@ -143,7 +159,11 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        self.appointments.book(req).await?.map_err(rejection)
+        let booked = self.appointments.book(req).await?.map_err(rejection)?;
+        if !booked.replayed {
+            self.committed(ChangeKind::Booked, &booked.appointment);
+        }
+        Ok(booked)
     }
 
     #[tracing::instrument(skip_all, fields(appointment_id = %id))]
@@ -159,7 +179,9 @@ impl AppointmentService {
             reason,
             now: self.clock.now(),
         };
-        self.appointments.cancel(req).await?.map_err(rejection)
+        let cancelled = self.appointments.cancel(req).await?.map_err(rejection)?;
+        self.committed(ChangeKind::Cancelled, &cancelled);
+        Ok(cancelled)
     }
 
     #[tracing::instrument(skip_all, fields(appointment_id = %id))]
@@ -177,7 +199,9 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        self.appointments.reschedule(req).await?.map_err(rejection)
+        let moved = self.appointments.reschedule(req).await?.map_err(rejection)?;
+        self.committed(ChangeKind::Rescheduled, &moved);
+        Ok(moved)
     }
 
     /// An appointment; a patient asking for someone else's gets "not found".

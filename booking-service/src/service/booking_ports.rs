@@ -64,6 +64,8 @@ pub trait DoctorRepository: Send + Sync {
     async fn update(&self, id: DoctorId, input: DoctorInput) -> Result<Option<Doctor>, RepoError>;
     async fn remove(&self, id: DoctorId) -> Result<DoctorRemoval, RepoError>;
     async fn get(&self, id: DoctorId) -> Result<Option<Doctor>, RepoError>;
+    /// The doctor a user account is linked to.
+    async fn by_user(&self, user_id: UserId) -> Result<Option<Doctor>, RepoError>;
     /// `now` decides which slots count as future for `available_on`.
     async fn search(
         &self,

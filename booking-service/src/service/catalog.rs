@@ -7,7 +7,7 @@ use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::cache::{get_or_load, Cache};
 use crate::domain::booking::{Clinic, ClinicInput, Doctor, DoctorInput};
-use crate::domain::{ClinicId, DoctorId};
+use crate::domain::{ClinicId, DoctorId, UserId};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -120,6 +120,11 @@ impl CatalogService {
             DoctorRemoval::NotFound => Err(ServiceError::NotFound("doctor")),
             other => Ok(other),
         }
+    }
+
+    /// The doctor linked to a user account, if any.
+    pub async fn doctor_of_user(&self, user_id: UserId) -> Result<Option<Doctor>, ServiceError> {
+        Ok(self.doctors.by_user(user_id).await?)
     }
 
     /// One doctor with clinic and rating summary, through the cache.

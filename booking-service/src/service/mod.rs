@@ -13,6 +13,7 @@ pub mod patients;
 pub mod ports;
 pub mod reminders;
 pub mod reviews;
+pub mod schedule;
 pub mod slots;
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ async fn book_reschedule_cancel_publish_one_complete_event_each() {
     medbook_test_support::eventually("the outbox to drain", Duration::from_secs(10), || async {
         (count(
             &app,
-            "SELECT count(*) AS n FROM outbox_events WHERE published_at IS NULL",
+            "SELECT count(*) AS n FROM outbox_events WHERE sink = 'kafka' AND published_at IS NULL",
         ) == 0)
             .then_some(())
     })
@@ -257,7 +257,7 @@ async fn bookings_succeed_while_the_broker_is_down_and_their_events_follow() {
     medbook_test_support::eventually("the outbox to drain", Duration::from_secs(20), || async {
         (count(
             &app,
-            "SELECT count(*) AS n FROM outbox_events WHERE published_at IS NULL",
+            "SELECT count(*) AS n FROM outbox_events WHERE sink = 'kafka' AND published_at IS NULL",
         ) == 0)
             .then_some(())
     })
@@ -320,7 +320,7 @@ async fn published_events_are_pruned_after_the_retention_period() {
     medbook_test_support::eventually(
         "the published row to be pruned",
         Duration::from_secs(10),
-        || async { (count(&app, "SELECT count(*) AS n FROM outbox_events") == 0).then_some(()) },
+        || async { (count(&app, "SELECT count(*) AS n FROM outbox_events WHERE sink = 'kafka'") == 0).then_some(()) },
     )
     .await;
     assert!(metric(&app, "outbox_pruned_total").await >= 1.0);

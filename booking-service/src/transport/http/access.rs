@@ -34,6 +34,7 @@ const ANY_USER: Access = Access::Roles(&[Role::Patient, Role::Admin, Role::Docto
 const PATIENT: Access = Access::Roles(&[Role::Patient]);
 const PATIENT_OR_ADMIN: Access = Access::Roles(&[Role::Patient, Role::Admin]);
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const DOCTOR: Access = Access::Roles(&[Role::Doctor]);
 use Access::Public;
 
 /// Every route of the public listener: method, route pattern, access.
@@ -85,6 +86,8 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/account/verify-email", Public),
     ("GET", "/account/reset-password", Public),
     ("POST", "/account/reset-password", Public),
+    ("GET", "/api/v1/audit", ADMIN),
+    ("GET", "/api/v1/doctor/appointments", DOCTOR),
 ];
 
 /// The rule of a route, if it is one of ours.

@@ -58,6 +58,11 @@ role_guard!(
 );
 
 role_guard!(
+    /// A logged-in doctor (a user with role `doctor`); anyone else gets 403.
+    DoctorCaller(UserId)
+);
+
+role_guard!(
     /// A patient (acting on their own appointments) or an admin (on any); a doctor gets
     /// 403.
     ActorCaller(Actor)
@@ -69,43 +74,32 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing"))
 }
 
-/// Verifies the bearer token (signature, algorithm, issuer, audience, expiry, type).
-fn verify(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("malformed authorization header"))?;
-    let token = value
+/// The bearer token of an `Authorization` value.
+pub(crate) fn bearer(value: Option<&str>) -> Result<&str, ApiError> {
+    let value = value.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("authorization must be a bearer token"))?;
+        .ok_or_else(|| ApiError::unauthorized("authorization must be a bearer token"))
+}
+
+/// A verified token that has not been logged out. When the revocation store (Redis)
+/// cannot be asked, `auth.revocation_check_failure` decides: `allow` (default, counted
+/// in `auth_revocation_check_failures_total`) or `deny` (503). Used by HTTP and gRPC.
+pub(crate) async fn check_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state
         .issuer
         .verify_access(token)
         .map_err(ApiError::unauthorized)?;
-    Ok(Caller {
+    let caller = Caller {
         id: claims.user_id,
         role: claims.role,
         token_id: claims.token_id,
         issued_at: claims.issued_at,
         expires_at: claims.expires_at,
-    })
-}
-
-/// A verified token that has not been logged out. When the revocation store (Redis)
-/// cannot be asked, `auth.revocation_check_failure` decides: `allow` (default, counted
-/// in `auth_revocation_check_failures_total`) or `deny` (503). The `access` middleware
-/// authenticates protected routes first and leaves the caller in the extensions.
-pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
-    if let Some(caller) = req.extensions().get::<Caller>() {
-        return Ok(caller.clone());
-    }
-    let state = state(&req)?;
-    let caller = verify(&req, &state)?;
+    };
     match state
         .revoked
         .is_revoked(caller.token_id, caller.id.0, caller.issued_at)
@@ -132,6 +126,25 @@ pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
             }
         }
     }
+}
+
+/// The request's caller (the `access` middleware authenticates protected routes first
+/// and leaves the caller in the extensions).
+pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
+    if let Some(caller) = req.extensions().get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let state = state(&req)?;
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::unauthorized("malformed authorization header"))
+        })
+        .transpose()?;
+    let token = bearer(value)?;
+    check_token(&state, token).await
 }
 
 impl FromRequest for Caller {
@@ -172,6 +185,15 @@ impl FromRequest for PatientCaller {
     }
 }
 
+impl FromRequest for DoctorCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        guarded(req, |c| (c.role == Role::Doctor).then_some(DoctorCaller(c.id)))
+    }
+}
+
 impl FromRequest for ActorCaller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
@@ -187,6 +209,11 @@ impl FromRequest for ActorCaller {
 
 /// Longest `Idempotency-Key`, in (visible ASCII) characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
+
+/// The rule of an idempotency key, over HTTP and gRPC alike.
+pub fn valid_idempotency_key(s: &str) -> bool {
+    (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic())
+}
 
 /// The `Idempotency-Key` header of a booking (optional, 1–200 visible ASCII characters).
 #[derive(Debug, Clone)]
@@ -223,10 +250,7 @@ impl FromRequest for IdempotencyKey {
         let parsed = match req.headers().get("idempotency-key") {
             None => Ok(IdempotencyKey { key: None }),
             Some(v) => match v.to_str() {
-                Ok(s)
-                    if (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&s.len())
-                        && s.chars().all(|c| c.is_ascii_graphic()) =>
-                {
+                Ok(s) if valid_idempotency_key(s) => {
                     Ok(IdempotencyKey {
                         key: Some(s.to_owned()),
                     })

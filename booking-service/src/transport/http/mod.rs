@@ -15,7 +15,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{guard, http::header, Error};
-use handlers::{appointments, auth, catalog, me, ops, patients, reviews, slots};
+use handlers::{appointments, audit, auth, catalog, doctor, me, ops, patients, reviews, slots};
 use paperclip::actix::{web, OpenApiExt};
 use std::time::Duration;
 
@@ -108,6 +108,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(appointments::book)),
             )
             .service(web::resource("/appointments/{id}").route(web::get().to(appointments::get)))
+            .service(web::resource("/audit").route(web::get().to(audit::list)))
+            .service(
+                web::resource("/doctor/appointments").route(web::get().to(doctor::my_day)),
+            )
             .service(
                 web::resource("/appointments/{id}/cancel")
                     .route(web::post().to(appointments::cancel)),

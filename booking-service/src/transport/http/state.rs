@@ -23,6 +23,7 @@ pub struct AppState {
     pub slots: Arc<SlotService>,
     pub appointments: Arc<AppointmentService>,
     pub reviews: Arc<ReviewService>,
+    pub schedule: Arc<crate::service::schedule::DaySchedule>,
     /// Access tokens that were logged out.
     pub revoked: Arc<dyn RevokedTokens>,
     /// Refuse (503) instead of accept when the revocation store cannot be asked.

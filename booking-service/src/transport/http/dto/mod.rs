@@ -2,6 +2,7 @@
 //! convert into domain values with every invalid field reported.
 
 pub mod appointments;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod common;

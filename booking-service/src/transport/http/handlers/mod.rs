@@ -2,8 +2,10 @@
 //! use case, map the result.
 
 pub mod appointments;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod doctor;
 pub mod me;
 pub mod ops;
 pub mod patients;

@@ -1,0 +1,205 @@
+//! A doctor's day: who may see it, the day's appointments (the date in the clinic's time
+//! zone), and the live feed of changes as they commit. The HTTP day view and the gRPC
+//! `StreamDailyAppointments` both come through here.
+//!
+//! The feed is an in-process broadcast: [`AppointmentService`] publishes each booking,
+//! cancellation and reschedule after its transaction committed, and never waits for a
+//! watcher (a bounded ring; a watcher that falls behind learns how many it missed and
+//! starts again from a fresh snapshot).
+
+use super::appointments::{Actor, AppointmentService};
+use super::booking_ports::AppointmentFilter;
+use super::catalog::CatalogService;
+use super::ports::{Clock, PageRequest};
+use super::ServiceError;
+use crate::domain::booking::{Appointment, AppointmentStatus, Doctor};
+use crate::domain::{DoctorId, Role, UserId};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What happened to an appointment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Booked,
+    Cancelled,
+    Rescheduled,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppointmentChange {
+    pub kind: ChangeKind,
+    /// As it is now.
+    pub appointment: Appointment,
+}
+
+/// Committed appointment changes, for whoever is watching.
+#[derive(Debug, Clone)]
+pub struct ScheduleFeed(broadcast::Sender<Arc<AppointmentChange>>);
+
+impl ScheduleFeed {
+    /// Keeps the last `capacity` changes for slow watchers.
+    pub fn new(capacity: usize) -> Self {
+        Self(broadcast::channel(capacity.max(1)).0)
+    }
+
+    /// Never blocks; without watchers the change is simply dropped.
+    pub fn publish(&self, change: AppointmentChange) {
+        let _ = self.0.send(Arc::new(change));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppointmentChange>> {
+        self.0.subscribe()
+    }
+
+    pub fn watchers(&self) -> usize {
+        self.0.receiver_count()
+    }
+}
+
+impl Default for ScheduleFeed {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+/// One doctor's day in its clinic's time zone: `[starts, ends)` in UTC.
+#[derive(Debug, Clone)]
+pub struct Day {
+    pub doctor: Doctor,
+    pub date: NaiveDate,
+    pub time_zone: Tz,
+    pub starts: DateTime<Utc>,
+    pub ends: DateTime<Utc>,
+}
+
+impl Day {
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.starts <= t && t < self.ends
+    }
+}
+
+/// The start of `date` in `tz` (the first instant of it, across DST gaps).
+fn local_midnight(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    let midnight = date.and_hms_opt(0, 0, 0)?;
+    match tz.from_local_datetime(&midnight) {
+        chrono::LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        chrono::LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+        // A DST gap at midnight: the day starts an hour in.
+        chrono::LocalResult::None => tz
+            .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc)),
+    }
+}
+
+pub struct DaySchedule {
+    catalog: Arc<CatalogService>,
+    appointments: Arc<AppointmentService>,
+    feed: ScheduleFeed,
+    clock: Arc<dyn Clock>,
+}
+
+impl DaySchedule {
+    pub fn new(
+        catalog: Arc<CatalogService>,
+        appointments: Arc<AppointmentService>,
+        feed: ScheduleFeed,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            catalog,
+            appointments,
+            feed,
+            clock,
+        }
+    }
+
+    pub fn feed(&self) -> &ScheduleFeed {
+        &self.feed
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The doctor linked to a doctor's account (404 when none is).
+    pub async fn own_doctor(&self, user: UserId) -> Result<DoctorId, ServiceError> {
+        self.catalog
+            .doctor_of_user(user)
+            .await?
+            .map(|d| d.id)
+            .ok_or(ServiceError::NotFound("doctor linked to this account"))
+    }
+
+    /// `doctor`'s day on `date`, if the caller may see it: an admin, or the user the
+    /// doctor is linked to. Anyone else is refused without learning whether the doctor
+    /// exists.
+    pub async fn day(
+        &self,
+        caller: (UserId, Role),
+        doctor: DoctorId,
+        date: NaiveDate,
+    ) -> Result<Day, ServiceError> {
+        let found = self.catalog.doctor(doctor).await;
+        let doctor = match (caller.1, found) {
+            (Role::Admin, found) => found?,
+            (Role::Doctor, Ok(d)) if d.user_id == Some(caller.0) => d,
+            (Role::Doctor, Ok(_) | Err(ServiceError::NotFound(_))) | (Role::Patient, _) => {
+                return Err(ServiceError::Forbidden)
+            }
+            (Role::Doctor, Err(e)) => return Err(e),
+        };
+        let time_zone: Tz = doctor
+            .clinic
+            .time_zone
+            .parse()
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
+        let next = date
+            .succ_opt()
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("date out of range")))?;
+        let (Some(starts), Some(ends)) = (
+            local_midnight(time_zone, date),
+            local_midnight(time_zone, next),
+        ) else {
+            return Err(ServiceError::Internal(anyhow::anyhow!("day not representable")));
+        };
+        Ok(Day {
+            doctor,
+            date,
+            time_zone,
+            starts,
+            ends,
+        })
+    }
+
+    /// The day's appointments that are not cancelled, earliest first.
+    pub async fn appointments(&self, day: &Day) -> Result<Vec<Appointment>, ServiceError> {
+        let mut all = Vec::new();
+        let mut page = 1;
+        loop {
+            let filter = AppointmentFilter {
+                patient_id: None,
+                doctor_id: Some(day.doctor.id),
+                status: None,
+                from: Some(day.starts),
+                to: Some(day.ends),
+            };
+            let request = PageRequest { page, per_page: 100 };
+            let got = self.appointments.list(Actor::Admin, filter, request).await?;
+            let n = got.items.len();
+            all.extend(
+                got.items
+                    .into_iter()
+                    .filter(|a| a.status != AppointmentStatus::Cancelled),
+            );
+            if n < 100 {
+                break;
+            }
+            page += 1;
+        }
+        all.sort_by_key(|a| (a.starts_at, a.id.0));
+        Ok(all)
+    }
+}
