@@ -26,6 +26,7 @@ export MEDBOOK_HTTP__ADDR="127.0.0.1:${port}"
 ops_port=19464
 ops="http://127.0.0.1:${ops_port}"
 export MEDBOOK_HTTP__OPS_ADDR="127.0.0.1:${ops_port}"
+export MEDBOOK_GRPC__ADDR=127.0.0.1:0
 export MEDBOOK_AUTH__JWT_SECRET="bench-secret-bench-secret-bench-secret-42"
 export MEDBOOK_AUTH__BCRYPT_COST=12
 export MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_CLIENT=1000000

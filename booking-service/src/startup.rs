@@ -328,6 +328,8 @@ pub struct Application {
     relay: Option<BackgroundTask>,
     audit_relay: Option<BackgroundTask>,
     scheduler: Option<BackgroundTask>,
+    /// The gRPC ScheduleService, when `grpc.enabled`.
+    grpc: Option<(u16, BackgroundTask)>,
 }
 
 /// A running background loop (relay, scheduler) and the switch that stops it.
@@ -408,6 +410,24 @@ impl Application {
                     }
                 }),
         );
+        let grpc = if settings.grpc.enabled {
+            let (listener, local) = crate::transport::grpc::bind(&settings.grpc.addr)
+                .await
+                .with_context(|| format!("cannot listen on grpc.addr {}", settings.grpc.addr))?;
+            let schedule = crate::transport::grpc::Schedule::new(
+                state.clone().into_inner(),
+                settings.grpc.watcher_buffer,
+            );
+            let task = BackgroundTask::spawn(|stop| async move {
+                if let Err(e) = crate::transport::grpc::serve(listener, schedule, stop).await {
+                    tracing::error!(error = %e, "grpc server failed");
+                }
+            });
+            tracing::info!(grpc_addr = %settings.grpc.addr, grpc_port = local.port(), "grpc listening");
+            Some((local.port(), task))
+        } else {
+            None
+        };
         let ops_server = actix_web::HttpServer::new(move || http::build_ops_app(probes.clone()))
             .listen(ops_listener)?
             .disable_signals()
@@ -433,11 +453,17 @@ impl Application {
             relay,
             audit_relay,
             scheduler,
+            grpc,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The gRPC ScheduleService's port, when enabled.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc.as_ref().map(|(port, _)| *port)
     }
 
     /// The port of the operators' listener (`/metrics`, `/ready`, `/health`).
@@ -458,6 +484,9 @@ impl Application {
         // Readiness and metrics stay up while the API drains, then stop too.
         ops.stop(true).await;
         let _ = ops_task.await;
+        if let Some((_, grpc)) = self.grpc {
+            grpc.stop("grpc server did not stop in time").await;
+        }
         // The scheduler first: its last round's events then still reach the relay.
         if let Some(scheduler) = self.scheduler {
             scheduler

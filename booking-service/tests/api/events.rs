@@ -366,6 +366,7 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
             .env("MEDBOOK_DATABASE__URL", &service_url)
             .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
             .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
             .env("MEDBOOK_REDIS__URL", crate::helpers::redis_url())
             .env("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0")
             .env("MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT", "1000")

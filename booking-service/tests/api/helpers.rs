@@ -41,6 +41,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
         ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
         // Registration and reset answers are padded; a short floor keeps tests quick.
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "50".to_owned()),
         // Tests register many patients from one address; `accounts.rs` tests the limit.

@@ -23,6 +23,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
         .env("MEDBOOK_HTTP__SHUTDOWN_GRACE_SECS", "10")
         .env("MEDBOOK_AUTH__BCRYPT_COST", "13")
         .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+        .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
         // The registration queues a verification e-mail; this test is about HTTP
         // draining, so no relay waits on a broker that is not there.
         .env("MEDBOOK_OUTBOX__RELAY_ENABLED", "false")

@@ -381,6 +381,7 @@ async fn the_scheduler_killed_mid_batch_and_restarted_publishes_each_reminder_on
             .env("MEDBOOK_DATABASE__URL", app.db.url())
             .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
             .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
             .env("MEDBOOK_REDIS__URL", crate::helpers::redis_url())
             .env("MEDBOOK_KAFKA__BROKERS", &topics.brokers)
             .env("MEDBOOK_KAFKA__TOPIC_PREFIX", &topics.prefix)

@@ -43,6 +43,7 @@ impl BookingApp {
             ("MEDBOOK_AUTH__BCRYPT_COST".into(), "4".into()),
             ("MEDBOOK_HTTP__ADDR".into(), "127.0.0.1:0".into()),
             ("MEDBOOK_HTTP__OPS_ADDR".into(), "127.0.0.1:0".into()),
+            ("MEDBOOK_GRPC__ADDR".into(), "127.0.0.1:0".into()),
             ("MEDBOOK_DATABASE__URL".into(), db.url()),
             (
                 "MEDBOOK_REDIS__URL".into(),

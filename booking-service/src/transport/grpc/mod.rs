@@ -1,0 +1,319 @@
+//! The internal gRPC ScheduleService (`medbook.schedule.v1`), beside the HTTP API on its
+//! own port. Every call goes through the same use cases and the same input rules as
+//! HTTP: the slot listing's filter, the booking's reason and idempotency key, the access
+//! token check with revocation. Domain errors become gRPC statuses in [`status`], one
+//! exhaustive match. gRPC health and reflection (v1 and v1alpha) are served beside it.
+
+mod day;
+
+use crate::domain::{DoctorId, FieldError, Role, SlotId, UserId};
+use crate::service::booking_ports::SlotFilter;
+use crate::service::ServiceError;
+use crate::transport::http::dto::appointments::BookRequest;
+use crate::transport::http::dto::slots::SlotListQuery;
+use crate::transport::http::error::ApiError;
+use crate::transport::http::extractors::{bearer, check_token, valid_idempotency_key, Caller};
+use crate::transport::http::state::AppState;
+use medbook_proto::schedule::v1 as pb;
+use medbook_proto::schedule::v1::schedule_service_server::{ScheduleService, ScheduleServiceServer};
+use medbook_proto::time::{from_proto, to_proto};
+use medbook_service_kit::context::{self, Actor, Context};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub use day::DayStream;
+
+/// The ScheduleService over the HTTP API's state.
+#[derive(Clone)]
+pub struct Schedule {
+    state: Arc<AppState>,
+    watcher_buffer: usize,
+}
+
+impl Schedule {
+    pub fn new(state: Arc<AppState>, watcher_buffer: usize) -> Self {
+        Self {
+            state,
+            watcher_buffer,
+        }
+    }
+
+    /// The caller of a request: its `authorization: Bearer <access token>` checked as
+    /// HTTP checks it.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let value = req
+            .metadata()
+            .get("authorization")
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Status::unauthenticated("malformed authorization metadata"))
+            })
+            .transpose()?;
+        let token = bearer(value).map_err(api_status)?;
+        check_token(&self.state, token).await.map_err(api_status)
+    }
+}
+
+/// Every domain error as a gRPC status; the error code rides along as `ErrorInfo`.
+pub fn status(e: ServiceError) -> Status {
+    let info = |code: Code, reason: &str, message: String| {
+        Status::with_error_details(
+            code,
+            message,
+            ErrorDetails::with_error_info(reason, "medbook", std::collections::HashMap::new()),
+        )
+    };
+    match e {
+        ServiceError::Validation(v) => invalid(v.0),
+        ServiceError::InvalidCredentials => Status::unauthenticated("invalid credentials"),
+        ServiceError::Unauthorized(m) => Status::unauthenticated(m),
+        ServiceError::Forbidden => Status::permission_denied("not allowed for this caller"),
+        ServiceError::Refused { code, message } => info(Code::FailedPrecondition, code, message),
+        ServiceError::NotFound(what) => Status::not_found(format!("{what} not found")),
+        // A taken slot, a concurrent change: try another slot or read again.
+        ServiceError::Conflict { code, message } => info(Code::Aborted, code, message),
+        ServiceError::Unprocessable { code, message } => {
+            info(Code::FailedPrecondition, code, message)
+        }
+        ServiceError::TooManyRequests { .. } => {
+            Status::resource_exhausted("too many attempts; retry later")
+        }
+        ServiceError::Overloaded { .. } => Status::unavailable("overloaded; retry shortly"),
+        ServiceError::Unavailable(_) => Status::unavailable("a dependency is unavailable"),
+        ServiceError::Internal(e) => {
+            tracing::error!(error = %format!("{e:#}"), "grpc: internal error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// `INVALID_ARGUMENT` with one field violation per bad field.
+fn invalid(errors: Vec<FieldError>) -> Status {
+    let message = errors
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut details = ErrorDetails::new();
+    for f in &errors {
+        details.add_bad_request_violation(f.field.clone(), f.message.clone());
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// The token check's HTTP-shaped errors, as statuses.
+fn api_status(e: ApiError) -> Status {
+    match e.status.as_u16() {
+        401 => Status::unauthenticated(e.message),
+        403 => Status::permission_denied(e.message),
+        503 => Status::unavailable(e.message),
+        _ => Status::internal(e.message),
+    }
+}
+
+fn uuid_field(field: &str, value: &str) -> Result<uuid::Uuid, Status> {
+    value
+        .parse()
+        .map_err(|_| invalid(vec![FieldError::new(field, "must be a UUID")]))
+}
+
+pub(crate) fn appointment(a: crate::domain::booking::Appointment) -> pb::Appointment {
+    pb::Appointment {
+        id: a.id.0.to_string(),
+        slot_id: a.slot_id.0.to_string(),
+        patient_id: a.patient_id.0.to_string(),
+        doctor_id: a.doctor_id.0.to_string(),
+        starts_at: Some(to_proto(a.starts_at)),
+        ends_at: Some(to_proto(a.ends_at)),
+        reason: a.reason,
+        status: a.status.as_str().to_owned(),
+        version: 0,
+    }
+}
+
+/// Runs `fut` as a gRPC request on behalf of `caller` (what it changes is audited so).
+async fn as_caller<F: std::future::Future>(caller: &Caller, fut: F) -> F::Output {
+    let ctx = Context {
+        request_id: Some(uuid::Uuid::new_v4().to_string()),
+        actor: Some(Actor::User {
+            id: caller.id.to_string(),
+            role: caller.role.as_str().to_owned(),
+        }),
+        source: Some("grpc"),
+    };
+    context::with_context(ctx, fut).await
+}
+
+#[tonic::async_trait]
+impl ScheduleService for Schedule {
+    async fn get_available_slots(
+        &self,
+        request: Request<pb::GetAvailableSlotsRequest>,
+    ) -> Result<Response<pb::GetAvailableSlotsResponse>, Status> {
+        let r = request.into_inner();
+        let doctor_id = uuid_field("doctor_id", &r.doctor_id)?;
+        let time = |field: &str, t: &Option<prost_types::Timestamp>| match t {
+            None => Ok(None),
+            Some(t) => from_proto(t)
+                .map(Some)
+                .ok_or_else(|| invalid(vec![FieldError::new(field, "is not a valid timestamp")])),
+        };
+        // The HTTP listing's filter and rules, for available slots.
+        let query = SlotListQuery {
+            from: time("from", &r.from)?,
+            to: time("to", &r.to)?,
+            status: Some("available".into()),
+        };
+        let filter = SlotFilter::try_from((doctor_id, query, chrono::Utc::now()))
+            .map_err(|e| invalid(e.0))?;
+        let slots = self
+            .state
+            .slots
+            .list(filter)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|s| pb::Slot {
+                id: s.id.0.to_string(),
+                doctor_id: s.doctor_id.0.to_string(),
+                starts_at: Some(to_proto(s.starts_at)),
+                ends_at: Some(to_proto(s.ends_at)),
+            })
+            .collect();
+        Ok(Response::new(pb::GetAvailableSlotsResponse { slots }))
+    }
+
+    async fn book_slot(
+        &self,
+        request: Request<pb::BookSlotRequest>,
+    ) -> Result<Response<pb::Appointment>, Status> {
+        let caller = self.caller(&request).await?;
+        if caller.role != Role::Patient {
+            return Err(Status::permission_denied("only patients book appointments"));
+        }
+        let r = request.into_inner();
+        let mut errors = Vec::new();
+        let slot_id = r.slot_id.parse::<uuid::Uuid>().ok();
+        if slot_id.is_none() {
+            errors.push(FieldError::new("slot_id", "must be a UUID"));
+        }
+        let reason = match (BookRequest {
+            slot_id: slot_id.unwrap_or_default(),
+            reason: Some(r.reason),
+        })
+        .reason()
+        {
+            Ok(reason) => Some(reason),
+            Err(e) => {
+                errors.extend(e.0);
+                None
+            }
+        };
+        let key = Some(r.idempotency_key).filter(|k| !k.is_empty());
+        if key.as_deref().is_some_and(|k| !valid_idempotency_key(k)) {
+            errors.push(FieldError::new(
+                "idempotency_key",
+                "must be 1 to 200 visible ASCII characters",
+            ));
+        }
+        let (Some(slot_id), Some(reason), true) = (slot_id, reason, errors.is_empty()) else {
+            return Err(invalid(errors));
+        };
+        let booked = as_caller(
+            &caller,
+            self.state
+                .appointments
+                .book(caller.id, SlotId(slot_id), reason, key),
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(appointment(booked.appointment)))
+    }
+
+    type StreamDailyAppointmentsStream = DayStream;
+
+    async fn stream_daily_appointments(
+        &self,
+        request: Request<pb::StreamDailyAppointmentsRequest>,
+    ) -> Result<Response<Self::StreamDailyAppointmentsStream>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut errors = Vec::new();
+        let doctor = r.doctor_id.parse::<uuid::Uuid>().ok();
+        if doctor.is_none() {
+            errors.push(FieldError::new("doctor_id", "must be a UUID"));
+        }
+        let date = chrono::NaiveDate::parse_from_str(&r.date, "%Y-%m-%d").ok();
+        if date.is_none() {
+            errors.push(FieldError::new("date", "must be a date YYYY-MM-DD"));
+        }
+        let (Some(doctor), Some(date)) = (doctor, date) else {
+            return Err(invalid(errors));
+        };
+        let schedule = self.state.schedule.clone();
+        let day = schedule
+            .day((UserId(caller.id.0), caller.role), DoctorId(doctor), date)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(day::watch(
+            schedule,
+            day,
+            self.watcher_buffer,
+        )))
+    }
+}
+
+/// Serves the ScheduleService, gRPC health and reflection on `addr` until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    schedule: Schedule,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ScheduleServiceServer<Schedule>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(medbook_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "grpc reflection (v1) unavailable");
+            e
+        });
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(medbook_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let mut router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(ScheduleServiceServer::new(schedule));
+    if let Ok(r) = reflection_v1 {
+        router = router.add_service(r);
+    }
+    if let Ok(r) = reflection_v1alpha {
+        router = router.add_service(r);
+    }
+    let mut stop = stop;
+    router
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            },
+        )
+        .await
+}
+
+/// Binds the gRPC listener (port 0 picks a free one).
+pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
