@@ -23,7 +23,11 @@ pub struct AuditClient {
 impl AuditClient {
     /// Connects lazily: a missing audit-service is an error of each call, not of
     /// start-up.
-    pub fn new(addr: &str, token: Option<&SecretString>, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        addr: &str,
+        token: Option<&SecretString>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let channel = Endpoint::from_shared(addr.to_owned())?
             .connect_timeout(timeout)
             .timeout(timeout)
@@ -48,7 +52,10 @@ impl AuditClient {
         req
     }
 
-    pub async fn append(&self, records: Vec<pb::AuditRecord>) -> Result<pb::AppendResponse, tonic::Status> {
+    pub async fn append(
+        &self,
+        records: Vec<pb::AuditRecord>,
+    ) -> Result<pb::AppendResponse, tonic::Status> {
         let mut client = self.client.clone();
         client
             .append(self.request(pb::AppendRequest { records }))
@@ -108,8 +115,10 @@ impl EventPublisher for AuditClient {
                     .map_err(|err| format!("audit row {} unreadable: {err}", e.id))
             })
             .collect();
-        let records: Vec<pb::AuditRecord> =
-            decoded.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let records: Vec<pb::AuditRecord> = decoded
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
         let outcome = if records.is_empty() {
             Ok(())
         } else {

@@ -322,7 +322,10 @@ impl Settings {
             return Err(bad("grpc.watcher_buffer", "must be at least 1"));
         }
         if !(self.audit.addr.starts_with("http://") || self.audit.addr.starts_with("https://")) {
-            return Err(bad("audit.addr", "must be an http(s) URL of the audit-service"));
+            return Err(bad(
+                "audit.addr",
+                "must be an http(s) URL of the audit-service",
+            ));
         }
         if self.audit.timeout_ms == 0 {
             return Err(bad("audit.timeout_ms", "must be greater than 0"));

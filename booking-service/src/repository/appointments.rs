@@ -9,10 +9,12 @@
 //! `appointments_one_active_per_slot` is the last line of defence: whatever happens
 //! above, a slot never has two active bookings.
 
+use super::audit::AuditRecord;
 use super::db::{map_err, Db};
 use super::schema::{appointments, clinics, doctors, slots};
 use super::slots::SlotRow;
 use super::sql::Sql;
+use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{
     Appointment, AppointmentStatus, BookingRejection, DoctorStatus, Slot, SlotStatus,
 };
@@ -26,8 +28,6 @@ use crate::domain::schedule::parse_time_zone;
 use crate::domain::{AppointmentId, ClinicId, DoctorId, SlotId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use crate::service::outbox::OutboxSignal;
-use crate::domain::audit::AuditEntry;
-use super::audit::AuditRecord;
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

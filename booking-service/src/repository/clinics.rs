@@ -2,9 +2,9 @@
 
 use super::audit;
 use super::db::{map_err, Db};
-use crate::domain::audit::AuditEntry;
 use super::schema::{clinics, doctors};
 use super::users::like_pattern;
+use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{Clinic, ClinicInput};
 use crate::domain::ClinicId;
 use crate::domain::DoctorId;

@@ -2,10 +2,10 @@
 
 use super::audit;
 use super::clinics::ClinicRow;
-use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::{appointments, clinics, doctors};
 use super::users::like_pattern;
+use crate::domain::audit::{json, AuditEntry};
 use crate::domain::booking::{Clinic, Doctor, DoctorInput, DoctorStatus, RatingSummary};
 use crate::domain::DoctorId;
 use crate::domain::UserId;

@@ -2,8 +2,8 @@
 //! Every query runs through [`Db::run`], i.e. off the async executor.
 
 pub mod accounts;
-pub mod audit;
 pub mod appointments;
+pub mod audit;
 pub mod clinics;
 pub use medbook_service_kit::db;
 pub mod demo;

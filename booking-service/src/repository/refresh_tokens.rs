@@ -3,9 +3,9 @@
 //! second waits, sees the token rotated and revokes the family.
 
 use super::audit;
-use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::refresh_tokens;
+use crate::domain::audit::{json, AuditEntry};
 use crate::domain::UserId;
 use crate::service::ports::{
     NewRefreshToken, RefreshTokenRepository, Replacement, RepoError, RotateOutcome,
@@ -75,8 +75,11 @@ impl RefreshTokenRepository for PgRefreshTokens {
                 // A session starts only at a login (the caller's context names the user).
                 audit::enqueue(
                     conn,
-                    AuditEntry::new("login.succeeded", "user", row.user_id)
-                        .field("session", None, json(&row.family_id)),
+                    AuditEntry::new("login.succeeded", "user", row.user_id).field(
+                        "session",
+                        None,
+                        json(&row.family_id),
+                    ),
                 )
             })
             .await
@@ -131,8 +134,11 @@ impl RefreshTokenRepository for PgRefreshTokens {
                         .execute(conn)?;
                     audit::enqueue(
                         conn,
-                        AuditEntry::new("session.refreshed", "user", row.user_id)
-                            .field("session", None, json(&row.family_id)),
+                        AuditEntry::new("session.refreshed", "user", row.user_id).field(
+                            "session",
+                            None,
+                            json(&row.family_id),
+                        ),
                     )
                     .map_err(to_diesel)?;
                     Ok(RotateOutcome::Rotated {

@@ -1,9 +1,9 @@
 //! `ReviewRepository`: a review and the doctor's rating totals change together.
 
 use super::audit;
-use crate::domain::audit::AuditEntry;
 use super::db::{map_err, Db};
 use super::schema::{appointments, doctors, reviews, slots, users};
+use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{AppointmentStatus, Review};
 use crate::domain::{AppointmentId, DoctorId, ReviewId};
 use crate::service::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};

@@ -3,9 +3,9 @@
 //! template skips what exists.
 
 use super::audit;
-use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::{appointments, slots};
+use crate::domain::audit::{json, AuditEntry};
 use crate::domain::booking::{Slot, SlotStatus};
 use crate::domain::schedule::SlotRange;
 use crate::domain::{DoctorId, SlotId};
@@ -182,7 +182,11 @@ impl SlotRepository for PgSlots {
                     .returning(SlotRow::as_returning())
                     .get_result(conn)
                     .map_err(map_err)?;
-                let action = if blocked { "slot.blocked" } else { "slot.unblocked" };
+                let action = if blocked {
+                    "slot.blocked"
+                } else {
+                    "slot.unblocked"
+                };
                 audit::enqueue(
                     conn,
                     AuditEntry::new(action, "slot", id).field(

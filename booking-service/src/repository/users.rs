@@ -1,9 +1,9 @@
 //! `UserRepository` over the `users` table.
 
 use super::audit;
-use crate::domain::audit::{json, AuditEntry};
 use super::db::{map_err, Db};
 use super::schema::users;
+use crate::domain::audit::{json, AuditEntry};
 use crate::domain::{Email, Gender, NewUser, Role, User, UserId};
 use crate::service::ports::{Page, PageRequest, RepoError, UserChanges, UserRepository};
 use async_trait::async_trait;
@@ -280,9 +280,11 @@ impl UserRepository for PgUsers {
                 };
                 audit::enqueue(
                     conn,
-                    entry
-                        .diff(&audited(&before), &audited(&after))
-                        .field("password_changed", None, password_changed.then(|| json(&true)).flatten()),
+                    entry.diff(&audited(&before), &audited(&after)).field(
+                        "password_changed",
+                        None,
+                        password_changed.then(|| json(&true)).flatten(),
+                    ),
                 )?;
                 Ok(Some(after))
             })
@@ -303,8 +305,11 @@ impl UserRepository for PgUsers {
                 if deleted {
                     audit::enqueue(
                         conn,
-                        AuditEntry::new("user.deleted", "user", id)
-                            .field("role", json(&role.as_str()), None),
+                        AuditEntry::new("user.deleted", "user", id).field(
+                            "role",
+                            json(&role.as_str()),
+                            None,
+                        ),
                     )?;
                 }
                 Ok(deleted)

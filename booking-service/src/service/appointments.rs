@@ -199,7 +199,11 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        let moved = self.appointments.reschedule(req).await?.map_err(rejection)?;
+        let moved = self
+            .appointments
+            .reschedule(req)
+            .await?
+            .map_err(rejection)?;
         self.committed(ChangeKind::Rescheduled, &moved);
         Ok(moved)
     }

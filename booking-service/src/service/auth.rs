@@ -7,6 +7,7 @@
 //! * Refresh tokens rotate on every use; presenting an already rotated token revokes
 //!   its whole family (someone holds a stolen copy).
 
+use super::ports::AuditLog;
 use super::ports::{
     Clock, IssuedAccessToken, LoginThrottle, NewRefreshToken, PasswordHasher,
     RefreshTokenRepository, Replacement, RotateOutcome, ThrottlePolicy, TokenIssuer,
@@ -14,14 +15,13 @@ use super::ports::{
 };
 use super::ServiceError;
 use crate::cache::RevokedTokens;
+use crate::domain::audit::AuditEntry;
 use crate::domain::{
     BirthDate, Email, FullName, Gender, NewUser, Password, Phone, Role, User, UserId,
     ValidationErrors,
 };
 use chrono::{DateTime, Utc};
-use crate::domain::audit::AuditEntry;
 use medbook_service_kit::context::{self, Actor};
-use super::ports::AuditLog;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -155,10 +155,7 @@ impl RelayMetrics {
                 format!("{p}_oldest_pending_age_seconds"),
                 "Age of the oldest unshipped row (0 when none)",
             )?,
-            published: IntCounter::new(
-                format!("{p}_published_total"),
-                "Rows the sink confirmed",
-            )?,
+            published: IntCounter::new(format!("{p}_published_total"), "Rows the sink confirmed")?,
             failures: IntCounter::new(
                 format!("{p}_publish_failures_total"),
                 "Row shipments that failed and will be retried",

@@ -163,7 +163,9 @@ impl DaySchedule {
             local_midnight(time_zone, date),
             local_midnight(time_zone, next),
         ) else {
-            return Err(ServiceError::Internal(anyhow::anyhow!("day not representable")));
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "day not representable"
+            )));
         };
         Ok(Day {
             doctor,
@@ -186,8 +188,14 @@ impl DaySchedule {
                 from: Some(day.starts),
                 to: Some(day.ends),
             };
-            let request = PageRequest { page, per_page: 100 };
-            let got = self.appointments.list(Actor::Admin, filter, request).await?;
+            let request = PageRequest {
+                page,
+                per_page: 100,
+            };
+            let got = self
+                .appointments
+                .list(Actor::Admin, filter, request)
+                .await?;
             let n = got.items.len();
             all.extend(
                 got.items

@@ -320,7 +320,13 @@ async fn published_events_are_pruned_after_the_retention_period() {
     medbook_test_support::eventually(
         "the published row to be pruned",
         Duration::from_secs(10),
-        || async { (count(&app, "SELECT count(*) AS n FROM outbox_events WHERE sink = 'kafka'") == 0).then_some(()) },
+        || async {
+            (count(
+                &app,
+                "SELECT count(*) AS n FROM outbox_events WHERE sink = 'kafka'",
+            ) == 0)
+                .then_some(())
+        },
     )
     .await;
     assert!(metric(&app, "outbox_pruned_total").await >= 1.0);

@@ -60,6 +60,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         // Events are written to the outbox either way; the tests in `events.rs` run
         // the relay against topics of their own.
         ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false".to_owned()),
+        // Audit records wait in the outbox; `audit.rs` runs the relay against a real
+        // audit-service.
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
     ];
     Settings::load_from(&ConfigSources {
         file: None,
@@ -75,6 +78,8 @@ pub struct TestApp {
     pub address: String,
     /// The operators' listener (`/metrics`, `/ready`).
     pub ops_address: String,
+    /// The gRPC ScheduleService.
+    pub grpc_address: String,
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: TestDb,
@@ -98,10 +103,12 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings.clone()).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let ops_address = format!("http://127.0.0.1:{}", app.ops_port());
+    let grpc_address = format!("http://127.0.0.1:{}", app.grpc_port().unwrap_or_default());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         ops_address,
+        grpc_address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

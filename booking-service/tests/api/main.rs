@@ -19,6 +19,7 @@ mod catalog;
 mod cli;
 mod errors;
 mod events;
+mod grpc;
 mod helpers;
 mod me;
 mod openapi;

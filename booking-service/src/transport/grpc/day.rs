@@ -27,10 +27,7 @@ async fn snapshot(
     schedule: &DaySchedule,
     day: &Day,
 ) -> Result<(pb::DayEvent, HashSet<AppointmentId>), Status> {
-    let appointments = schedule
-        .appointments(day)
-        .await
-        .map_err(super::status)?;
+    let appointments = schedule.appointments(day).await.map_err(super::status)?;
     let held = appointments.iter().map(|a| a.id).collect();
     let event = pb::DayEvent {
         kind: Some(pb::day_event::Kind::Snapshot(pb::DaySnapshot {

@@ -15,7 +15,9 @@ use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::{bearer, check_token, valid_idempotency_key, Caller};
 use crate::transport::http::state::AppState;
 use medbook_proto::schedule::v1 as pb;
-use medbook_proto::schedule::v1::schedule_service_server::{ScheduleService, ScheduleServiceServer};
+use medbook_proto::schedule::v1::schedule_service_server::{
+    ScheduleService, ScheduleServiceServer,
+};
 use medbook_proto::time::{from_proto, to_proto};
 use medbook_service_kit::context::{self, Actor, Context};
 use std::net::SocketAddr;

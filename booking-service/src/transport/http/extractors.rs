@@ -190,7 +190,9 @@ impl FromRequest for DoctorCaller {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        guarded(req, |c| (c.role == Role::Doctor).then_some(DoctorCaller(c.id)))
+        guarded(req, |c| {
+            (c.role == Role::Doctor).then_some(DoctorCaller(c.id))
+        })
     }
 }
 
@@ -250,11 +252,9 @@ impl FromRequest for IdempotencyKey {
         let parsed = match req.headers().get("idempotency-key") {
             None => Ok(IdempotencyKey { key: None }),
             Some(v) => match v.to_str() {
-                Ok(s) if valid_idempotency_key(s) => {
-                    Ok(IdempotencyKey {
-                        key: Some(s.to_owned()),
-                    })
-                }
+                Ok(s) if valid_idempotency_key(s) => Ok(IdempotencyKey {
+                    key: Some(s.to_owned()),
+                }),
                 _ => Err(ApiError::validation(vec![crate::domain::FieldError::new(
                     "Idempotency-Key",
                     "must be 1 to 200 visible ASCII characters",

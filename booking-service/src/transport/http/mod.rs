@@ -109,9 +109,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(web::resource("/appointments/{id}").route(web::get().to(appointments::get)))
             .service(web::resource("/audit").route(web::get().to(audit::list)))
-            .service(
-                web::resource("/doctor/appointments").route(web::get().to(doctor::my_day)),
-            )
+            .service(web::resource("/doctor/appointments").route(web::get().to(doctor::my_day)))
             .service(
                 web::resource("/appointments/{id}/cancel")
                     .route(web::post().to(appointments::cancel)),

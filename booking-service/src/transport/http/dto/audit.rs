@@ -46,7 +46,10 @@ impl TryFrom<AuditQuery> for pb::QueryRequest {
         ] {
             if let Some(v) = value {
                 if v.chars().count() > MAX_AUDIT_FILTER_CHARS {
-                    e.push(field, format!("must be at most {MAX_AUDIT_FILTER_CHARS} characters"));
+                    e.push(
+                        field,
+                        format!("must be at most {MAX_AUDIT_FILTER_CHARS} characters"),
+                    );
                 }
                 if v.chars().any(char::is_control) {
                     e.push(field, "must not contain control characters");
@@ -58,7 +61,10 @@ impl TryFrom<AuditQuery> for pb::QueryRequest {
         }
         let per_page = q.per_page.unwrap_or(DEFAULT_AUDIT_PAGE);
         if !(1..=MAX_AUDIT_PAGE).contains(&per_page) {
-            e.push("per_page", format!("must be between 1 and {MAX_AUDIT_PAGE}"));
+            e.push(
+                "per_page",
+                format!("must be between 1 and {MAX_AUDIT_PAGE}"),
+            );
         }
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if to <= from {
@@ -125,7 +131,11 @@ pub struct AuditPage {
 impl From<pb::QueryResponse> for AuditPage {
     fn from(r: pb::QueryResponse) -> Self {
         Self {
-            items: r.records.into_iter().map(AuditRecordResponse::from).collect(),
+            items: r
+                .records
+                .into_iter()
+                .map(AuditRecordResponse::from)
+                .collect(),
             next_page_token: Some(r.next_page_token).filter(|t| !t.is_empty()),
         }
     }
@@ -169,8 +179,14 @@ impl From<pb::StoredRecord> for AuditRecordResponse {
                 .collect(),
             source: r.source,
             request_id: Some(r.request_id).filter(|id| !id.is_empty()),
-            occurred_at: r.occurred_at.as_ref().and_then(medbook_proto::time::from_proto),
-            appended_at: s.appended_at.as_ref().and_then(medbook_proto::time::from_proto),
+            occurred_at: r
+                .occurred_at
+                .as_ref()
+                .and_then(medbook_proto::time::from_proto),
+            appended_at: s
+                .appended_at
+                .as_ref()
+                .and_then(medbook_proto::time::from_proto),
         }
     }
 }

@@ -12,7 +12,8 @@ use paperclip::actix::{api_v2_operation, web};
 ///
 /// Who changed what, newest first: every booking, cancellation, reschedule, review,
 /// catalogue and slot change, patient and admin account change, login and token event.
-/// Paged with `page_token`. Answers 503 `audit_unavailable` while the audit-service is
+/// Paged with `page_token`. `entity_id` needs `entity_type`; `to` must be after `from`.
+/// Answers 503 `audit_unavailable` while the audit-service is
 /// unreachable (records written meanwhile are kept and arrive later).
 #[api_v2_operation(tags(Audit))]
 pub async fn list(
@@ -23,9 +24,10 @@ pub async fn list(
     let request = pb::QueryRequest::try_from(query.into_inner())?;
     match state.audit.query(request).await {
         Ok(page) => Ok(web::Json(AuditPage::from(page))),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => {
-            Err(ApiError::bad_request("invalid_query", s.message().to_owned()))
-        }
+        Err(s) if s.code() == tonic::Code::InvalidArgument => Err(ApiError::bad_request(
+            "invalid_query",
+            s.message().to_owned(),
+        )),
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "audit-service query failed");
             Err(ApiError::new(

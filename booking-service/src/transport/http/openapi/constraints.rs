@@ -57,6 +57,22 @@ const NESTED: &[(&str, &str, &str)] = &[
     ),
     ("ErrorDetail", "ErrorBody", "/properties/error"),
     ("FieldDetail", "ErrorDetail", "/properties/details/items"),
+    (
+        "AuditRecordResponse",
+        "AuditPage",
+        "/properties/items/items",
+    ),
+    ("AuditActor", "AuditRecordResponse", "/properties/actor"),
+    (
+        "AuditChange",
+        "AuditRecordResponse",
+        "/properties/changes/items",
+    ),
+    (
+        "AppointmentResponse",
+        "DoctorDay",
+        "/properties/appointments/items",
+    ),
 ];
 
 /// The body of `PUT /api/v1/patients/{id}`: the patient fields without `password`,
@@ -517,6 +533,10 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
 /// the parameter.
 fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
     let filter = json!({ "maxLength": MAX_FILTER_CHARS, "pattern": NO_NUL });
+    let audit_text = json!({
+        "maxLength": crate::transport::http::dto::audit::MAX_AUDIT_FILTER_CHARS,
+        "pattern": format!("^[^{ALL_CONTROLS}]*$"),
+    });
     vec![
         ("*", "*", "page", range(1, i64::from(MAX_PAGE))),
         ("*", "*", "per_page", range(1, i64::from(MAX_PER_PAGE))),
@@ -548,6 +568,10 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, &'static str, Value)> {
             one_of(SlotStatus::ALL),
         ),
         ("/api/v1/patients", "get", "q", filter),
+        ("/api/v1/audit", "get", "entity_type", audit_text.clone()),
+        ("/api/v1/audit", "get", "entity_id", audit_text.clone()),
+        ("/api/v1/audit", "get", "action", audit_text.clone()),
+        ("/api/v1/audit", "get", "page_token", audit_text),
         (
             "/api/v1/clinics",
             "get",
