@@ -278,14 +278,15 @@ impl UserRepository for PgUsers {
                 } else {
                     AuditEntry::new("user.updated", "user", id)
                 };
-                audit::enqueue(
-                    conn,
-                    entry.diff(&audited(&before), &audited(&after)).field(
-                        "password_changed",
-                        None,
-                        password_changed.then(|| json(&true)).flatten(),
-                    ),
-                )?;
+                let entry = entry.diff(&audited(&before), &audited(&after)).field(
+                    "password_changed",
+                    None,
+                    password_changed.then(|| json(&true)).flatten(),
+                );
+                // An update that changed nothing is not a change to record.
+                if !entry.changes.is_empty() {
+                    audit::enqueue(conn, entry)?;
+                }
                 Ok(Some(after))
             })
             .await

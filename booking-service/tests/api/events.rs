@@ -547,6 +547,25 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         .map(|r| r.json()["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(distinct.len(), expected);
+    // And every committed change has its audit record: the same transaction wrote it.
+    let unaudited = count(
+        &app,
+        "SELECT count(*) AS n FROM appointments a WHERE NOT EXISTS (
+             SELECT 1 FROM outbox_events o WHERE o.sink = 'audit' AND o.event_type = 'appointment.booked'
+               AND o.payload::jsonb ->> 'entity_id' = a.id::text)
+           OR (a.status = 'cancelled' AND NOT EXISTS (
+             SELECT 1 FROM outbox_events o WHERE o.sink = 'audit' AND o.event_type = 'appointment.cancelled'
+               AND o.payload::jsonb ->> 'entity_id' = a.id::text))",
+    );
+    assert_eq!(unaudited, 0, "committed changes without an audit record");
+    let audited = count(
+        &app,
+        "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit' AND event_type LIKE 'appointment.%'",
+    );
+    assert_eq!(
+        audited as usize, expected,
+        "one record per change, none extra"
+    );
 }
 
 /// librdkafka's reports of an outage go through the shared `KafkaContext`: the outage

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod appointments;
+mod audit;
 mod auth;
 mod catalog;
 mod cli;

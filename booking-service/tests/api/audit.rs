@@ -1,0 +1,548 @@
+//! What is audited: every mutating route and command leaves exactly one audit record,
+//! written in the change's own transaction (the outbox's audit sink), with the actor,
+//! the source and the request id, and without personal data or secrets.
+
+use crate::helpers::{practice, spawn_app, TestApp, TestUser, JWT_SECRET};
+use diesel::prelude::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payload: String,
+}
+
+/// The audit records queued so far, oldest first.
+fn records(app: &TestApp) -> Vec<Value> {
+    diesel::sql_query("SELECT payload FROM outbox_events WHERE sink = 'audit' ORDER BY seq")
+        .load::<Row>(&mut app.db.conn())
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.payload).unwrap())
+        .collect()
+}
+
+/// Runs `step` and returns the one record it left; fails unless it left exactly one,
+/// of `action`.
+async fn one_record<F: std::future::Future<Output = ()>>(
+    app: &TestApp,
+    action: &str,
+    step: F,
+) -> Value {
+    let before = records(app).len();
+    step.await;
+    let after = records(app);
+    let new: Vec<&Value> = after[before..].iter().collect();
+    let actions: Vec<&str> = new.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec![action], "records of the step");
+    new[0].clone()
+}
+
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let res = app.send_json(method, path, token, &body).await;
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn token_of(link: &str) -> String {
+    link.split("token=").nth(1).unwrap().to_owned()
+}
+
+fn assert_actor(record: &Value, user: &TestUser, role: &str) {
+    assert_eq!(
+        record["actor"]["user"]["id"],
+        user.id.to_string(),
+        "{record}"
+    );
+    assert_eq!(record["actor"]["user"]["role"], role, "{record}");
+}
+
+#[tokio::test]
+async fn every_mutating_route_and_command_leaves_exactly_one_record() {
+    let app = spawn_app().await;
+    let p = practice(&app).await;
+    let admin = &p.admin;
+    let a = Some(admin.access.as_str());
+    let d = p.doctor_id();
+
+    // Accounts.
+    let email = format!("walk-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "harbor-lantern-81";
+    let r = one_record(&app, "patient.registered", async {
+        let res = app.register(&email, password).await;
+        assert_eq!(res.status(), 202);
+    })
+    .await;
+    assert_eq!(r["source"], "http");
+    assert!(r["request_id"].is_string());
+    let link = app.outbox_link("account.verify_email", &email).unwrap();
+    one_record(&app, "email.verified", async {
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            None,
+            json!({"token": token_of(&link)}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "login.failed", async {
+        assert_eq!(app.login(&email, "wrong-password-1").await.status(), 401);
+    })
+    .await;
+    let mut tokens = Value::Null;
+    let r = one_record(&app, "login.succeeded", async {
+        let res = app.login(&email, password).await;
+        assert_eq!(res.status(), 200);
+        tokens = res.json().await.unwrap();
+    })
+    .await;
+    let user_id = app.user_id(&email);
+    assert_eq!(r["actor"]["user"]["id"], user_id.to_string());
+    let patient = TestUser {
+        id: user_id,
+        email: email.clone(),
+        password: password.into(),
+        access: tokens["access_token"].as_str().unwrap().into(),
+        refresh: tokens["refresh_token"].as_str().unwrap().into(),
+    };
+    let me = Some(patient.access.as_str());
+    let first_refresh = patient.refresh.clone();
+    let mut second = Value::Null;
+    one_record(&app, "session.refreshed", async {
+        second = send(
+            &app,
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": first_refresh}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "refresh_token.reuse_detected", async {
+        let res = app
+            .send_json(
+                Method::POST,
+                "/api/v1/auth/refresh",
+                None,
+                &json!({"refresh_token": first_refresh}),
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+    })
+    .await;
+    let r = one_record(&app, "user.updated", async {
+        send(
+            &app,
+            Method::PATCH,
+            "/api/v1/me",
+            me,
+            json!({"phone": "+49 30 1234567"}),
+        )
+        .await;
+    })
+    .await;
+    assert_actor(&r, &patient, "patient");
+    assert_eq!(r["changes"][0]["field"], "phone");
+    assert_eq!(r["changes"][0]["after"], "\"[redacted]\"");
+    let r = one_record(&app, "email_change.requested", async {
+        let new = format!("walk-new-{}@example.com", uuid::Uuid::new_v4().simple());
+        send(
+            &app,
+            Method::PATCH,
+            "/api/v1/me",
+            me,
+            json!({"email": new, "current_password": password}),
+        )
+        .await;
+    })
+    .await;
+    assert_actor(&r, &patient, "patient");
+    one_record(&app, "email_verification.requested", async {
+        let res = app
+            .send_json(
+                Method::POST,
+                "/api/v1/me/email-verification",
+                me,
+                &json!({}),
+            )
+            .await;
+        assert!(res.status().is_success(), "{}", res.status());
+    })
+    .await;
+    one_record(&app, "password_reset.requested", async {
+        let res = app
+            .post("/api/v1/auth/password-reset", &json!({"email": email}))
+            .await;
+        assert_eq!(res.status(), 202);
+    })
+    .await;
+    let reset = app.outbox_link("account.password_reset", &email).unwrap();
+    one_record(&app, "password.reset", async {
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token_of(&reset), "new_password": "meadow-compass-42"}),
+        )
+        .await;
+    })
+    .await;
+    let res = app.login(&email, "meadow-compass-42").await;
+    let fresh: Value = res.json().await.unwrap();
+    let access = fresh["access_token"].as_str().unwrap().to_owned();
+    let refresh = fresh["refresh_token"].as_str().unwrap().to_owned();
+    one_record(&app, "password.changed", async {
+        send(
+            &app,
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&access),
+            json!({"current_password": "meadow-compass-42", "new_password": "violet-harbor-93"}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "logout", async {
+        let res = app
+            .send_json(
+                Method::POST,
+                "/api/v1/auth/logout",
+                None,
+                &json!({"refresh_token": refresh}),
+            )
+            .await;
+        assert!(res.status().is_success());
+    })
+    .await;
+
+    // Admins: patients, clinics, doctors, slots.
+    let mut created = Value::Null;
+    let r = one_record(&app, "patient.created", async {
+        created = send(
+            &app,
+            Method::POST,
+            "/api/v1/patients",
+            a,
+            json!({
+            "email": format!("made-{}@example.com", uuid::Uuid::new_v4().simple()),
+            "full_name": "Made By Admin", "password": "quiet-orchard-55"}),
+        )
+        .await;
+    })
+    .await;
+    assert_actor(&r, admin, "admin");
+    let pid = created["id"].as_str().unwrap().to_owned();
+    one_record(&app, "user.updated", async {
+        send(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/patients/{pid}"),
+            a,
+            json!({
+            "email": created["email"], "full_name": "Renamed By Admin"}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "user.deleted", async {
+        let res = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/patients/{pid}"),
+                a,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), 204);
+    })
+    .await;
+    let mut clinic = Value::Null;
+    one_record(&app, "clinic.created", async {
+        clinic = send(&app, Method::POST, "/api/v1/clinics", a,
+                      json!({"name": "Walk Clinic", "city": "Porto", "address": "1 Rua", "time_zone": "Europe/Lisbon"})).await;
+    })
+    .await;
+    let cid = clinic["id"].as_str().unwrap().to_owned();
+    let r = one_record(&app, "clinic.updated", async {
+        send(&app, Method::PUT, &format!("/api/v1/clinics/{cid}"), a,
+             json!({"name": "Walk Clinic II", "city": "Porto", "address": "1 Rua", "time_zone": "Europe/Lisbon"})).await;
+    })
+    .await;
+    assert_eq!(
+        r["changes"],
+        json!([{"field": "name", "before": "\"Walk Clinic\"", "after": "\"Walk Clinic II\""}])
+    );
+    let mut doctor = Value::Null;
+    one_record(&app, "doctor.created", async {
+        doctor = send(
+            &app,
+            Method::POST,
+            "/api/v1/doctors",
+            a,
+            json!({"full_name": "Dr. Walk", "specialty": "ENT", "clinic_id": cid}),
+        )
+        .await;
+    })
+    .await;
+    let did = doctor["id"].as_str().unwrap().to_owned();
+    one_record(&app, "doctor.updated", async {
+        send(
+            &app,
+            Method::PUT,
+            &format!("/api/v1/doctors/{did}"),
+            a,
+            json!({"full_name": "Dr. Walk", "specialty": "Otology", "clinic_id": cid}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "doctor.deleted", async {
+        let res = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/doctors/{did}"),
+                a,
+                &json!({}),
+            )
+            .await;
+        assert!(res.status().is_success());
+    })
+    .await;
+    one_record(&app, "clinic.deleted", async {
+        let res = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/clinics/{cid}"),
+                a,
+                &json!({}),
+            )
+            .await;
+        assert!(res.status().is_success());
+    })
+    .await;
+    let mut slot = Value::Null;
+    one_record(&app, "slot.created", async {
+        slot = app.create_slot(admin, &d, 60, 30).await;
+    })
+    .await;
+    let sid = slot["id"].as_str().unwrap().to_owned();
+    one_record(&app, "slot.blocked", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/slots/{sid}/block"),
+            a,
+            json!({}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "slot.unblocked", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/slots/{sid}/unblock"),
+            a,
+            json!({}),
+        )
+        .await;
+    })
+    .await;
+    one_record(&app, "slot.deleted", async {
+        let res = app
+            .send_json(
+                Method::DELETE,
+                &format!("/api/v1/slots/{sid}"),
+                a,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(res.status(), 204);
+    })
+    .await;
+    let from = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    let r = one_record(&app, "slots.generated", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/doctors/{d}/slots/generate"),
+            a,
+            json!({
+            "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start_time": "09:00", "end_time": "10:00", "slot_minutes": 30,
+            "from": from, "to": from}),
+        )
+        .await;
+    })
+    .await;
+    assert_eq!(
+        r["changes"][0],
+        json!({"field": "slots_created", "before": null, "after": "2"})
+    );
+
+    // Appointments and reviews, by a patient and by an admin.
+    let booker = app.patient().await;
+    let b = Some(booker.access.as_str());
+    let s1 = app.create_slot(admin, &d, 120, 30).await;
+    let s2 = app.create_slot(admin, &d, 180, 30).await;
+    let mut appt = Value::Null;
+    let r = one_record(&app, "appointment.booked", async {
+        let res = app.book(&booker, s1["id"].as_str().unwrap()).await;
+        assert_eq!(res.status(), 201);
+        appt = res.json().await.unwrap();
+    })
+    .await;
+    assert_actor(&r, &booker, "patient");
+    let aid = appt["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["entity_id"], aid.as_str());
+    one_record(&app, "appointment.rescheduled", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/appointments/{aid}/reschedule"),
+            b,
+            json!({"slot_id": s2["id"]}),
+        )
+        .await;
+    })
+    .await;
+    let r = one_record(&app, "appointment.cancelled", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/appointments/{aid}/cancel"),
+            a,
+            json!({"reason": "doctor ill"}),
+        )
+        .await;
+    })
+    .await;
+    assert_actor(&r, admin, "admin");
+    let fields: Vec<&str> = r["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"cancel_reason") && fields.contains(&"cancelled_by"),
+        "{r}"
+    );
+    let s3 = app.create_slot(admin, &d, 240, 30).await;
+    let visit: Value = app
+        .book(&booker, s3["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let s3id = s3["id"].as_str().unwrap();
+    app.db.execute(&format!(
+        "UPDATE slots SET starts_at = now() - interval '90 minutes', ends_at = now() - interval '60 minutes' WHERE id = '{s3id}'"
+    ));
+    one_record(&app, "review.created", async {
+        send(
+            &app,
+            Method::POST,
+            &format!("/api/v1/doctors/{d}/reviews"),
+            b,
+            json!({"appointment_id": visit["id"], "rating": 4, "text": "Fine."}),
+        )
+        .await;
+    })
+    .await;
+
+    // Over gRPC: the same use case, audited as the calling patient, source `grpc`.
+    let s4 = app.create_slot(admin, &d, 300, 30).await;
+    let r = one_record(&app, "appointment.booked", async {
+        use medbook_proto::schedule::v1 as pb;
+        let mut c =
+            pb::schedule_service_client::ScheduleServiceClient::connect(app.grpc_address.clone())
+                .await
+                .unwrap();
+        let mut req = tonic::Request::new(pb::BookSlotRequest {
+            slot_id: s4["id"].as_str().unwrap().to_owned(),
+            reason: "grpc".into(),
+            idempotency_key: String::new(),
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", booker.access).parse().unwrap(),
+        );
+        c.book_slot(req).await.unwrap();
+    })
+    .await;
+    assert_eq!(r["source"], "grpc");
+    assert_actor(&r, &booker, "patient");
+
+    // Commands: the record names the command as the actor.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_booking-service"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(std::env::temp_dir())
+            .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
+            .env("MEDBOOK_PROFILE", "dev")
+            .env("MEDBOOK_AUTH__BCRYPT_COST", "4")
+            .env("MEDBOOK_LOG__LEVEL", "warn")
+            .env("MEDBOOK_ADMIN_PASSWORD", "granite-window-47")
+            .env("MEDBOOK_DATABASE__URL", app.db.url())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let r = one_record(&app, "admin.created", async {
+        let out = cli(&["create-admin", "--email", "second-admin@example.com"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await;
+    assert_eq!(r["source"], "cli");
+    assert_eq!(r["actor"]["system"], "cli create-admin");
+    let file = std::env::temp_dir().join(format!("walk-import-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&file, json!([
+        {"email": format!("imp1-{}@example.com", uuid::Uuid::new_v4().simple()), "full_name": "Imported One"},
+        {"email": format!("imp2-{}@example.com", uuid::Uuid::new_v4().simple()), "full_name": "Imported Two"}
+    ]).to_string()).unwrap();
+    let r = one_record(&app, "patients.imported", async {
+        let out = cli(&["patients", "import", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await;
+    assert_eq!(r["changes"][0]["after"], "2");
+    let _ = std::fs::remove_file(&file);
+
+    // Nothing in the log identifies a patient or holds a secret.
+    for r in records(&app) {
+        let text = r.to_string();
+        assert!(!text.contains("@example.com"), "an address in {text}");
+        assert!(!text.contains(&patient.password), "a password in {text}");
+        assert!(
+            !text.contains("meadow-compass-42") && !text.contains("$2"),
+            "a secret in {text}"
+        );
+        assert!(
+            !text.contains("Made By Admin") && !text.contains("Imported One"),
+            "a name in {text}"
+        );
+    }
+}
