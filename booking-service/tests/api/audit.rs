@@ -546,3 +546,229 @@ async fn every_mutating_route_and_command_leaves_exactly_one_record() {
         );
     }
 }
+
+/// A real audit-service process (the workspace's binary) on `port`, with its own
+/// database and a dev signing key.
+struct AuditProcess {
+    child: std::process::Child,
+}
+
+impl AuditProcess {
+    fn binary() -> std::path::PathBuf {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_booking-service"))
+            .with_file_name(format!("audit-service{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build -p audit-service` (scripts/test.sh does)",
+            bin.display()
+        );
+        bin
+    }
+
+    /// Starts it and waits until it listens.
+    fn start(db: &medbook_test_support::pg::TestDb, port: u16, key: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(Self::binary())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .current_dir(std::env::temp_dir())
+            .env("MEDBOOK_PROFILE", "dev")
+            .env("MEDBOOK_DATABASE__URL", db.url())
+            .env("MEDBOOK_GRPC__ADDR", format!("127.0.0.1:{port}"))
+            .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_AUDIT__SIGNING_KEY_FILE", key)
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let v: Value = serde_json::from_str(&line).unwrap_or_default();
+                if !sent && v["message"] == "grpc listening" {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("audit-service did not start");
+        Self { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AuditProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every page of `GET /api/v1/audit?{query}`.
+async fn audit_pages(app: &TestApp, admin: &TestUser, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/audit?per_page=100&{query}");
+        if let Some(t) = &token {
+            path.push_str(&format!("&page_token={t}"));
+        }
+        let res = app.get(&path, Some(&admin.access)).await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let page: Value = res.json().await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_page_token"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// The audit-service away while 200 bookings are made: they all succeed, and every
+/// record arrives once it is back, none twice. Then an admin reads who cancelled.
+#[tokio::test]
+async fn records_wait_out_an_audit_service_outage_and_admins_read_them() {
+    let audit_db = medbook_test_support::pg::TestDb::empty("medbook_audit");
+    let key = std::env::temp_dir().join(format!("audit-test-{}.key", uuid::Uuid::new_v4()));
+    let port = free_port();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.audit.relay_enabled = true;
+        s.audit.addr = format!("http://127.0.0.1:{port}");
+        s.audit.timeout_ms = 1000;
+        s.outbox.poll_interval_ms = 100;
+        s.outbox.backoff_initial_ms = 50;
+        s.outbox.backoff_max_ms = 500;
+        s.booking.max_active_per_patient = 1000;
+    })
+    .await;
+    let p = practice(&app).await;
+    let d = p.doctor_id();
+    app.db.execute(&format!(
+        "INSERT INTO slots (id, doctor_id, starts_at, ends_at, status)
+         SELECT gen_random_uuid(), '{d}', date_trunc('minute', now()) + (i * interval '30 minutes') + interval '1 hour',
+                date_trunc('minute', now()) + (i * interval '30 minutes') + interval '90 minutes', 'available'
+         FROM generate_series(0, 199) AS i"
+    ));
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let slots: Vec<Id> = diesel::sql_query("SELECT id FROM slots ORDER BY starts_at")
+        .load(&mut app.db.conn())
+        .unwrap();
+    let patient = app.patient().await;
+    let pending = |app: &TestApp| {
+        crate::helpers::count(
+            app,
+            "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit' AND published_at IS NULL",
+        )
+    };
+
+    // Down during the bookings: every one succeeds.
+    for s in &slots {
+        let res = app.book(&patient, &s.id.to_string()).await;
+        assert_eq!(res.status(), 201);
+    }
+    assert!(pending(&app) >= 200, "the records wait in the outbox");
+
+    // Back: everything arrives.
+    let audit = AuditProcess::start(&audit_db, port, &key);
+    medbook_test_support::eventually(
+        "every audit record shipped",
+        std::time::Duration::from_secs(60),
+        || async { (pending(&app) == 0).then_some(()) },
+    )
+    .await;
+    let booked = audit_pages(&app, &p.admin, "action=appointment.booked").await;
+    let ids: std::collections::HashSet<&str> = booked
+        .iter()
+        .map(|r| r["entity_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(booked.len(), 200, "none twice");
+    assert_eq!(ids.len(), 200, "none lost");
+
+    // A second outage: an admin cancels while the audit-service is down.
+    let first = booked[0]["entity_id"].as_str().unwrap().to_owned();
+    audit.kill();
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/appointments/{first}/cancel"),
+            Some(&p.admin.access),
+            &json!({"reason": "clinic closed"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .get(
+            "/api/v1/audit?action=appointment.cancelled",
+            Some(&p.admin.access),
+        )
+        .await;
+    crate::helpers::assert_error(res, 503, "audit_unavailable").await;
+    let _audit = AuditProcess::start(&audit_db, port, &key);
+    medbook_test_support::eventually(
+        "the cancellation shipped",
+        std::time::Duration::from_secs(60),
+        || async { (pending(&app) == 0).then_some(()) },
+    )
+    .await;
+    let trail = audit_pages(
+        &app,
+        &p.admin,
+        &format!("entity_type=appointment&entity_id={first}"),
+    )
+    .await;
+    let actions: Vec<&str> = trail
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["appointment.cancelled", "appointment.booked"],
+        "newest first"
+    );
+    assert_eq!(trail[0]["actor"]["user_id"], p.admin.id.to_string());
+    assert_eq!(trail[0]["actor"]["role"], "admin");
+    let reason = trail[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "cancel_reason")
+        .unwrap();
+    assert_eq!(reason["after"], "\"clinic closed\"");
+    assert!(trail[0]["index"].as_u64().unwrap() > trail[1]["index"].as_u64().unwrap());
+
+    // Only admins read the log; bad filters are 400s.
+    let res = app.get("/api/v1/audit", Some(&patient.access)).await;
+    assert_eq!(res.status(), 403);
+    let res = app
+        .get(
+            "/api/v1/audit?entity_id=x&per_page=0",
+            Some(&p.admin.access),
+        )
+        .await;
+    let body = crate::helpers::assert_error(res, 400, "validation_failed").await;
+    assert_eq!(body["error"]["details"].as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_file(&key);
+}
