@@ -2,7 +2,8 @@
 # gRPC smoke test with grpcurl, as an operator would poke the services: the
 # ScheduleService of booking-service (reflection lists it, health says SERVING,
 # GetAvailableSlots answers for a demo doctor, BookSlot refuses a call without a token and
-# books with a patient's), and the audit-service (reflection, health, GetCheckpoint).
+# books with a patient's), and the audit-service (reflection, health, and Query finds the
+# record of that booking, shipped by booking-service's audit relay).
 # grpcurl 1.8.6 speaks the v1alpha reflection protocol, which both services serve beside
 # v1. Fails on any unexpected answer; stops what it started and drops its databases.
 set -euo pipefail
@@ -73,7 +74,7 @@ MEDBOOK_PROFILE=dev MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${audit_db}" \
     MEDBOOK_AUDIT__SIGNING_KEY_FILE="$work/signing-${suffix}.key" \
     "$audit" serve >"$work/audit-service.log" 2>&1 &
 pids+=($!)
-audit_port=$(field_of "$work/audit-service.log" "grpc listening" grpc_port "${pids[-1]}")
+audit_port=$(field_of "$work/audit-service.log" "grpc listening" port "${pids[-1]}")
 
 log "starting booking-service"
 export MEDBOOK_PROFILE=dev MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${db}"
@@ -128,4 +129,12 @@ out=$("$grpcurl" -plaintext "$audit_addr" list)
 expect "reflection lists the AuditService" "medbook.audit.v1.AuditService" "$out"
 out=$("$grpcurl" -plaintext -d '{"service":"medbook.audit.v1.AuditService"}' "$audit_addr" grpc.health.v1.Health/Check)
 expect "audit-service health says SERVING" "SERVING" "$out"
+# The gRPC booking's audit record reaches the audit-service through the relay.
+deadline=$((SECONDS + 30))
+until out=$("$grpcurl" -plaintext -d '{"action":"appointment.booked","entity_type":"appointment"}' \
+        "$audit_addr" medbook.audit.v1.AuditService/Query) && grep -q '"source": "grpc"' <<<"$out"; do
+    [ "$SECONDS" -lt "$deadline" ] || die "grpc smoke: the booking's audit record did not arrive within 30 s: $out"
+    sleep 0.5
+done
+log "ok: the booking's audit record is in the audit log"
 log "grpc smoke test passed"

@@ -2,7 +2,8 @@
 # Runs every test: installs what is missing, starts PostgreSQL, Redis, a Kafka-protocol
 # broker (tansu) and a mail sink (maildev) for the tests, runs the workspace's unit and
 # functional tests against them, validates the OpenAPI document, and runs the contract
-# test (schemathesis against a live booking-service, scripts/contract-test.sh).
+# test (schemathesis against a live booking-service, scripts/contract-test.sh) and the
+# gRPC smoke test (grpcurl against both gRPC services, scripts/grpc-smoke.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -17,6 +18,8 @@ mkdir -p target
 export INSTA_UPDATE=no
 # Unit, integration and doc tests. Benchmarks are not run here (they are slow by design
 # and print figures; see README), but clippy --all-targets compiles them in CI.
+# booking-service's audit tests run the audit-service binary: built first.
+cargo build --locked -p audit-service
 cargo test --workspace --lib --bins --tests --locked 2>&1 | tee target/test-output.log
 
 log "validating the OpenAPI document"
@@ -25,6 +28,9 @@ cargo run --quiet --locked -p booking-service -- openapi > target/openapi.json
 
 log "contract test (schemathesis)"
 scripts/contract-test.sh
+
+log "gRPC smoke test (grpcurl)"
+scripts/grpc-smoke.sh
 
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
