@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs medbook locally: installs what is missing; starts PostgreSQL, Redis, the Kafka
 # broker (tansu) with its topics and the mail sink (maildev); migrates, loads demo
-# data, and runs booking-service (http://127.0.0.1:8080, Swagger UI at /swagger) and
-# notification-service (emails readable at http://127.0.0.1:1080). Ctrl-C stops both.
+# data, and runs booking-service (http://127.0.0.1:8080, Swagger UI at /swagger, gRPC
+# ScheduleService on 127.0.0.1:50051), notification-service (emails readable at
+# http://127.0.0.1:1080) and audit-service (gRPC on 127.0.0.1:50052; its dev signing key
+# in .local/audit-signing.key). Ctrl-C stops all three.
 # Environment variables override any setting (MEDBOOK_HTTP__ADDR, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ ensure_postgres
 ensure_redis
 ensure_database medbook
 ensure_database medbook_notifications
+ensure_database medbook_audit
 start_broker "$KAFKA_PORT"
 create_topics "$KAFKA_PORT" "${KAFKA_PARTITIONS:-3}"
 start_maildev "$SMTP_PORT" "$MAIL_WEB_PORT"
@@ -29,20 +32,31 @@ export MEDBOOK_SMTP__HOST="${MEDBOOK_SMTP__HOST:-127.0.0.1}"
 export MEDBOOK_SMTP__PORT="${MEDBOOK_SMTP__PORT:-${SMTP_PORT}}"
 booking_db="${MEDBOOK_DATABASE__URL:-${PG_URL_BASE}/medbook}"
 notifications_db="${MEDBOOK_NOTIFICATIONS_DATABASE_URL:-${PG_URL_BASE}/medbook_notifications}"
+audit_db="${MEDBOOK_AUDIT_DATABASE_URL:-${PG_URL_BASE}/medbook_audit}"
+grpc_addr="${MEDBOOK_GRPC__ADDR:-127.0.0.1:50051}"
+audit_addr="${MEDBOOK_AUDIT_GRPC_ADDR:-127.0.0.1:50052}"
+mkdir -p .local
+# The dev profile creates the key on first start; keep it, or old checkpoints no longer
+# verify (see the README's audit runbook).
+audit_key="${MEDBOOK_AUDIT__SIGNING_KEY_FILE:-$(pwd)/.local/audit-signing.key}"
+export MEDBOOK_AUDIT__ADDR="${MEDBOOK_AUDIT__ADDR:-http://${audit_addr}}"
 http_addr="${MEDBOOK_HTTP__ADDR:-127.0.0.1:8080}"
 ops_addr="${MEDBOOK_HTTP__OPS_ADDR:-127.0.0.1:9464}"
 # The links in verification and reset e-mails open this booking-service's own pages.
 export MEDBOOK_ACCOUNTS__VERIFY_EMAIL_URL="${MEDBOOK_ACCOUNTS__VERIFY_EMAIL_URL:-http://${http_addr}/account/verify-email}"
 export MEDBOOK_ACCOUNTS__RESET_PASSWORD_URL="${MEDBOOK_ACCOUNTS__RESET_PASSWORD_URL:-http://${http_addr}/account/reset-password}"
-unset MEDBOOK_DATABASE__URL MEDBOOK_HTTP__ADDR MEDBOOK_HTTP__OPS_ADDR
+unset MEDBOOK_DATABASE__URL MEDBOOK_HTTP__ADDR MEDBOOK_HTTP__OPS_ADDR MEDBOOK_GRPC__ADDR \
+    MEDBOOK_AUDIT__SIGNING_KEY_FILE
 
 log "building the services"
-cargo build --locked -p booking-service -p notification-service
+cargo build --locked -p booking-service -p notification-service -p audit-service
 booking=target/debug/booking-service
 notification=target/debug/notification-service
+audit=target/debug/audit-service
 
 MEDBOOK_DATABASE__URL="$booking_db" "$booking" migrate >/dev/null
 MEDBOOK_DATABASE__URL="$notifications_db" "$notification" migrate
+MEDBOOK_DATABASE__URL="$audit_db" "$audit" migrate >/dev/null
 # Demo data on first start (does nothing once the database has clinics).
 # (The report is read whole: `grep -q` on the pipe would cut the command off.)
 seeded=$(MEDBOOK_DATABASE__URL="$booking_db" "$booking" seed-demo)
@@ -67,15 +81,23 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+MEDBOOK_DATABASE__URL="$audit_db" MEDBOOK_GRPC__ADDR="$audit_addr" \
+    MEDBOOK_HTTP__OPS_ADDR="${MEDBOOK_AUDIT_OPS_ADDR:-127.0.0.1:8082}" \
+    MEDBOOK_AUDIT__SIGNING_KEY_FILE="$audit_key" \
+    MEDBOOK_AUDIT__VERIFY_STATE_FILE="$(pwd)/.local/audit-verify-state.json" \
+    "$audit" serve &
+pids+=($!)
 MEDBOOK_DATABASE__URL="$notifications_db" MEDBOOK_HTTP__ADDR="${MEDBOOK_NOTIFICATION_HTTP_ADDR:-127.0.0.1:8081}" \
     "$notification" serve &
 pids+=($!)
 MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_HTTP__ADDR="$http_addr" MEDBOOK_HTTP__OPS_ADDR="$ops_addr" \
-    "$booking" serve &
+    MEDBOOK_GRPC__ADDR="$grpc_addr" "$booking" serve &
 pids+=($!)
 
 log "booking-service: http://${http_addr} (Swagger UI: http://${http_addr}/swagger)"
 log "booking-service metrics and readiness (operators only): http://${ops_addr}/metrics, /ready"
+log "booking-service gRPC ScheduleService: ${grpc_addr} (grpcurl -plaintext ${grpc_addr} list)"
+log "audit-service gRPC: ${audit_addr}; verify the log: MEDBOOK_DATABASE__URL=${audit_db} ${audit} verify"
 log "emails sent to patients: http://127.0.0.1:${MAIL_WEB_PORT}"
 # Runs until Ctrl-C, or until either service exits.
 wait -n "${pids[@]}"

@@ -10,9 +10,7 @@ where
 {
     let span = tracing::Span::current();
     let context = crate::context::current();
-    tokio::task::spawn_blocking(move || {
-        span.in_scope(|| crate::context::in_blocking(context, f))
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
+    tokio::task::spawn_blocking(move || span.in_scope(|| crate::context::in_blocking(context, f)))
+        .await
+        .map_err(|e| anyhow::anyhow!("blocking task failed: {e}"))
 }

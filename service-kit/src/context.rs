@@ -116,7 +116,10 @@ mod tests {
             })
         );
         // And does not stay behind on the blocking thread.
-        assert_eq!(crate::blocking::run(current).await.unwrap(), Context::default());
+        assert_eq!(
+            crate::blocking::run(current).await.unwrap(),
+            Context::default()
+        );
     }
 
     #[tokio::test]
