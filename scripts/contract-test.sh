@@ -25,25 +25,33 @@ report_dir="${CONTRACT_REPORT_DIR:-target/contract}"
 schemathesis="$(dirname "$TOOLS_PYTHON")/schemathesis"
 [ -x "$schemathesis" ] || die "schemathesis is not installed in $(dirname "$TOOLS_PYTHON")"
 
-log "building booking-service"
-cargo build --quiet --locked -p booking-service
+log "building booking-service and audit-service"
+cargo build --quiet --locked -p booking-service -p audit-service
 booking=target/debug/booking-service
+audit=target/debug/audit-service
 [ -x "$booking" ] || die "booking-service was not built ($booking is missing)"
+[ -x "$audit" ] || die "audit-service was not built ($audit is missing)"
 
 db="medbook_contract_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 db_url="${PG_URL_BASE}/${db}"
+audit_db="${db}_audit"
 mkdir -p "$report_dir"
 service_log="$report_dir/booking-service.log"
+audit_log="$report_dir/audit-service.log"
 service_pid=
+audit_pid=
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    if [ -n "$service_pid" ]; then
-        kill -TERM "$service_pid" 2>/dev/null || true
-        wait "$service_pid" 2>/dev/null || true
-    fi
-    psql "${PG_URL_BASE}/postgres" -qc "DROP DATABASE IF EXISTS ${db} WITH (FORCE)" >/dev/null 2>&1 || true
+    for pid in $service_pid $audit_pid; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for d in "$db" "$audit_db"; do
+        psql "${PG_URL_BASE}/postgres" -qc "DROP DATABASE IF EXISTS ${d} WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+    rm -f "$report_dir/audit-signing.key"
     exit "$status"
 }
 trap cleanup EXIT INT TERM
@@ -74,28 +82,44 @@ admin_email=admin@contract.medbook.test
 admin_password=violet-lantern-meadow
 MEDBOOK_ADMIN_PASSWORD="$admin_password" "$booking" create-admin --email "$admin_email" >/dev/null
 
-log "starting booking-service (log: ${service_log})"
-MEDBOOK_LOG__LEVEL=info "$booking" serve >"$service_log" 2>&1 &
-service_pid=$!
-port=
-deadline=$((SECONDS + 60))
-while [ -z "$port" ]; do
-    kill -0 "$service_pid" 2>/dev/null || die "booking-service exited at start-up; see ${service_log}"
-    [ "$SECONDS" -lt "$deadline" ] || die "booking-service did not start within 60 s; see ${service_log}"
-    port=$("$TOOLS_PYTHON" - "$service_log" <<'EOF'
+# Waits for the JSON log line whose message is $3 in file $2 (of process $1) and prints
+# its field $4.
+field_of() {
+    local pid=$1 file=$2 message=$3 field=$4 value= deadline=$((SECONDS + 60))
+    while [ -z "$value" ]; do
+        kill -0 "$pid" 2>/dev/null || die "a service exited at start-up; see ${file}"
+        [ "$SECONDS" -lt "$deadline" ] || die "no '${message}' within 60 s; see ${file}"
+        value=$("$TOOLS_PYTHON" - "$file" "$message" "$field" <<'EOF'
 import json, sys
 for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
     try:
         entry = json.loads(line)
     except ValueError:
         continue
-    if entry.get("message") == "listening":
-        print(entry["port"])
+    if entry.get("message") == sys.argv[2] and sys.argv[3] in entry:
+        print(entry[sys.argv[3]])
         break
 EOF
 )
-    [ -n "$port" ] || sleep 0.2
-done
+        [ -n "$value" ] || sleep 0.2
+    done
+    printf '%s' "$value"
+}
+
+# The audit-service answers GET /api/v1/audit (and takes the audit records).
+log "starting audit-service (log: ${audit_log})"
+psql "${PG_URL_BASE}/postgres" -qc "CREATE DATABASE ${audit_db}"
+MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${audit_db}" MEDBOOK_GRPC__ADDR=127.0.0.1:0 \
+    MEDBOOK_HTTP__OPS_ADDR=127.0.0.1:0 MEDBOOK_AUDIT__SIGNING_KEY_FILE="$report_dir/audit-signing.key" \
+    MEDBOOK_LOG__LEVEL=info "$audit" serve >"$audit_log" 2>&1 &
+audit_pid=$!
+audit_port=$(field_of "$audit_pid" "$audit_log" "grpc listening" port)
+export MEDBOOK_AUDIT__ADDR="http://127.0.0.1:${audit_port}"
+
+log "starting booking-service (log: ${service_log})"
+MEDBOOK_LOG__LEVEL=info "$booking" serve >"$service_log" 2>&1 &
+service_pid=$!
+port=$(field_of "$service_pid" "$service_log" "listening" port)
 base="http://127.0.0.1:${port}"
 
 # POSTs JSON ($2) to $1 and prints the response body; fails on a non-2xx answer.

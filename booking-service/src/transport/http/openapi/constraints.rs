@@ -748,6 +748,18 @@ fn operation_rules() -> Vec<(&'static str, &'static str, Vec<FieldRule>)> {
         ),
         ("/api/v1/appointments", "get", vec![("to", after_from())]),
         (
+            "/api/v1/audit",
+            "get",
+            vec![
+                ("to", after_from()),
+                ("entity_id", "only with `entity_type`".to_owned()),
+                (
+                    "page_token",
+                    "the `next_page_token` of an earlier page of the same query".to_owned(),
+                ),
+            ],
+        ),
+        (
             "/api/v1/appointments/{id}/cancel",
             "post",
             vec![(
