@@ -1,1 +1,42 @@
-fn main() {}
+//! Entry point: parse the command line, load configuration, start telemetry, run.
+
+use audit_service::{cli, settings::Settings};
+use clap::Parser;
+use medbook_shared::telemetry::LogOutput;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if let Some(cli::Command::Keygen { out }) = &cli.command {
+        medbook_shared::telemetry::init("audit-service", "warn", LogOutput::Stderr);
+        return match cli::keygen(out) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("audit-service: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("audit-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The service logs to stdout; commands that print a result log to stderr.
+    let output = match cli.command {
+        None | Some(cli::Command::Serve) => LogOutput::Stdout,
+        Some(_) => LogOutput::Stderr,
+    };
+    medbook_shared::telemetry::init("audit-service", &settings.log.level, output);
+    match cli::run(cli.command, settings).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "audit-service failed");
+            eprintln!("audit-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

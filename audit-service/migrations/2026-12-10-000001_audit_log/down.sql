@@ -1,0 +1,3 @@
+DROP TABLE audit_checkpoints;
+DROP TABLE audit_records;
+DROP FUNCTION audit_refuse_change();

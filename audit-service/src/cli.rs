@@ -1,0 +1,101 @@
+//! Command line: `serve` (the default), `migrate`, `keygen --out FILE` and `verify
+//! [--state FILE]`. Commands print their result as JSON on stdout; logs go to stderr.
+
+use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
+use crate::settings::Settings;
+use crate::signing::SigningKey;
+use clap::{Parser, Subcommand};
+use medbook_service_kit::cli::print_json;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "audit-service",
+    about = "medbook's tamper-evident audit log (gRPC)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the AuditService over gRPC (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Write a new ed25519 signing key to FILE (never over an existing file); print its
+    /// public key and key id.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Rebuild the tree from the rows and check it against every signed checkpoint and
+    /// the checkpoint verified last time; exits 1 naming the first bad index.
+    Verify {
+        /// Where the last verified checkpoint is kept (default: audit.verify_state_file).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    /// Whether the command loads the configuration (keygen needs none).
+    pub fn needs_settings(&self) -> bool {
+        !matches!(self, Command::Keygen { .. })
+    }
+}
+
+/// Runs `keygen`: needs no configuration.
+pub fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = SigningKey::generate();
+    key.write_new(out)?;
+    print_json(&json!({
+        "file": out,
+        "public_key": key.public_key_base64(),
+        "key_id": key.key_id(),
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        None | Some(Command::Serve) => {
+            crate::startup::serve(settings, async {
+                let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
+                tracing::info!(signal, "shutdown signal received");
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Migrate) => {
+            let db = settings.database.connect().await?;
+            let applied =
+                medbook_service_kit::startup::migrate(&db, MIGRATIONS, MIGRATION_LOCK).await?;
+            print_json(&json!({ "applied": applied }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Keygen { out }) => keygen(&out),
+        Some(Command::Verify { state }) => {
+            let trusted = settings.trusted_keys()?;
+            let state = state.unwrap_or_else(|| settings.verify_state_file().to_owned());
+            let db = settings.database.connect().await?;
+            let report =
+                crate::verify::verify(&db, &settings.audit.origin, &trusted, &state).await?;
+            print_json(&report)?;
+            if report.ok {
+                tracing::info!(records = report.records, "audit log verified");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                tracing::error!(
+                    first_bad_index = ?report.first_bad_index,
+                    problem = ?report.problem,
+                    "audit log verification failed"
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

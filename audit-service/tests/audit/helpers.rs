@@ -1,0 +1,325 @@
+//! Rigs: a database of the test's own, the binary with env config, a tonic client.
+
+use base64::Engine;
+use medbook_proto::audit::v1 as pb;
+use medbook_test_support::pg::TestDb;
+use pb::audit_service_client::AuditServiceClient;
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const TOKEN: &str = "test-token-3f9a";
+
+/// A database with the audit-service's schema, cloned from its template.
+pub fn audit_db() -> TestDb {
+    TestDb::migrated(
+        "audit",
+        audit_service::repository::MIGRATIONS,
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")),
+    )
+}
+
+/// A fresh base64 ed25519 seed and its key.
+pub fn new_key() -> (String, audit_service::signing::SigningKey) {
+    let seed: [u8; 32] = rand::random();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(seed);
+    let key =
+        audit_service::signing::SigningKey::from_base64(&secrecy::SecretString::from(b64.clone()))
+            .unwrap();
+    (b64, key)
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("audit-test-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a test runs the service with: its environment, by key.
+#[derive(Clone)]
+pub struct Config {
+    pub env: Vec<(String, String)>,
+    pub key: String,
+    pub public_key: String,
+}
+
+impl Config {
+    pub fn new(db: &TestDb, dir: &TempDir) -> Self {
+        let (key, signing) = new_key();
+        let mut c = Self {
+            env: Vec::new(),
+            public_key: signing.public_key_base64(),
+            key: key.clone(),
+        };
+        c.set("MEDBOOK_PROFILE", "dev")
+            .set("MEDBOOK_DATABASE__URL", &db.url())
+            .set("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
+            .set("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .set("MEDBOOK_LOG__LEVEL", "info")
+            .set("MEDBOOK_AUDIT__SIGNING_KEY", &key)
+            .set("MEDBOOK_AUDIT__API_TOKEN", TOKEN)
+            .set("MEDBOOK_AUDIT__CHECKPOINT_EVERY", "1000")
+            .set("MEDBOOK_AUDIT__CHECKPOINT_INTERVAL_SECS", "3600")
+            .set(
+                "MEDBOOK_AUDIT__VERIFY_STATE_FILE",
+                dir.0.join("verify-state.json").to_str().unwrap(),
+            );
+        c
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        self.env.retain(|(k, _)| k != key);
+        self
+    }
+}
+
+pub fn binary(config: &Config) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_audit-service"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(config.env.iter().cloned())
+        .current_dir(std::env::temp_dir());
+    cmd
+}
+
+/// The binary, serving.
+pub struct Server {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<Value>,
+    pub grpc: String,
+    pub ops: String,
+}
+
+impl Server {
+    /// Starts the service and waits until it is ready.
+    pub fn start(config: &Config) -> Self {
+        let mut child = binary(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            lines,
+            grpc: String::new(),
+            ops: String::new(),
+        };
+        loop {
+            let v = server.next_line("the service to be ready");
+            match v["message"].as_str() {
+                Some("grpc listening") => {
+                    server.grpc = format!("http://127.0.0.1:{}", v["port"]);
+                }
+                Some("probes and metrics listening") => {
+                    server.ops = format!("http://127.0.0.1:{}", v["port"]);
+                }
+                Some("audit-service ready") => return server,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn next_line(&self, what: &str) -> Value {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no log line while waiting for {what}"))
+    }
+
+    pub async fn client(&self) -> Client {
+        Client {
+            inner: AuditServiceClient::new(self.channel().await),
+            token: Some(TOKEN.to_owned()),
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub fn stop(&mut self) {
+        assert!(Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exited with {status}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        medbook_test_support::metric(&self.ops, name_and_labels).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An AuditService client that sends the bearer token (when it has one).
+#[derive(Clone)]
+pub struct Client {
+    pub inner: AuditServiceClient<Channel>,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        if let Some(t) = &self.token {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        r
+    }
+
+    pub async fn append(
+        &mut self,
+        records: Vec<pb::AuditRecord>,
+    ) -> Result<pb::AppendResponse, tonic::Status> {
+        let r = self.request(pb::AppendRequest { records });
+        self.inner.append(r).await.map(tonic::Response::into_inner)
+    }
+
+    pub async fn query(&mut self, q: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
+        let r = self.request(q);
+        self.inner.query(r).await.map(tonic::Response::into_inner)
+    }
+
+    pub async fn checkpoint(&mut self) -> Result<pb::Checkpoint, tonic::Status> {
+        let r = self.request(pb::GetCheckpointRequest {});
+        self.inner
+            .get_checkpoint(r)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn inclusion(
+        &mut self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<pb::InclusionProof, tonic::Status> {
+        let r = self.request(pb::GetInclusionProofRequest { index, tree_size });
+        self.inner
+            .get_inclusion_proof(r)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn consistency(
+        &mut self,
+        from_size: u64,
+        to_size: u64,
+    ) -> Result<pb::ConsistencyProof, tonic::Status> {
+        let r = self.request(pb::GetConsistencyProofRequest { from_size, to_size });
+        self.inner
+            .get_consistency_proof(r)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Appends `n` generated records one batch at a time; their ids.
+    pub async fn append_n(&mut self, n: usize) -> Vec<String> {
+        let records: Vec<_> = (0..n).map(|i| record(&format!("e{i}"))).collect();
+        let ids = records.iter().map(|r| r.id.clone()).collect();
+        for chunk in records.chunks(500) {
+            self.append(chunk.to_vec()).await.unwrap();
+        }
+        ids
+    }
+}
+
+/// A valid record about appointment `entity`, by a patient.
+pub fn record(entity: &str) -> pb::AuditRecord {
+    record_by(entity, &Uuid::new_v4().to_string())
+}
+
+pub fn record_by(entity: &str, user: &str) -> pb::AuditRecord {
+    pb::AuditRecord {
+        id: Uuid::new_v4().to_string(),
+        actor: Some(pb::Actor {
+            kind: Some(pb::actor::Kind::User(pb::UserActor {
+                user_id: user.to_owned(),
+                role: "patient".into(),
+            })),
+        }),
+        action: "appointment.cancelled".into(),
+        entity_type: "appointment".into(),
+        entity_id: entity.to_owned(),
+        changes: vec![pb::FieldChange {
+            field: "status".into(),
+            before: Some("\"booked\"".into()),
+            after: Some("\"cancelled\"".into()),
+        }],
+        source: "http".into(),
+        request_id: format!("req-{entity}"),
+        occurred_at: Some(medbook_proto::time::to_proto(chrono::Utc::now())),
+    }
+}
+
+/// Runs `verify` (with `args`); its exit code and JSON report.
+pub fn verify(config: &Config, args: &[&str]) -> (i32, Value) {
+    let out = binary(config).arg("verify").args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+pub fn hash(bytes: &[u8]) -> [u8; 32] {
+    bytes.try_into().unwrap()
+}
+
+pub fn hashes(path: &[Vec<u8>]) -> Vec<[u8; 32]> {
+    path.iter().map(|h| hash(h)).collect()
+}
