@@ -351,4 +351,20 @@ mod tests {
             assert!(!err.contains("c2hvcnQ="), "{err}");
         }
     }
+
+    #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/audit-service.yml");
+        let s = Settings::load_from(&ConfigSources {
+            file: Some((path, true)),
+            env: vec![(
+                "MEDBOOK_AUDIT__API_TOKEN".into(),
+                "shipped-config-test-token".into(),
+            )],
+        })
+        .unwrap();
+        assert_eq!(s.grpc.addr, "127.0.0.1:50052");
+        assert_eq!(s.audit.checkpoint_every, 1000);
+    }
 }

@@ -1,14 +1,14 @@
 //! `/api/v1/audit`: the audit log, read from the audit-service over gRPC (admins only).
 
+use crate::domain::FieldError;
 use crate::transport::http::dto::audit::{AuditPage, AuditQuery};
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::AdminCaller;
 use crate::transport::http::state::AppState;
-use crate::domain::FieldError;
 use actix_web::http::StatusCode;
-use tonic_types::StatusExt;
 use medbook_proto::audit::v1 as pb;
 use paperclip::actix::{api_v2_operation, web};
+use tonic_types::StatusExt;
 
 /// Read the audit log
 ///
