@@ -264,7 +264,8 @@ async fn main() {
     let mut tokens = Vec::new();
     for i in 0..BOOKERS {
         let email = format!("bench{i}@grpc.bench.test");
-        let body = json!({"email": email, "password": "bench-grpc-lantern-1", "full_name": "Bench Patient"});
+        let body =
+            json!({"email": email, "password": "orchid-meadow-73", "full_name": "Bench Patient"});
         client
             .post(format!("{base}/api/v1/auth/register"))
             .json(&body)
@@ -277,20 +278,21 @@ async fn main() {
     for i in 0..BOOKERS {
         let login: Value = client
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": format!("bench{i}@grpc.bench.test"), "password": "bench-grpc-lantern-1"}))
+            .json(&json!({"email": format!("bench{i}@grpc.bench.test"), "password": "orchid-meadow-73"}))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        tokens.push(login["access_token"].as_str().unwrap().to_owned());
+        let token = login["access_token"].as_str();
+        tokens.push(token.unwrap_or_else(|| panic!("login: {login}")).to_owned());
     }
     // An admin watches (the role check is the same for a linked doctor).
     let admin_email = "admin@grpc.bench.test";
     client
         .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"email": admin_email, "password": "bench-grpc-lantern-1", "full_name": "Bench Admin"}))
+        .json(&json!({"email": admin_email, "password": "orchid-meadow-73", "full_name": "Bench Admin"}))
         .send()
         .await
         .unwrap();
@@ -300,7 +302,7 @@ async fn main() {
     .unwrap();
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": admin_email, "password": "bench-grpc-lantern-1"}))
+        .json(&json!({"email": admin_email, "password": "orchid-meadow-73"}))
         .send()
         .await
         .unwrap()

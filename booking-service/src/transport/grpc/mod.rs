@@ -301,7 +301,8 @@ pub async fn serve(
     let mut stop = stop;
     router
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Small responses go out at once (no Nagle delay waiting for an ACK).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {
                 while !*stop.borrow() {
                     if stop.changed().await.is_err() {

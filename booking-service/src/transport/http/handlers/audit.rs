@@ -26,10 +26,23 @@ pub async fn list(
     let request = pb::QueryRequest::try_from(query.into_inner())?;
     match state.audit.query(request).await {
         Ok(page) => Ok(web::Json(AuditPage::from(page))),
-        Err(s) if s.code() == tonic::Code::InvalidArgument => Err(ApiError::bad_request(
-            "invalid_query",
-            s.message().to_owned(),
-        )),
+        // The audit-service refused a filter (a page token not its own, say): named
+        // fields, as every validation error.
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            let mut fields: Vec<FieldError> = s
+                .get_details_bad_request()
+                .map(|b| {
+                    b.field_violations
+                        .into_iter()
+                        .map(|v| FieldError::new(v.field, v.description))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if fields.is_empty() {
+                fields.push(FieldError::new("page_token", s.message().to_owned()));
+            }
+            Err(ApiError::validation(fields))
+        }
         Err(s) => {
             tracing::warn!(code = ?s.code(), message = s.message(), "audit-service query failed");
             Err(ApiError::new(
