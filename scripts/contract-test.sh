@@ -82,30 +82,6 @@ admin_email=admin@contract.medbook.test
 admin_password=violet-lantern-meadow
 MEDBOOK_ADMIN_PASSWORD="$admin_password" "$booking" create-admin --email "$admin_email" >/dev/null
 
-# Waits for the JSON log line whose message is $3 in file $2 (of process $1) and prints
-# its field $4.
-field_of() {
-    local pid=$1 file=$2 message=$3 field=$4 value= deadline=$((SECONDS + 60))
-    while [ -z "$value" ]; do
-        kill -0 "$pid" 2>/dev/null || die "a service exited at start-up; see ${file}"
-        [ "$SECONDS" -lt "$deadline" ] || die "no '${message}' within 60 s; see ${file}"
-        value=$("$TOOLS_PYTHON" - "$file" "$message" "$field" <<'EOF'
-import json, sys
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        continue
-    if entry.get("message") == sys.argv[2] and sys.argv[3] in entry:
-        print(entry[sys.argv[3]])
-        break
-EOF
-)
-        [ -n "$value" ] || sleep 0.2
-    done
-    printf '%s' "$value"
-}
-
 # The audit-service answers GET /api/v1/audit (and takes the audit records).
 log "starting audit-service (log: ${audit_log})"
 psql "${PG_URL_BASE}/postgres" -qc "CREATE DATABASE ${audit_db}"
@@ -113,13 +89,13 @@ MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${audit_db}" MEDBOOK_GRPC__ADDR=127.0.0.1:
     MEDBOOK_HTTP__OPS_ADDR=127.0.0.1:0 MEDBOOK_AUDIT__SIGNING_KEY_FILE="$report_dir/audit-signing.key" \
     MEDBOOK_LOG__LEVEL=info "$audit" serve >"$audit_log" 2>&1 &
 audit_pid=$!
-audit_port=$(field_of "$audit_pid" "$audit_log" "grpc listening" port)
+audit_port=$(log_field "$audit_pid" "$audit_log" "grpc listening" port)
 export MEDBOOK_AUDIT__ADDR="http://127.0.0.1:${audit_port}"
 
 log "starting booking-service (log: ${service_log})"
 MEDBOOK_LOG__LEVEL=info "$booking" serve >"$service_log" 2>&1 &
 service_pid=$!
-port=$(field_of "$service_pid" "$service_log" "listening" port)
+port=$(log_field "$service_pid" "$service_log" "listening" port)
 base="http://127.0.0.1:${port}"
 
 # POSTs JSON ($2) to $1 and prints the response body; fails on a non-2xx answer.

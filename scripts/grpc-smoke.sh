@@ -37,29 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Waits for the JSON log line with `message` $2 in file $1 and prints its field $3.
-field_of() {
-    local file=$1 message=$2 field=$3 pid=$4 value= deadline=$((SECONDS + 60))
-    while [ -z "$value" ]; do
-        kill -0 "$pid" 2>/dev/null || die "a service exited at start-up; see ${file}"
-        [ "$SECONDS" -lt "$deadline" ] || die "no '${message}' line within 60 s in ${file}"
-        value=$("$TOOLS_PYTHON" - "$file" "$message" "$field" <<'PY'
-import json, sys
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        continue
-    if entry.get("message") == sys.argv[2] and sys.argv[3] in entry:
-        print(entry[sys.argv[3]])
-        break
-PY
-)
-        [ -n "$value" ] || sleep 0.2
-    done
-    printf '%s' "$value"
-}
-
 expect() { # expect <what> <needle> <haystack>
     grep -qF -- "$2" <<<"$3" || die "grpc smoke: $1: expected '$2' in: $3"
     log "ok: $1"
@@ -74,7 +51,7 @@ MEDBOOK_PROFILE=dev MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${audit_db}" \
     MEDBOOK_AUDIT__SIGNING_KEY_FILE="$work/signing-${suffix}.key" \
     "$audit" serve >"$work/audit-service.log" 2>&1 &
 pids+=($!)
-audit_port=$(field_of "$work/audit-service.log" "grpc listening" port "${pids[-1]}")
+audit_port=$(log_field "${pids[-1]}" "$work/audit-service.log" "grpc listening" port)
 
 log "starting booking-service"
 export MEDBOOK_PROFILE=dev MEDBOOK_DATABASE__URL="${PG_URL_BASE}/${db}"
@@ -88,8 +65,8 @@ export MEDBOOK_AUDIT__ADDR="http://127.0.0.1:${audit_port}"
 MEDBOOK_HTTP__ADDR=127.0.0.1:0 MEDBOOK_HTTP__OPS_ADDR=127.0.0.1:0 MEDBOOK_GRPC__ADDR=127.0.0.1:0 \
     "$booking" serve >"$work/booking-service.log" 2>&1 &
 pids+=($!)
-grpc_port=$(field_of "$work/booking-service.log" "grpc listening" grpc_port "${pids[-1]}")
-http_port=$(field_of "$work/booking-service.log" "listening" port "${pids[-1]}")
+grpc_port=$(log_field "${pids[-1]}" "$work/booking-service.log" "grpc listening" grpc_port)
+http_port=$(log_field "${pids[-1]}" "$work/booking-service.log" "listening" port)
 schedule="127.0.0.1:${grpc_port}"
 
 out=$("$grpcurl" -plaintext "$schedule" list)

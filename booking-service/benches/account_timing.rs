@@ -78,6 +78,7 @@ async fn main() {
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0"),
         ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0"),
         ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0"),
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false"),
         ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false"),
         ("MEDBOOK_ACCOUNTS__EMAILS_PER_ADDRESS", "1000000"),
         ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "1000000"),

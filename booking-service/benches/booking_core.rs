@@ -78,6 +78,7 @@ async fn main() {
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
         // 32 registrations from one address, and no padding to measure.
         ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000".to_owned()),
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),

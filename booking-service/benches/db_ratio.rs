@@ -571,6 +571,7 @@ async fn run() {
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),
         ("MEDBOOK_DATABASE__URL", db_url()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "16".to_owned()),

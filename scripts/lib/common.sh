@@ -158,3 +158,27 @@ ensure_python_tools() {
     TOOLS_PYTHON="$venv/bin/python"
     export TOOLS_PYTHON
 }
+
+# Waits (up to 60 s) for the JSON log line whose `message` is $3 in file $2, written by
+# process $1, and prints its field $4 (a service's port, say). Needs ensure_python_tools.
+log_field() {
+    local pid=$1 file=$2 message=$3 field=$4 value= deadline=$((SECONDS + 60))
+    while [ -z "$value" ]; do
+        kill -0 "$pid" 2>/dev/null || die "a service exited at start-up; see ${file}"
+        [ "$SECONDS" -lt "$deadline" ] || die "no '${message}' line within 60 s in ${file}"
+        value=$("$TOOLS_PYTHON" - "$file" "$message" "$field" <<'PY'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    if entry.get("message") == sys.argv[2] and sys.argv[3] in entry:
+        print(entry[sys.argv[3]])
+        break
+PY
+)
+        [ -n "$value" ] || sleep 0.2
+    done
+    printf '%s' "$value"
+}

@@ -44,6 +44,8 @@ impl BookingApp {
             ("MEDBOOK_HTTP__ADDR".into(), "127.0.0.1:0".into()),
             ("MEDBOOK_HTTP__OPS_ADDR".into(), "127.0.0.1:0".into()),
             ("MEDBOOK_GRPC__ADDR".into(), "127.0.0.1:0".into()),
+            // Audit records stay in the outbox (booking-service's tests ship them).
+            ("MEDBOOK_AUDIT__RELAY_ENABLED".into(), "false".into()),
             ("MEDBOOK_DATABASE__URL".into(), db.url()),
             (
                 "MEDBOOK_REDIS__URL".into(),
