@@ -35,6 +35,16 @@ pub enum Command {
         #[arg(long, default_value = "Administrator")]
         full_name: String,
     },
+    /// Create the account of a doctor (role `doctor`) and link it to the doctor's
+    /// record: it sees that doctor's day (`GET /api/v1/doctor/appointments`, the gRPC
+    /// day stream). The password comes from MEDBOOK_DOCTOR_PASSWORD or stdin.
+    CreateDoctorAccount {
+        #[arg(long)]
+        email: String,
+        /// The doctor's id (`GET /api/v1/doctors`).
+        #[arg(long)]
+        doctor_id: uuid::Uuid,
+    },
     /// Load the demo data set (clinics, ~200 doctors, four weeks of slots, patients,
     /// appointments, reviews) into a database without clinics; otherwise do nothing.
     SeedDemo {
@@ -97,6 +107,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Serve => "serve",
         Command::Migrate => "migrate",
         Command::CreateAdmin { .. } => "create-admin",
+        Command::CreateDoctorAccount { .. } => "create-doctor-account",
         Command::Openapi => "openapi",
         Command::SeedDemo { .. } => "seed-demo",
         Command::Patients(_) => "patients",
@@ -121,7 +132,7 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
         }
         Command::CreateAdmin { email, full_name } => {
             let services = Services::build(&settings).await?;
-            let password = admin_password()?;
+            let password = password_from("MEDBOOK_ADMIN_PASSWORD", "admin")?;
             let mut errors = crate::domain::ValidationErrors::new();
             let email = errors.check("email", Email::parse(&email));
             let password = errors.check("password", Password::parse(&password));
@@ -140,6 +151,46 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
                 .map_err(|e| anyhow::anyhow!("invalid admin: {e}"))?;
             let admin = services.auth.create_admin(reg).await?;
             out(&UserResponse::from(admin))
+        }
+        Command::CreateDoctorAccount { email, doctor_id } => {
+            let services = Services::build(&settings).await?;
+            let doctor = services
+                .catalog
+                .doctor(crate::domain::DoctorId(doctor_id))
+                .await
+                .map_err(|e| anyhow::anyhow!("doctor {doctor_id}: {e}"))?;
+            if doctor.user_id.is_some() {
+                bail!("doctor {doctor_id} already has an account");
+            }
+            let password = password_from("MEDBOOK_DOCTOR_PASSWORD", "doctor")?;
+            let mut errors = crate::domain::ValidationErrors::new();
+            let email = errors.check("email", Email::parse(&email));
+            let password = errors.check("password", Password::parse(&password));
+            let full_name = errors.check("full_name", FullName::parse(&doctor.full_name));
+            let reg = errors
+                .finish(|| {
+                    Some(Registration {
+                        email: email?,
+                        password: password?,
+                        full_name: full_name?,
+                        birth_date: None,
+                        gender: None,
+                        phone: None,
+                    })
+                })
+                .map_err(|e| anyhow::anyhow!("invalid doctor account: {e}"))?;
+            let account = services.auth.create_doctor_account(reg).await?;
+            let input = crate::domain::booking::DoctorInput {
+                full_name: doctor.full_name,
+                specialty: doctor.specialty,
+                clinic_id: doctor.clinic.id,
+                status: doctor.status,
+                bio: doctor.bio,
+                years_of_experience: doctor.years_of_experience,
+                user_id: Some(account.id),
+            };
+            services.catalog.update_doctor(doctor.id, input).await?;
+            out(&UserResponse::from(account))
         }
         Command::Openapi => print_openapi(),
         Command::SeedDemo { doctors, patients } => {
@@ -163,18 +214,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn admin_password() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("MEDBOOK_ADMIN_PASSWORD") {
+/// A new account's password: from the variable `var`, else one line of stdin.
+fn password_from(var: &str, whose: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
         return Ok(p);
     }
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .context("reading the admin password from stdin")?;
+        .with_context(|| format!("reading the {whose} password from stdin"))?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
-        bail!("no admin password: set MEDBOOK_ADMIN_PASSWORD or pipe it on stdin");
+        bail!("no {whose} password: set {var} or pipe it on stdin");
     }
     Ok(password)
 }

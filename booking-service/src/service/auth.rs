@@ -98,6 +98,17 @@ impl AuthService {
     /// operator running the command vouches for the address: it counts as verified.
     #[tracing::instrument(skip_all)]
     pub async fn create_admin(&self, reg: Registration) -> Result<User, ServiceError> {
+        self.create_staff(reg, Role::Admin).await
+    }
+
+    /// Creates the account of a doctor (command line only), verified like an admin's;
+    /// linking it to the doctor's record is the caller's next step.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_doctor_account(&self, reg: Registration) -> Result<User, ServiceError> {
+        self.create_staff(reg, Role::Doctor).await
+    }
+
+    async fn create_staff(&self, reg: Registration, role: Role) -> Result<User, ServiceError> {
         crate::domain::password_policy::require(
             "password",
             &reg.password,
@@ -109,7 +120,7 @@ impl AuthService {
             id: UserId(Uuid::new_v4()),
             email: reg.email,
             password_hash: Some(hash),
-            role: Role::Admin,
+            role,
             full_name: reg.full_name,
             birth_date: reg.birth_date,
             gender: reg.gender,

@@ -282,3 +282,53 @@ async fn seed_demo_loads_a_living_data_set_once() {
         .unwrap();
     assert!(mine["total"].as_i64().unwrap() >= 1, "{mine}");
 }
+
+#[tokio::test]
+async fn create_doctor_account_links_a_login_that_sees_its_day() {
+    let app = spawn_app().await;
+    let p = crate::helpers::practice(&app).await;
+    let doctor_id = p.doctor_id();
+    let email = format!("doc-{}@clinic.example", uuid::Uuid::new_v4().simple());
+    let run = || {
+        cli(&app.db)
+            .args([
+                "create-doctor-account",
+                "--email",
+                &email,
+                "--doctor-id",
+                &doctor_id,
+            ])
+            .env("MEDBOOK_DOCTOR_PASSWORD", "copper-stethoscope-58")
+            .output()
+            .unwrap()
+    };
+    let account = json_out(&run());
+    assert_eq!(account["role"], "doctor");
+    // The doctor's record names the account; a second account is refused.
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has an account"));
+
+    let res = app.login(&email, "copper-stethoscope-58").await;
+    assert_eq!(res.status(), 200);
+    let token: Value = res.json().await.unwrap();
+    let day: Value = app
+        .get(
+            "/api/v1/doctor/appointments",
+            Some(token["access_token"].as_str().unwrap()),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(day["doctor_id"], doctor_id.as_str());
+    assert_eq!(day["time_zone"], "Europe/Berlin");
+    // Both changes are audited as the command.
+    let actions = crate::helpers::count(
+        &app,
+        "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit'
+           AND event_type IN ('doctor_account.created', 'doctor.updated')
+           AND payload::jsonb -> 'actor' ->> 'system' = 'cli create-doctor-account'",
+    );
+    assert_eq!(actions, 2);
+}
