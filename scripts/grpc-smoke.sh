@@ -71,6 +71,7 @@ schedule="127.0.0.1:${grpc_port}"
 
 out=$("$grpcurl" -plaintext "$schedule" list)
 expect "reflection lists the ScheduleService" "medbook.schedule.v1.ScheduleService" "$out"
+! grep -q "AuditService" <<<"$out" || die "grpc smoke: booking-service lists a service it does not serve: $out"
 out=$("$grpcurl" -plaintext "$schedule" describe medbook.schedule.v1.ScheduleService)
 expect "describe shows StreamDailyAppointments" "StreamDailyAppointments" "$out"
 out=$("$grpcurl" -plaintext -d '{"service":"medbook.schedule.v1.ScheduleService"}' "$schedule" grpc.health.v1.Health/Check)
@@ -104,6 +105,7 @@ expect "BookSlot books for a patient" '"status": "booked"' "$out"
 audit_addr="127.0.0.1:${audit_port}"
 out=$("$grpcurl" -plaintext "$audit_addr" list)
 expect "reflection lists the AuditService" "medbook.audit.v1.AuditService" "$out"
+! grep -q "ScheduleService" <<<"$out" || die "grpc smoke: audit-service lists a service it does not serve: $out"
 out=$("$grpcurl" -plaintext -d '{"service":"medbook.audit.v1.AuditService"}' "$audit_addr" grpc.health.v1.Health/Check)
 expect "audit-service health says SERVING" "SERVING" "$out"
 # The gRPC booking's audit record reaches the audit-service through the relay.

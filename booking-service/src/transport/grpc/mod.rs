@@ -267,37 +267,53 @@ impl ScheduleService for Schedule {
     }
 }
 
+/// The services this server answers, as reflection lists them.
+const SERVED: [&str; 4] = [
+    "medbook.schedule.v1.ScheduleService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("grpc reflection: {0}")]
+    Reflection(tonic_reflection::server::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// Serves the ScheduleService, gRPC health and reflection on `addr` until `stop`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     schedule: Schedule,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ScheduleServiceServer<Schedule>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
+    // Reflection names what this server serves (the descriptor set holds the audit
+    // protos too), in both protocol versions: grpcurl 1.8 speaks v1alpha.
+    let mut reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(medbook_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| {
-            tracing::error!(error = %e, "grpc reflection (v1) unavailable");
-            e
-        });
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(medbook_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha();
-    let mut router = tonic::transport::Server::builder()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in SERVED {
+        reflection_v1 = reflection_v1.with_service_name(name);
+        reflection_v1alpha = reflection_v1alpha.with_service_name(name);
+    }
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
+        .add_service(reflection_v1.build_v1().map_err(ServeError::Reflection)?)
+        .add_service(
+            reflection_v1alpha
+                .build_v1alpha()
+                .map_err(ServeError::Reflection)?,
+        )
         .add_service(ScheduleServiceServer::new(schedule));
-    if let Ok(r) = reflection_v1 {
-        router = router.add_service(r);
-    }
-    if let Ok(r) = reflection_v1alpha {
-        router = router.add_service(r);
-    }
     let mut stop = stop;
     router
         .serve_with_incoming_shutdown(
@@ -312,6 +328,7 @@ pub async fn serve(
             },
         )
         .await
+        .map_err(ServeError::from)
 }
 
 /// Binds the gRPC listener (port 0 picks a free one).
