@@ -24,6 +24,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits for `child` to exit (blocking, woken by the exit itself); panics after
+/// `timeout`.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> std::process::ExitStatus {
+    use wait_timeout::ChildExt;
+    child
+        .wait_timeout(timeout)
+        .unwrap()
+        .unwrap_or_else(|| panic!("the process did not exit within {timeout:?}"))
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
 where

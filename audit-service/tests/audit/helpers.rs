@@ -179,15 +179,8 @@ impl Server {
             .status()
             .unwrap()
             .success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exited with {status}");
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = medbook_test_support::wait_for_exit(&mut self.child, Duration::from_secs(20));
+        assert!(status.success(), "exited with {status}");
     }
 
     pub async fn metric(&self, name_and_labels: &str) -> f64 {

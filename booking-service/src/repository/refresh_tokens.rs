@@ -92,60 +92,58 @@ impl RefreshTokenRepository for PgRefreshTokens {
         now: DateTime<Utc>,
     ) -> Result<RotateOutcome, RepoError> {
         self.db
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    let row: Option<Row> = refresh_tokens::table
-                        .filter(refresh_tokens::token_hash.eq(&presented_hash))
-                        .select(Row::as_select())
-                        .for_update()
-                        .first(conn)
-                        .optional()?;
-                    let Some(row) = row else {
-                        return Ok(RotateOutcome::Rejected);
-                    };
-                    if row.revoked_at.is_some() {
-                        return Ok(RotateOutcome::Rejected);
-                    }
-                    if row.rotated_at.is_some() {
-                        revoke_family(conn, row.family_id, now)?;
-                        audit::enqueue(
-                            conn,
-                            AuditEntry::new("refresh_token.reuse_detected", "user", row.user_id)
-                                .field("session", None, json(&row.family_id))
-                                .field("session_revoked", None, json(&true)),
-                        )
-                        .map_err(to_diesel)?;
-                        return Ok(RotateOutcome::ReuseDetected);
-                    }
-                    if row.expires_at <= now {
-                        return Ok(RotateOutcome::Rejected);
-                    }
-                    diesel::update(refresh_tokens::table.find(row.id))
-                        .set(refresh_tokens::rotated_at.eq(now))
-                        .execute(conn)?;
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(&NewRow {
-                            id: replacement.id,
-                            user_id: row.user_id,
-                            family_id: row.family_id,
-                            token_hash: replacement.token_hash,
-                            expires_at: replacement.expires_at,
-                        })
-                        .execute(conn)?;
+            .transaction(move |conn| {
+                let row: Option<Row> = refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(&presented_hash))
+                    .select(Row::as_select())
+                    .for_update()
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Ok(RotateOutcome::Rejected);
+                };
+                if row.revoked_at.is_some() {
+                    return Ok(RotateOutcome::Rejected);
+                }
+                if row.rotated_at.is_some() {
+                    revoke_family(conn, row.family_id, now).map_err(map_err)?;
                     audit::enqueue(
                         conn,
-                        AuditEntry::new("session.refreshed", "user", row.user_id).field(
-                            "session",
-                            None,
-                            json(&row.family_id),
-                        ),
-                    )
-                    .map_err(to_diesel)?;
-                    Ok(RotateOutcome::Rotated {
-                        user_id: UserId(row.user_id),
+                        AuditEntry::new("refresh_token.reuse_detected", "user", row.user_id)
+                            .field("session", None, json(&row.family_id))
+                            .field("session_revoked", None, json(&true)),
+                    )?;
+                    return Ok(RotateOutcome::ReuseDetected);
+                }
+                if row.expires_at <= now {
+                    return Ok(RotateOutcome::Rejected);
+                }
+                diesel::update(refresh_tokens::table.find(row.id))
+                    .set(refresh_tokens::rotated_at.eq(now))
+                    .execute(conn)
+                    .map_err(map_err)?;
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&NewRow {
+                        id: replacement.id,
+                        user_id: row.user_id,
+                        family_id: row.family_id,
+                        token_hash: replacement.token_hash.clone(),
+                        expires_at: replacement.expires_at,
                     })
+                    .execute(conn)
+                    .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("session.refreshed", "user", row.user_id).field(
+                        "session",
+                        None,
+                        json(&row.family_id),
+                    ),
+                )?;
+                Ok(RotateOutcome::Rotated {
+                    user_id: UserId(row.user_id),
                 })
-                .map_err(map_err)
             })
             .await
     }
@@ -156,33 +154,29 @@ impl RefreshTokenRepository for PgRefreshTokens {
         now: DateTime<Utc>,
     ) -> Result<bool, RepoError> {
         self.db
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    let family: Option<(Uuid, Uuid)> = refresh_tokens::table
-                        .filter(refresh_tokens::token_hash.eq(&token_hash))
-                        .select((refresh_tokens::family_id, refresh_tokens::user_id))
-                        .first(conn)
-                        .optional()?;
-                    match family {
-                        Some((f, user_id)) => {
-                            revoke_family(conn, f, now)?;
-                            let role: String = super::schema::users::table
-                                .find(user_id)
-                                .select(super::schema::users::role)
-                                .first(conn)?;
-                            audit::enqueue(
-                                conn,
-                                AuditEntry::new("logout", "user", user_id)
-                                    .by(user_id, &role)
-                                    .field("session", None, json(&f)),
-                            )
-                            .map_err(to_diesel)?;
-                            Ok(true)
-                        }
-                        None => Ok(false),
-                    }
-                })
-                .map_err(map_err)
+            .transaction(move |conn| {
+                let family: Option<(Uuid, Uuid, String)> = refresh_tokens::table
+                    .inner_join(super::schema::users::table)
+                    .filter(refresh_tokens::token_hash.eq(&token_hash))
+                    .select((
+                        refresh_tokens::family_id,
+                        refresh_tokens::user_id,
+                        super::schema::users::role,
+                    ))
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?;
+                let Some((family, user_id, role)) = family else {
+                    return Ok(false);
+                };
+                revoke_family(conn, family, now).map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("logout", "user", user_id)
+                        .by(user_id, &role)
+                        .field("session", None, json(&family)),
+                )?;
+                Ok(true)
             })
             .await
     }
@@ -197,22 +191,6 @@ impl RefreshTokenRepository for PgRefreshTokens {
             .await
     }
 }
-
-/// Carries a repository error out of a Diesel transaction closure (rolled back).
-fn to_diesel(e: RepoError) -> diesel::result::Error {
-    diesel::result::Error::QueryBuilderError(Box::new(RepoFailure(e.to_string())))
-}
-
-#[derive(Debug)]
-struct RepoFailure(String);
-
-impl std::fmt::Display for RepoFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RepoFailure {}
 
 /// Revokes every live refresh token of `user_id`, inside the caller's transaction if
 /// it has one (a password reset does it with the password change).

@@ -133,14 +133,14 @@ impl DaySchedule {
             .ok_or(ServiceError::NotFound("doctor linked to this account"))
     }
 
-    /// `doctor`'s day on `date`, if the caller may see it: an admin, or the user the
-    /// doctor is linked to. Anyone else is refused without learning whether the doctor
-    /// exists.
+    /// `doctor`'s day on `date` (today in the clinic's zone when `None`), if the
+    /// caller may see it: an admin, or the user the doctor is linked to. Anyone else is
+    /// refused without learning whether the doctor exists.
     pub async fn day(
         &self,
         caller: (UserId, Role),
         doctor: DoctorId,
-        date: NaiveDate,
+        date: Option<NaiveDate>,
     ) -> Result<Day, ServiceError> {
         let found = self.catalog.doctor(doctor).await;
         let doctor = match (caller.1, found) {
@@ -156,6 +156,7 @@ impl DaySchedule {
             .time_zone
             .parse()
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("clinic time zone: {e}")))?;
+        let date = date.unwrap_or_else(|| self.clock.now().with_timezone(&time_zone).date_naive());
         let next = date
             .succ_opt()
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("date out of range")))?;

@@ -615,14 +615,6 @@ impl Drop for AuditProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Every page of `GET /api/v1/audit?{query}`.
 async fn audit_pages(app: &TestApp, admin: &TestUser, query: &str) -> Vec<Value> {
     let mut items = Vec::new();
@@ -649,7 +641,7 @@ async fn audit_pages(app: &TestApp, admin: &TestUser, query: &str) -> Vec<Value>
 async fn records_wait_out_an_audit_service_outage_and_admins_read_them() {
     let audit_db = medbook_test_support::pg::TestDb::empty("medbook_audit");
     let key = std::env::temp_dir().join(format!("audit-test-{}.key", uuid::Uuid::new_v4()));
-    let port = free_port();
+    let port = medbook_test_support::free_port();
     let app = crate::helpers::spawn_app_with(|s| {
         s.audit.relay_enabled = true;
         s.audit.addr = format!("http://127.0.0.1:{port}");

@@ -3,7 +3,7 @@
 use crate::helpers::{test_db, JWT_SECRET};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_booking-service"));
@@ -81,14 +81,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
         .unwrap()
         .expect("in-flight request was cut off");
     assert_eq!(res.status(), 202);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = medbook_test_support::wait_for_exit(&mut child, Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
     assert!(
         client.get(format!("{base}/health")).send().await.is_err(),

@@ -226,17 +226,7 @@ impl Process {
 
     /// Waits for the exit; returns its status code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not exit within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        medbook_test_support::wait_for_exit(&mut self.child, timeout).code()
     }
 }
 

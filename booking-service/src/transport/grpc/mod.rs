@@ -256,7 +256,11 @@ impl ScheduleService for Schedule {
         };
         let schedule = self.state.schedule.clone();
         let day = schedule
-            .day((UserId(caller.id.0), caller.role), DoctorId(doctor), date)
+            .day(
+                (UserId(caller.id.0), caller.role),
+                DoctorId(doctor),
+                Some(date),
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(day::watch(

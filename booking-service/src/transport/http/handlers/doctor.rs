@@ -40,17 +40,9 @@ pub async fn my_day(
 ) -> Result<web::Json<DoctorDay>, ApiError> {
     let schedule = &state.schedule;
     let doctor = schedule.own_doctor(user).await?;
-    // Today in the clinic's zone when no date is given.
-    let date = match query.date {
-        Some(d) => d,
-        None => {
-            let day = schedule
-                .day((user, Role::Doctor), doctor, schedule.now().date_naive())
-                .await?;
-            schedule.now().with_timezone(&day.time_zone).date_naive()
-        }
-    };
-    let day = schedule.day((user, Role::Doctor), doctor, date).await?;
+    let day = schedule
+        .day((user, Role::Doctor), doctor, query.date)
+        .await?;
     let appointments = schedule.appointments(&day).await?;
     Ok(web::Json(DoctorDay {
         doctor_id: day.doctor.id.0,
