@@ -77,7 +77,7 @@ expect "describe shows StreamDailyAppointments" "StreamDailyAppointments" "$out"
 out=$("$grpcurl" -plaintext -d '{"service":"medbook.schedule.v1.ScheduleService"}' "$schedule" grpc.health.v1.Health/Check)
 expect "health says SERVING" "SERVING" "$out"
 
-doctor=$(psql -Atc "SELECT d.id FROM doctors d JOIN slots s ON s.doctor_id = d.id
+doctor=$(psql -Atc "SELECT d.id FROM doctors d JOIN slots s ON s.doctor_id = d.id AND d.status = 'active'
     WHERE s.status = 'available' AND s.starts_at > now() + interval '1 hour' LIMIT 1" "${PG_URL_BASE}/${db}")
 [ -n "$doctor" ] || die "the demo data has no doctor with a free slot"
 out=$("$grpcurl" -plaintext -d "{\"doctor_id\":\"${doctor}\"}" "$schedule" \
