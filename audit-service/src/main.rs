@@ -30,13 +30,27 @@ async fn main() -> ExitCode {
         None | Some(cli::Command::Serve) => LogOutput::Stdout,
         Some(_) => LogOutput::Stderr,
     };
-    medbook_shared::telemetry::init("audit-service", &settings.log.level, output);
-    match cli::run(cli.command, settings).await {
+    let telemetry = match medbook_shared::telemetry::init_traced(
+        "audit-service",
+        &settings.log.level,
+        output,
+        &settings.tracing,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("audit-service: tracing: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli::run(cli.command, settings).await {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "audit-service failed");
             eprintln!("audit-service: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans still queued (the last requests', the shutdown's) go out before exit.
+    telemetry.shutdown().await;
+    code
 }

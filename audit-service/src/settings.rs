@@ -8,6 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,12 @@ const DEFAULTS: &str = r#"
 profile: production
 log:
   level: info
+tracing:
+  otlp_endpoint: ""
+  otlp_protocol: grpc
+  sample_ratio: 1.0
+  export_timeout_ms: 3000
+  max_queue_size: 4096
 grpc:
   addr: "127.0.0.1:50052"
 http:
@@ -54,6 +61,7 @@ pub enum Profile {
 pub struct Settings {
     pub profile: Profile,
     pub log: LogSettings,
+    pub tracing: TracingSettings,
     pub grpc: GrpcSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
@@ -141,6 +149,7 @@ impl Settings {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
         }
+        self.tracing.validate()?;
         check_listen_addr("grpc.addr", &self.grpc.addr)?;
         check_listen_addr("http.ops_addr", &self.http.ops_addr)?;
         self.database.validate(2)?;

@@ -6,6 +6,7 @@ use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
 use medbook_shared::kafka::KafkaSettings;
+use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::time::Duration;
@@ -20,6 +21,12 @@ const DEFAULTS: &str = r#"
 profile: production
 log:
   level: info
+tracing:
+  otlp_endpoint: ""
+  otlp_protocol: grpc
+  sample_ratio: 1.0
+  export_timeout_ms: 3000
+  max_queue_size: 4096
 http:
   addr: "127.0.0.1:8080"
   ops_addr: "127.0.0.1:9464"
@@ -112,6 +119,7 @@ pub enum Profile {
 pub struct Settings {
     pub profile: Profile,
     pub log: LogSettings,
+    pub tracing: TracingSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
@@ -313,6 +321,7 @@ impl Settings {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
         }
+        self.tracing.validate()?;
         check_listen_addr("http.addr", &self.http.addr)?;
         check_listen_addr("http.ops_addr", &self.http.ops_addr)?;
         if self.grpc.enabled {

@@ -20,13 +20,27 @@ async fn main() -> ExitCode {
         None | Some(cli::Command::Serve) => LogOutput::Stdout,
         Some(_) => LogOutput::Stderr,
     };
-    medbook_shared::telemetry::init("notification-service", &settings.log.level, output);
-    match cli::run(cli, settings).await {
+    let telemetry = match medbook_shared::telemetry::init_traced(
+        "notification-service",
+        &settings.log.level,
+        output,
+        &settings.tracing,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("notification-service: tracing: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "notification-service failed");
             eprintln!("notification-service: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans still queued (the last requests', the shutdown's) go out before exit.
+    telemetry.shutdown().await;
+    code
 }

@@ -5,6 +5,7 @@ use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
 use medbook_shared::kafka::KafkaSettings;
+use medbook_shared::telemetry::TracingSettings;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
@@ -14,6 +15,12 @@ pub const SERVICE: &str = "notification-service";
 const DEFAULTS: &str = r#"
 log:
   level: info
+tracing:
+  otlp_endpoint: ""
+  otlp_protocol: grpc
+  sample_ratio: 1.0
+  export_timeout_ms: 3000
+  max_queue_size: 4096
 http:
   addr: "127.0.0.1:8081"
 database:
@@ -58,6 +65,7 @@ dedup:
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub log: LogSettings,
+    pub tracing: TracingSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
@@ -173,6 +181,7 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigLoadError> {
         let bad = ConfigLoadError::invalid;
+        self.tracing.validate()?;
         check_listen_addr("http.addr", &self.http.addr)?;
         self.database.validate(2)?;
         self.kafka.validate()?;

@@ -10,3 +10,4 @@ pub mod events;
 pub mod kafka;
 pub mod kafka_log;
 pub mod telemetry;
+pub mod trace_context;
