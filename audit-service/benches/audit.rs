@@ -125,6 +125,7 @@ fn pb_record(i: usize) -> pb::AuditRecord {
         }],
         source: "http".into(),
         request_id: format!("bench-{i}"),
+        traceparent: String::new(),
         occurred_at: Some(medbook_proto::time::to_proto(Utc::now())),
     }
 }

@@ -15,6 +15,7 @@ use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
 use crate::settings::Settings;
 use anyhow::Context;
 use async_trait::async_trait;
+use medbook_proto::observe::{GrpcMetrics, ServerObserveLayer};
 use medbook_service_kit::ops::{self, DatabaseCheck, Probes, ReadinessCheck};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -22,6 +23,15 @@ use std::time::Duration;
 use tonic_health::ServingStatus;
 
 /// The reflection services list exactly what this server serves.
+/// The AuditService's methods, whose metric series exist before the first call.
+const METHODS: &[(&str, &str)] = &[
+    ("medbook.audit.v1.AuditService", "Append"),
+    ("medbook.audit.v1.AuditService", "Query"),
+    ("medbook.audit.v1.AuditService", "GetCheckpoint"),
+    ("medbook.audit.v1.AuditService", "GetInclusionProof"),
+    ("medbook.audit.v1.AuditService", "GetConsistencyProof"),
+];
+
 const SERVED: [&str; 4] = [
     "medbook.audit.v1.AuditService",
     "grpc.health.v1.Health",
@@ -107,7 +117,10 @@ pub async fn serve(
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
+    let grpc_metrics = GrpcMetrics::new(metrics.registry(), "server", METHODS)?;
     let grpc = tonic::transport::Server::builder()
+        // A server span (continuing the caller's trace) and RED metrics per call.
+        .layer(ServerObserveLayer::new(grpc_metrics, &SERVED))
         .add_service(health)
         .add_service(reflection_v1.build_v1()?)
         .add_service(reflection_v1alpha.build_v1alpha()?)

@@ -8,8 +8,10 @@ use crate::service::outbox::{EventPublisher, PendingEvent};
 use async_trait::async_trait;
 use medbook_proto::audit::v1 as pb;
 use medbook_proto::audit::v1::audit_service_client::AuditServiceClient;
+use medbook_proto::observe::{self, GrpcMetrics};
+use medbook_shared::trace_context;
 use secrecy::{ExposeSecret, SecretString};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -18,7 +20,17 @@ pub struct AuditClient {
     client: AuditServiceClient<Channel>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
+    metrics: GrpcMetrics,
 }
+
+/// The audit-service's fully qualified gRPC name (metrics label, span name).
+const SERVICE: &str = "medbook.audit.v1.AuditService";
+/// The methods this client calls, whose series exist from the start.
+pub const METHODS: &[(&str, &str)] = &[
+    (SERVICE, "Append"),
+    (SERVICE, "Query"),
+    (SERVICE, "GetCheckpoint"),
+];
 
 impl AuditClient {
     /// Connects lazily: a missing audit-service is an error of each call, not of
@@ -27,6 +39,7 @@ impl AuditClient {
         addr: &str,
         token: Option<&SecretString>,
         timeout: Duration,
+        metrics: GrpcMetrics,
     ) -> anyhow::Result<Self> {
         let channel = Endpoint::from_shared(addr.to_owned())?
             .connect_timeout(timeout)
@@ -40,40 +53,97 @@ impl AuditClient {
             client: AuditServiceClient::new(channel),
             token,
             timeout,
+            metrics,
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    fn request<T>(&self, message: T, span: &tracing::Span) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(self.timeout);
         if let Some(t) = &self.token {
             req.metadata_mut().insert("authorization", t.clone());
         }
+        observe::inject(span, req.metadata_mut());
         req
+    }
+
+    /// One call of `method` in a client span (a child of `parent`, or of the current
+    /// span), counted in the client metrics.
+    async fn call<T, R, F, Fut>(
+        &self,
+        method: &'static str,
+        parent: Option<&tracing::Span>,
+        message: T,
+        f: F,
+    ) -> Result<R, tonic::Status>
+    where
+        F: FnOnce(AuditServiceClient<Channel>, tonic::Request<T>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let span = match parent {
+            Some(p) => p.in_scope(|| observe::client_span(SERVICE, method)),
+            None => observe::client_span(SERVICE, method),
+        };
+        let request = self.request(message, &span);
+        let start = Instant::now();
+        let result = tracing::Instrument::instrument(f(self.client.clone(), request), span.clone())
+            .await
+            .map(tonic::Response::into_inner);
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        observe::client_done(&self.metrics, &span, SERVICE, method, code, start.elapsed());
+        result
     }
 
     pub async fn append(
         &self,
         records: Vec<pb::AuditRecord>,
+        parent: Option<&tracing::Span>,
     ) -> Result<pb::AppendResponse, tonic::Status> {
-        let mut client = self.client.clone();
-        client
-            .append(self.request(pb::AppendRequest { records }))
-            .await
-            .map(tonic::Response::into_inner)
+        self.call(
+            "Append",
+            parent,
+            pb::AppendRequest { records },
+            |mut c, r| async move { c.append(r).await },
+        )
+        .await
     }
 
     pub async fn query(&self, query: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
-        let mut client = self.client.clone();
-        client
-            .query(self.request(query))
-            .await
-            .map(tonic::Response::into_inner)
+        self.call(
+            "Query",
+            None,
+            query,
+            |mut c, r| async move { c.query(r).await },
+        )
+        .await
     }
 }
 
-/// A queued record as the audit-service's message.
-pub fn to_proto(r: AuditRecord) -> pb::AuditRecord {
+/// The relay's span of shipping one audit record, in the trace of the change that
+/// wrote it; its context goes with the record, so the audit-service's span of the
+/// append joins that trace too.
+fn ship_span(e: &PendingEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "audit ship",
+        otel.name = "audit.record ship",
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        audit.action = %e.event_type,
+        audit.record_id = %e.id,
+        request_id = e.request_id.as_deref().unwrap_or(""),
+    );
+    trace_context::set_remote_parent(
+        &span,
+        trace_context::context_from_traceparent(e.trace_parent.as_deref()),
+    );
+    span
+}
+
+/// A queued record as the audit-service's message; `traceparent` is the shipping
+/// span's context (transport only, not part of the record).
+pub fn to_proto(r: AuditRecord, traceparent: String) -> pb::AuditRecord {
     pb::AuditRecord {
         id: r.id.to_string(),
         actor: Some(pb::Actor {
@@ -99,6 +169,7 @@ pub fn to_proto(r: AuditRecord) -> pb::AuditRecord {
         source: r.source,
         request_id: r.request_id.unwrap_or_default(),
         occurred_at: Some(medbook_proto::time::to_proto(r.occurred_at)),
+        traceparent,
     }
 }
 
@@ -107,11 +178,16 @@ impl EventPublisher for AuditClient {
     /// One `Append` per batch: it is all-or-nothing there, so every row shares its
     /// outcome. A row whose payload cannot be read fails alone (and is kept).
     async fn publish(&self, events: &[PendingEvent]) -> Vec<Result<(), String>> {
+        let spans: Vec<tracing::Span> = events.iter().map(ship_span).collect();
         let decoded: Vec<Result<pb::AuditRecord, String>> = events
             .iter()
-            .map(|e| {
+            .zip(&spans)
+            .map(|(e, span)| {
+                let traceparent = trace_context::headers_of(span)
+                    .remove(trace_context::TRACEPARENT)
+                    .unwrap_or_default();
                 serde_json::from_str::<AuditRecord>(&e.payload)
-                    .map(to_proto)
+                    .map(|r| to_proto(r, traceparent))
                     .map_err(|err| format!("audit row {} unreadable: {err}", e.id))
             })
             .collect();
@@ -122,11 +198,18 @@ impl EventPublisher for AuditClient {
         let outcome = if records.is_empty() {
             Ok(())
         } else {
-            self.append(records)
+            // The call is one span, in the trace of the batch's first record; the other
+            // records' spans link to it through their own children on the server.
+            self.append(records, spans.first())
                 .await
                 .map(|_| ())
                 .map_err(|s| format!("audit-service: {} {}", s.code(), s.message()))
         };
+        for span in &spans {
+            if outcome.is_err() {
+                span.record("otel.status_code", "error");
+            }
+        }
         decoded
             .into_iter()
             .map(|r| match r {
@@ -137,11 +220,22 @@ impl EventPublisher for AuditClient {
     }
 
     async fn check(&self) -> Result<(), String> {
+        // Readiness probes run outside any trace: no span of their own.
         let mut client = self.client.clone();
-        match client
-            .get_checkpoint(self.request(pb::GetCheckpointRequest {}))
-            .await
-        {
+        let start = Instant::now();
+        let result = client
+            .get_checkpoint(self.request(pb::GetCheckpointRequest {}, &tracing::Span::none()))
+            .await;
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.metrics.observe(
+            SERVICE,
+            "GetCheckpoint",
+            observe::code_name(code),
+            start.elapsed(),
+        );
+        match result {
             Ok(_) => Ok(()),
             // A new log has no checkpoint yet, but it answers.
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),

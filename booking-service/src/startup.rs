@@ -165,7 +165,10 @@ impl Services {
                 settings.booking_policy(),
             )
             .with_reminders(settings.reminder_plan())
-            .with_feed(feed.clone()),
+            .with_feed(feed.clone())
+            .with_metrics(crate::service::booking_metrics::BookingMetrics::new(
+                metrics.registry(),
+            )?),
         );
         let reviews = Arc::new(ReviewService::new(
             Arc::new(PgReviews::new(db.clone())),
@@ -223,6 +226,11 @@ impl Services {
             &settings.audit.addr,
             settings.audit.api_token.as_ref(),
             Duration::from_millis(settings.audit.timeout_ms),
+            medbook_proto::observe::GrpcMetrics::new(
+                self.metrics.registry(),
+                "client",
+                crate::audit_client::METHODS,
+            )?,
         )?;
         let relay_of = |sink: Sink, publisher: Arc<dyn EventPublisher>| -> anyhow::Result<_> {
             Ok(OutboxRelay::new(
@@ -418,8 +426,15 @@ impl Application {
                 state.clone().into_inner(),
                 settings.grpc.watcher_buffer,
             );
+            let metrics = medbook_proto::observe::GrpcMetrics::new(
+                state.metrics.registry(),
+                "server",
+                crate::transport::grpc::METHODS,
+            )?;
             let task = BackgroundTask::spawn(|stop| async move {
-                if let Err(e) = crate::transport::grpc::serve(listener, schedule, stop).await {
+                if let Err(e) =
+                    crate::transport::grpc::serve(listener, schedule, metrics, stop).await
+                {
                     tracing::error!(error = %e, "grpc server failed");
                 }
             });

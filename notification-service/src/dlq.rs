@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use medbook_shared::events::{headers, EventEnvelope, TOPIC_DLQ};
 use medbook_shared::kafka::{KafkaSettings, OutgoingRecord, ReliableProducer};
 use medbook_shared::kafka_log::KafkaContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -43,6 +43,72 @@ impl KafkaDeadLetters {
 
     pub async fn check(&self) -> Result<(), String> {
         self.producer.check().await
+    }
+}
+
+/// Counts the messages on the dead-letter topic (the sum over its partitions of high
+/// minus low watermark) for the `dlq_messages` gauge, with a client of its own that
+/// joins no group.
+pub struct DlqSize {
+    topic: String,
+    consumer: std::sync::Arc<BaseConsumer<KafkaContext>>,
+    timeout: Duration,
+}
+
+impl DlqSize {
+    pub fn new(settings: &KafkaSettings, timeout: Duration) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer<KafkaContext> = settings
+            .client_config("notification-service-dlq-size")
+            .create_with_context(KafkaContext::new("notification-service-dlq-size"))?;
+        Ok(Self {
+            topic: settings.topic(TOPIC_DLQ),
+            consumer: std::sync::Arc::new(consumer),
+            timeout,
+        })
+    }
+
+    /// The topic's message count now; librdkafka's calls block, so they run on the
+    /// blocking pool.
+    pub async fn read(&self) -> anyhow::Result<i64> {
+        let (consumer, topic, timeout) = (self.consumer.clone(), self.topic.clone(), self.timeout);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                anyhow::bail!("topic {topic} does not exist or has no partitions");
+            }
+            let mut total = 0i64;
+            for p in partitions {
+                let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
+                total += (high - low).max(0);
+            }
+            Ok(total)
+        })
+        .await?
+    }
+}
+
+/// Refreshes `metrics`' `dlq_messages` every `interval` until `stop`.
+pub async fn watch_size(
+    size: DlqSize,
+    metrics: crate::service::Metrics,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match size.read().await {
+            Ok(n) => metrics.set_dlq_messages(n),
+            Err(e) => tracing::warn!(error = %e, "cannot count the dead letters"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use secrecy::ExposeSecret;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 pub struct SmtpMailer {
     host: String,
@@ -204,7 +205,32 @@ pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
 
 #[async_trait::async_trait]
 impl Mailer for SmtpMailer {
+    /// One client span per attempt, a child of the message's consumer span.
     async fn send(&self, email: &Email) -> Result<(), SendError> {
+        let span = tracing::info_span!(
+            "smtp send",
+            otel.name = "smtp send",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            server.address = %self.host,
+            server.port = self.port,
+            error.type = tracing::field::Empty,
+        );
+        let result = self.send_once(email).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.record("otel.status_code", "error");
+            span.record("error.type", e.kind());
+        }
+        result
+    }
+
+    async fn probe(&self) -> Result<(), SendError> {
+        self.probe_once().await
+    }
+}
+
+impl SmtpMailer {
+    async fn send_once(&self, email: &Email) -> Result<(), SendError> {
         let message = self.message(email)?;
         let envelope = message.envelope().clone();
         let body = message.formatted();
@@ -244,7 +270,7 @@ impl Mailer for SmtpMailer {
         Ok(())
     }
 
-    async fn probe(&self) -> Result<(), SendError> {
+    async fn probe_once(&self) -> Result<(), SendError> {
         let mut conn = self.timed(self.connect()).await?;
         let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
         Ok(())

@@ -63,8 +63,13 @@ pub struct NotificationApp {
     handler: Arc<NotificationHandler>,
     mailer: Arc<dyn Mailer>,
     probe: ProbeIntervals,
+    dlq_size: crate::dlq::DlqSize,
+    metrics: Metrics,
     stop: watch::Receiver<bool>,
 }
+
+/// How often the dead-letter topic is counted for `dlq_messages`.
+const DLQ_SIZE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Stops a running [`NotificationApp`]: the message in hand is finished first.
 #[derive(Clone)]
@@ -109,6 +114,10 @@ impl NotificationApp {
             stop.clone(),
         ));
         let subscription = consumer::subscribe(settings, metrics.clone())?;
+        let dlq_size = crate::dlq::DlqSize::new(
+            &settings.kafka,
+            Duration::from_millis(settings.consumer.dlq_timeout_ms),
+        )?;
         let listener = TcpListener::bind(&settings.http.addr)
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
         let http_port = listener.local_addr()?.port();
@@ -131,6 +140,8 @@ impl NotificationApp {
                     down: Duration::from_millis(settings.smtp.probe_interval_ms),
                     idle: Duration::from_millis(settings.smtp.idle_check_interval_ms),
                 },
+                dlq_size,
+                metrics,
                 stop,
             },
             StopHandle(Arc::new(stop_tx)),
@@ -153,9 +164,16 @@ impl NotificationApp {
             self.probe,
             probe_stopped,
         ));
+        let sizer = tokio::spawn(crate::dlq::watch_size(
+            self.dlq_size,
+            self.metrics,
+            DLQ_SIZE_INTERVAL,
+            probe_stop.subscribe(),
+        ));
         let result = consumer::run(self.subscription, self.handler, self.stop).await;
         let _ = probe_stop.send(true);
         let _ = prober.await;
+        let _ = sizer.await;
         handle.stop(true).await;
         let _ = server.await;
         result

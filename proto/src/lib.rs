@@ -28,6 +28,8 @@ pub mod schedule {
     }
 }
 
+pub mod observe;
+
 /// Every medbook proto, encoded, for the reflection services.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/medbook_descriptor.bin"));

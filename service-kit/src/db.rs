@@ -147,6 +147,7 @@ impl Db {
     {
         let pool = self.pool.clone();
         blocking::run(move || {
+            let _span = db_span("db.query").entered();
             let mut conn = checkout(&pool)?;
             f(&mut conn)
         })
@@ -164,13 +165,18 @@ impl Db {
     {
         let pool = self.pool.clone();
         blocking::run(move || {
+            let span = db_span("db.transaction");
+            let _entered = span.clone().entered();
             let mut conn = checkout(&pool)?;
             let mut conflicts = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 match in_transaction(&mut conn, &f) {
-                    Ok(v) => return Ok(v),
+                    Ok(v) => {
+                        span.record("db.attempts", attempt);
+                        return Ok(v);
+                    }
                     Err(Failure::Begin(e)) if conn.is_broken() && attempt < 4 => {
                         tracing::info!(error = %e, "connection closed by the server; using another");
                         // Returned broken, the pool drops it and has room for a new one.
@@ -213,6 +219,22 @@ impl Db {
 }
 
 /// Classifies a Diesel error.
+/// The client span of one unit of database work (a checkout and what runs on it),
+/// a child of the caller's span. Work done outside any span (pollers, probes) gets
+/// none: a trace per idle poll would bury the traces people look for.
+fn db_span(name: &'static str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "db",
+        otel.name = name,
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.attempts = tracing::field::Empty,
+    )
+}
+
 pub fn map_err(e: DieselError) -> DbError {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {

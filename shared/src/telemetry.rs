@@ -167,7 +167,7 @@ impl Default for TracingSettings {
 impl TracingSettings {
     pub fn validate(&self) -> Result<(), ConfigLoadError> {
         let e = &self.otlp_endpoint;
-        if !e.is_empty() && !(e.starts_with("http://") || e.starts_with("https://")) {
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
             return Err(ConfigLoadError::invalid(
                 "tracing.otlp_endpoint",
                 "must be empty (no export) or an http(s) URL of an OTLP collector",

@@ -7,7 +7,7 @@
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::Context;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::Headers;
 use std::collections::HashMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -86,15 +86,12 @@ pub fn set_remote_parent(span: &tracing::Span, parent: Context) {
     }
 }
 
-/// `headers` with the trace context of `span` added (the relay's producer span).
-pub fn inject_kafka(span: &tracing::Span, mut headers: OwnedHeaders) -> OwnedHeaders {
-    for (key, value) in headers_of(span) {
-        headers = headers.insert(Header {
-            key: &key,
-            value: Some(value.as_bytes()),
-        });
-    }
-    headers
+/// The trace context of `span` as Kafka message headers (the relay's producer span).
+pub fn kafka_headers(span: &tracing::Span) -> Vec<(String, Option<Vec<u8>>)> {
+    headers_of(span)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v.into_bytes())))
+        .collect()
 }
 
 /// The remote context carried by a Kafka message's headers.
@@ -116,7 +113,7 @@ mod tests {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::SdkTracerProvider;
-    use rdkafka::message::BorrowedHeaders;
+    use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
     use tracing_subscriber::layer::SubscriberExt;
 
     fn with_tracing<T>(f: impl FnOnce() -> T) -> T {
@@ -163,13 +160,16 @@ mod tests {
         let (sent, received) = with_tracing(|| {
             let span = tracing::info_span!("publish");
             let _e = span.enter();
-            let headers = inject_kafka(
-                &span,
-                OwnedHeaders::new().insert(Header {
-                    key: "other",
-                    value: Some("x"),
-                }),
-            );
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: "other",
+                value: Some("x"),
+            });
+            for (key, value) in kafka_headers(&span) {
+                headers = headers.insert(Header {
+                    key: &key,
+                    value: value.as_deref(),
+                });
+            }
             let sent = current_traceparent();
             let borrowed: &BorrowedHeaders = headers.as_borrowed();
             let cx = extract_kafka(Some(borrowed));

@@ -199,6 +199,7 @@ pub fn to_message(r: &Record) -> pb::AuditRecord {
             .collect(),
         source: r.source.clone(),
         request_id: r.request_id.clone(),
+        traceparent: String::new(),
         occurred_at: Some(to_proto(r.occurred_at)),
     }
 }
@@ -390,6 +391,7 @@ mod tests {
             changes: vec![],
             source: "cli".into(),
             request_id: String::new(),
+            traceparent: String::new(),
             occurred_at: Some(to_proto(Utc::now())),
         };
         let mut v = Vec::new();

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::repository::Cursor;
 use crate::startup::Loaded;
 use medbook_proto::audit::v1 as pb;
+use medbook_shared::trace_context;
 use pb::audit_service_server::AuditService;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -126,7 +127,14 @@ impl AuditService for AuditGrpc {
                 violations.truncate(50);
                 return Err(status::invalid(&violations));
             }
+            // One span per record in the trace of the change it records (its
+            // `traceparent`), beside the call's own span.
+            let spans: Vec<tracing::Span> = req.records.iter().map(record_span).collect();
             let (results, tree_size) = self.log()?.append(records).await?;
+            for (span, r) in spans.iter().zip(&results) {
+                span.record("audit.index", r.index);
+                span.record("audit.duplicate", r.duplicate);
+            }
             Ok(pb::AppendResponse {
                 results: results
                     .into_iter()
@@ -224,4 +232,26 @@ impl AuditService for AuditGrpc {
         })
         .await
     }
+}
+
+/// The span of appending one record, a child of the shipping span named by its
+/// `traceparent`; none for a record sent without one.
+fn record_span(r: &pb::AuditRecord) -> tracing::Span {
+    if r.traceparent.is_empty() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "audit append",
+        otel.name = "audit.record append",
+        otel.kind = "consumer",
+        audit.action = %r.action,
+        audit.record_id = %r.id,
+        audit.index = tracing::field::Empty,
+        audit.duplicate = tracing::field::Empty,
+    );
+    trace_context::set_remote_parent(
+        &span,
+        trace_context::context_from_traceparent(Some(&r.traceparent)),
+    );
+    span
 }

@@ -292,6 +292,7 @@ pub fn record_by(entity: &str, user: &str) -> pb::AuditRecord {
         }],
         source: "http".into(),
         request_id: format!("req-{entity}"),
+        traceparent: String::new(),
         occurred_at: Some(medbook_proto::time::to_proto(chrono::Utc::now())),
     }
 }

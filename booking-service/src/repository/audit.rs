@@ -97,6 +97,7 @@ pub fn enqueue(conn: &mut PgConnection, entry: AuditEntry) -> Result<(), RepoErr
             outbox_events::payload.eq(record.payload()?),
             outbox_events::created_at.eq(record.occurred_at),
             outbox_events::request_id.eq(&record.request_id),
+            outbox_events::trace_parent.eq(medbook_shared::trace_context::current_traceparent()),
             outbox_events::sink.eq("audit"),
         ))
         .execute(conn)

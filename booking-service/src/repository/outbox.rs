@@ -102,6 +102,7 @@ pub fn enqueue(conn: &mut PgConnection, event: &EventEnvelope) -> Result<(), Rep
             outbox_events::payload.eq(payload),
             outbox_events::created_at.eq(event.occurred_at),
             outbox_events::request_id.eq(medbook_service_kit::context::request_id()),
+            outbox_events::trace_parent.eq(medbook_shared::trace_context::current_traceparent()),
         ))
         .execute(conn)
         .map(|_| ())
@@ -126,6 +127,8 @@ struct ClaimedRow {
     created_at: DateTime<Utc>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     request_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    trace_parent: Option<String>,
 }
 
 /// The claim: pending, unleased rows that are the oldest pending row of their
@@ -147,7 +150,7 @@ UPDATE outbox_events u
 SET locked_by = $2, locked_until = now() + $3, attempts = u.attempts + 1
 FROM next WHERE u.seq = next.seq
 RETURNING u.seq, u.id, u.aggregate_id, u.topic, u.event_type, u.payload, u.created_at,
-          u.request_id";
+          u.request_id, u.trace_parent";
 
 /// Published rows are deleted this many at a time, so pruning never holds long locks.
 const PRUNE_CHUNK: i64 = 5_000;
@@ -201,6 +204,7 @@ impl OutboxStore for PgOutbox {
                         payload: r.payload,
                         created_at: r.created_at,
                         request_id: r.request_id,
+                        trace_parent: r.trace_parent,
                     })
                     .collect())
             })

@@ -170,6 +170,7 @@ diesel::table! {
         locked_until -> Nullable<Timestamptz>,
         request_id -> Nullable<Text>,
         sink -> Text,
+        trace_parent -> Nullable<Text>,
     }
 }
 

@@ -99,6 +99,7 @@ pub struct AppointmentService {
     policy: BookingPolicy,
     reminders: ReminderPlan,
     feed: ScheduleFeed,
+    metrics: Option<super::booking_metrics::BookingMetrics>,
 }
 
 impl AppointmentService {
@@ -113,7 +114,28 @@ impl AppointmentService {
             policy,
             reminders: ReminderPlan::default(),
             feed: ScheduleFeed::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts bookings, cancellations, reschedules and refusals in `metrics`.
+    pub fn with_metrics(mut self, metrics: super::booking_metrics::BookingMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, f: impl FnOnce(&super::booking_metrics::BookingMetrics)) {
+        if let Some(m) = &self.metrics {
+            f(m);
+        }
+    }
+
+    /// Counts a refusal of the booking rules, and passes the result on.
+    fn counted<T>(&self, result: Result<T, ServiceError>) -> Result<T, ServiceError> {
+        if let Err(e) = &result {
+            self.count(|m| m.refused(e));
+        }
+        result
     }
 
     /// Publishes every committed change to `feed` (the day watchers).
@@ -159,8 +181,9 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        let booked = self.appointments.book(req).await?.map_err(rejection)?;
+        let booked = self.counted(self.appointments.book(req).await?.map_err(rejection))?;
         if !booked.replayed {
+            self.count(|m| m.booked());
             self.committed(ChangeKind::Booked, &booked.appointment);
         }
         Ok(booked)
@@ -173,6 +196,10 @@ impl AppointmentService {
         id: AppointmentId,
         reason: Option<String>,
     ) -> Result<Appointment, ServiceError> {
+        let by = match actor {
+            Actor::Patient(_) => "patient",
+            Actor::Admin => "admin",
+        };
         let req = CancelRequest {
             appointment_id: id,
             actor,
@@ -180,6 +207,7 @@ impl AppointmentService {
             now: self.clock.now(),
         };
         let cancelled = self.appointments.cancel(req).await?.map_err(rejection)?;
+        self.count(|m| m.cancelled(by));
         self.committed(ChangeKind::Cancelled, &cancelled);
         Ok(cancelled)
     }
@@ -199,11 +227,8 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        let moved = self
-            .appointments
-            .reschedule(req)
-            .await?
-            .map_err(rejection)?;
+        let moved = self.counted(self.appointments.reschedule(req).await?.map_err(rejection))?;
+        self.count(|m| m.rescheduled());
         self.committed(ChangeKind::Rescheduled, &moved);
         Ok(moved)
     }

@@ -5,6 +5,7 @@ pub mod account_ports;
 pub mod accounts;
 pub mod appointments;
 pub mod auth;
+pub mod booking_metrics;
 pub mod booking_ports;
 pub mod catalog;
 pub mod error;

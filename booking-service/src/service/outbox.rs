@@ -33,6 +33,9 @@ pub struct PendingEvent {
     pub created_at: DateTime<Utc>,
     /// The HTTP request that caused it, if any (reminders have none).
     pub request_id: Option<String>,
+    /// The W3C `traceparent` of the span that wrote it: the relay's span continues
+    /// that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// Size and age of the unpublished part of the outbox.
@@ -217,7 +220,9 @@ impl OutboxRelay {
     }
 
     /// Claims one batch, publishes it, and records the outcome.
-    #[tracing::instrument(skip_all, fields(relay = %self.id, sink = self.config.sink.as_str()))]
+    // At debug level: a round is bookkeeping, and a span per idle poll would fill the
+    // trace store. Each event gets its own span, in the trace of its writer (publisher).
+    #[tracing::instrument(level = "debug", skip_all, fields(relay = %self.id, sink = self.config.sink.as_str()))]
     pub async fn round(&self) -> Round {
         let batch = match self
             .store
@@ -392,6 +397,7 @@ mod tests {
                 payload: format!("{{\"n\":{seq}}}"),
                 created_at: Utc::now(),
                 request_id: None,
+                trace_parent: None,
             };
             self.rows.lock().unwrap().insert(
                 seq,

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the notification-service.
 
-use super::Outcome;
+use super::{FailureKind, Outcome};
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Metrics {
     registry: Registry,
     sent: IntCounterVec,
+    handled: IntCounterVec,
+    dlq_messages: IntGauge,
     send_failures: IntCounterVec,
     dead_lettered: IntCounterVec,
     duplicates: prometheus::IntCounter,
@@ -32,6 +34,17 @@ impl Metrics {
             sent: IntCounterVec::new(
                 Opts::new("emails_sent_total", "Emails the SMTP server accepted"),
                 &["outcome"],
+            )?,
+            handled: IntCounterVec::new(
+                Opts::new(
+                    "emails_handled_total",
+                    "Messages handled, by outcome: sent, duplicate, skipped, dead_lettered",
+                ),
+                &["outcome"],
+            )?,
+            dlq_messages: IntGauge::new(
+                "dlq_messages",
+                "Messages on the dead-letter topic (replayed ones too, until the topic's retention removes them); -1 until first read",
             )?,
             send_failures: IntCounterVec::new(
                 Opts::new("email_send_failures_total", "Failed sending attempts"),
@@ -106,6 +119,25 @@ impl Metrics {
             registry,
         };
         m.registry.register(Box::new(m.sent.clone()))?;
+        m.registry.register(Box::new(m.handled.clone()))?;
+        m.registry.register(Box::new(m.dlq_messages.clone()))?;
+        for outcome in Outcome::LABELS {
+            m.handled.with_label_values(&[outcome]);
+        }
+        for first in ["first", "after_takeover"] {
+            m.sent.with_label_values(&[first]);
+        }
+        m.dlq_messages.set(-1);
+        for kind in ["unavailable", "transient", "permanent"] {
+            m.send_failures.with_label_values(&[kind]);
+        }
+        for kind in [
+            FailureKind::Poison,
+            FailureKind::Permanent,
+            FailureKind::Expired,
+        ] {
+            m.dead_lettered.with_label_values(&[kind.as_str()]);
+        }
         m.registry.register(Box::new(m.send_failures.clone()))?;
         m.registry.register(Box::new(m.dead_lettered.clone()))?;
         m.registry.register(Box::new(m.duplicates.clone()))?;
@@ -127,8 +159,13 @@ impl Metrics {
         &self.registry
     }
 
+    pub fn set_dlq_messages(&self, n: i64) {
+        self.dlq_messages.set(n);
+    }
+
     pub fn observe(&self, outcome: &Outcome, took: Duration) {
         self.handling.observe(took.as_secs_f64());
+        self.handled.with_label_values(&[outcome.label()]).inc();
         match outcome {
             Outcome::Sent { takeover, .. } => self
                 .sent

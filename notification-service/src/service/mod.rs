@@ -36,6 +36,7 @@ use rand::Rng;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Why sending failed, as far as retrying is concerned.
@@ -51,6 +52,17 @@ pub enum SendError {
     /// SMTP 5xx, an invalid address: will never work.
     #[error("permanent: {0}")]
     Permanent(String),
+}
+
+impl SendError {
+    /// The failure's kind, as `email_send_failures_total` labels it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::Unavailable(_) => "unavailable",
+            SendError::Transient(_) => "transient",
+            SendError::Permanent(_) => "permanent",
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -236,6 +248,20 @@ pub enum Outcome {
     DeadLettered(FailureKind),
 }
 
+impl Outcome {
+    /// Every outcome's label in `emails_handled_total` (and on the consumer span).
+    pub const LABELS: [&'static str; 4] = ["sent", "duplicate", "skipped", "dead_lettered"];
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::DeadLettered(_) => "dead_lettered",
+        }
+    }
+}
+
 /// Handling did not finish; the offset must not be stored.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HandleError {
@@ -342,24 +368,56 @@ impl NotificationHandler {
     /// (its partition was revoked: the new owner takes the message over).
     /// Every log line of the message names it: where it came from, the HTTP request
     /// that caused it (`x-request-id` header), and once decoded its event and aggregate.
-    #[tracing::instrument(skip_all, fields(
-        source = %message.source(),
-        request_id = message.header(medbook_shared::events::headers::REQUEST_ID),
-        event_id = tracing::field::Empty,
-        event_type = tracing::field::Empty,
-        aggregate_id = tracing::field::Empty,
-    ))]
+    /// Its span is the consumer span of the trace the message's `traceparent` header
+    /// names (the relay's producer span), so the email joins the booking's trace.
     pub async fn handle_cancellable(
         &self,
         message: &Incoming,
         cancel: &watch::Receiver<bool>,
     ) -> Result<Outcome, HandleError> {
-        let started = Instant::now();
-        let result = self.handle_inner(message, cancel).await;
-        if let Ok(outcome) = &result {
-            self.metrics.observe(outcome, started.elapsed());
+        let span = tracing::info_span!(
+            "handle",
+            otel.name = %format!("{} process", message.topic),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.topic,
+            messaging.destination.partition.id = message.partition,
+            messaging.kafka.offset = message.offset,
+            outcome = tracing::field::Empty,
+            source = %message.source(),
+            request_id = message.header(medbook_shared::events::headers::REQUEST_ID),
+            event_id = tracing::field::Empty,
+            event_type = tracing::field::Empty,
+            aggregate_id = tracing::field::Empty,
+        );
+        medbook_shared::trace_context::set_remote_parent(
+            &span,
+            medbook_shared::trace_context::context_from(|key| {
+                message.header(key).map(str::to_owned)
+            }),
+        );
+        async {
+            let started = Instant::now();
+            let result = self.handle_inner(message, cancel).await;
+            let current = tracing::Span::current();
+            match &result {
+                Ok(outcome) => {
+                    current.record("outcome", outcome.label());
+                    if matches!(outcome, Outcome::DeadLettered(_)) {
+                        current.record("otel.status_code", "error");
+                    }
+                    self.metrics.observe(outcome, started.elapsed());
+                }
+                Err(_) => {
+                    current.record("outcome", "interrupted");
+                }
+            }
+            result
         }
-        result
+        .instrument(span)
+        .await
     }
 
     /// Whether the email is still worth sending (`None`: send it): a reminder while

@@ -272,6 +272,16 @@ impl ScheduleService for Schedule {
 }
 
 /// The services this server answers, as reflection lists them.
+/// The ScheduleService's methods, whose metric series exist before the first call.
+pub const METHODS: &[(&str, &str)] = &[
+    ("medbook.schedule.v1.ScheduleService", "GetAvailableSlots"),
+    ("medbook.schedule.v1.ScheduleService", "BookSlot"),
+    (
+        "medbook.schedule.v1.ScheduleService",
+        "StreamDailyAppointments",
+    ),
+];
+
 const SERVED: [&str; 4] = [
     "medbook.schedule.v1.ScheduleService",
     "grpc.health.v1.Health",
@@ -291,6 +301,7 @@ pub enum ServeError {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     schedule: Schedule,
+    metrics: medbook_proto::observe::GrpcMetrics,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -310,6 +321,10 @@ pub async fn serve(
         reflection_v1alpha = reflection_v1alpha.with_service_name(name);
     }
     let router = tonic::transport::Server::builder()
+        // A server span (continuing the caller's trace) and RED metrics per call.
+        .layer(medbook_proto::observe::ServerObserveLayer::new(
+            metrics, &SERVED,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1.build_v1().map_err(ServeError::Reflection)?)
         .add_service(

@@ -63,6 +63,12 @@ pub async fn observe(
         ),
     };
     let elapsed = start.elapsed();
+    // This middleware runs inside the `request` span (`request_id`), the server span.
+    let span = tracing::Span::current();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
     if let Some(m) = &metrics {
         m.requests
             .with_label_values(&[method.as_str(), route.as_str(), &status.to_string()])

@@ -4,6 +4,10 @@
 //! every log line it causes says which request it belongs to; the id is also the
 //! request's context (`medbook_service_kit::context`), stored with the outbox rows it
 //! writes and sent on with their events.
+//!
+//! The `request` span is also the OpenTelemetry server span of the request: a W3C
+//! `traceparent` sent by the caller makes it a child of the caller's span (a malformed
+//! one is ignored and a new trace begins); `observe` records the status on it.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -40,12 +44,29 @@ pub async fn request_id(
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let header_value = HeaderValue::from_str(&id).ok();
+    // Computed from the app's resource map, before the request is routed.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
         request_id = %id,
         user_id = tracing::field::Empty,
         role = tracing::field::Empty,
     );
+    let parent = medbook_shared::trace_context::context_from(|key| {
+        req.headers()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    medbook_shared::trace_context::set_remote_parent(&span, parent);
     medbook_service_kit::context::with_request_id(
         id,
         async move {

@@ -1,0 +1,154 @@
+//! Business metrics of the booking use cases: what was booked, cancelled (and by whom)
+//! and rescheduled, and why bookings were refused (`slot_taken` is a conflict: someone
+//! else was faster). Counted after the commit, so a rolled-back change never counts.
+//! Labels are bounded: the actor's role and the refusal's error code.
+
+use super::error::ServiceError;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+/// Refusal codes a booking or reschedule can end with (the series exist from start).
+const REASONS: &[&str] = &[
+    "slot_taken",
+    "slot_unavailable",
+    "same_slot",
+    "appointment_not_active",
+    "slot_in_past",
+    "too_short_notice",
+    "beyond_booking_horizon",
+    "doctor_unavailable",
+    "too_many_appointments",
+    "different_doctor",
+    "appointment_started",
+    "idempotency_key_reused",
+    "email_unverified",
+    "not_found",
+];
+
+#[derive(Clone)]
+pub struct BookingMetrics {
+    booked: IntCounter,
+    cancelled: IntCounterVec,
+    rescheduled: IntCounter,
+    rejections: IntCounterVec,
+}
+
+impl BookingMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Self::unregistered()?;
+        registry.register(Box::new(m.booked.clone()))?;
+        registry.register(Box::new(m.cancelled.clone()))?;
+        registry.register(Box::new(m.rescheduled.clone()))?;
+        registry.register(Box::new(m.rejections.clone()))?;
+        Ok(m)
+    }
+
+    /// Counters that are counted but not exported (services built without metrics).
+    pub fn unregistered() -> prometheus::Result<Self> {
+        let m = Self {
+            booked: IntCounter::new("appointments_booked_total", "Appointments booked")?,
+            cancelled: IntCounterVec::new(
+                Opts::new(
+                    "appointments_cancelled_total",
+                    "Appointments cancelled, by who cancelled (patient, admin)",
+                ),
+                &["by"],
+            )?,
+            rescheduled: IntCounter::new(
+                "appointments_rescheduled_total",
+                "Appointments moved to another slot",
+            )?,
+            rejections: IntCounterVec::new(
+                Opts::new(
+                    "booking_rejections_total",
+                    "Bookings and reschedules refused, by the error code (slot_taken: a conflict)",
+                ),
+                &["reason"],
+            )?,
+        };
+        for by in ["patient", "admin"] {
+            m.cancelled.with_label_values(&[by]);
+        }
+        for reason in REASONS {
+            m.rejections.with_label_values(&[reason]);
+        }
+        Ok(m)
+    }
+
+    pub fn booked(&self) {
+        self.booked.inc();
+    }
+
+    pub fn cancelled(&self, by: &'static str) {
+        self.cancelled.with_label_values(&[by]).inc();
+    }
+
+    pub fn rescheduled(&self) {
+        self.rescheduled.inc();
+    }
+
+    /// Counts `e` when it is a refusal of the booking rules (not an outage).
+    pub fn refused(&self, e: &ServiceError) {
+        let reason = match e {
+            ServiceError::Conflict { code, .. }
+            | ServiceError::Unprocessable { code, .. }
+            | ServiceError::Refused { code, .. } => *code,
+            ServiceError::NotFound(_) => "not_found",
+            _ => return,
+        };
+        // An unknown code still counts, under its own (bounded: compile-time) name.
+        self.rejections.with_label_values(&[reason]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_code_is_a_known_reason() {
+        use crate::domain::booking::BookingRejection::*;
+        for r in [
+            SlotNotFound,
+            SlotTaken,
+            SlotBlocked,
+            SlotInPast,
+            TooShortNotice,
+            BeyondHorizon,
+            DoctorUnavailable,
+            TooManyActive,
+            DifferentDoctor,
+            SameSlot,
+            AppointmentNotFound,
+            NotActive,
+            AlreadyStarted,
+            IdempotencyKeyReused,
+            EmailUnverified,
+        ] {
+            let code = match super::super::appointments::rejection(r) {
+                ServiceError::Conflict { code, .. }
+                | ServiceError::Unprocessable { code, .. }
+                | ServiceError::Refused { code, .. } => code,
+                ServiceError::NotFound(_) => "not_found",
+                other => panic!("{other:?}"),
+            };
+            assert!(REASONS.contains(&code), "{code} missing from REASONS");
+        }
+    }
+
+    #[test]
+    fn series_exist_before_any_booking() {
+        let registry = Registry::new();
+        BookingMetrics::new(&registry).unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        for line in [
+            "appointments_booked_total 0",
+            r#"appointments_cancelled_total{by="admin"} 0"#,
+            r#"booking_rejections_total{reason="slot_taken"} 0"#,
+            "appointments_rescheduled_total 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+}
