@@ -45,12 +45,14 @@ start_broker() {
 }
 
 # Creates every topic of kafka/topics.txt on the broker at 127.0.0.1:$1 with $2
-# partitions; existing topics are left alone.
+# partitions, each name prefixed with $3 if given (kafka.topic_prefix); existing topics
+# are left alone.
 create_topics() {
-    local port=$1 partitions=$2 topic out
+    local port=$1 partitions=$2 prefix=${3:-} topic out
     ensure_tansu
     while read -r topic _; do
         case "$topic" in ''|'#'*) continue ;; esac
+        topic="${prefix}${topic}"
         if out=$("$TANSU_BIN" topic create --broker "tcp://127.0.0.1:${port}" \
             --partitions "$partitions" "$topic" 2>&1); then
             log "created topic ${topic} (${partitions} partitions)"

@@ -4,12 +4,16 @@
 # data, and runs booking-service (http://127.0.0.1:8080, Swagger UI at /swagger, gRPC
 # ScheduleService on 127.0.0.1:50051), notification-service (emails readable at
 # http://127.0.0.1:1080) and audit-service (gRPC on 127.0.0.1:50052; its dev signing key
-# in .local/audit-signing.key). Ctrl-C stops all three.
+# in .local/audit-signing.key), with a trace receiver (rotel: OTLP on 127.0.0.1:4317 and
+# :4318, every span as a JSON line in .local/traces/spans.jsonl) and Prometheus
+# (http://127.0.0.1:9090, the deployed alert rules loaded). Ctrl-C stops them all.
 # Environment variables override any setting (MEDBOOK_HTTP__ADDR, …).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
 source kafka/lib.sh
+source scripts/lib/prometheus.sh
+source scripts/lib/tracing.sh
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 SMTP_PORT="${SMTP_PORT:-1025}"
@@ -24,6 +28,11 @@ ensure_database medbook_audit
 start_broker "$KAFKA_PORT"
 create_topics "$KAFKA_PORT" "${KAFKA_PARTITIONS:-3}"
 start_maildev "$SMTP_PORT" "$MAIL_WEB_PORT"
+OTLP_GRPC_PORT="${OTLP_GRPC_PORT:-4317}"
+OTLP_HTTP_PORT="${OTLP_HTTP_PORT:-4318}"
+PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+ensure_prometheus
+ensure_rotel
 
 export MEDBOOK_PROFILE="${MEDBOOK_PROFILE:-dev}"
 export MEDBOOK_REDIS__URL="${MEDBOOK_REDIS__URL:-${REDIS_URL}}"
@@ -74,6 +83,14 @@ else
 fi
 
 pids=()
+# Spans go to the local receiver (or to a collector already listening there).
+export MEDBOOK_TRACING__OTLP_ENDPOINT="${MEDBOOK_TRACING__OTLP_ENDPOINT:-http://127.0.0.1:${OTLP_GRPC_PORT}}"
+if port_open "$OTLP_GRPC_PORT"; then
+    log "an OTLP collector already listens on 127.0.0.1:${OTLP_GRPC_PORT}; spans go there"
+else
+    start_rotel "$OTLP_GRPC_PORT" "$OTLP_HTTP_PORT" .local/traces/spans.jsonl
+    pids+=("$ROTEL_PID")
+fi
 stop() {
     trap - INT TERM EXIT
     kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -93,11 +110,21 @@ pids+=($!)
 MEDBOOK_DATABASE__URL="$booking_db" MEDBOOK_HTTP__ADDR="$http_addr" MEDBOOK_HTTP__OPS_ADDR="$ops_addr" \
     MEDBOOK_GRPC__ADDR="$grpc_addr" "$booking" serve &
 pids+=($!)
+if port_open "$PROMETHEUS_PORT"; then
+    log "something already listens on 127.0.0.1:${PROMETHEUS_PORT}; not starting Prometheus"
+else
+    start_prometheus "$PROMETHEUS_PORT" "${ops_addr##*:}" \
+        "$(sed 's/.*://' <<<"${MEDBOOK_NOTIFICATION_HTTP_ADDR:-127.0.0.1:8081}")" \
+        "$(sed 's/.*://' <<<"${MEDBOOK_AUDIT_OPS_ADDR:-127.0.0.1:8082}")" .local/prometheus
+    pids+=("$PROMETHEUS_PID")
+fi
 
 log "booking-service: http://${http_addr} (Swagger UI: http://${http_addr}/swagger)"
 log "booking-service metrics and readiness (operators only): http://${ops_addr}/metrics, /ready"
 log "booking-service gRPC ScheduleService: ${grpc_addr} (grpcurl -plaintext ${grpc_addr} list)"
 log "audit-service gRPC: ${audit_addr}; verify the log: MEDBOOK_DATABASE__URL=${audit_db} ${audit} verify"
 log "emails sent to patients: http://127.0.0.1:${MAIL_WEB_PORT}"
+log "traces: every span in .local/traces/spans.jsonl (grep a log line's trace_id); OTLP at ${MEDBOOK_TRACING__OTLP_ENDPOINT}"
+log "Prometheus: http://127.0.0.1:${PROMETHEUS_PORT} (alerts: /alerts; dashboards for Grafana in deploy/grafana)"
 # Runs until Ctrl-C, or until either service exits.
 wait -n "${pids[@]}"

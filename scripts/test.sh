@@ -3,7 +3,9 @@
 # broker (tansu) and a mail sink (maildev) for the tests, runs the workspace's unit and
 # functional tests against them, validates the OpenAPI document, and runs the contract
 # test (schemathesis against a live booking-service, scripts/contract-test.sh) and the
-# gRPC smoke test (grpcurl against both gRPC services, scripts/grpc-smoke.sh).
+# gRPC smoke test (grpcurl against both gRPC services, scripts/grpc-smoke.sh), the
+# Prometheus checks (promtool: config, rules, rule unit tests) and the observability test
+# (the whole system tracing into a real OTLP receiver, scripts/observability-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -31,6 +33,12 @@ scripts/contract-test.sh
 
 log "gRPC smoke test (grpcurl)"
 scripts/grpc-smoke.sh
+
+log "Prometheus configuration, alert rules and their unit tests (promtool)"
+scripts/prometheus-check.sh
+
+log "observability test (one trace from booking to inbox; every dashboard query)"
+scripts/observability-test.sh
 
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \

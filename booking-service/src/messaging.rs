@@ -22,16 +22,16 @@ impl KafkaPublisher {
 }
 
 /// The producer span of one outbox event, a child of the span that wrote the row.
-fn producer_span(e: &PendingEvent) -> tracing::Span {
+fn producer_span(e: &PendingEvent, topic: &str) -> tracing::Span {
     let span = tracing::info_span!(
         "publish",
-        otel.name = %format!("{} publish", e.topic),
+        otel.name = %format!("{topic} publish"),
         otel.kind = "producer",
         otel.status_code = tracing::field::Empty,
         error.message = tracing::field::Empty,
         messaging.system = "kafka",
         messaging.operation.type = "send",
-        messaging.destination.name = %e.topic,
+        messaging.destination.name = %topic,
         messaging.message.id = %e.id,
         event_type = %e.event_type,
         request_id = e.request_id.as_deref().unwrap_or(""),
@@ -48,7 +48,10 @@ impl EventPublisher for KafkaPublisher {
     async fn publish(&self, events: &[PendingEvent]) -> Vec<Result<(), String>> {
         // One producer span per event, in the trace of the transaction that wrote it,
         // open until the broker's delivery report; its context travels in the headers.
-        let spans: Vec<tracing::Span> = events.iter().map(producer_span).collect();
+        let spans: Vec<tracing::Span> = events
+            .iter()
+            .map(|e| producer_span(e, &self.settings.topic(&e.topic)))
+            .collect();
         let records: Vec<OutgoingRecord> = events
             .iter()
             .zip(&spans)

@@ -263,7 +263,6 @@ pub fn init_traced(
     };
     if result.is_ok() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        opentelemetry::global::set_tracer_provider(provider.clone());
         std::panic::set_hook(Box::new(|info| {
             let message = info
                 .payload()

@@ -102,6 +102,12 @@ impl CacheMetrics {
         registry.register(Box::new(hits.clone()))?;
         registry.register(Box::new(misses.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        // Both backends' series exist from the start (one of them stays at 0).
+        for backend in ["memory", "redis"] {
+            hits.with_label_values(&[backend]);
+            misses.with_label_values(&[backend]);
+            errors.with_label_values(&[backend]);
+        }
         Ok(Arc::new(Self {
             hits,
             misses,

@@ -422,14 +422,16 @@ fn bind_event(q: Sql, event: &EventEnvelope) -> Result<Sql, RepoError> {
 }
 
 /// The change's audit record, as the next five binds: its id (also the row's aggregate
-/// id), action, payload, time and request id.
+/// id), action, payload, time and request id; then, the statement's last bind, the
+/// writer's `traceparent`, which both outbox rows keep.
 fn bind_audit(q: Sql, entry: &AuditEntry, at: DateTime<Utc>) -> Result<Sql, RepoError> {
     let record = AuditRecord::from_entry(entry.clone(), at);
     Ok(q.bind::<SqlUuid, _>(record.id)
         .bind::<Text, _>(record.action.clone())
         .bind::<Text, _>(record.payload()?)
         .bind::<Timestamptz, _>(record.occurred_at)
-        .bind::<Nullable<Text>, _>(record.request_id))
+        .bind::<Nullable<Text>, _>(record.request_id)
+        .bind::<Nullable<Text>, _>(medbook_shared::trace_context::current_traceparent()))
 }
 
 /// Reminders as three parallel arrays (offset label, due instant) for `unnest`.
@@ -458,9 +460,9 @@ WITH taken AS (
     SELECT gen_random_uuid(), $3, r.label, r.due_at, $10, $9
     FROM unnest($13::text[], $14::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
-VALUES ($15, $3, $16, $17, $18, $19, $20, 'kafka'),
-       ($21, $21, 'audit', $22, $23, $24, $25, 'audit')";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
+VALUES ($15, $3, $16, $17, $18, $19, $20, 'kafka', $26),
+       ($21, $21, 'audit', $22, $23, $24, $25, 'audit', $26)";
 
 fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoError> {
     let a = &b.appointment;
@@ -503,9 +505,9 @@ WITH freed AS (
     SELECT gen_random_uuid(), $8, r.label, r.due_at, $7, $6
     FROM unnest($9::text[], $10::timestamptz[]) AS r (label, due_at)
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
-VALUES ($11, $8, $12, $13, $14, $15, $16, 'kafka'),
-       ($17, $17, 'audit', $18, $19, $20, $21, 'audit')";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
+VALUES ($11, $8, $12, $13, $14, $15, $16, 'kafka', $22),
+       ($17, $17, 'audit', $18, $19, $20, $21, 'audit', $22)";
 
 fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -539,9 +541,9 @@ WITH cancelled AS (
 ), dropped AS (
     DELETE FROM appointment_reminders WHERE appointment_id = $6 AND published_at IS NULL
 )
-INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink)
-VALUES ($9, $6, $10, $11, $12, $13, $14, 'kafka'),
-       ($15, $15, 'audit', $16, $17, $18, $19, 'audit')";
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
+VALUES ($9, $6, $10, $11, $12, $13, $14, 'kafka', $20),
+       ($15, $15, 'audit', $16, $17, $18, $19, 'audit', $20)";
 
 fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoError> {
     let a = &d.appointment;

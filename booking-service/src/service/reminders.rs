@@ -100,6 +100,7 @@ impl ReminderMetrics {
         registry.register(Box::new(m.scheduled.clone()))?;
         registry.register(Box::new(m.published.clone()))?;
         registry.register(Box::new(m.skipped.clone()))?;
+        m.skipped.with_label_values(&["started"]);
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.pending.clone()))?;
         Ok(m)

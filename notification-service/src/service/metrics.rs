@@ -1,6 +1,6 @@
 //! Prometheus metrics of the notification-service.
 
-use super::{FailureKind, Outcome};
+use super::{FailureKind, Outcome, SkipReason};
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -128,6 +128,11 @@ impl Metrics {
             m.sent.with_label_values(&[first]);
         }
         m.dlq_messages.set(-1);
+        for reason in [SkipReason::Stale, SkipReason::Started] {
+            m.reminders_skipped.with_label_values(&[reason.as_str()]);
+        }
+        m.account_emails_skipped
+            .with_label_values(&[SkipReason::LinkExpired.as_str()]);
         for kind in ["unavailable", "transient", "permanent"] {
             m.send_failures.with_label_values(&[kind]);
         }

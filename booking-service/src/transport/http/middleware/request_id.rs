@@ -48,7 +48,13 @@ pub async fn request_id(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!(
+    // Probes and scrapes (every few seconds, forever) are not traced: a trace each
+    // would bury the ones people look for.
+    let probe = matches!(req.path(), "/health" | "/ready" | "/metrics");
+    let span = if probe {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
         "request",
         otel.name = %format!("{} {route}", req.method()),
         otel.kind = "server",
@@ -59,7 +65,8 @@ pub async fn request_id(
         request_id = %id,
         user_id = tracing::field::Empty,
         role = tracing::field::Empty,
-    );
+        )
+    };
     let parent = medbook_shared::trace_context::context_from(|key| {
         req.headers()
             .get(key)

@@ -1,0 +1,52 @@
+# The local trace receiver: rotel (PyPI `rotel`, an OpenTelemetry collector binary),
+# receiving OTLP over gRPC and HTTP and writing every span as a JSON line
+# (scripts/observability/rotel_spans.py), optionally forwarding to another OTLP
+# collector. Sourced after scripts/lib/common.sh, not executed.
+
+ROTEL_VERSION=0.0.1a15
+
+# Installs rotel into .tools/rotel-venv; sets ROTEL_BIN. The binary links the system's
+# libpython3.11 (its trace processors are Python).
+ensure_rotel() {
+    local venv="$TOOLS_DIR/rotel-venv"
+    if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
+        apt_install libpython3.11
+    fi
+    ROTEL_BIN=$(ls "$venv"/lib/python3*/site-packages/rotel/rotel-agent 2>/dev/null | head -n1 || true)
+    if [ -z "$ROTEL_BIN" ]; then
+        log "installing rotel ${ROTEL_VERSION} from PyPI"
+        mkdir -p "$TOOLS_DIR"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "rotel==${ROTEL_VERSION}"
+        ROTEL_BIN=$(ls "$venv"/lib/python3*/site-packages/rotel/rotel-agent | head -n1)
+    fi
+    [ -x "$ROTEL_BIN" ] || die "rotel was not installed ($ROTEL_BIN)"
+    export ROTEL_BIN
+}
+
+# Starts rotel: OTLP gRPC on 127.0.0.1:$1, OTLP HTTP on 127.0.0.1:$2, spans appended to
+# file $3; with $4 (an OTLP gRPC URL) it also forwards them there. Sets ROTEL_PID.
+start_rotel() {
+    local grpc=$1 http=$2 spans=$3 forward=${4:-} dir
+    ensure_rotel
+    dir=$(dirname "$spans")
+    mkdir -p "$dir"
+    : >"$spans"
+    local exporter=(--exporter blackhole)
+    if [ -n "$forward" ]; then
+        exporter=(--exporter otlp --otlp-exporter-endpoint "$forward" --otlp-exporter-protocol grpc)
+    fi
+    MEDBOOK_SPANS_FILE="$(cd "$dir" && pwd)/$(basename "$spans")" "$ROTEL_BIN" start \
+        "${exporter[@]}" \
+        --otlp-grpc-endpoint "127.0.0.1:${grpc}" --otlp-http-endpoint "127.0.0.1:${http}" \
+        --otlp-with-trace-processor "$(pwd)/scripts/observability/rotel_spans.py" \
+        --pid-file "$dir/rotel-${grpc}.pid" --log-file "$dir/rotel-${grpc}.log" \
+        >"$dir/rotel-${grpc}.out" 2>&1 &
+    ROTEL_PID=$!
+    for _ in $(seq 1 100); do
+        port_open "$grpc" && port_open "$http" && return 0
+        kill -0 "$ROTEL_PID" 2>/dev/null || die "rotel exited at start-up; see $dir/rotel-${grpc}.out"
+        sleep 0.1
+    done
+    die "rotel did not listen on ${grpc}/${http} within 10 s; see $dir/rotel-${grpc}.out"
+}
