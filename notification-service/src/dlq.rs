@@ -72,18 +72,8 @@ impl DlqSize {
     pub async fn read(&self) -> anyhow::Result<i64> {
         let (consumer, topic, timeout) = (self.consumer.clone(), self.topic.clone(), self.timeout);
         tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-            let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic && t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                anyhow::bail!("topic {topic} does not exist or has no partitions");
-            }
             let mut total = 0i64;
-            for p in partitions {
+            for p in partitions_of(consumer.as_ref(), &topic, timeout)? {
                 let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
                 total += (high - low).max(0);
             }
@@ -91,6 +81,26 @@ impl DlqSize {
         })
         .await?
     }
+}
+
+/// The partitions of `topic` (blocking: librdkafka's metadata call); an error when the
+/// topic does not exist or has none.
+fn partitions_of<C: Consumer<KafkaContext>>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        anyhow::bail!("topic {topic} does not exist or has no partitions");
+    }
+    Ok(partitions)
 }
 
 /// Refreshes `metrics`' `dlq_messages` every `interval` until `stop`.
@@ -253,23 +263,14 @@ pub async fn read_all(
         .set("enable.partition.eof", "true");
     let consumer: StreamConsumer<KafkaContext> =
         config.create_with_context(KafkaContext::new("notification-service-dlq-reader"))?;
-    let metadata = {
+    let partitions = {
         let topic = topic.clone();
         let c: StreamConsumer<KafkaContext> = settings
             .client_config("notification-service-dlq-reader")
             .create_with_context(KafkaContext::new("notification-service-dlq-reader"))?;
-        tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), Duration::from_secs(10)))
+        tokio::task::spawn_blocking(move || partitions_of(&c, &topic, Duration::from_secs(10)))
             .await??
     };
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        anyhow::bail!("topic {topic} does not exist or has no partitions");
-    }
     let mut tpl = TopicPartitionList::new();
     for p in &partitions {
         tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;

@@ -292,7 +292,7 @@ pub fn init_traced(
 /// The provider: parent-based ratio sampling and a batch OTLP exporter when an
 /// endpoint is configured; without one, nothing is recorded (trace ids still exist and
 /// propagate, so logs and downstream services keep them).
-fn tracer_provider(
+pub fn tracer_provider(
     service: &'static str,
     settings: &TracingSettings,
 ) -> anyhow::Result<SdkTracerProvider> {

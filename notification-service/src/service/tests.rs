@@ -512,7 +512,12 @@ async fn an_account_email_whose_link_expired_is_skipped_and_not_sent() {
         metrics.contains("account_emails_skipped_total{reason=\"link_expired\"} 3"),
         "{metrics}"
     );
-    assert!(!metrics.contains("reminders_skipped_total{"), "{metrics}");
+    for reason in ["stale", "started"] {
+        assert!(
+            metrics.contains(&format!("reminders_skipped_total{{reason=\"{reason}\"}} 0")),
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,224 @@
+//! Benchmark of the tracing cost: booking throughput and p99 latency with tracing off
+//! beside tracing on (every span recorded, 100% sampling, exported over OTLP gRPC to
+//! the receiver at `MEDBOOK_BENCH_OTLP_ENDPOINT`), in one run against the real
+//! PostgreSQL (scratch database `medbook_bench_tracing`). The OpenTelemetry layer sits
+//! behind a reload handle, so the phases alternate in one process (off, on, off, on)
+//! and drift falls on both sides. Prints each phase and the cost; the target is under
+//! 10% of throughput. Run it with `./scripts/bench-tracing.sh`, which starts rotel.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::cast_lossless
+)]
+
+use booking_service::settings::Settings;
+use booking_service::startup::Application;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use medbook_shared::config_loader::ConfigSources;
+use medbook_shared::telemetry::{OtlpProtocol, TracingSettings};
+use opentelemetry::trace::TracerProvider as _;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+const CLIENTS: usize = 32;
+const PER_CLIENT: usize = 40;
+const DB: &str = "medbook_bench_tracing";
+
+fn server_url() -> String {
+    std::env::var("MEDBOOK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn db_url() -> String {
+    format!("{}/{DB}", server_url().rsplit_once('/').unwrap().0)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+#[tokio::main]
+async fn main() {
+    let endpoint = std::env::var("MEDBOOK_BENCH_OTLP_ENDPOINT").expect(
+        "MEDBOOK_BENCH_OTLP_ENDPOINT: the OTLP receiver (scripts/bench-tracing.sh starts one)",
+    );
+    let provider = medbook_shared::telemetry::tracer_provider(
+        "booking-service",
+        &TracingSettings {
+            otlp_endpoint: endpoint.clone(),
+            otlp_protocol: OtlpProtocol::Grpc,
+            sample_ratio: 1.0,
+            ..TracingSettings::default()
+        },
+    )
+    .unwrap();
+    let (otel, switch) = tracing_subscriber::reload::Layer::new(None);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(otel)
+        .init();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+
+    {
+        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {DB} WITH (FORCE); CREATE DATABASE {DB}"
+            ))
+            .unwrap();
+    }
+    let env = [
+        ("MEDBOOK_PROFILE", "dev"),
+        ("MEDBOOK_AUTH__BCRYPT_COST", "4"),
+        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0"),
+        ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0"),
+        ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0"),
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false"),
+        ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false"),
+        ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000"),
+        ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0"),
+        ("MEDBOOK_DATABASE__POOL_SIZE", "16"),
+        ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0"),
+        ("MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT", "1000000"),
+    ];
+    let mut vars: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.insert("MEDBOOK_DATABASE__URL".into(), db_url());
+    let settings = Settings::load_from(&ConfigSources {
+        file: None,
+        env: vars,
+    })
+    .unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+
+    let mut conn = PgConnection::establish(&db_url()).unwrap();
+    conn.batch_execute(
+        "INSERT INTO clinics (id, name, city, address, time_zone)
+           VALUES (gen_random_uuid(), 'Clinic', 'Berlin', '1 Main Street', 'Europe/Berlin');
+         INSERT INTO doctors (id, full_name, specialty, clinic_id, status, rating_sum, rating_count)
+           SELECT gen_random_uuid(), 'Dr. Bench ' || d, 'Cardiology', (SELECT id FROM clinics), 'active', 0, 0
+           FROM generate_series(0, 199) d;
+         INSERT INTO slots (id, doctor_id, starts_at, ends_at, status)
+           SELECT gen_random_uuid(), d.id,
+                  date_trunc('hour', now()) + interval '2 hours' + s * interval '30 minutes',
+                  date_trunc('hour', now()) + interval '2 hours' + s * interval '30 minutes' + interval '30 minutes',
+                  'available'
+           FROM doctors d CROSS JOIN generate_series(0, 99) s;
+         ANALYZE;",
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..CLIENTS {
+        let email = format!("bench{i}@example.com");
+        let body = json!({"email": email, "password": "bench-violin-42", "full_name": "Bench"});
+        client
+            .post(format!("{base}/api/v1/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let login: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": "bench-violin-42"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(login["access_token"].as_str().unwrap().to_owned());
+    }
+    conn.batch_execute("UPDATE users SET email_verified_at = now()")
+        .unwrap();
+    let mut slots: Vec<uuid::Uuid> = diesel::sql_query("SELECT id FROM slots ORDER BY random()")
+        .load::<Id>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+
+    println!(
+        "tracing bench: {CLIENTS} clients x {PER_CLIENT} bookings per phase; spans to {endpoint}"
+    );
+    let mut results: Vec<(bool, f64, Duration)> = Vec::new();
+    for on in [false, true, false, true] {
+        switch
+            .reload(on.then(|| {
+                tracing_opentelemetry::layer().with_tracer(provider.tracer("booking-service"))
+            }))
+            .unwrap();
+        let batch: Vec<uuid::Uuid> = slots.drain(..CLIENTS * PER_CLIENT).collect();
+        let started = Instant::now();
+        let tasks = tokens.iter().enumerate().map(|(i, token)| {
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
+            let mine: Vec<uuid::Uuid> = batch.iter().skip(i).step_by(CLIENTS).copied().collect();
+            async move {
+                let mut times = Vec::new();
+                for slot in mine {
+                    let t = Instant::now();
+                    let res = client
+                        .post(format!("{base}/api/v1/appointments"))
+                        .bearer_auth(&token)
+                        .json(&json!({"slot_id": slot}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+                    times.push(t.elapsed());
+                }
+                times
+            }
+        });
+        let mut times: Vec<Duration> = futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let secs = started.elapsed().as_secs_f64();
+        times.sort();
+        let p99 = times[((times.len() - 1) as f64 * 0.99).round() as usize];
+        let rate = times.len() as f64 / secs;
+        println!(
+            "  tracing {:>3}: {rate:>6.0} bookings/s, p99 {:>6.1} ms",
+            if on { "on" } else { "off" },
+            p99.as_secs_f64() * 1000.0
+        );
+        results.push((on, rate, p99));
+    }
+    let mean = |on: bool, f: &dyn Fn(&(bool, f64, Duration)) -> f64| {
+        let v: Vec<f64> = results.iter().filter(|r| r.0 == on).map(f).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (off_rate, on_rate) = (mean(false, &|r| r.1), mean(true, &|r| r.1));
+    let (off_p99, on_p99) = (
+        mean(false, &|r| r.2.as_secs_f64() * 1000.0),
+        mean(true, &|r| r.2.as_secs_f64() * 1000.0),
+    );
+    let cost = (1.0 - on_rate / off_rate) * 100.0;
+    println!(
+        "tracing off: {off_rate:.0} bookings/s, p99 {off_p99:.1} ms; on: {on_rate:.0} bookings/s, p99 {on_p99:.1} ms; throughput cost {cost:.1}% (target < 10%: {})",
+        if cost < 10.0 { "met" } else { "NOT met" }
+    );
+    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+}
