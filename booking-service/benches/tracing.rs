@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// The OpenTelemetry layer over the filtered registry, switched on and off.
+type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<
+    tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+    opentelemetry_sdk::trace::SdkTracer,
+>;
+
 const CLIENTS: usize = 32;
 const PER_CLIENT: usize = 40;
 const DB: &str = "medbook_bench_tracing";
@@ -63,7 +69,7 @@ async fn main() {
         },
     )
     .unwrap();
-    let (otel, switch) = tracing_subscriber::reload::Layer::new(None);
+    let (otel, switch) = tracing_subscriber::reload::Layer::new(None::<OtelLayer>);
     tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(otel)
@@ -94,11 +100,11 @@ async fn main() {
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0"),
         ("MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT", "1000000"),
     ];
-    let mut vars: std::collections::HashMap<String, String> = env
+    let mut vars: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    vars.insert("MEDBOOK_DATABASE__URL".into(), db_url());
+    vars.push(("MEDBOOK_DATABASE__URL".into(), db_url()));
     let settings = Settings::load_from(&ConfigSources {
         file: None,
         env: vars,
