@@ -130,7 +130,7 @@ import sys, time, urllib.request
 slowest = 0.0
 for i in range(50):
     start = time.monotonic()
-    with urllib.request.urlopen(sys.argv[1] + "/api/v1/doctors?limit=5", timeout=10) as r:
+    with urllib.request.urlopen(sys.argv[1] + "/api/v1/doctors?per_page=5", timeout=10) as r:
         assert r.status == 200, r.status
     slowest = max(slowest, time.monotonic() - start)
 # A generous bound: an export that blocked requests would take the 3 s export timeout.

@@ -156,7 +156,7 @@ def main():
                                            {}, p2), 200)
     expect("a third booking", *call(api, "POST", "/api/v1/appointments", {"slot_id": slots[3]}, p1), 201)
     for i in range(20):
-        call(api, "GET", "/api/v1/doctors?limit=5")
+        call(api, "GET", "/api/v1/doctors?per_page=5")
 
     # A gRPC call with a traceparent of its own trace.
     grpc_trace = secrets.token_hex(16)
