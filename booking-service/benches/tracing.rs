@@ -81,9 +81,10 @@ async fn main() {
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {DB} WITH (FORCE); CREATE DATABASE {DB}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DB}"))
             .unwrap();
     }
     let env = [
@@ -137,7 +138,7 @@ async fn main() {
     let mut tokens = Vec::new();
     for i in 0..CLIENTS {
         let email = format!("bench{i}@example.com");
-        let body = json!({"email": email, "password": "bench-violin-42", "full_name": "Bench"});
+        let body = json!({"email": email, "password": "violin-meadow-42", "full_name": "Bench"});
         client
             .post(format!("{base}/api/v1/auth/register"))
             .json(&body)
@@ -146,7 +147,7 @@ async fn main() {
             .unwrap();
         let login: Value = client
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": email, "password": "bench-violin-42"}))
+            .json(&json!({"email": email, "password": "violin-meadow-42"}))
             .send()
             .await
             .unwrap()
