@@ -22,12 +22,6 @@ const DEFAULTS: &str = r#"
 profile: production
 log:
   level: info
-tracing:
-  otlp_endpoint: ""
-  otlp_protocol: grpc
-  sample_ratio: 1.0
-  export_timeout_ms: 3000
-  max_queue_size: 4096
 grpc:
   addr: "127.0.0.1:50052"
 http:
@@ -61,6 +55,8 @@ pub enum Profile {
 pub struct Settings {
     pub profile: Profile,
     pub log: LogSettings,
+    /// Defaults: `TracingSettings::default()` (no export).
+    #[serde(default)]
     pub tracing: TracingSettings,
     pub grpc: GrpcSettings,
     pub http: HttpSettings,

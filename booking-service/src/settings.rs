@@ -21,12 +21,6 @@ const DEFAULTS: &str = r#"
 profile: production
 log:
   level: info
-tracing:
-  otlp_endpoint: ""
-  otlp_protocol: grpc
-  sample_ratio: 1.0
-  export_timeout_ms: 3000
-  max_queue_size: 4096
 http:
   addr: "127.0.0.1:8080"
   ops_addr: "127.0.0.1:9464"
@@ -119,6 +113,8 @@ pub enum Profile {
 pub struct Settings {
     pub profile: Profile,
     pub log: LogSettings,
+    /// Defaults: `TracingSettings::default()` (no export).
+    #[serde(default)]
     pub tracing: TracingSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,

@@ -15,12 +15,6 @@ pub const SERVICE: &str = "notification-service";
 const DEFAULTS: &str = r#"
 log:
   level: info
-tracing:
-  otlp_endpoint: ""
-  otlp_protocol: grpc
-  sample_ratio: 1.0
-  export_timeout_ms: 3000
-  max_queue_size: 4096
 http:
   addr: "127.0.0.1:8081"
 database:
@@ -65,6 +59,8 @@ dedup:
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub log: LogSettings,
+    /// Defaults: `TracingSettings::default()` (no export).
+    #[serde(default)]
     pub tracing: TracingSettings,
     pub http: HttpSettings,
     pub database: DatabaseSettings,

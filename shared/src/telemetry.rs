@@ -126,8 +126,10 @@ pub enum LogOutput {
     Stderr,
 }
 
-/// The `tracing` section of a service's configuration.
+/// The `tracing` section of a service's configuration; a key left out takes its
+/// default (the one place defaults live).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct TracingSettings {
     /// The OTLP collector, e.g. `http://127.0.0.1:4317` (gRPC) or
     /// `http://127.0.0.1:4318` (HTTP; `/v1/traces` is added). Empty: spans are not

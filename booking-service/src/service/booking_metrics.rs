@@ -42,8 +42,7 @@ impl BookingMetrics {
         Ok(m)
     }
 
-    /// Counters that are counted but not exported (services built without metrics).
-    pub fn unregistered() -> prometheus::Result<Self> {
+    fn unregistered() -> prometheus::Result<Self> {
         let m = Self {
             booked: IntCounter::new("appointments_booked_total", "Appointments booked")?,
             cancelled: IntCounterVec::new(
