@@ -2,7 +2,7 @@
 //! beside tracing on (every span recorded, 100% sampling, exported over OTLP gRPC to
 //! the receiver at `MEDBOOK_BENCH_OTLP_ENDPOINT`), in one run against the real
 //! PostgreSQL (scratch database `medbook_bench_tracing`). The OpenTelemetry layer sits
-//! behind a reload handle, so the phases alternate in one process (off, on, off, on)
+//! behind a reload handle, so eight phases alternate in one process (off, on, off, …)
 //! and drift falls on both sides. Prints each phase and the cost; the target is under
 //! 10% of throughput. Run it with `./scripts/bench-tracing.sh`, which starts rotel.
 #![allow(
@@ -37,6 +37,8 @@ type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<
 
 const CLIENTS: usize = 32;
 const PER_CLIENT: usize = 40;
+/// Phases, alternating off and on: eight, so that drift and noise fall on both sides.
+const PHASES: usize = 8;
 const DB: &str = "medbook_bench_tracing";
 
 fn server_url() -> String {
@@ -166,14 +168,16 @@ async fn main() {
         .collect();
 
     println!(
-        "tracing bench: {CLIENTS} clients x {PER_CLIENT} bookings per phase; spans to {endpoint}"
+        "tracing bench: {PHASES} phases (off, on, ...) of {CLIENTS} clients x {PER_CLIENT} bookings; spans to {endpoint}"
     );
     let mut results: Vec<(bool, f64, Duration)> = Vec::new();
-    for on in [false, true, false, true] {
+    for on in (0..PHASES).map(|phase| phase % 2 == 1) {
         switch
-            .reload(on.then(|| {
-                tracing_opentelemetry::layer().with_tracer(provider.tracer("booking-service"))
-            }))
+            .reload(
+                on.then(|| {
+                    medbook_shared::telemetry::otel_layer(provider.tracer("booking-service"))
+                }),
+            )
             .unwrap();
         let batch: Vec<uuid::Uuid> = slots.drain(..CLIENTS * PER_CLIENT).collect();
         let started = Instant::now();

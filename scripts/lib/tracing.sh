@@ -1,7 +1,8 @@
 # The local trace receiver: rotel (PyPI `rotel`, an OpenTelemetry collector binary),
 # receiving OTLP over gRPC and HTTP and writing every span as a JSON line
 # (scripts/observability/rotel_spans.py), optionally forwarding to another OTLP
-# collector. Sourced after scripts/lib/common.sh, not executed.
+# collector; and the local trace UI, Arize Phoenix (PyPI `arize-phoenix`), which rotel
+# forwards to in a local run. Sourced after scripts/lib/common.sh, not executed.
 
 ROTEL_VERSION=0.0.1a15
 
@@ -25,7 +26,8 @@ ensure_rotel() {
 }
 
 # Starts rotel: OTLP gRPC on 127.0.0.1:$1, OTLP HTTP on 127.0.0.1:$2, spans appended to
-# file $3; with $4 (an OTLP gRPC URL) it also forwards them there. Sets ROTEL_PID.
+# file $3; with $4 (an OTLP/HTTP base URL, e.g. Phoenix's http://127.0.0.1:6006) it also
+# forwards them there. Sets ROTEL_PID.
 start_rotel() {
     local grpc=$1 http=$2 spans=$3 forward=${4:-} dir
     ensure_rotel
@@ -34,7 +36,7 @@ start_rotel() {
     : >"$spans"
     local exporter=(--exporter blackhole)
     if [ -n "$forward" ]; then
-        exporter=(--exporter otlp --otlp-exporter-endpoint "$forward" --otlp-exporter-protocol grpc)
+        exporter=(--exporter otlp --otlp-exporter-endpoint "$forward" --otlp-exporter-protocol http)
     fi
     MEDBOOK_SPANS_FILE="$(cd "$dir" && pwd)/$(basename "$spans")" "$ROTEL_BIN" start \
         "${exporter[@]}" \
@@ -49,4 +51,48 @@ start_rotel() {
         sleep 0.1
     done
     die "rotel did not listen on ${grpc}/${http} within 10 s; see $dir/rotel-${grpc}.out"
+}
+
+PHOENIX_VERSION=20.26.1
+
+# Installs Arize Phoenix into .tools/phoenix-venv (about 850 MB, a few minutes the first
+# time); sets PHOENIX_BIN.
+ensure_phoenix() {
+    local venv="$TOOLS_DIR/phoenix-venv"
+    PHOENIX_BIN="$venv/bin/phoenix"
+    if [ ! -x "$PHOENIX_BIN" ] || [ "$("$venv/bin/python" -c \
+        'import importlib.metadata as m; print(m.version("arize-phoenix"))' 2>/dev/null)" \
+        != "$PHOENIX_VERSION" ]; then
+        log "installing the trace UI, Arize Phoenix ${PHOENIX_VERSION}, from PyPI (about 850 MB, once)"
+        mkdir -p "$TOOLS_DIR"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "arize-phoenix==${PHOENIX_VERSION}"
+    fi
+    [ -x "$PHOENIX_BIN" ] || die "Phoenix was not installed ($PHOENIX_BIN)"
+}
+
+# Starts Phoenix in the background: its UI and OTLP/HTTP receiver (/v1/traces) on
+# 127.0.0.1:$1, its OTLP/gRPC receiver on port $2 (Phoenix binds that one on every
+# interface; nothing sends to it here), its SQLite data in directory $3. Sets
+# PHOENIX_PID; wait_phoenix waits until it answers.
+start_phoenix() {
+    local port=$1 grpc=$2 dir=$3
+    ensure_phoenix
+    mkdir -p "$dir"
+    PHOENIX_HOST=127.0.0.1 PHOENIX_PORT="$port" PHOENIX_GRPC_PORT="$grpc" \
+        PHOENIX_WORKING_DIR="$(cd "$dir" && pwd)" PHOENIX_TELEMETRY_ENABLED=false \
+        "$PHOENIX_BIN" serve >"$dir/phoenix.log" 2>&1 &
+    PHOENIX_PID=$!
+    PHOENIX_PORT_IN_USE=$port
+}
+
+# Waits (up to 180 s: its first start migrates its database) for Phoenix's /healthz
+# (http_get_ok: scripts/lib/prometheus.sh).
+wait_phoenix() {
+    local deadline=$((SECONDS + 180))
+    until http_get_ok "$PHOENIX_PORT_IN_USE" /healthz; do
+        kill -0 "$PHOENIX_PID" 2>/dev/null || die "Phoenix exited at start-up; see its phoenix.log"
+        [ "$SECONDS" -lt "$deadline" ] || die "Phoenix did not answer within 180 s"
+        sleep 0.5
+    done
 }
