@@ -100,6 +100,14 @@ for port in "$audit_grpc" "$notification_ops" "$http_port" "$schedule_port"; do
     done
 done
 
+log "container health checks: each binary's healthcheck against its running process"
+MEDBOOK_HTTP__OPS_ADDR="0.0.0.0:${booking_ops}" "$booking" healthcheck \
+    || die "booking-service healthcheck failed against a running booking-service"
+MEDBOOK_HTTP__ADDR="0.0.0.0:${notification_ops}" "$notification" healthcheck \
+    || die "notification-service healthcheck failed against a running notification-service"
+MEDBOOK_HTTP__OPS_ADDR="127.0.0.1:${audit_ops}" "$audit" healthcheck \
+    || die "audit-service healthcheck failed against a running audit-service"
+
 log "starting Prometheus on ${prometheus_port} (scraping every second)"
 PROMETHEUS_SCRAPE_INTERVAL=1s start_prometheus "$prometheus_port" "$booking_ops" "$notification_ops" "$audit_ops" "$out/prometheus"
 pids+=("$PROMETHEUS_PID")
@@ -146,5 +154,10 @@ took=$((SECONDS - start))
 # the export timeout (3 s).
 [ "$took" -le 15 ] || die "booking-service took ${took} s to stop with the collector frozen"
 log "ok   booking-service stopped in ${took} s with the collector frozen"
+if MEDBOOK_HTTP__OPS_ADDR="127.0.0.1:${booking_ops}" "$booking" healthcheck --timeout-ms 1000 \
+    >/dev/null 2>&1; then
+    die "booking-service healthcheck passed with booking-service stopped"
+fi
+log "ok   healthcheck fails once booking-service has stopped"
 kill -CONT "$ROTEL_PID"
 echo "observability test passed"

@@ -2,13 +2,15 @@
 //! [--state FILE]`. Commands print their result as JSON on stdout; logs go to stderr.
 
 use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
-use crate::settings::Settings;
+use crate::settings::{Settings, SERVICE};
 use crate::signing::SigningKey;
 use clap::{Parser, Subcommand};
 use medbook_service_kit::cli::print_json;
+use medbook_service_kit::probe;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +28,16 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Exit 0 when the running service answers `GET /health` on its ops listener: the
+    /// container health check (the image has no curl). Reads the same configuration.
+    Healthcheck {
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Print the configuration as the service reads it (listeners, probe paths, topics,
+    /// keys it does not know) as JSON; exit 1 when a key is unknown, 2 when invalid.
+    CheckConfig,
     /// Write a new ed25519 signing key to FILE (never over an existing file); print its
     /// public key and key id.
     Keygen {
@@ -60,6 +72,30 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `check-config`: runs before the settings are loaded, so that an invalid configuration
+/// is reported too.
+pub fn check_config() -> ExitCode {
+    probe::check_config(
+        SERVICE,
+        Settings::unknown_keys(),
+        Settings::load(),
+        Settings::config_report,
+    )
+}
+
+/// `healthcheck`: answered from the settings alone, before telemetry starts and without
+/// connecting to anything but the probe's own listener.
+pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
+    match command? {
+        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
+            SERVICE,
+            &settings.http.ops_addr,
+            Duration::from_millis(*timeout_ms),
+        )),
+        _ => None,
+    }
+}
+
 pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         None | Some(Command::Serve) => {
@@ -78,6 +114,9 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Keygen { out }) => keygen(&out),
+        Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
+            anyhow::bail!("healthcheck and check-config are answered by probe_command")
+        }
         Some(Command::Verify { state }) => {
             let trusted = settings.trusted_keys()?;
             let state = state.unwrap_or_else(|| settings.verify_state_file().to_owned());

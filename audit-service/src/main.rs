@@ -18,6 +18,9 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if matches!(cli.command, Some(cli::Command::CheckConfig)) {
+        return cli::check_config();
+    }
     let settings = match Settings::load() {
         Ok(s) => s,
         Err(e) => {
@@ -25,6 +28,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(code) = cli::probe_command(cli.command.as_ref(), &settings) {
+        return code;
+    }
     // The service logs to stdout; commands that print a result log to stderr.
     let output = match cli.command {
         None | Some(cli::Command::Serve) => LogOutput::Stdout,
@@ -42,6 +48,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A typo, or another service's setting, is ignored, but never silently.
+    match Settings::unknown_keys() {
+        Ok(keys) => medbook_service_kit::probe::warn_unknown(&keys),
+        Err(e) => tracing::warn!(error = %e, "could not list unknown configuration keys"),
+    }
     let code = match cli::run(cli.command, settings).await {
         Ok(code) => code,
         Err(e) => {

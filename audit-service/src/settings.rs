@@ -5,9 +5,10 @@
 
 use crate::signing::{parse_public_key, SigningKey};
 use ed25519_dalek::VerifyingKey;
+use medbook_service_kit::probe::ConfigReport;
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -17,6 +18,9 @@ pub const SERVICE: &str = "audit-service";
 
 /// Appends are at most this many records, whatever the configuration says.
 pub const MAX_BATCH_LIMIT: usize = 10_000;
+
+/// Keys whose environment value is a comma separated list.
+const LIST_KEYS: &[&str] = &["audit.previous_public_keys"];
 
 const DEFAULTS: &str = r#"
 profile: production
@@ -135,10 +139,26 @@ impl Settings {
     }
 
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings =
-            config_loader::load(DEFAULTS, sources, &["audit.previous_public_keys"])?;
+        let settings: Settings = config_loader::load(DEFAULTS, sources, LIST_KEYS)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The keys the process's file and environment set that this service does not read.
+    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
+        config_loader::unknown_keys::<Settings>(
+            DEFAULTS,
+            &ConfigSources::from_env(SERVICE),
+            LIST_KEYS,
+        )
+    }
+
+    /// What `check-config` prints: listeners, probes, gRPC services, unknown keys.
+    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        ConfigReport::new(SERVICE, unknown, "http.ops_addr")
+            .listener("grpc.addr", &self.grpc.addr)
+            .listener("http.ops_addr", &self.http.ops_addr)
+            .grpc("grpc.addr", &crate::startup::SERVED)
     }
 
     fn validate(&self) -> Result<(), ConfigLoadError> {

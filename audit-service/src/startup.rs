@@ -32,7 +32,8 @@ const METHODS: &[(&str, &str)] = &[
     ("medbook.audit.v1.AuditService", "GetConsistencyProof"),
 ];
 
-const SERVED: [&str; 4] = [
+/// The services this server answers, as reflection lists them.
+pub const SERVED: [&str; 4] = [
     "medbook.audit.v1.AuditService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",

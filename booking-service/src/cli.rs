@@ -4,15 +4,18 @@
 use crate::domain::{Email, FullName, Password, PatientProfile, RawPatient, UserId};
 use crate::service::auth::Registration;
 use crate::service::patients::ImportError;
-use crate::settings::Settings;
+use crate::settings::{Settings, SERVICE};
 use crate::startup::{self, Application, Services};
 use crate::transport::http::dto::common::UserResponse;
 use crate::transport::http::dto::patients::PatientRecord;
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use medbook_service_kit::probe;
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -55,6 +58,16 @@ pub enum Command {
     },
     /// Print the OpenAPI 3 document of the HTTP API.
     Openapi,
+    /// Exit 0 when the running service answers `GET /health` on its ops listener: the
+    /// container health check (the image has no curl). Reads the same configuration.
+    Healthcheck {
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Print the configuration as the service reads it (listeners, probe paths, topics,
+    /// keys it does not know) as JSON; exit 1 when a key is unknown, 2 when invalid.
+    CheckConfig,
     /// Manage patient records.
     #[command(subcommand)]
     Patients(PatientsCommand),
@@ -97,6 +110,30 @@ use medbook_service_kit::cli::print_json as out;
 use medbook_service_kit::context::{Actor, Context as WorkContext};
 
 /// Runs the parsed command.
+/// `check-config`: runs before the settings are loaded, so that an invalid configuration
+/// is reported too.
+pub fn check_config() -> ExitCode {
+    probe::check_config(
+        SERVICE,
+        Settings::unknown_keys(),
+        Settings::load(),
+        Settings::config_report,
+    )
+}
+
+/// `healthcheck`: answered from the settings alone, before telemetry starts and without
+/// connecting to anything but the probe's own listener.
+pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
+    match command? {
+        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
+            SERVICE,
+            &settings.http.ops_addr,
+            Duration::from_millis(*timeout_ms),
+        )),
+        _ => None,
+    }
+}
+
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Serve) {
@@ -111,6 +148,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Openapi => "openapi",
         Command::SeedDemo { .. } => "seed-demo",
         Command::Patients(_) => "patients",
+        Command::Healthcheck { .. } => "healthcheck",
+        Command::CheckConfig => "check-config",
     };
     let context = WorkContext {
         request_id: None,
@@ -193,6 +232,9 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
             out(&UserResponse::from(account))
         }
         Command::Openapi => print_openapi(),
+        Command::Healthcheck { .. } | Command::CheckConfig => {
+            bail!("healthcheck and check-config are answered by probe_command")
+        }
         Command::SeedDemo { doctors, patients } => {
             let services = Services::build(&settings).await?;
             let report = crate::demo::seed(&services, doctors.max(1), patients.max(1)).await?;

@@ -2,9 +2,10 @@
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables. Every value is checked
 //! at start-up; an invalid one fails with a message naming its key.
 
+use medbook_service_kit::probe::ConfigReport;
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::kafka::KafkaSettings;
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +17,9 @@ pub const SERVICE: &str = "booking-service";
 /// Used only when `profile: dev` and no secret is configured. Never valid in production.
 const DEV_JWT_SECRET: &str = "medbook-dev-profile-insecure-jwt-secret-do-not-use";
 const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Keys whose environment value is a comma separated list.
+const LIST_KEYS: &[&str] = &["http.cors_origins", "reminders.offsets"];
 
 const DEFAULTS: &str = r#"
 profile: production
@@ -304,13 +308,37 @@ impl Settings {
     }
 
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings = config_loader::load(
-            DEFAULTS,
-            sources,
-            &["http.cors_origins", "reminders.offsets"],
-        )?;
+        let settings: Settings = config_loader::load(DEFAULTS, sources, LIST_KEYS)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The keys the process's file and environment set that this service does not read.
+    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
+        config_loader::unknown_keys::<Settings>(
+            DEFAULTS,
+            &ConfigSources::from_env(SERVICE),
+            LIST_KEYS,
+        )
+    }
+
+    /// What `check-config` prints: listeners, probes, gRPC services, topics, unknown keys.
+    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        let mut report = ConfigReport::new(SERVICE, unknown, "http.ops_addr")
+            .listener("http.addr", &self.http.addr)
+            .listener("http.ops_addr", &self.http.ops_addr)
+            .topics(
+                medbook_shared::events::ALL_TOPICS
+                    .iter()
+                    .filter(|t| **t != medbook_shared::events::TOPIC_DLQ)
+                    .map(|t| self.kafka.topic(t)),
+            );
+        if self.grpc.enabled {
+            report = report
+                .listener("grpc.addr", &self.grpc.addr)
+                .grpc("grpc.addr", &crate::transport::grpc::SERVED);
+        }
+        report
     }
 
     fn validate(&self) -> Result<(), ConfigLoadError> {

@@ -3,10 +3,12 @@
 
 use crate::dlq::{self, Selection};
 use crate::repository::PgDeliveryLog;
-use crate::settings::Settings;
+use crate::settings::{Settings, SERVICE};
 use crate::startup::{self, NotificationApp};
 use clap::{Args, Parser, Subcommand};
+use medbook_service_kit::probe;
 use std::collections::HashSet;
+use std::process::ExitCode;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -26,6 +28,16 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Exit 0 when the running service answers `GET /health` on its ops listener: the
+    /// container health check (the image has no curl). Reads the same configuration.
+    Healthcheck {
+        /// How long to wait for the answer.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Print the configuration as the service reads it (listeners, probe paths, topics,
+    /// keys it does not know) as JSON; exit 1 when a key is unknown, 2 when invalid.
+    CheckConfig,
     /// Inspect and replay the dead-letter topic.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -104,6 +116,30 @@ use medbook_service_kit::cli::print_json_line as print_json;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `check-config`: runs before the settings are loaded, so that an invalid configuration
+/// is reported too.
+pub fn check_config() -> ExitCode {
+    probe::check_config(
+        SERVICE,
+        Settings::unknown_keys(),
+        Settings::load(),
+        Settings::config_report,
+    )
+}
+
+/// `healthcheck`: answered from the settings alone, before telemetry starts and without
+/// connecting to anything but the probe's own listener.
+pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
+    match command? {
+        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
+            SERVICE,
+            &settings.http.addr,
+            Duration::from_millis(*timeout_ms),
+        )),
+        _ => None,
+    }
+}
+
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Serve) => {
@@ -129,6 +165,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             .map(|_| ())
         }
         Some(Command::Dlq(cmd)) => dlq_command(cmd, &settings).await,
+        Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
+            anyhow::bail!("healthcheck and check-config are answered by probe_command")
+        }
     }
 }
 

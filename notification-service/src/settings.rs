@@ -1,9 +1,10 @@
 //! notification-service configuration: built-in defaults < `config/notification-service.yml`
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables, checked at start-up.
 
+use medbook_service_kit::probe::ConfigReport;
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources};
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::kafka::KafkaSettings;
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::SecretString;
@@ -173,6 +174,23 @@ impl Settings {
         let settings: Settings = config_loader::load(DEFAULTS, sources, &[])?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The keys the process's file and environment set that this service does not read.
+    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
+        config_loader::unknown_keys::<Settings>(DEFAULTS, &ConfigSources::from_env(SERVICE), &[])
+    }
+
+    /// What `check-config` prints: the listener, probes, topics, unknown keys.
+    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        ConfigReport::new(SERVICE, unknown, "http.addr")
+            .listener("http.addr", &self.http.addr)
+            .topics(
+                medbook_shared::events::EVENT_TOPICS
+                    .iter()
+                    .chain([&medbook_shared::events::TOPIC_DLQ])
+                    .map(|t| self.kafka.topic(t)),
+            )
     }
 
     fn validate(&self) -> Result<(), ConfigLoadError> {

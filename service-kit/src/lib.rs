@@ -2,7 +2,7 @@
 //! pool and its blocking `run` ([`db`]), hand-written SQL that is still prepared
 //! ([`sql`]), waiting for the database and migrating under an advisory lock
 //! ([`startup`]), retry with backoff ([`retry`]), the operators' `/health`, `/ready`
-//! and `/metrics` ([`ops`]), the settings pieces every service has ([`settings`]), stop
+//! and `/metrics` ([`ops`]) and the commands that probe them ([`probe`]), the settings pieces every service has ([`settings`]), stop
 //! signals ([`signals`]) and JSON output of commands ([`cli`]).
 //!
 //! A service brings its domain, its use cases and its adapters; it does not copy any
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod context;
 pub mod db;
 pub mod ops;
+pub mod probe;
 pub mod retry;
 pub mod settings;
 pub mod signals;

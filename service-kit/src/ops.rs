@@ -139,9 +139,10 @@ pub async fn metrics(probes: web::Data<Probes>) -> HttpResponse {
 /// The three routes, for an app that adds its own middleware (`web::Data<Probes>`
 /// must be registered on it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+    use crate::probe::{HEALTH_PATH, METRICS_PATH, READY_PATH};
+    cfg.route(HEALTH_PATH, web::get().to(health))
+        .route(READY_PATH, web::get().to(ready))
+        .route(METRICS_PATH, web::get().to(metrics));
 }
 
 /// A stand-alone operators' server on `listener`: one worker, stopped by its owner

@@ -63,14 +63,106 @@ pub fn is_host_port(value: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
+/// Environment variables with the prefix that are not settings: the file's path and the
+/// commands' password inputs. They never enter the configuration tree.
+pub const NOT_SETTINGS: [&str; 3] = [
+    "MEDBOOK_CONFIG",
+    "MEDBOOK_ADMIN_PASSWORD",
+    "MEDBOOK_DOCTOR_PASSWORD",
+];
+
+/// Prefixes reserved for the test and benchmark harnesses' own variables.
+pub const NOT_SETTING_PREFIXES: [&str; 2] = ["MEDBOOK_TEST_", "MEDBOOK_BENCH_"];
+
+/// Whether the environment variable `name` is read as a setting.
+pub fn is_setting_variable(name: &str) -> bool {
+    name.starts_with(&format!("{ENV_PREFIX}_"))
+        && !NOT_SETTINGS.contains(&name)
+        && !NOT_SETTING_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Loads `T` from `defaults` (a YAML document), then the file, then the environment.
 ///
-/// `list_keys` names keys whose environment value is a comma separated list.
+/// `list_keys` names keys whose environment value is a comma separated list. Keys that
+/// `T` does not know are ignored here; [`unknown_keys`] names them.
 pub fn load<T: DeserializeOwned>(
     defaults_yaml: &str,
     sources: &ConfigSources,
     list_keys: &[&str],
 ) -> Result<T, ConfigLoadError> {
+    Ok(build(defaults_yaml, sources, list_keys)?.try_deserialize()?)
+}
+
+/// A key the sources set that the service does not read: a typo, or a setting of
+/// another service. `env` is the variable that set it, when one did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnknownKey {
+    pub key: String,
+    pub env: Option<String>,
+}
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.env {
+            Some(env) => write!(f, "{} (from {env})", self.key),
+            None => write!(f, "{} (from the file)", self.key),
+        }
+    }
+}
+
+/// The keys of the file and the environment that `T` does not read, in order.
+pub fn unknown_keys<T: DeserializeOwned>(
+    defaults_yaml: &str,
+    sources: &ConfigSources,
+    list_keys: &[&str],
+) -> Result<Vec<UnknownKey>, ConfigLoadError> {
+    let config = build(defaults_yaml, sources, list_keys)?;
+    let mut keys = Vec::new();
+    let _: T = serde_ignored::deserialize(config, |path| keys.push(path.to_string()))?;
+    let env_names: Vec<&String> = setting_env(sources).map(|(name, _)| name).collect();
+    let mut unknown = Vec::new();
+    for path in keys {
+        let inside = format!("{path}.");
+        let from_env: Vec<UnknownKey> = env_names
+            .iter()
+            .map(|name| (env_key(name), *name))
+            .filter(|(key, _)| *key == path || key.starts_with(&inside))
+            .map(|(key, name)| UnknownKey {
+                key,
+                env: Some(name.clone()),
+            })
+            .collect();
+        if from_env.is_empty() {
+            unknown.push(UnknownKey {
+                key: path,
+                env: None,
+            });
+        } else {
+            unknown.extend(from_env);
+        }
+    }
+    Ok(unknown)
+}
+
+/// `MEDBOOK_HTTP__OPS_ADDR` → `http.ops_addr`, the way the loader reads it.
+fn env_key(name: &str) -> String {
+    name.strip_prefix(ENV_PREFIX)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .unwrap_or(name)
+        .to_lowercase()
+        .replace("__", ".")
+}
+
+/// The variables of `sources` that are settings.
+fn setting_env(sources: &ConfigSources) -> impl Iterator<Item = &(String, String)> {
+    sources.env.iter().filter(|(k, _)| is_setting_variable(k))
+}
+
+fn build(
+    defaults_yaml: &str,
+    sources: &ConfigSources,
+    list_keys: &[&str],
+) -> Result<Config, ConfigLoadError> {
     let mut builder = Config::builder().add_source(File::from_str(defaults_yaml, FileFormat::Yaml));
     if let Some((path, required)) = &sources.file {
         builder = builder.add_source(
@@ -79,12 +171,7 @@ pub fn load<T: DeserializeOwned>(
                 .required(*required),
         );
     }
-    let env: config::Map<String, String> = sources
-        .env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}_")) && k.as_str() != "MEDBOOK_CONFIG")
-        .cloned()
-        .collect();
+    let env: config::Map<String, String> = setting_env(sources).cloned().collect();
     let mut environment = Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
@@ -96,8 +183,7 @@ pub fn load<T: DeserializeOwned>(
             environment = environment.with_list_parse_key(key);
         }
     }
-    let config = builder.add_source(environment).build()?;
-    Ok(config.try_deserialize()?)
+    Ok(builder.add_source(environment).build()?)
 }
 
 #[cfg(test)]
@@ -182,5 +268,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("medbook.yml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_name_their_variable_and_file() {
+        let file = temp_file("http:\n  addr: 127.0.0.1:2\n  wokers: 2\n");
+        let sources = ConfigSources {
+            file: Some((file.clone(), true)),
+            env: vec![
+                ("MEDBOOK_HTTP__ADRR".into(), "127.0.0.1:3".into()),
+                ("MEDBOOK_SMTP__HOST".into(), "mail".into()),
+                ("MEDBOOK_HTTP__ADDR".into(), "127.0.0.1:4".into()),
+                ("MEDBOOK_ADMIN_PASSWORD".into(), "not a setting".into()),
+                ("MEDBOOK_TEST_REDIS_URL".into(), "a harness variable".into()),
+                ("OTHER_HTTP__X".into(), "not ours".into()),
+            ],
+        };
+        let mut unknown = unknown_keys::<Sample>(DEFAULTS, &sources, &["http.origins"]).unwrap();
+        unknown.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(
+            unknown,
+            vec![
+                UnknownKey {
+                    key: "http.adrr".into(),
+                    env: Some("MEDBOOK_HTTP__ADRR".into())
+                },
+                UnknownKey {
+                    key: "http.wokers".into(),
+                    env: None
+                },
+                UnknownKey {
+                    key: "smtp.host".into(),
+                    env: Some("MEDBOOK_SMTP__HOST".into())
+                },
+            ]
+        );
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn known_keys_are_not_reported() {
+        let sources = ConfigSources {
+            file: None,
+            env: vec![("MEDBOOK_HTTP__WORKERS".into(), "3".into())],
+        };
+        assert!(unknown_keys::<Sample>(DEFAULTS, &sources, &[])
+            .unwrap()
+            .is_empty());
     }
 }

@@ -271,7 +271,6 @@ impl ScheduleService for Schedule {
     }
 }
 
-/// The services this server answers, as reflection lists them.
 /// The ScheduleService's methods, whose metric series exist before the first call.
 pub const METHODS: &[(&str, &str)] = &[
     ("medbook.schedule.v1.ScheduleService", "GetAvailableSlots"),
@@ -282,7 +281,8 @@ pub const METHODS: &[(&str, &str)] = &[
     ),
 ];
 
-const SERVED: [&str; 4] = [
+/// The services this server answers, as reflection lists them.
+pub const SERVED: [&str; 4] = [
     "medbook.schedule.v1.ScheduleService",
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
