@@ -4,8 +4,9 @@
 # functional tests against them, validates the OpenAPI document, and runs the contract
 # test (schemathesis against a live booking-service, scripts/contract-test.sh) and the
 # gRPC smoke test (grpcurl against both gRPC services, scripts/grpc-smoke.sh), the
-# Prometheus checks (promtool: config, rules, rule unit tests) and the observability test
-# (the whole system tracing into a real OTLP receiver, scripts/observability-test.sh).
+# Prometheus checks (promtool: config, rules, rule unit tests), the observability test
+# (the whole system tracing into a real OTLP receiver, scripts/observability-test.sh) and
+# the deployment checks (docker-compose, Dockerfile, Kubernetes; scripts/deploy-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh
@@ -39,6 +40,9 @@ scripts/prometheus-check.sh
 
 log "observability test (one trace from booking to inbox; every dashboard query)"
 scripts/observability-test.sh
+
+log "deployment checks (docker-compose, Dockerfile, Kubernetes manifests against the code)"
+scripts/deploy-check.sh
 
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
