@@ -7,8 +7,10 @@
 #      target/deploy/compose.rendered.yml (YAML) for later tests;
 #   2. hadolint finds nothing at warning level or above in the Dockerfile;
 #   3. scripts/deploy/check_compose.py: ports on 127.0.0.1 only, healthchecks,
-#      depends_on conditions, state under the data directory, pinned images, every
-#      MEDBOOK_* variable a real setting of its service, Prometheus and Grafana wiring;
+#      depends_on conditions, state under the data directory, pinned images, the medbook
+#      services' listeners, migrations and stop grace, Prometheus and Grafana wiring
+#      (whether every MEDBOOK_* variable is a setting of its service is checked by
+#      scripts/deploy-check.sh, which runs each service's `check-config` on it);
 #   4. shellcheck on the scripts of deploy/compose/ and this one, and the topic-creation
 #      script run against a stand-in for kafka-topics.sh: it must create exactly the
 #      topics of kafka/topics.txt.

