@@ -2,15 +2,13 @@
 //! [--state FILE]`. Commands print their result as JSON on stdout; logs go to stderr.
 
 use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
-use crate::settings::{Settings, SERVICE};
+use crate::settings::Settings;
 use crate::signing::SigningKey;
 use clap::{Parser, Subcommand};
 use medbook_service_kit::cli::print_json;
-use medbook_service_kit::probe;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,30 +70,6 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `check-config`: runs before the settings are loaded, so that an invalid configuration
-/// is reported too.
-pub fn check_config() -> ExitCode {
-    probe::check_config(
-        SERVICE,
-        Settings::unknown_keys(),
-        Settings::load(),
-        Settings::config_report,
-    )
-}
-
-/// `healthcheck`: answered from the settings alone, before telemetry starts and without
-/// connecting to anything but the probe's own listener.
-pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
-    match command? {
-        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
-            SERVICE,
-            &settings.http.ops_addr,
-            Duration::from_millis(*timeout_ms),
-        )),
-        _ => None,
-    }
-}
-
 pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         None | Some(Command::Serve) => {
@@ -115,7 +89,7 @@ pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result
         }
         Some(Command::Keygen { out }) => keygen(&out),
         Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
-            anyhow::bail!("healthcheck and check-config are answered by probe_command")
+            anyhow::bail!("healthcheck and check-config are answered in main, before start-up")
         }
         Some(Command::Verify { state }) => {
             let trusted = settings.trusted_keys()?;

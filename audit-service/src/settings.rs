@@ -5,7 +5,7 @@
 
 use crate::signing::{parse_public_key, SigningKey};
 use ed25519_dalek::VerifyingKey;
-use medbook_service_kit::probe::ConfigReport;
+use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
@@ -144,23 +144,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The keys the process's file and environment set that this service does not read.
-    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
-        config_loader::unknown_keys::<Settings>(
-            DEFAULTS,
-            &ConfigSources::from_env(SERVICE),
-            LIST_KEYS,
-        )
-    }
-
-    /// What `check-config` prints: listeners, probes, gRPC services, unknown keys.
-    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
-        ConfigReport::new(SERVICE, unknown, "http.ops_addr")
-            .listener("grpc.addr", &self.grpc.addr)
-            .listener("http.ops_addr", &self.http.ops_addr)
-            .grpc("grpc.addr", &crate::startup::SERVED)
-    }
-
     fn validate(&self) -> Result<(), ConfigLoadError> {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
@@ -262,6 +245,28 @@ impl Settings {
 
     pub fn verify_state_file(&self) -> &Path {
         Path::new(&self.audit.verify_state_file)
+    }
+}
+
+impl ServiceConfig for Settings {
+    const SERVICE: &'static str = SERVICE;
+    const DEFAULTS: &'static str = DEFAULTS;
+    const LIST_KEYS: &'static [&'static str] = LIST_KEYS;
+
+    fn load_validated() -> Result<Self, ConfigLoadError> {
+        Self::load()
+    }
+
+    /// What `check-config` prints: listeners, probes, gRPC services, unknown keys.
+    fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        ConfigReport::new(SERVICE, unknown, "http.ops_addr")
+            .listener("grpc.addr", &self.grpc.addr)
+            .listener("http.ops_addr", &self.http.ops_addr)
+            .grpc("grpc.addr", &crate::startup::SERVED)
+    }
+
+    fn probe_listener(&self) -> &str {
+        &self.http.ops_addr
     }
 }
 

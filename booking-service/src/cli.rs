@@ -4,18 +4,15 @@
 use crate::domain::{Email, FullName, Password, PatientProfile, RawPatient, UserId};
 use crate::service::auth::Registration;
 use crate::service::patients::ImportError;
-use crate::settings::{Settings, SERVICE};
+use crate::settings::Settings;
 use crate::startup::{self, Application, Services};
 use crate::transport::http::dto::common::UserResponse;
 use crate::transport::http::dto::patients::PatientRecord;
 use anyhow::{bail, Context};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use medbook_service_kit::probe;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
@@ -110,30 +107,6 @@ use medbook_service_kit::cli::print_json as out;
 use medbook_service_kit::context::{Actor, Context as WorkContext};
 
 /// Runs the parsed command.
-/// `check-config`: runs before the settings are loaded, so that an invalid configuration
-/// is reported too.
-pub fn check_config() -> ExitCode {
-    probe::check_config(
-        SERVICE,
-        Settings::unknown_keys(),
-        Settings::load(),
-        Settings::config_report,
-    )
-}
-
-/// `healthcheck`: answered from the settings alone, before telemetry starts and without
-/// connecting to anything but the probe's own listener.
-pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
-    match command? {
-        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
-            SERVICE,
-            &settings.http.ops_addr,
-            Duration::from_millis(*timeout_ms),
-        )),
-        _ => None,
-    }
-}
-
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Serve) {
@@ -233,7 +206,7 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
         }
         Command::Openapi => print_openapi(),
         Command::Healthcheck { .. } | Command::CheckConfig => {
-            bail!("healthcheck and check-config are answered by probe_command")
+            bail!("healthcheck and check-config are answered in main, before start-up")
         }
         Command::SeedDemo { doctors, patients } => {
             let services = Services::build(&settings).await?;

@@ -2,7 +2,7 @@
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables. Every value is checked
 //! at start-up; an invalid one fails with a message naming its key.
 
-use medbook_service_kit::probe::ConfigReport;
+use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
@@ -313,34 +313,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The keys the process's file and environment set that this service does not read.
-    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
-        config_loader::unknown_keys::<Settings>(
-            DEFAULTS,
-            &ConfigSources::from_env(SERVICE),
-            LIST_KEYS,
-        )
-    }
-
-    /// What `check-config` prints: listeners, probes, gRPC services, topics, unknown keys.
-    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
-        let mut report = ConfigReport::new(SERVICE, unknown, "http.ops_addr")
-            .listener("http.addr", &self.http.addr)
-            .listener("http.ops_addr", &self.http.ops_addr)
-            .topics(
-                medbook_shared::events::ALL_TOPICS
-                    .iter()
-                    .filter(|t| **t != medbook_shared::events::TOPIC_DLQ)
-                    .map(|t| self.kafka.topic(t)),
-            );
-        if self.grpc.enabled {
-            report = report
-                .listener("grpc.addr", &self.grpc.addr)
-                .grpc("grpc.addr", &crate::transport::grpc::SERVED);
-        }
-        report
-    }
-
     fn validate(&self) -> Result<(), ConfigLoadError> {
         fn bad(key: &str, message: impl Into<String>) -> ConfigLoadError {
             ConfigLoadError::invalid(key, message)
@@ -591,6 +563,39 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
+    }
+}
+
+impl ServiceConfig for Settings {
+    const SERVICE: &'static str = SERVICE;
+    const DEFAULTS: &'static str = DEFAULTS;
+    const LIST_KEYS: &'static [&'static str] = LIST_KEYS;
+
+    fn load_validated() -> Result<Self, ConfigLoadError> {
+        Self::load()
+    }
+
+    /// What `check-config` prints: listeners, probes, gRPC services, topics, unknown keys.
+    fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        let mut report = ConfigReport::new(SERVICE, unknown, "http.ops_addr")
+            .listener("http.addr", &self.http.addr)
+            .listener("http.ops_addr", &self.http.ops_addr)
+            .topics(
+                medbook_shared::events::ALL_TOPICS
+                    .iter()
+                    .filter(|t| **t != medbook_shared::events::TOPIC_DLQ)
+                    .map(|t| self.kafka.topic(t)),
+            );
+        if self.grpc.enabled {
+            report = report
+                .listener("grpc.addr", &self.grpc.addr)
+                .grpc("grpc.addr", &crate::transport::grpc::SERVED);
+        }
+        report
+    }
+
+    fn probe_listener(&self) -> &str {
+        &self.http.ops_addr
     }
 }
 

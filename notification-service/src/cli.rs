@@ -3,12 +3,10 @@
 
 use crate::dlq::{self, Selection};
 use crate::repository::PgDeliveryLog;
-use crate::settings::{Settings, SERVICE};
+use crate::settings::Settings;
 use crate::startup::{self, NotificationApp};
 use clap::{Args, Parser, Subcommand};
-use medbook_service_kit::probe;
 use std::collections::HashSet;
-use std::process::ExitCode;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -116,30 +114,6 @@ use medbook_service_kit::cli::print_json_line as print_json;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `check-config`: runs before the settings are loaded, so that an invalid configuration
-/// is reported too.
-pub fn check_config() -> ExitCode {
-    probe::check_config(
-        SERVICE,
-        Settings::unknown_keys(),
-        Settings::load(),
-        Settings::config_report,
-    )
-}
-
-/// `healthcheck`: answered from the settings alone, before telemetry starts and without
-/// connecting to anything but the probe's own listener.
-pub fn probe_command(command: Option<&Command>, settings: &Settings) -> Option<ExitCode> {
-    match command? {
-        Command::Healthcheck { timeout_ms } => Some(probe::run_healthcheck(
-            SERVICE,
-            &settings.http.addr,
-            Duration::from_millis(*timeout_ms),
-        )),
-        _ => None,
-    }
-}
-
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::Serve) => {
@@ -166,7 +140,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Some(Command::Dlq(cmd)) => dlq_command(cmd, &settings).await,
         Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
-            anyhow::bail!("healthcheck and check-config are answered by probe_command")
+            anyhow::bail!("healthcheck and check-config are answered in main, before start-up")
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Entry point: parse the command line, load configuration, start telemetry, run.
 
 use clap::Parser;
+use medbook_service_kit::probe;
 use medbook_shared::telemetry::LogOutput;
 use notification_service::{cli, settings::Settings};
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if matches!(cli.command, Some(cli::Command::CheckConfig)) {
-        return cli::check_config();
+        return probe::check_config_command::<Settings>();
     }
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -18,8 +19,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(code) = cli::probe_command(cli.command.as_ref(), &settings) {
-        return code;
+    if let Some(cli::Command::Healthcheck { timeout_ms }) = cli.command {
+        return probe::healthcheck_command(&settings, timeout_ms);
     }
     // The service logs to stdout; commands that print a result log to stderr.
     let output = match cli.command {
@@ -39,10 +40,7 @@ async fn main() -> ExitCode {
         }
     };
     // A typo, or another service's setting, is ignored, but never silently.
-    match Settings::unknown_keys() {
-        Ok(keys) => medbook_service_kit::probe::warn_unknown(&keys),
-        Err(e) => tracing::warn!(error = %e, "could not list unknown configuration keys"),
-    }
+    probe::warn_unknown_keys::<Settings>();
     let code = match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

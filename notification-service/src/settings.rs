@@ -1,7 +1,7 @@
 //! notification-service configuration: built-in defaults < `config/notification-service.yml`
 //! (or `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables, checked at start-up.
 
-use medbook_service_kit::probe::ConfigReport;
+use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
 use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
@@ -176,23 +176,6 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The keys the process's file and environment set that this service does not read.
-    pub fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
-        config_loader::unknown_keys::<Settings>(DEFAULTS, &ConfigSources::from_env(SERVICE), &[])
-    }
-
-    /// What `check-config` prints: the listener, probes, topics, unknown keys.
-    pub fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
-        ConfigReport::new(SERVICE, unknown, "http.addr")
-            .listener("http.addr", &self.http.addr)
-            .topics(
-                medbook_shared::events::EVENT_TOPICS
-                    .iter()
-                    .chain([&medbook_shared::events::TOPIC_DLQ])
-                    .map(|t| self.kafka.topic(t)),
-            )
-    }
-
     fn validate(&self) -> Result<(), ConfigLoadError> {
         let bad = ConfigLoadError::invalid;
         self.tracing.validate()?;
@@ -279,6 +262,32 @@ impl Settings {
             max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
             max_age: Duration::from_secs(self.retry.max_age_secs),
         }
+    }
+}
+
+impl ServiceConfig for Settings {
+    const SERVICE: &'static str = SERVICE;
+    const DEFAULTS: &'static str = DEFAULTS;
+    const LIST_KEYS: &'static [&'static str] = &[];
+
+    fn load_validated() -> Result<Self, ConfigLoadError> {
+        Self::load()
+    }
+
+    /// What `check-config` prints: the listener, probes, topics, unknown keys.
+    fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport {
+        ConfigReport::new(SERVICE, unknown, "http.addr")
+            .listener("http.addr", &self.http.addr)
+            .topics(
+                medbook_shared::events::EVENT_TOPICS
+                    .iter()
+                    .chain([&medbook_shared::events::TOPIC_DLQ])
+                    .map(|t| self.kafka.topic(t)),
+            )
+    }
+
+    fn probe_listener(&self) -> &str {
+        &self.http.addr
     }
 }
 

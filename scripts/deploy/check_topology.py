@@ -332,6 +332,16 @@ def check_topics(where, reports, declared):
         problem(where, f"the services use topics {sorted(used)}; kafka/topics.txt has {sorted(declared)}")
 
 
+def check_all(checker, workloads):
+    """Checks each workload; returns the serving ones' reports by service."""
+    reports = {}
+    for w in workloads:
+        report = check_workload(w, checker.report(w.service, w.env))
+        if report and w.serving:
+            reports[w.service] = report
+    return reports
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -345,14 +355,10 @@ def main():
 
     if args.compose:
         doc, workloads = compose_workloads(args.compose)
-        reports = {}
-        for w in workloads:
-            report = check_workload(w, checker.report(w.service, w.env))
-            checked += 1
-            if report and w.serving:
-                reports[w.service] = report
+        reports = check_all(checker, workloads)
+        checked += len(workloads)
         for service in SERVICES:
-            if service not in reports:
+            if not any(w.serving and w.service == service for w in workloads):
                 problem("docker-compose.yml", f"no serving {service}")
         check_prometheus(args.repo, reports, "docker-compose")
         check_topics("docker-compose.yml", reports, declared)
@@ -366,12 +372,11 @@ def main():
     for spec in args.k8s:
         name, path = spec.split("=", 1)
         workloads, objects = k8s_workloads(name, k8s_objects(path))
-        reports = {}
-        for w in workloads:
-            report = check_workload(w, checker.report(w.service, w.env))
-            checked += 1
-            if report and w.serving:
-                reports[w.service] = report
+        reports = check_all(checker, workloads)
+        checked += len(workloads)
+        for service in SERVICES:
+            if not any(w.serving and w.service == service for w in workloads):
+                problem(name, f"no serving {service}")
         check_k8s_services(name, objects, workloads)
         check_prometheus(args.repo, reports, name)
         check_topics(name, reports, declared)

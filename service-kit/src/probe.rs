@@ -3,7 +3,8 @@
 //! no curl) and `check-config` (the configuration as the service would read it: unknown
 //! keys, the listeners, the probe paths, the topics).
 
-use medbook_shared::config_loader::UnknownKey;
+use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,6 +15,64 @@ use std::time::Duration;
 pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
 pub const METRICS_PATH: &str = "/metrics";
+
+/// What the probe commands need of a service's settings.
+pub trait ServiceConfig: DeserializeOwned {
+    /// The service's name (its binary, `config/<SERVICE>.yml`).
+    const SERVICE: &'static str;
+    /// The built-in defaults (YAML) the loader starts from.
+    const DEFAULTS: &'static str;
+    /// Keys whose environment value is a comma separated list.
+    const LIST_KEYS: &'static [&'static str];
+    /// Loads and validates the process's configuration.
+    fn load_validated() -> Result<Self, ConfigLoadError>;
+    /// The listeners, gRPC services and topics, for `check-config`.
+    fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport;
+    /// The listener serving `/health`, which `healthcheck` GETs.
+    fn probe_listener(&self) -> &str;
+
+    /// The keys the process's file and environment set that the service does not read.
+    fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
+        config_loader::unknown_keys::<Self>(
+            Self::DEFAULTS,
+            &ConfigSources::from_env(Self::SERVICE),
+            Self::LIST_KEYS,
+        )
+    }
+}
+
+/// `<service> check-config`, run before the settings are loaded so that an invalid
+/// configuration is reported too.
+pub fn check_config_command<S: ServiceConfig>() -> std::process::ExitCode {
+    check_config(
+        S::SERVICE,
+        S::unknown_keys(),
+        S::load_validated(),
+        S::config_report,
+    )
+}
+
+/// `<service> healthcheck`: answered from the settings alone, before telemetry starts
+/// and without connecting to anything but the probe listener.
+pub fn healthcheck_command<S: ServiceConfig>(
+    settings: &S,
+    timeout_ms: u64,
+) -> std::process::ExitCode {
+    run_healthcheck(
+        S::SERVICE,
+        settings.probe_listener(),
+        Duration::from_millis(timeout_ms),
+    )
+}
+
+/// Logs each key the service does not read as a warning: a typo or another service's
+/// setting is ignored, but never silently.
+pub fn warn_unknown_keys<S: ServiceConfig>() {
+    match S::unknown_keys() {
+        Ok(keys) => warn_unknown(&keys),
+        Err(e) => tracing::warn!(error = %e, "could not list unknown configuration keys"),
+    }
+}
 
 /// Where a client on the same host reaches a listener bound to `listen`: a wildcard host
 /// (`0.0.0.0`, `[::]`) becomes the loopback address of its family.
@@ -216,9 +275,7 @@ pub fn run_healthcheck(service: &str, listen: &str, timeout: Duration) -> std::p
     }
 }
 
-/// Logs each unknown key as a warning: a typo or another service's setting is ignored,
-/// never silently.
-pub fn warn_unknown(keys: &[UnknownKey]) {
+fn warn_unknown(keys: &[UnknownKey]) {
     for key in keys {
         tracing::warn!(key = %key.key, env = key.env.as_deref().unwrap_or(""),
             "unknown configuration key ignored");
