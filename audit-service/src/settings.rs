@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
+use medbook_shared::config_loader::{ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -134,12 +134,10 @@ impl AuditSettings {
 }
 
 impl Settings {
-    pub fn load() -> Result<Self, ConfigLoadError> {
-        Self::load_from(&ConfigSources::from_env(SERVICE))
-    }
-
+    /// Reads and checks `sources` (tests and benchmarks; a process uses
+    /// `medbook_service_kit::probe::load`, which also names unknown keys).
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings = config_loader::load(DEFAULTS, sources, LIST_KEYS)?;
+        let settings: Settings = Self::read(sources)?.0;
         settings.validate()?;
         Ok(settings)
     }
@@ -253,8 +251,8 @@ impl ServiceConfig for Settings {
     const DEFAULTS: &'static str = DEFAULTS;
     const LIST_KEYS: &'static [&'static str] = LIST_KEYS;
 
-    fn load_validated() -> Result<Self, ConfigLoadError> {
-        Self::load()
+    fn check(&self) -> Result<(), ConfigLoadError> {
+        self.validate()
     }
 
     /// What `check-config` prints: listeners, probes, gRPC services, unknown keys.

@@ -5,7 +5,7 @@
 use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
+use medbook_shared::config_loader::{ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::kafka::KafkaSettings;
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -302,13 +302,10 @@ pub struct LoginSettings {
 }
 
 impl Settings {
-    /// Loads and validates the configuration of a real process.
-    pub fn load() -> Result<Self, ConfigLoadError> {
-        Self::load_from(&ConfigSources::from_env(SERVICE))
-    }
-
+    /// Reads and checks `sources` (tests and benchmarks; a process uses
+    /// `medbook_service_kit::probe::load`, which also names unknown keys).
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings = config_loader::load(DEFAULTS, sources, LIST_KEYS)?;
+        let settings: Settings = Self::read(sources)?.0;
         settings.validate()?;
         Ok(settings)
     }
@@ -571,8 +568,8 @@ impl ServiceConfig for Settings {
     const DEFAULTS: &'static str = DEFAULTS;
     const LIST_KEYS: &'static [&'static str] = LIST_KEYS;
 
-    fn load_validated() -> Result<Self, ConfigLoadError> {
-        Self::load()
+    fn check(&self) -> Result<(), ConfigLoadError> {
+        self.validate()
     }
 
     /// What `check-config` prints: listeners, probes, gRPC services, topics, unknown keys.

@@ -12,8 +12,8 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Some(cli::Command::CheckConfig)) {
         return probe::check_config_command::<Settings>();
     }
-    let settings = match Settings::load() {
-        Ok(s) => s,
+    let (settings, unknown_keys) = match probe::load::<Settings>() {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("notification-service: {e}");
             return ExitCode::from(2);
@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
         }
     };
     // A typo, or another service's setting, is ignored, but never silently.
-    probe::warn_unknown_keys::<Settings>();
+    probe::warn_unknown(&unknown_keys);
     let code = match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,7 @@
 use medbook_service_kit::probe::{ConfigReport, ServiceConfig};
 use medbook_service_kit::settings::check_listen_addr;
 pub use medbook_service_kit::settings::{DatabaseSettings, LogSettings};
-use medbook_shared::config_loader::{self, ConfigLoadError, ConfigSources, UnknownKey};
+use medbook_shared::config_loader::{ConfigLoadError, ConfigSources, UnknownKey};
 use medbook_shared::kafka::KafkaSettings;
 use medbook_shared::telemetry::TracingSettings;
 use secrecy::SecretString;
@@ -166,12 +166,10 @@ pub struct DedupSettings {
 }
 
 impl Settings {
-    pub fn load() -> Result<Self, ConfigLoadError> {
-        Self::load_from(&ConfigSources::from_env(SERVICE))
-    }
-
+    /// Reads and checks `sources` (tests and benchmarks; a process uses
+    /// `medbook_service_kit::probe::load`, which also names unknown keys).
     pub fn load_from(sources: &ConfigSources) -> Result<Self, ConfigLoadError> {
-        let settings: Settings = config_loader::load(DEFAULTS, sources, &[])?;
+        let settings: Settings = Self::read(sources)?.0;
         settings.validate()?;
         Ok(settings)
     }
@@ -270,8 +268,8 @@ impl ServiceConfig for Settings {
     const DEFAULTS: &'static str = DEFAULTS;
     const LIST_KEYS: &'static [&'static str] = &[];
 
-    fn load_validated() -> Result<Self, ConfigLoadError> {
-        Self::load()
+    fn check(&self) -> Result<(), ConfigLoadError> {
+        self.validate()
     }
 
     /// What `check-config` prints: the listener, probes, topics, unknown keys.

@@ -13,14 +13,8 @@ ensure_rotel() {
     if ! ldconfig -p 2>/dev/null | grep -q 'libpython3\.11\.so\.1\.0'; then
         apt_install libpython3.11
     fi
+    ensure_venv_packages "$venv" "rotel==${ROTEL_VERSION}"
     ROTEL_BIN=$(ls "$venv"/lib/python3*/site-packages/rotel/rotel-agent 2>/dev/null | head -n1 || true)
-    if [ -z "$ROTEL_BIN" ]; then
-        log "installing rotel ${ROTEL_VERSION} from PyPI"
-        mkdir -p "$TOOLS_DIR"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "rotel==${ROTEL_VERSION}"
-        ROTEL_BIN=$(ls "$venv"/lib/python3*/site-packages/rotel/rotel-agent | head -n1)
-    fi
     [ -x "$ROTEL_BIN" ] || die "rotel was not installed ($ROTEL_BIN)"
     export ROTEL_BIN
 }
@@ -59,15 +53,9 @@ PHOENIX_VERSION=20.26.1
 # time); sets PHOENIX_BIN.
 ensure_phoenix() {
     local venv="$TOOLS_DIR/phoenix-venv"
+    [ -x "$venv/bin/phoenix" ] || log "the trace UI, Phoenix, is about 850 MB: its first install takes a few minutes"
+    ensure_venv_packages "$venv" "arize-phoenix==${PHOENIX_VERSION}"
     PHOENIX_BIN="$venv/bin/phoenix"
-    if [ ! -x "$PHOENIX_BIN" ] || [ "$("$venv/bin/python" -c \
-        'import importlib.metadata as m; print(m.version("arize-phoenix"))' 2>/dev/null)" \
-        != "$PHOENIX_VERSION" ]; then
-        log "installing the trace UI, Arize Phoenix ${PHOENIX_VERSION}, from PyPI (about 850 MB, once)"
-        mkdir -p "$TOOLS_DIR"
-        python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "arize-phoenix==${PHOENIX_VERSION}"
-    fi
     [ -x "$PHOENIX_BIN" ] || die "Phoenix was not installed ($PHOENIX_BIN)"
 }
 

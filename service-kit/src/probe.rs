@@ -16,7 +16,7 @@ pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
 pub const METRICS_PATH: &str = "/metrics";
 
-/// What the probe commands need of a service's settings.
+/// What start-up and the probe commands need of a service's settings.
 pub trait ServiceConfig: DeserializeOwned {
     /// The service's name (its binary, `config/<SERVICE>.yml`).
     const SERVICE: &'static str;
@@ -24,32 +24,48 @@ pub trait ServiceConfig: DeserializeOwned {
     const DEFAULTS: &'static str;
     /// Keys whose environment value is a comma separated list.
     const LIST_KEYS: &'static [&'static str];
-    /// Loads and validates the process's configuration.
-    fn load_validated() -> Result<Self, ConfigLoadError>;
+    /// Checks every value; an invalid one is named by its key.
+    fn check(&self) -> Result<(), ConfigLoadError>;
     /// The listeners, gRPC services and topics, for `check-config`.
     fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport;
     /// The listener serving `/health`, which `healthcheck` GETs.
     fn probe_listener(&self) -> &str;
 
-    /// The keys the process's file and environment set that the service does not read.
-    fn unknown_keys() -> Result<Vec<UnknownKey>, ConfigLoadError> {
-        config_loader::unknown_keys::<Self>(
-            Self::DEFAULTS,
-            &ConfigSources::from_env(Self::SERVICE),
-            Self::LIST_KEYS,
-        )
+    /// Reads `sources`, not yet checked, with the keys they set that the service does
+    /// not read (one pass).
+    fn read(sources: &ConfigSources) -> Result<(Self, Vec<UnknownKey>), ConfigLoadError> {
+        config_loader::load_reporting(Self::DEFAULTS, sources, Self::LIST_KEYS)
     }
 }
 
-/// `<service> check-config`, run before the settings are loaded so that an invalid
-/// configuration is reported too.
+/// The process's configuration, read and checked, and the keys it sets that the service
+/// does not read (for [`warn_unknown`] once logging is up).
+pub fn load<S: ServiceConfig>() -> Result<(S, Vec<UnknownKey>), ConfigLoadError> {
+    let (settings, unknown) = S::read(&ConfigSources::from_env(S::SERVICE))?;
+    settings.check()?;
+    Ok((settings, unknown))
+}
+
+/// `<service> check-config`, run instead of [`load`] so that an invalid configuration is
+/// reported too, with its unknown keys (a misspelt key is often the cause).
 pub fn check_config_command<S: ServiceConfig>() -> std::process::ExitCode {
-    check_config(
-        S::SERVICE,
-        S::unknown_keys(),
-        S::load_validated(),
-        S::config_report,
-    )
+    let report = match S::read(&ConfigSources::from_env(S::SERVICE)) {
+        Ok((settings, unknown)) => match settings.check() {
+            Ok(()) => settings.config_report(unknown),
+            Err(e) => ConfigReport::invalid(S::SERVICE, unknown, e.to_string()),
+        },
+        Err(e) => {
+            eprintln!("{}: {e}", S::SERVICE);
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match report.print() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}: {e:#}", S::SERVICE);
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 /// `<service> healthcheck`: answered from the settings alone, before telemetry starts
@@ -67,10 +83,10 @@ pub fn healthcheck_command<S: ServiceConfig>(
 
 /// Logs each key the service does not read as a warning: a typo or another service's
 /// setting is ignored, but never silently.
-pub fn warn_unknown_keys<S: ServiceConfig>() {
-    match S::unknown_keys() {
-        Ok(keys) => warn_unknown(&keys),
-        Err(e) => tracing::warn!(error = %e, "could not list unknown configuration keys"),
+pub fn warn_unknown(keys: &[UnknownKey]) {
+    for key in keys {
+        tracing::warn!(key = %key.key, env = key.env.as_deref().unwrap_or(""),
+            "unknown configuration key ignored");
     }
 }
 
@@ -193,6 +209,14 @@ impl ConfigReport {
         }
     }
 
+    /// The report of a configuration the service refuses: why, and its unknown keys.
+    pub fn invalid(service: &str, unknown_keys: Vec<UnknownKey>, error: String) -> Self {
+        let mut report = Self::new(service, unknown_keys, "");
+        report.ok = false;
+        report.error = Some(error);
+        report
+    }
+
     pub fn listener(mut self, key: &str, addr: &str) -> Self {
         self.listeners.insert(key.to_owned(), addr.to_owned());
         self
@@ -230,40 +254,6 @@ impl ConfigReport {
     }
 }
 
-/// `<service> check-config`: `unknown` from the loader, `settings` as loaded and
-/// validated, `report` the service's listeners, probes and topics. An invalid
-/// configuration is reported with its unknown keys (a misspelt key is often the cause).
-pub fn check_config<S, E1: std::fmt::Display, E2: std::fmt::Display>(
-    service: &str,
-    unknown: Result<Vec<UnknownKey>, E1>,
-    settings: Result<S, E2>,
-    report: impl FnOnce(&S, Vec<UnknownKey>) -> ConfigReport,
-) -> std::process::ExitCode {
-    let unknown = match unknown {
-        Ok(keys) => keys,
-        Err(e) => {
-            eprintln!("{service}: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let report = match settings {
-        Ok(settings) => report(&settings, unknown),
-        Err(e) => {
-            let mut report = ConfigReport::new(service, unknown, "");
-            report.ok = false;
-            report.error = Some(e.to_string());
-            report
-        }
-    };
-    match report.print() {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{service}: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}
-
 /// Runs [`healthcheck`] as a command: its exit status, the reason on stderr.
 pub fn run_healthcheck(service: &str, listen: &str, timeout: Duration) -> std::process::ExitCode {
     match healthcheck(service, listen, timeout) {
@@ -272,13 +262,6 @@ pub fn run_healthcheck(service: &str, listen: &str, timeout: Duration) -> std::p
             eprintln!("{service}: unhealthy: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-fn warn_unknown(keys: &[UnknownKey]) {
-    for key in keys {
-        tracing::warn!(key = %key.key, env = key.env.as_deref().unwrap_or(""),
-            "unknown configuration key ignored");
     }
 }
 

@@ -84,13 +84,13 @@ pub fn is_setting_variable(name: &str) -> bool {
 /// Loads `T` from `defaults` (a YAML document), then the file, then the environment.
 ///
 /// `list_keys` names keys whose environment value is a comma separated list. Keys that
-/// `T` does not know are ignored here; [`unknown_keys`] names them.
+/// `T` does not read are ignored; [`load_reporting`] names them.
 pub fn load<T: DeserializeOwned>(
     defaults_yaml: &str,
     sources: &ConfigSources,
     list_keys: &[&str],
 ) -> Result<T, ConfigLoadError> {
-    Ok(build(defaults_yaml, sources, list_keys)?.try_deserialize()?)
+    Ok(load_reporting(defaults_yaml, sources, list_keys)?.0)
 }
 
 /// A key the sources set that the service does not read: a typo, or a setting of
@@ -110,15 +110,16 @@ impl std::fmt::Display for UnknownKey {
     }
 }
 
-/// The keys of the file and the environment that `T` does not read, in order.
-pub fn unknown_keys<T: DeserializeOwned>(
+/// [`load`], and in the same pass the keys of the file and the environment that `T`
+/// does not read, in order.
+pub fn load_reporting<T: DeserializeOwned>(
     defaults_yaml: &str,
     sources: &ConfigSources,
     list_keys: &[&str],
-) -> Result<Vec<UnknownKey>, ConfigLoadError> {
+) -> Result<(T, Vec<UnknownKey>), ConfigLoadError> {
     let config = build(defaults_yaml, sources, list_keys)?;
     let mut keys = Vec::new();
-    let _: T = serde_ignored::deserialize(config, |path| keys.push(path.to_string()))?;
+    let value: T = serde_ignored::deserialize(config, |path| keys.push(path.to_string()))?;
     let env_names: Vec<&String> = setting_env(sources).map(|(name, _)| name).collect();
     let mut unknown = Vec::new();
     for path in keys {
@@ -141,7 +142,7 @@ pub fn unknown_keys<T: DeserializeOwned>(
             unknown.extend(from_env);
         }
     }
-    Ok(unknown)
+    Ok((value, unknown))
 }
 
 /// `MEDBOOK_HTTP__OPS_ADDR` → `http.ops_addr`, the way the loader reads it.
@@ -284,7 +285,8 @@ mod tests {
                 ("OTHER_HTTP__X".into(), "not ours".into()),
             ],
         };
-        let mut unknown = unknown_keys::<Sample>(DEFAULTS, &sources, &["http.origins"]).unwrap();
+        let (_, mut unknown) =
+            load_reporting::<Sample>(DEFAULTS, &sources, &["http.origins"]).unwrap();
         unknown.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(
             unknown,
@@ -312,8 +314,8 @@ mod tests {
             file: None,
             env: vec![("MEDBOOK_HTTP__WORKERS".into(), "3".into())],
         };
-        assert!(unknown_keys::<Sample>(DEFAULTS, &sources, &[])
-            .unwrap()
-            .is_empty());
+        let (s, unknown) = load_reporting::<Sample>(DEFAULTS, &sources, &[]).unwrap();
+        assert_eq!(s.http.workers, 3);
+        assert!(unknown.is_empty());
     }
 }
