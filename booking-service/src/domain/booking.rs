@@ -153,15 +153,69 @@ pub struct Appointment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A review as anyone may read it: the author as the patient chose to be shown, and
+/// nothing that ties it to an appointment or an account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Review {
     pub id: ReviewId,
     pub doctor_id: DoctorId,
-    pub appointment_id: AppointmentId,
-    pub patient_name: String,
+    /// The author as shown ([`AuthorShownAs::display`]).
+    pub author: String,
+    pub author_shown_as: AuthorShownAs,
     pub rating: i16,
     pub text: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// How a review names its author in public; the patient chooses when writing it.
+/// Initials by default: a doctor's public reviews must not list who saw that doctor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthorShownAs {
+    /// "A. L." for Ann Lee.
+    #[default]
+    Initials,
+    FullName,
+    /// "Anonymous patient".
+    Anonymous,
+}
+
+impl AuthorShownAs {
+    pub const ALL: &'static [&'static str] = &["initials", "full_name", "anonymous"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initials => "initials",
+            Self::FullName => "full_name",
+            Self::Anonymous => "anonymous",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "initials" => Ok(Self::Initials),
+            "full_name" => Ok(Self::FullName),
+            "anonymous" => Ok(Self::Anonymous),
+            _ => Err(format!("must be one of {}", Self::ALL.join(", "))),
+        }
+    }
+
+    /// The author's name as shown: initials of the first and last word, the whole
+    /// name, or no name at all.
+    pub fn display(self, full_name: &str) -> String {
+        let initial = |w: &str| w.chars().next().map(|c| format!("{}.", c.to_uppercase()));
+        let words: Vec<&str> = full_name.split_whitespace().collect();
+        match self {
+            Self::FullName if !words.is_empty() => words.join(" "),
+            Self::Initials if !words.is_empty() => {
+                let first = words.first().and_then(|w| initial(w));
+                let last = (words.len() > 1)
+                    .then(|| words.last().and_then(|w| initial(w)))
+                    .flatten();
+                first.into_iter().chain(last).collect::<Vec<_>>().join(" ")
+            }
+            _ => "Anonymous patient".into(),
+        }
+    }
 }
 
 /// 1 to 5 stars.
@@ -306,6 +360,24 @@ pub fn parse_clinic(
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[test]
+    fn reviewers_are_shown_as_they_chose_and_by_initials_by_default() {
+        let shown = |s: AuthorShownAs, n: &str| s.display(n);
+        assert_eq!(shown(AuthorShownAs::default(), "Ann Marie Lee"), "A. L.");
+        assert_eq!(shown(AuthorShownAs::Initials, "ömer  çelik"), "Ö. Ç.");
+        assert_eq!(shown(AuthorShownAs::Initials, "Madonna"), "M.");
+        assert_eq!(shown(AuthorShownAs::FullName, " Ann   Lee "), "Ann Lee");
+        assert_eq!(
+            shown(AuthorShownAs::Anonymous, "Ann Lee"),
+            "Anonymous patient"
+        );
+        assert_eq!(shown(AuthorShownAs::Initials, "  "), "Anonymous patient");
+        for name in AuthorShownAs::ALL {
+            assert_eq!(AuthorShownAs::parse(name).unwrap().as_str(), *name);
+        }
+        assert!(AuthorShownAs::parse("email").is_err());
+    }
 
     fn slot(starts_in: Duration, status: SlotStatus) -> (Slot, DateTime<Utc>) {
         let now = Utc::now();

@@ -15,5 +15,5 @@ pub mod values;
 
 pub use errors::{FieldError, ValidationErrors};
 pub use ids::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId};
-pub use user::{Gender, NewUser, PatientProfile, RawPatient, Role, User, UserId};
+pub use user::{Gender, LinkTarget, NewUser, PatientProfile, RawPatient, Role, User, UserId};
 pub use values::{BirthDate, Email, FullName, Password, Phone};

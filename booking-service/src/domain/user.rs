@@ -110,6 +110,30 @@ impl User {
     pub fn email_verified(&self) -> bool {
         self.email_verified_at.is_some()
     }
+
+    /// Where an e-mailed link's address stands to the account now. A link proves
+    /// control of the address it went to, and counts only while that address is still
+    /// the account's own ([`LinkTarget::Current`]) or the one it is changing to.
+    pub fn link_target(&self, address: &str) -> LinkTarget {
+        if self.email == address {
+            LinkTarget::Current
+        } else if self.pending_email.as_deref() == Some(address) {
+            LinkTarget::Pending
+        } else {
+            LinkTarget::Elsewhere
+        }
+    }
+}
+
+/// See [`User::link_target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkTarget {
+    /// The account's address.
+    Current,
+    /// The address the account is changing to.
+    Pending,
+    /// Neither: the address changed after the link was sent; the link is dead.
+    Elsewhere,
 }
 
 /// Everything needed to insert a user; built only from parsed values.

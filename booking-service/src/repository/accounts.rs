@@ -8,7 +8,7 @@ use super::outbox;
 use super::schema::{account_tokens, users};
 use super::users::UserRow;
 use crate::domain::audit::{json, AuditEntry};
-use crate::domain::{NewUser, User, UserId};
+use crate::domain::{LinkTarget, NewUser, User, UserId};
 use crate::service::account_ports::{
     AccountStore, LiveToken, NewAccountToken, TokenPurpose, Verification,
 };
@@ -140,8 +140,9 @@ impl AccountStore for PgAccounts {
     ) -> Result<(), RepoError> {
         self.db
             .transaction(move |conn| {
-                supersede(conn, token.user_id.0, token.purpose, mail.occurred_at)?;
-                insert_token(conn, &token)?;
+                // The new pending address first: changing it ends every link out
+                // (the `users_address_changed` trigger), the new one included if it
+                // were already stored.
                 if let Some(pending) = &pending_email {
                     diesel::update(users::table.find(token.user_id.0))
                         .set((
@@ -151,6 +152,8 @@ impl AccountStore for PgAccounts {
                         .execute(conn)
                         .map_err(map_err)?;
                 }
+                supersede(conn, token.user_id.0, token.purpose, mail.occurred_at)?;
+                insert_token(conn, &token)?;
                 let action = match (token.purpose, &pending_email) {
                     (TokenPurpose::ResetPassword, _) => "password_reset.requested",
                     (TokenPurpose::VerifyEmail, Some(_)) => "email_change.requested",
@@ -220,23 +223,29 @@ impl AccountStore for PgAccounts {
                     return Ok(Verification::Invalid);
                 };
                 let user = load_user(conn, user_id)?;
-                if user.email == address {
-                    let user = diesel::update(users::table.find(user_id))
-                        .set((
-                            users::email_verified_at.eq(user.email_verified_at.unwrap_or(now)),
-                            users::updated_at.eq(now),
-                        ))
-                        .returning(UserRow::as_returning())
-                        .get_result(conn)
-                        .map_err(map_err)
-                        .and_then(User::try_from)?;
-                    audit::enqueue(
-                        conn,
-                        AuditEntry::new("email.verified", "user", user.id)
-                            .by(user.id, user.role.as_str())
-                            .field("email_verified", None, json(&true)),
-                    )?;
-                    return Ok(Verification::Verified(user));
+                // A link proves control of the address it was sent to, and counts only
+                // while that address is still the account's own or its pending one.
+                match user.link_target(&address) {
+                    LinkTarget::Elsewhere => return Ok(Verification::Invalid),
+                    LinkTarget::Pending => {}
+                    LinkTarget::Current => {
+                        let user = diesel::update(users::table.find(user_id))
+                            .set((
+                                users::email_verified_at.eq(user.email_verified_at.unwrap_or(now)),
+                                users::updated_at.eq(now),
+                            ))
+                            .returning(UserRow::as_returning())
+                            .get_result(conn)
+                            .map_err(map_err)
+                            .and_then(User::try_from)?;
+                        audit::enqueue(
+                            conn,
+                            AuditEntry::new("email.verified", "user", user.id)
+                                .by(user.id, user.role.as_str())
+                                .field("email_verified", None, json(&true)),
+                        )?;
+                        return Ok(Verification::Verified(user));
+                    }
                 }
                 // An address change: the link proves the new address works. If another
                 // account took it meanwhile, the unique index refuses the update (below).
@@ -302,6 +311,10 @@ impl AccountStore for PgAccounts {
                     return Ok(None);
                 };
                 let user = load_user(conn, user_id)?;
+                // A reset link counts only while it went to the account's address.
+                if user.link_target(&address) != LinkTarget::Current {
+                    return Ok(None);
+                }
                 // The link reached the account's address: that proves control of it.
                 let verified_at = match user.email_verified_at {
                     Some(at) => Some(at),

@@ -4,8 +4,8 @@ use super::audit;
 use super::db::{map_err, Db};
 use super::schema::{appointments, doctors, reviews, slots, users};
 use crate::domain::audit::AuditEntry;
-use crate::domain::booking::{AppointmentStatus, Review};
-use crate::domain::{AppointmentId, DoctorId, ReviewId};
+use crate::domain::booking::{AppointmentStatus, AuthorShownAs, Review};
+use crate::domain::{DoctorId, ReviewId};
 use crate::service::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
 use crate::service::ports::{Page, PageRequest, RepoError};
 use async_trait::async_trait;
@@ -13,16 +13,17 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-type ReviewTuple = (Uuid, Uuid, Uuid, String, i16, String, DateTime<Utc>);
+type ReviewTuple = (Uuid, Uuid, String, String, i16, String, DateTime<Utc>);
 
-/// What a review shows, with the reviewer's name from `users`.
+/// What a review shows, with the reviewer's name from `users` (shown only as the
+/// reviewer chose: [`AuthorShownAs::display`]).
 macro_rules! review_columns {
     () => {
         (
             reviews::id,
             reviews::doctor_id,
-            reviews::appointment_id,
             users::full_name,
+            reviews::author_shown_as,
             reviews::rating,
             reviews::text,
             reviews::created_at,
@@ -31,17 +32,19 @@ macro_rules! review_columns {
 }
 
 fn to_review(
-    (id, doctor_id, appointment_id, patient_name, rating, text, created_at): ReviewTuple,
-) -> Review {
-    Review {
+    (id, doctor_id, full_name, shown_as, rating, text, created_at): ReviewTuple,
+) -> Result<Review, RepoError> {
+    let author_shown_as = AuthorShownAs::parse(&shown_as)
+        .map_err(|e| RepoError::Internal(anyhow::anyhow!("reviews.author_shown_as {e}")))?;
+    Ok(Review {
         id: ReviewId(id),
         doctor_id: DoctorId(doctor_id),
-        appointment_id: AppointmentId(appointment_id),
-        patient_name,
+        author: author_shown_as.display(&full_name),
+        author_shown_as,
         rating,
         text,
         created_at,
-    }
+    })
 }
 
 pub struct PgReviews {
@@ -91,6 +94,7 @@ impl ReviewRepository for PgReviews {
                         reviews::rating.eq(cmd.rating.get()),
                         reviews::text.eq(&cmd.text),
                         reviews::created_at.eq(cmd.now),
+                        reviews::author_shown_as.eq(cmd.author_shown_as.as_str()),
                     ))
                     .execute(conn)
                     .map_err(map_err)?;
@@ -114,10 +118,11 @@ impl ReviewRepository for PgReviews {
                             "doctor_id": cmd.doctor_id,
                             "appointment_id": cmd.appointment_id,
                             "rating": cmd.rating.get(),
+                            "author_shown_as": cmd.author_shown_as.as_str(),
                         }),
                     ),
                 )?;
-                Ok(Ok(to_review(review)))
+                to_review(review).map(Ok)
             })
             .await;
         match result {
@@ -150,7 +155,7 @@ impl ReviewRepository for PgReviews {
                     .load::<ReviewTuple>(conn)
                     .map_err(map_err)?;
                 Ok(Page {
-                    items: rows.into_iter().map(to_review).collect(),
+                    items: rows.into_iter().map(to_review).collect::<Result<_, _>>()?,
                     total,
                     page: page.page,
                     per_page: page.per_page,

@@ -141,6 +141,7 @@ diesel::table! {
         rating -> Int2,
         text -> Text,
         created_at -> Timestamptz,
+        author_shown_as -> Text,
     }
 }
 

@@ -5,8 +5,8 @@
 
 use super::ports::{Page, PageRequest, RepoError};
 use crate::domain::booking::{
-    Appointment, AppointmentStatus, BookingRejection, Clinic, ClinicInput, Doctor, DoctorInput,
-    DoctorStatus, Rating, Review, Slot, SlotStatus,
+    Appointment, AppointmentStatus, AuthorShownAs, BookingRejection, Clinic, ClinicInput, Doctor,
+    DoctorInput, DoctorStatus, Rating, Review, Slot, SlotStatus,
 };
 use crate::domain::decisions::{BookingRequest, CancelRequest, RescheduleRequest};
 use crate::domain::schedule::SlotRange;
@@ -171,6 +171,7 @@ pub struct ReviewCommand {
     pub appointment_id: AppointmentId,
     pub rating: Rating,
     pub text: String,
+    pub author_shown_as: AuthorShownAs,
     pub now: DateTime<Utc>,
 }
 

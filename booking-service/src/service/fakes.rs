@@ -314,6 +314,9 @@ impl AccountStore for FakeAccounts {
             return Ok(Verification::Invalid);
         };
         let user = self.users.find_by_id(token.user_id).await?.unwrap();
+        if user.link_target(&token.email) == crate::domain::LinkTarget::Elsewhere {
+            return Ok(Verification::Invalid);
+        }
         if user.email == token.email {
             let changes = UserChanges {
                 email_verified_at: Some(Some(user.email_verified_at.unwrap_or(now))),
@@ -359,6 +362,9 @@ impl AccountStore for FakeAccounts {
             return Ok(None);
         };
         let user = self.users.find_by_id(token.user_id).await?.unwrap();
+        if user.link_target(&token.email) != crate::domain::LinkTarget::Current {
+            return Ok(None);
+        }
         let verified = user
             .email_verified_at
             .or((user.email == token.email).then_some(now));

@@ -5,7 +5,7 @@ use super::catalog::doctor_cache_key;
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::cache::Cache;
-use crate::domain::booking::{Rating, Review};
+use crate::domain::booking::{AuthorShownAs, Rating, Review};
 use crate::domain::UserId;
 use crate::domain::{AppointmentId, DoctorId, ReviewId};
 use std::sync::Arc;
@@ -38,6 +38,7 @@ impl ReviewService {
         appointment_id: AppointmentId,
         rating: Rating,
         text: String,
+        author_shown_as: AuthorShownAs,
     ) -> Result<Review, ServiceError> {
         let cmd = ReviewCommand {
             review_id: ReviewId(Uuid::new_v4()),
@@ -46,6 +47,7 @@ impl ReviewService {
             appointment_id,
             rating,
             text,
+            author_shown_as,
             now: self.clock.now(),
         };
         let review = self.reviews.create(cmd).await?.map_err(|r| match r {

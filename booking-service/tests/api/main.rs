@@ -30,3 +30,4 @@ mod process;
 mod reminders;
 mod repository;
 mod round_trips;
+mod security;

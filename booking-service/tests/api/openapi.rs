@@ -45,12 +45,19 @@ async fn the_document_states_what_the_server_enforces() {
     assert_eq!(register["properties"]["password"]["minLength"], 8);
     assert_eq!(register["properties"]["full_name"]["maxLength"], 200);
     assert_eq!(register["properties"]["birth_date"]["nullable"], true);
-    let doctor = &schemas["DoctorResponse"];
-    assert_eq!(doctor["properties"]["user_id"]["nullable"], true);
-    assert!(doctor["required"]
+    // The linked account is for admins only.
+    let record = &schemas["DoctorRecordResponse"];
+    assert_eq!(record["properties"]["user_id"]["nullable"], true);
+    assert!(record["required"]
         .as_array()
         .unwrap()
         .contains(&json!("user_id")));
+    let doctor = &schemas["DoctorResponse"];
+    assert!(doctor["properties"].get("user_id").is_none());
+    let review = &schemas["ReviewResponse"];
+    for private in ["appointment_id", "patient_name", "patient_id", "user_id"] {
+        assert!(review["properties"].get(private).is_none(), "{private}");
+    }
     assert_eq!(
         doctor["properties"]["rating"]["$ref"],
         "#/components/schemas/RatingSummaryResponse"

@@ -1,6 +1,6 @@
 //! Bodies of the appointment and review endpoints.
 
-use crate::domain::booking::{parse_text, Appointment, Rating, Review};
+use crate::domain::booking::{parse_text, Appointment, AuthorShownAs, Rating, Review};
 use crate::domain::ValidationErrors;
 use chrono::{DateTime, Utc};
 use paperclip::actix::Apiv2Schema;
@@ -135,27 +135,38 @@ pub struct ReviewRequest {
     pub rating: i64,
     /// Up to 2000 characters.
     pub text: Option<String>,
+    /// How the review names you in public: `initials` (default, e.g. "A. L."),
+    /// `full_name` or `anonymous`.
+    pub show_author_as: Option<String>,
 }
 
 impl ReviewRequest {
-    pub fn parse(&self) -> Result<(Rating, String), ValidationErrors> {
+    pub fn parse(&self) -> Result<(Rating, String, AuthorShownAs), ValidationErrors> {
         let mut e = ValidationErrors::new();
         let rating = e.check("rating", Rating::parse(self.rating));
         let text = e.check(
             "text",
             parse_text(self.text.as_deref().unwrap_or(""), MAX_REVIEW_CHARS, true),
         );
-        e.finish(|| Some((rating?, text?)))
+        let shown_as = match self.show_author_as.as_deref() {
+            None => Some(AuthorShownAs::default()),
+            Some(s) => e.check("show_author_as", AuthorShownAs::parse(s)),
+        };
+        e.finish(|| Some((rating?, text?, shown_as?)))
     }
 }
 
+/// A review as anyone reads it: no appointment, patient or account ids, and the author
+/// only as they chose to be shown.
 #[derive(Debug, Serialize, Apiv2Schema)]
 pub struct ReviewResponse {
     pub id: Uuid,
     pub doctor_id: Uuid,
-    pub appointment_id: Uuid,
-    /// The reviewer's name.
-    pub patient_name: String,
+    /// The author as they chose to be shown: initials ("A. L."), full name, or
+    /// "Anonymous patient".
+    pub author: String,
+    /// `initials`, `full_name` or `anonymous`.
+    pub author_shown_as: String,
     pub rating: i16,
     pub text: String,
     pub created_at: DateTime<Utc>,
@@ -166,8 +177,8 @@ impl From<Review> for ReviewResponse {
         Self {
             id: r.id.into(),
             doctor_id: r.doctor_id.into(),
-            appointment_id: r.appointment_id.into(),
-            patient_name: r.patient_name,
+            author: r.author,
+            author_shown_as: r.author_shown_as.as_str().to_owned(),
             rating: r.rating,
             text: r.text,
             created_at: r.created_at,

@@ -145,39 +145,60 @@ impl From<RatingSummary> for RatingSummaryResponse {
     }
 }
 
-#[derive(Debug, Serialize, Apiv2Schema)]
-pub struct DoctorResponse {
-    pub id: Uuid,
-    pub full_name: String,
-    pub specialty: String,
-    /// `active`, `on_leave` or `inactive`.
-    pub status: String,
-    pub bio: String,
-    pub years_of_experience: i32,
-    pub clinic: ClinicResponse,
-    pub rating: RatingSummaryResponse,
-    pub user_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+/// A doctor as the catalogue shows it, declared once for the public shape and for the
+/// admins' shape, which also carries the linked account (`$extra`).
+macro_rules! doctor_dto {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $extra:ident: $ty:ty = $value:expr),* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Serialize, Apiv2Schema)]
+        pub struct $name {
+            pub id: Uuid,
+            pub full_name: String,
+            pub specialty: String,
+            /// `active`, `on_leave` or `inactive`.
+            pub status: String,
+            pub bio: String,
+            pub years_of_experience: i32,
+            pub clinic: ClinicResponse,
+            pub rating: RatingSummaryResponse,
+            $($(#[$fmeta])* pub $extra: $ty,)*
+            pub created_at: DateTime<Utc>,
+            pub updated_at: DateTime<Utc>,
+        }
+
+        impl From<Doctor> for $name {
+            fn from(d: Doctor) -> Self {
+                $(let $extra = $value(&d);)*
+                Self {
+                    id: d.id.into(),
+                    full_name: d.full_name,
+                    specialty: d.specialty,
+                    status: d.status.as_str().to_owned(),
+                    bio: d.bio,
+                    years_of_experience: d.years_of_experience,
+                    clinic: d.clinic.into(),
+                    rating: d.rating.into(),
+                    $($extra,)*
+                    created_at: d.created_at,
+                    updated_at: d.updated_at,
+                }
+            }
+        }
+    };
 }
 
-impl From<Doctor> for DoctorResponse {
-    fn from(d: Doctor) -> Self {
-        Self {
-            id: d.id.into(),
-            full_name: d.full_name,
-            specialty: d.specialty,
-            status: d.status.as_str().to_owned(),
-            bio: d.bio,
-            years_of_experience: d.years_of_experience,
-            clinic: d.clinic.into(),
-            rating: d.rating.into(),
-            user_id: d.user_id.map(|u| u.0),
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-        }
+doctor_dto!(
+    /// A doctor, as anyone may read it: no account ids.
+    DoctorResponse {}
+);
+
+doctor_dto!(
+    /// A doctor as admins write and read it: also the account linked to the doctor.
+    DoctorRecordResponse {
+        /// The user (role `doctor`) linked to this doctor, if any.
+        user_id: Option<Uuid> = |d: &Doctor| d.user_id.map(|u| u.0)
     }
-}
+);
 
 super::common::page_dto!(
     /// One page of doctors.

@@ -3,8 +3,8 @@
 use crate::domain::{ClinicId, DoctorId};
 use crate::service::booking_ports::{DoctorQuery, DoctorRemoval};
 use crate::transport::http::dto::catalog::{
-    ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRequest,
-    DoctorResponse, DoctorSearchQuery,
+    ClinicListQuery, ClinicPage, ClinicRequest, ClinicResponse, DoctorPage, DoctorRecordResponse,
+    DoctorRequest, DoctorResponse, DoctorSearchQuery,
 };
 use crate::transport::http::dto::filters::{ClinicFilter, Listing};
 use crate::transport::http::error::ApiError;
@@ -125,7 +125,7 @@ pub async fn create_doctor(
     state: web::Data<AppState>,
     _admin: AdminCaller,
     body: web::Json<DoctorRequest>,
-) -> Result<CreatedJson<DoctorResponse>, ApiError> {
+) -> Result<CreatedJson<DoctorRecordResponse>, ApiError> {
     let input = body.into_inner().into_input()?;
     Ok(CreatedJson(
         state.catalog.create_doctor(input).await?.into(),
@@ -141,7 +141,7 @@ pub async fn update_doctor(
     _admin: AdminCaller,
     id: web::Path<Uuid>,
     body: web::Json<DoctorRequest>,
-) -> Result<web::Json<DoctorResponse>, ApiError> {
+) -> Result<web::Json<DoctorRecordResponse>, ApiError> {
     let input = body.into_inner().into_input()?;
     Ok(web::Json(
         state
@@ -165,7 +165,7 @@ pub async fn delete_doctor(
     match state.catalog.remove_doctor(DoctorId(id)).await? {
         DoctorRemoval::Deactivated => {
             let doctor = state.catalog.doctor(DoctorId(id)).await?;
-            Ok(HttpResponse::Ok().json(DoctorResponse::from(doctor)))
+            Ok(HttpResponse::Ok().json(DoctorRecordResponse::from(doctor)))
         }
         _ => Ok(HttpResponse::NoContent().finish()),
     }

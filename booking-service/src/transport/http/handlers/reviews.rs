@@ -37,7 +37,7 @@ pub async fn create_review(
     id: web::Path<Uuid>,
     body: web::Json<ReviewRequest>,
 ) -> Result<CreatedJson<ReviewResponse>, ApiError> {
-    let (rating, text) = body.parse()?;
+    let (rating, text, shown_as) = body.parse()?;
     let review = state
         .reviews
         .create(
@@ -46,6 +46,7 @@ pub async fn create_review(
             AppointmentId(body.appointment_id),
             rating,
             text,
+            shown_as,
         )
         .await?;
     Ok(CreatedJson(review.into()))

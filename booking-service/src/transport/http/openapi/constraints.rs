@@ -25,8 +25,8 @@
 #![allow(clippy::indexing_slicing)]
 
 use crate::domain::booking::{
-    AppointmentStatus, DoctorStatus, Rating, SlotStatus, MAX_ADDRESS_CHARS, MAX_CITY_CHARS,
-    MAX_CLINIC_NAME_CHARS,
+    AppointmentStatus, AuthorShownAs, DoctorStatus, Rating, SlotStatus, MAX_ADDRESS_CHARS,
+    MAX_CITY_CHARS, MAX_CLINIC_NAME_CHARS,
 };
 use crate::domain::schedule::{
     parse_time_zone, MAX_BUFFER_MINUTES, MAX_SLOT_RANGE_MINUTES, MAX_TEMPLATE_DAYS,
@@ -53,6 +53,11 @@ const NESTED: &[(&str, &str, &str)] = &[
     (
         "RatingSummaryResponse",
         "DoctorResponse",
+        "/properties/rating",
+    ),
+    (
+        "RatingSummaryResponse",
+        "DoctorRecordResponse",
         "/properties/rating",
     ),
     ("ErrorDetail", "ErrorBody", "/properties/error"),
@@ -456,12 +461,6 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
         ("ClinicRequest", "city", text(MAX_CITY_CHARS, false)),
         ("ClinicRequest", "address", text(MAX_ADDRESS_CHARS, false)),
         ("ClinicRequest", "time_zone", time_zones()),
-        ("DoctorResponse", "status", one_of(DoctorStatus::ALL)),
-        (
-            "DoctorResponse",
-            "years_of_experience",
-            range(0, i64::from(MAX_YEARS_OF_EXPERIENCE)),
-        ),
         (
             "RatingSummaryResponse",
             "average",
@@ -509,6 +508,16 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("ReviewRequest", "rating", range(Rating::MIN, Rating::MAX)),
         ("ReviewRequest", "text", text(MAX_REVIEW_CHARS, true)),
+        (
+            "ReviewRequest",
+            "show_author_as",
+            one_of(AuthorShownAs::ALL),
+        ),
+        (
+            "ReviewResponse",
+            "author_shown_as",
+            one_of(AuthorShownAs::ALL),
+        ),
         ("ReviewResponse", "rating", range(Rating::MIN, Rating::MAX)),
         // Ops.
         ("HealthResponse", "status", one_of(&["ok"])),
@@ -517,6 +526,14 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
         rules.extend(profile(schema));
     }
     rules.extend(doctor("DoctorRequest"));
+    for schema in ["DoctorResponse", "DoctorRecordResponse"] {
+        rules.push((schema, "status", one_of(DoctorStatus::ALL)));
+        rules.push((
+            schema,
+            "years_of_experience",
+            range(0, i64::from(MAX_YEARS_OF_EXPERIENCE)),
+        ));
+    }
     for schema in [
         "AppointmentPage",
         "ClinicPage",

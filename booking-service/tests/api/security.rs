@@ -1,0 +1,203 @@
+//! The outside review's findings (issue "Patient data that does not leak"), each as the
+//! probe that once succeeded and now must fail: links that outlive an address change,
+//! reviewers named in public, an admin's change audited as anonymous through an encoded
+//! path, forged client addresses, and the smaller ones.
+
+use crate::helpers::{assert_error, practice, spawn_app, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn token_of(link: &str) -> String {
+    link.split("token=").nth(1).unwrap().to_owned()
+}
+
+async fn verify(app: &TestApp, link: &str) -> reqwest::Response {
+    app.post(
+        "/api/v1/auth/verify-email",
+        &json!({"token": token_of(link)}),
+    )
+    .await
+}
+
+/// A patient registers with a typo; an admin corrects the address. The link mailed to
+/// the typo must not switch the account back (and so hand it to that mailbox's owner).
+#[tokio::test]
+async fn a_link_to_an_address_an_admin_corrected_is_dead() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let id = uuid::Uuid::new_v4().simple();
+    let typo = format!("ann-{id}@gmial.example");
+    let right = format!("ann-{id}@gmail.example");
+    assert_eq!(app.register(&typo, "plum-violin-42").await.status(), 202);
+    let user_id = app.user_id(&typo);
+    let old_link = app.outbox_link("account.verify_email", &typo).unwrap();
+    // Ask for a reset to the typo too: that link must die with the address as well.
+    app.post("/api/v1/auth/password-reset", &json!({"email": typo}))
+        .await;
+    let old_reset = app.outbox_link("account.password_reset", &typo).unwrap();
+
+    let corrected = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/patients/{user_id}"),
+            Some(&admin.access),
+            &json!({"email": right, "full_name": "Ann Lee"}),
+        )
+        .await;
+    assert_eq!(corrected.status(), 200, "{}", corrected.text().await.unwrap());
+
+    let res = verify(&app, &old_link).await;
+    let body = assert_error(res, 400, "validation_failed").await;
+    assert_eq!(body["error"]["details"][0]["field"], "token");
+    let res = app
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            &json!({"token": token_of(&old_reset), "new_password": "taken-over-99"}),
+        )
+        .await;
+    assert_error(res, 400, "validation_failed").await;
+
+    // The account kept the corrected address, and the typo's owner cannot log in.
+    let row: Value = app
+        .get(
+            &format!("/api/v1/patients/{user_id}"),
+            Some(&admin.access),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(row["email"], right);
+    assert_eq!(row["email_verified"], false);
+    assert_eq!(app.login(&typo, "taken-over-99").await.status(), 401);
+
+    // Even back at the typo, the old link stays dead: it died with the change.
+    let back = app
+        .send_json(
+            Method::PUT,
+            &format!("/api/v1/patients/{user_id}"),
+            Some(&admin.access),
+            &json!({"email": typo, "full_name": "Ann Lee"}),
+        )
+        .await;
+    assert_eq!(back.status(), 200);
+    assert_error(verify(&app, &old_link).await, 400, "validation_failed").await;
+}
+
+/// A pending address change, withdrawn: its link must not complete it later.
+#[tokio::test]
+async fn a_link_of_a_withdrawn_address_change_is_dead() {
+    let app = spawn_app().await;
+    let ann = app.patient().await;
+    let new = format!("moved-{}", ann.email);
+    let asked = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&ann.access),
+            &json!({"email": new, "current_password": ann.password}),
+        )
+        .await;
+    assert_eq!(asked.status(), 200);
+    let link = app.outbox_link("account.verify_email", &new).unwrap();
+    // Back to the current address: the change is withdrawn.
+    let withdrawn = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/me",
+            Some(&ann.access),
+            &json!({"email": ann.email, "current_password": ann.password}),
+        )
+        .await;
+    assert_eq!(withdrawn.status(), 200);
+    let me: Value = withdrawn.json().await.unwrap();
+    assert_eq!(me["pending_email"], Value::Null);
+
+    assert_error(verify(&app, &link).await, 400, "validation_failed").await;
+    let me: Value = app
+        .get("/api/v1/me", Some(&ann.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], ann.email, "the address did not move");
+}
+
+/// A public list of a doctor's reviews is not a list of the doctor's patients: no
+/// names but what each reviewer chose (initials by default), no appointment or account
+/// ids; public doctor JSON carries no linked account.
+#[tokio::test]
+async fn public_reviews_show_only_what_the_reviewer_chose() {
+    let app = spawn_app().await;
+    let p = practice(&app).await;
+    let d = p.doctor_id();
+    let url = format!("/api/v1/doctors/{d}/reviews");
+    let mut appointments = Vec::new();
+    for (minutes, shown_as) in [(60, None), (120, Some("full_name")), (180, Some("anonymous"))] {
+        let patient = app.patient().await;
+        let slot = app.create_slot(&p.admin, &d, minutes, 30).await;
+        let sid = slot["id"].as_str().unwrap().to_owned();
+        let appt: Value = app.book(&patient, &sid).await.json().await.unwrap();
+        app.db.execute(&format!(
+            "UPDATE slots SET starts_at = now() - interval '{} minutes', ends_at = now() - interval '{} minutes' WHERE id = '{sid}'",
+            minutes + 30,
+            minutes
+        ));
+        let mut review = json!({"appointment_id": appt["id"], "rating": 4, "text": "Fine."});
+        if let Some(s) = shown_as {
+            review["show_author_as"] = json!(s);
+        }
+        let res = app
+            .send_json(Method::POST, &url, Some(&patient.access), &review)
+            .await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        appointments.push((appt["id"].as_str().unwrap().to_owned(), patient));
+    }
+    let bad = app
+        .send_json(
+            Method::POST,
+            &url,
+            Some(&appointments[0].1.access),
+            &json!({"appointment_id": appointments[0].0, "rating": 4, "show_author_as": "email"}),
+        )
+        .await;
+    let body = assert_error(bad, 400, "validation_failed").await;
+    assert_eq!(body["error"]["details"][0]["field"], "show_author_as");
+
+    let res = app.get(&url, None).await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let mut authors: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["author"].as_str().unwrap())
+        .collect();
+    authors.sort_unstable();
+    assert_eq!(authors, ["Anonymous patient", "T. P.", "Test Patient"]);
+    for (appointment_id, patient) in &appointments {
+        assert!(!text.contains(appointment_id.as_str()), "{text}");
+        assert!(!text.contains(&patient.id.to_string()), "{text}");
+        assert!(!text.contains(&patient.email), "{text}");
+    }
+    for item in list["items"].as_array().unwrap() {
+        let keys: Vec<&String> = item.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["author", "author_shown_as", "created_at", "doctor_id", "id", "rating", "text"],
+            "{item}"
+        );
+    }
+
+    // The doctor's linked account is not public.
+    let doctor: Value = app
+        .get(&format!("/api/v1/doctors/{d}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(doctor.get("user_id").is_none(), "{doctor}");
+    let listed: Value = app.get("/api/v1/doctors", None).await.json().await.unwrap();
+    assert!(listed["items"][0].get("user_id").is_none(), "{listed}");
+}
