@@ -128,6 +128,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         request_id: None,
         actor: Some(Actor::System(format!("cli {name}"))),
         source: Some("cli"),
+        caller: Default::default(),
     };
     medbook_service_kit::context::with_context(context, command_run(command, settings)).await
 }

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 /// Who made a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +23,58 @@ pub enum Actor {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
     pub request_id: Option<String>,
+    /// Who the work is done for, when the transport named it up front (gRPC, the CLI,
+    /// a system job). See [`Context::acting`] for the actor in effect.
     pub actor: Option<Actor>,
     /// `http`, `grpc`, `cli`, `scheduler`.
     pub source: Option<&'static str>,
+    /// The caller the request authenticated, filled by [`authenticated`] wherever the
+    /// token is checked (the access middleware or a handler's extractor alike).
+    pub caller: CallerSlot,
+}
+
+impl Context {
+    /// The actor in effect: the one named up front, else the authenticated caller.
+    pub fn acting(&self) -> Option<Actor> {
+        self.actor.clone().or_else(|| self.caller.get())
+    }
+}
+
+/// The authenticated caller of one request, set once by whichever part of the request
+/// checks its token first. Shared by every clone of the request's context, so a
+/// caller authenticated below the transport's entry still reaches the records the
+/// request writes.
+#[derive(Debug, Clone, Default)]
+pub struct CallerSlot(Option<Arc<OnceLock<Actor>>>);
+
+impl CallerSlot {
+    /// A slot for a new request.
+    pub fn new() -> Self {
+        Self(Some(Arc::new(OnceLock::new())))
+    }
+
+    pub fn get(&self) -> Option<Actor> {
+        self.0.as_ref().and_then(|s| s.get().cloned())
+    }
+}
+
+impl PartialEq for CallerSlot {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+impl Eq for CallerSlot {}
+
+/// Records the request's authenticated caller (the first one wins: a request has one
+/// bearer token). Outside a request that has a slot this does nothing.
+pub fn authenticated(actor: Actor) {
+    if let Some(slot) = current().caller.0 {
+        let _ = slot.set(actor);
+    }
 }
 
 tokio::task_local! {
@@ -41,11 +91,12 @@ pub async fn with_context<F: Future>(context: Context, fut: F) -> F::Output {
     CONTEXT.scope(context, fut).await
 }
 
-/// Runs `fut` as part of HTTP request `id`.
+/// Runs `fut` as part of HTTP request `id`, with a fresh slot for its caller.
 pub async fn with_request_id<F: Future>(id: String, fut: F) -> F::Output {
     let context = Context {
         request_id: Some(id),
         source: current().source.or(Some("http")),
+        caller: CallerSlot::new(),
         ..current()
     };
     with_context(context, fut).await
@@ -120,6 +171,27 @@ mod tests {
             crate::blocking::run(current).await.unwrap(),
             Context::default()
         );
+    }
+
+    #[tokio::test]
+    async fn a_caller_authenticated_inside_the_request_is_its_actor() {
+        let admin = Actor::User {
+            id: "u1".into(),
+            role: "admin".into(),
+        };
+        let seen = with_request_id("r".into(), async {
+            assert_eq!(current().acting(), None);
+            // Deep inside the request (an extractor), not around it.
+            async { authenticated(admin.clone()) }.await;
+            crate::blocking::run(|| current().acting()).await.unwrap()
+        })
+        .await;
+        assert_eq!(seen, Some(admin.clone()));
+        // Requests do not share a slot, and outside one nothing is recorded.
+        authenticated(admin);
+        assert_eq!(current().acting(), None);
+        let next = with_request_id("r2".into(), async { current().acting() }).await;
+        assert_eq!(next, None);
     }
 
     #[tokio::test]

@@ -49,7 +49,7 @@ impl AuditRecord {
     /// `entry` completed from the current context, at `now`.
     pub fn from_entry(entry: AuditEntry, now: DateTime<Utc>) -> Self {
         let ctx = context::current();
-        let actor = match (entry.actor, ctx.actor) {
+        let actor = match (entry.actor, ctx.acting()) {
             (Some(named), _) => RecordActor::User {
                 id: named.user_id,
                 role: named.role,

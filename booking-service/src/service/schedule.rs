@@ -10,7 +10,7 @@
 use super::appointments::{Actor, AppointmentService};
 use super::booking_ports::AppointmentFilter;
 use super::catalog::CatalogService;
-use super::ports::{Clock, PageRequest};
+use super::ports::{Clock, PageRequest, UserRepository};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, AppointmentStatus, Doctor};
 use crate::domain::{DoctorId, Role, UserId};
@@ -97,6 +97,7 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
 pub struct DaySchedule {
     catalog: Arc<CatalogService>,
     appointments: Arc<AppointmentService>,
+    users: Arc<dyn UserRepository>,
     feed: ScheduleFeed,
     clock: Arc<dyn Clock>,
 }
@@ -105,14 +106,40 @@ impl DaySchedule {
     pub fn new(
         catalog: Arc<CatalogService>,
         appointments: Arc<AppointmentService>,
+        users: Arc<dyn UserRepository>,
         feed: ScheduleFeed,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             catalog,
             appointments,
+            users,
             feed,
             clock,
+        }
+    }
+
+    /// Whether `caller` may see `doctor`'s day, as the database says now (never the
+    /// cache): an account that is still an admin, or the doctor's account while it is
+    /// linked to the doctor. Asked when a day is opened and again while it is watched,
+    /// so a demoted, deleted or unlinked account stops seeing it.
+    pub async fn may_see(
+        &self,
+        caller: (UserId, Role),
+        doctor: DoctorId,
+    ) -> Result<(), ServiceError> {
+        let Some(user) = self.users.find_by_id(caller.0).await? else {
+            return Err(ServiceError::Forbidden);
+        };
+        match user.role {
+            Role::Admin if caller.1 == Role::Admin => Ok(()),
+            Role::Doctor if caller.1 == Role::Doctor => {
+                match self.catalog.doctor_of_user(user.id).await? {
+                    Some(d) if d.id == doctor => Ok(()),
+                    _ => Err(ServiceError::Forbidden),
+                }
+            }
+            _ => Err(ServiceError::Forbidden),
         }
     }
 
@@ -142,15 +169,9 @@ impl DaySchedule {
         doctor: DoctorId,
         date: Option<NaiveDate>,
     ) -> Result<Day, ServiceError> {
-        let found = self.catalog.doctor(doctor).await;
-        let doctor = match (caller.1, found) {
-            (Role::Admin, found) => found?,
-            (Role::Doctor, Ok(d)) if d.user_id == Some(caller.0) => d,
-            (Role::Doctor, Ok(_) | Err(ServiceError::NotFound(_))) | (Role::Patient, _) => {
-                return Err(ServiceError::Forbidden)
-            }
-            (Role::Doctor, Err(e)) => return Err(e),
-        };
+        // Refused before the doctor is looked up: a stranger learns nothing of it.
+        self.may_see(caller, doctor).await?;
+        let doctor = self.catalog.doctor(doctor).await?;
         let time_zone: Tz = doctor
             .clinic
             .time_zone

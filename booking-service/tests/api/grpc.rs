@@ -429,3 +429,105 @@ async fn a_watcher_that_never_reads_does_not_slow_bookings() {
         assert_eq!(res.status(), 201, "booking {i}");
     }
 }
+
+/// Reads the stream until it ends with a status, within `deadline`.
+async fn end_status_within(
+    stream: &mut tonic::Streaming<pb::DayEvent>,
+    deadline: Duration,
+) -> tonic::Status {
+    tokio::time::timeout(deadline, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(status)) => return status,
+                None => panic!("the stream ended without a status"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the stream was still open after {deadline:?}"))
+}
+
+async fn watch(
+    c: &mut ScheduleServiceClient<tonic::transport::Channel>,
+    doctor_id: &str,
+    user: &TestUser,
+) -> tonic::Streaming<pb::DayEvent> {
+    let mut stream = c
+        .stream_daily_appointments(authed(
+            pb::StreamDailyAppointmentsRequest {
+                doctor_id: doctor_id.to_owned(),
+                date: chrono::Utc::now().date_naive().to_string(),
+            },
+            user,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        next_event_within(&mut stream, Duration::from_secs(5)).await,
+        pb::day_event::Kind::Snapshot(_)
+    ));
+    stream
+}
+
+/// A day watch lasts only as long as the access it was opened with: unlinking the
+/// doctor's account (in the database, behind the cache's back), logging out and the
+/// token's own expiry each end it.
+#[tokio::test]
+async fn a_day_watch_ends_with_its_access() {
+    let app = crate::helpers::spawn_app_with(|s| s.grpc.watch_recheck_secs = 1).await;
+    let p = practice(&app).await;
+    let d = p.doctor_id();
+    let doctor = doctor_user(&app, &p.admin, &p.doctor).await;
+    let mut c = client(&app).await;
+    // The doctor is read (and cached) before it is unlinked behind the cache's back.
+    assert_eq!(
+        app.get(&format!("/api/v1/doctors/{d}"), None)
+            .await
+            .status(),
+        200
+    );
+
+    let mut stream = watch(&mut c, &d, &doctor).await;
+    app.db.execute(&format!(
+        "UPDATE doctors SET user_id = NULL WHERE id = '{d}'"
+    ));
+    let status = end_status_within(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    // Nor can it be opened again from the cached doctor.
+    let err = c
+        .stream_daily_appointments(authed(
+            pb::StreamDailyAppointmentsRequest {
+                doctor_id: d.clone(),
+                date: chrono::Utc::now().date_naive().to_string(),
+            },
+            &doctor,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Logged out: the admin's watch ends.
+    let mut stream = watch(&mut c, &d, &p.admin).await;
+    let res = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&p.admin.access),
+            &json!({"refresh_token": p.admin.refresh}),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    let status = end_status_within(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // A token that expires ends its watch when it does.
+    let app = crate::helpers::spawn_app_with(|s| s.auth.access_token_ttl_secs = 3).await;
+    let p = practice(&app).await;
+    let mut c = client(&app).await;
+    let mut stream = watch(&mut c, &p.doctor_id(), &p.admin).await;
+    let status = end_status_within(&mut stream, Duration::from_secs(8)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
+}

@@ -44,7 +44,12 @@ async fn a_link_to_an_address_an_admin_corrected_is_dead() {
             &json!({"email": right, "full_name": "Ann Lee"}),
         )
         .await;
-    assert_eq!(corrected.status(), 200, "{}", corrected.text().await.unwrap());
+    assert_eq!(
+        corrected.status(),
+        200,
+        "{}",
+        corrected.text().await.unwrap()
+    );
 
     let res = verify(&app, &old_link).await;
     let body = assert_error(res, 400, "validation_failed").await;
@@ -59,10 +64,7 @@ async fn a_link_to_an_address_an_admin_corrected_is_dead() {
 
     // The account kept the corrected address, and the typo's owner cannot log in.
     let row: Value = app
-        .get(
-            &format!("/api/v1/patients/{user_id}"),
-            Some(&admin.access),
-        )
+        .get(&format!("/api/v1/patients/{user_id}"), Some(&admin.access))
         .await
         .json()
         .await
@@ -133,7 +135,11 @@ async fn public_reviews_show_only_what_the_reviewer_chose() {
     let d = p.doctor_id();
     let url = format!("/api/v1/doctors/{d}/reviews");
     let mut appointments = Vec::new();
-    for (minutes, shown_as) in [(60, None), (120, Some("full_name")), (180, Some("anonymous"))] {
+    for (minutes, shown_as) in [
+        (60, None),
+        (120, Some("full_name")),
+        (180, Some("anonymous")),
+    ] {
         let patient = app.patient().await;
         let slot = app.create_slot(&p.admin, &d, minutes, 30).await;
         let sid = slot["id"].as_str().unwrap().to_owned();
@@ -185,7 +191,15 @@ async fn public_reviews_show_only_what_the_reviewer_chose() {
         let keys: Vec<&String> = item.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["author", "author_shown_as", "created_at", "doctor_id", "id", "rating", "text"],
+            [
+                "author",
+                "author_shown_as",
+                "created_at",
+                "doctor_id",
+                "id",
+                "rating",
+                "text"
+            ],
             "{item}"
         );
     }
@@ -200,4 +214,84 @@ async fn public_reviews_show_only_what_the_reviewer_chose() {
     assert!(doctor.get("user_id").is_none(), "{doctor}");
     let listed: Value = app.get("/api/v1/doctors", None).await.json().await.unwrap();
     assert!(listed["items"][0].get("user_id").is_none(), "{listed}");
+}
+
+/// Routing and authorization see the same decoded path: an admin's change through a
+/// percent-encoded path is attributed to the admin, other callers are refused as on
+/// the plain path, and a request no rule covers is refused, never passed.
+#[tokio::test]
+async fn an_encoded_path_is_authorized_and_audited_like_the_plain_one() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let patient = app.patient().await;
+    let victim = app.patient().await;
+    let encoded = format!("/api/v1/%70atients/{}", victim.id);
+
+    let res = app
+        .send_json(Method::DELETE, &encoded, None, &Value::Null)
+        .await;
+    assert_error(res, 401, "unauthorized").await;
+    let res = app
+        .send_json(
+            Method::DELETE,
+            &encoded,
+            Some(&patient.access),
+            &Value::Null,
+        )
+        .await;
+    assert_error(res, 403, "forbidden").await;
+    // Authorization before validation, on the encoded path too.
+    let res = app
+        .send_json(
+            Method::GET,
+            "/api/v1/%70atients/not-a-uuid",
+            Some(&patient.access),
+            &Value::Null,
+        )
+        .await;
+    assert_error(res, 403, "forbidden").await;
+
+    let res = app
+        .send_json(Method::DELETE, &encoded, Some(&admin.access), &Value::Null)
+        .await;
+    assert_eq!(res.status(), 204);
+    let deleted: Vec<Value> = audit_records(&app)
+        .into_iter()
+        .filter(|r| r["action"] == "user.deleted")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(
+        deleted[0]["actor"],
+        json!({"user": {"id": admin.id.to_string(), "role": "admin"}}),
+        "{:?}",
+        deleted[0]
+    );
+
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/doctors",
+            Some(&admin.access),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.headers()["allow"], "GET, POST");
+    assert_error(res, 405, "method_not_allowed").await;
+    let res = app.get("/api/v1/%64octors/x/nowhere", None).await;
+    assert_error(res, 404, "not_found").await;
+}
+
+fn audit_records(app: &TestApp) -> Vec<Value> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+    }
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT payload FROM outbox_events WHERE sink = 'audit' ORDER BY seq")
+        .load::<Row>(&mut app.db.conn())
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.payload).unwrap())
+        .collect()
 }

@@ -20,6 +20,23 @@ use tonic::Status;
 
 pub type DayStream = tokio_stream::wrappers::ReceiverStream<Result<pb::DayEvent, Status>>;
 
+/// The access a watch was opened with, and how it is kept honest while it lasts.
+#[derive(Clone)]
+pub struct Access {
+    /// When the caller's token expires: the stream ends then (`UNAUTHENTICATED`).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// How often [`Access::check`] runs.
+    pub recheck_every: Duration,
+    /// Checks the token (revoked by logout or a password reset) and the caller's
+    /// right to the day in the database; its error status ends the stream.
+    #[allow(clippy::type_complexity)]
+    pub check: Arc<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Status>> + Send>>
+            + Send
+            + Sync,
+    >,
+}
+
 pub const MAX_RESYNCS: u32 = 3;
 pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
@@ -40,13 +57,13 @@ async fn snapshot(
 }
 
 /// Starts watching `day`.
-pub fn watch(schedule: Arc<DaySchedule>, day: Day, buffer: usize) -> DayStream {
+pub fn watch(schedule: Arc<DaySchedule>, day: Day, buffer: usize, access: Access) -> DayStream {
     let buffer = buffer.max(1);
     // One slot more than the changes may use: room for the closing status.
     let (tx, rx) = mpsc::channel(buffer + 1);
     // Subscribed before the snapshot is read, so no change falls between the two.
     let feed = schedule.feed().subscribe();
-    tokio::spawn(run(schedule, day, buffer, tx, feed));
+    tokio::spawn(run(schedule, day, buffer, tx, feed, access));
     DayStream::new(rx)
 }
 
@@ -56,6 +73,7 @@ async fn run(
     buffer: usize,
     tx: mpsc::Sender<Result<pb::DayEvent, Status>>,
     mut feed: broadcast::Receiver<Arc<crate::service::schedule::AppointmentChange>>,
+    access: Access,
 ) {
     let mut held = match snapshot(&schedule, &day).await {
         Ok((event, held)) => {
@@ -72,11 +90,36 @@ async fn run(
     let until_end = (day.ends - schedule.now()).to_std().unwrap_or_default();
     let day_over = tokio::time::sleep(until_end);
     tokio::pin!(day_over);
+    let until_expiry = (access.expires_at - schedule.now())
+        .to_std()
+        .unwrap_or_default();
+    let token_over = tokio::time::sleep(until_expiry);
+    tokio::pin!(token_over);
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + access.recheck_every,
+        access.recheck_every,
+    );
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resyncs = 0;
     loop {
         let behind = tokio::select! {
             _ = &mut day_over => return,
             _ = tx.closed() => return,
+            _ = &mut token_over => {
+                // The last slot of the queue is kept for this status.
+                let _ = tx.try_send(Err(Status::unauthenticated(
+                    "the access token expired; reconnect with a fresh one",
+                )));
+                return;
+            }
+            _ = recheck.tick() => match (access.check)().await {
+                Ok(()) => false,
+                Err(status) => {
+                    tracing::info!(doctor_id = %day.doctor.id, code = ?status.code(), "day watcher's access ended");
+                    let _ = tx.try_send(Err(status));
+                    return;
+                }
+            },
             received = feed.recv() => match received {
                 Err(broadcast::error::RecvError::Closed) => return,
                 Err(broadcast::error::RecvError::Lagged(_)) => true,

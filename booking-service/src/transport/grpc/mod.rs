@@ -32,19 +32,24 @@ pub use day::DayStream;
 pub struct Schedule {
     state: Arc<AppState>,
     watcher_buffer: usize,
+    watch_recheck: std::time::Duration,
 }
 
 impl Schedule {
-    pub fn new(state: Arc<AppState>, watcher_buffer: usize) -> Self {
+    pub fn new(
+        state: Arc<AppState>,
+        watcher_buffer: usize,
+        watch_recheck: std::time::Duration,
+    ) -> Self {
         Self {
             state,
             watcher_buffer,
+            watch_recheck,
         }
     }
 
-    /// The caller of a request: its `authorization: Bearer <access token>` checked as
-    /// HTTP checks it.
-    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+    /// The bearer token of a request's `authorization` metadata.
+    fn token<T>(req: &Request<T>) -> Result<String, Status> {
         let value = req
             .metadata()
             .get("authorization")
@@ -53,8 +58,15 @@ impl Schedule {
                     .map_err(|_| Status::unauthenticated("malformed authorization metadata"))
             })
             .transpose()?;
-        let token = bearer(value).map_err(api_status)?;
-        check_token(&self.state, token).await.map_err(api_status)
+        bearer(value).map(str::to_owned).map_err(api_status)
+    }
+
+    /// The caller of a request: its `authorization: Bearer <access token>` checked as
+    /// HTTP checks it.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        check_token(&self.state, &Self::token(req)?)
+            .await
+            .map_err(api_status)
     }
 }
 
@@ -144,6 +156,7 @@ async fn as_caller<F: std::future::Future>(caller: &Caller, fut: F) -> F::Output
             role: caller.role.as_str().to_owned(),
         }),
         source: Some("grpc"),
+        caller: Default::default(),
     };
     context::with_context(ctx, fut).await
 }
@@ -240,6 +253,7 @@ impl ScheduleService for Schedule {
         &self,
         request: Request<pb::StreamDailyAppointmentsRequest>,
     ) -> Result<Response<Self::StreamDailyAppointmentsStream>, Status> {
+        let token = Self::token(&request)?;
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let mut errors = Vec::new();
@@ -255,18 +269,36 @@ impl ScheduleService for Schedule {
             return Err(invalid(errors));
         };
         let schedule = self.state.schedule.clone();
+        let who = (UserId(caller.id.0), caller.role);
         let day = schedule
-            .day(
-                (UserId(caller.id.0), caller.role),
-                DoctorId(doctor),
-                Some(date),
-            )
+            .day(who, DoctorId(doctor), Some(date))
             .await
             .map_err(status)?;
+        // The watch lasts as long as the access it was opened with: the token is
+        // checked again (expiry, logout, password reset) and so is the right to the
+        // day, from the database.
+        let state = self.state.clone();
+        let access = day::Access {
+            expires_at: caller.expires_at,
+            recheck_every: self.watch_recheck,
+            check: Arc::new(move || {
+                let state = state.clone();
+                let token = token.clone();
+                Box::pin(async move {
+                    check_token(&state, &token).await.map_err(api_status)?;
+                    state
+                        .schedule
+                        .may_see(who, DoctorId(doctor))
+                        .await
+                        .map_err(status)
+                })
+            }),
+        };
         Ok(Response::new(day::watch(
             schedule,
             day,
             self.watcher_buffer,
+            access,
         )))
     }
 }

@@ -105,7 +105,17 @@ pub(crate) async fn check_token(state: &AppState, token: &str) -> Result<Caller,
         .is_revoked(caller.token_id, caller.id.0, caller.issued_at)
         .await
     {
-        Ok(false) => Ok(caller),
+        Ok(false) => {
+            // Whatever the request changes from here on is audited as this caller,
+            // whichever part of the request (middleware or extractor) checked it.
+            medbook_service_kit::context::authenticated(
+                medbook_service_kit::context::Actor::User {
+                    id: caller.id.to_string(),
+                    role: caller.role.as_str().to_owned(),
+                },
+            );
+            Ok(caller)
+        }
         Ok(true) => Err(ApiError::unauthorized(
             "token has been revoked (logged out, or the password changed)",
         )),
