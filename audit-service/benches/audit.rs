@@ -36,7 +36,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const TOKEN: &str = "bench-token";
+/// The writer's credential: Append, and (like the read token) checkpoints and proofs.
+const TOKEN: &str = "bench-append-token";
+const READ_TOKEN: &str = "bench-read-token";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -77,7 +79,8 @@ fn start(db: &TestDb, seed_b64: &str) -> Service {
         .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
         .env("MEDBOOK_LOG__LEVEL", "info")
         .env("MEDBOOK_AUDIT__SIGNING_KEY", seed_b64)
-        .env("MEDBOOK_AUDIT__API_TOKEN", TOKEN)
+        .env("MEDBOOK_AUDIT__APPEND_TOKEN", TOKEN)
+        .env("MEDBOOK_AUDIT__READ_TOKEN", READ_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -199,6 +202,7 @@ fn record(i: u64) -> Record {
         source: "http".into(),
         request_id: format!("bench-{i}"),
         occurred_at: audit_service::record::to_micros(Utc::now()),
+        received_at: Some(audit_service::record::to_micros(Utc::now())),
     }
 }
 

@@ -3,16 +3,23 @@
 //!
 //! The canonical bytes are a version tag, the leaf index (so a row moved to another
 //! index no longer matches), then every field in a fixed order, each length-prefixed
-//! (u32, big-endian), optional values with a presence byte, `occurred_at` as RFC 3339
-//! with microseconds in UTC (PostgreSQL's precision: the stored row gives back exactly
-//! the bytes that were hashed).
+//! (u32, big-endian), optional values with a presence byte, times as RFC 3339 with
+//! microseconds in UTC (PostgreSQL's precision: the stored row gives back exactly the
+//! bytes that were hashed).
+//!
+//! Two versions: `v2` ends with `received_at`, the audit-service's own receive time,
+//! so it is as tamper-evident as the caller's fields; `v1` (records appended before the
+//! service stamped one) has no such field. The tag tells them apart, so blanking a
+//! record's `received_at` changes its leaf like any other alteration.
 
 use crate::merkle::{self, Hash};
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
-/// The first field of every record's canonical bytes.
-const CANONICAL_TAG: &[u8] = b"medbook.audit.v1.record";
+/// The first field of the canonical bytes of a record without `received_at`.
+const CANONICAL_TAG_V1: &[u8] = b"medbook.audit.v1.record";
+/// The first field of the canonical bytes of a record with `received_at`.
+const CANONICAL_TAG_V2: &[u8] = b"medbook.audit.v2.record";
 
 /// Field limits: records hold ids and short values, never documents.
 pub mod limits {
@@ -92,8 +99,57 @@ pub struct Record {
     pub changes: Vec<FieldChange>,
     pub source: String,
     pub request_id: String,
-    /// Whole microseconds.
+    /// When the change happened, by the writer's clock. Whole microseconds.
     pub occurred_at: DateTime<Utc>,
+    /// When the audit-service received the record, by its own clock; whole
+    /// microseconds. `None` only for records appended before the service stamped one.
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+/// How a batch is taken in: the receive time every new record of it is stamped with
+/// (the server's clock when the Append arrived), and how far ahead of that a record's
+/// `occurred_at` may be. Only the future is bounded: a writer may ship hours late
+/// (after an outage), never from the future beyond a little clock skew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intake {
+    pub received_at: DateTime<Utc>,
+    pub max_future_skew: chrono::Duration,
+}
+
+impl Intake {
+    /// An intake at the current time of the server's clock.
+    pub fn now(max_future_skew: chrono::Duration) -> Self {
+        Self::at(Utc::now(), max_future_skew)
+    }
+
+    pub fn at(received_at: DateTime<Utc>, max_future_skew: chrono::Duration) -> Self {
+        Self {
+            received_at: to_micros(received_at),
+            max_future_skew,
+        }
+    }
+
+    /// What is wrong with `occurred_at`, if anything: too far in the future.
+    pub fn check_occurred_at(&self, occurred_at: DateTime<Utc>) -> Result<(), String> {
+        if occurred_at <= self.received_at + self.max_future_skew {
+            return Ok(());
+        }
+        Err(format!(
+            "must not be more than {} s ahead of the audit-service's clock (it is {} ahead)",
+            self.max_future_skew.num_seconds(),
+            describe_ahead(occurred_at - self.received_at)
+        ))
+    }
+}
+
+/// `d` as seconds with milliseconds, e.g. `3600.250 s`.
+fn describe_ahead(d: chrono::Duration) -> String {
+    let millis = d.num_milliseconds();
+    format!("{}.{:03} s", millis / 1000, (millis % 1000).abs())
+}
+
+fn rfc3339_micros(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// `t` truncated to whole microseconds.
@@ -122,7 +178,11 @@ impl Record {
     /// The deterministic encoding of the record at leaf `index`.
     pub fn canonical_bytes(&self, index: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        put_bytes(&mut out, CANONICAL_TAG);
+        let tag = match self.received_at {
+            Some(_) => CANONICAL_TAG_V2,
+            None => CANONICAL_TAG_V1,
+        };
+        put_bytes(&mut out, tag);
         out.extend_from_slice(&index.to_be_bytes());
         put_bytes(&mut out, self.id.to_string().as_bytes());
         put_bytes(&mut out, self.actor.kind().as_bytes());
@@ -140,12 +200,10 @@ impl Record {
         }
         put_bytes(&mut out, self.source.as_bytes());
         put_bytes(&mut out, self.request_id.as_bytes());
-        put_bytes(
-            &mut out,
-            self.occurred_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_bytes(),
-        );
+        put_bytes(&mut out, rfc3339_micros(self.occurred_at).as_bytes());
+        if let Some(received_at) = self.received_at {
+            put_bytes(&mut out, rfc3339_micros(received_at).as_bytes());
+        }
         out
     }
 
@@ -215,6 +273,7 @@ mod tests {
             source: "http".into(),
             request_id: "req-1".into(),
             occurred_at: DateTime::from_timestamp_micros(1_765_000_000_123_456).unwrap(),
+            received_at: Some(DateTime::from_timestamp_micros(1_765_000_042_000_001).unwrap()),
         }
     }
 
@@ -225,6 +284,8 @@ mod tests {
         assert_ne!(r.leaf_hash(7), r.leaf_hash(8));
         let text = String::from_utf8_lossy(&r.canonical_bytes(7)).into_owned();
         assert!(text.contains("2025-12-06T05:46:40.123456Z"), "{text}");
+        assert!(text.contains("2025-12-06T05:47:22.000001Z"), "{text}");
+        assert!(text.contains("medbook.audit.v2.record"), "{text}");
         // A golden value: changing the encoding changes every stored leaf.
         assert_eq!(
             hex::encode(r.leaf_hash(7)),
@@ -258,6 +319,13 @@ mod tests {
         let mut r = base.clone();
         r.actor = Actor::System("cli".into());
         variants.push(r);
+        let mut r = base.clone();
+        r.received_at = r.received_at.map(|t| t + chrono::Duration::microseconds(1));
+        variants.push(r);
+        // Blanking the receive time is a change too (another version of the encoding).
+        let mut r = base.clone();
+        r.received_at = None;
+        variants.push(r);
         // Moving bytes between adjacent fields is not a collision (length prefixes).
         let mut r = base.clone();
         r.entity_type = "appointmenta".into();
@@ -266,6 +334,42 @@ mod tests {
         for v in variants {
             assert_ne!(v.leaf_hash(0), h, "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_record_without_a_receive_time_keeps_the_first_encoding() {
+        let mut r = sample();
+        r.received_at = None;
+        let bytes = r.canonical_bytes(3);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(text.contains("medbook.audit.v1.record"), "{text}");
+        // v1 ends with occurred_at: nothing after it.
+        assert!(text.ends_with("2025-12-06T05:46:40.123456Z"), "{text}");
+    }
+
+    #[test]
+    fn only_the_future_is_bounded() {
+        let now = DateTime::from_timestamp_micros(1_765_000_000_000_000).unwrap();
+        let intake = Intake::at(now, chrono::Duration::minutes(5));
+        intake
+            .check_occurred_at(now - chrono::Duration::days(3))
+            .unwrap();
+        intake
+            .check_occurred_at(now + chrono::Duration::minutes(5))
+            .unwrap();
+        let err = intake
+            .check_occurred_at(
+                now + chrono::Duration::minutes(5) + chrono::Duration::milliseconds(1),
+            )
+            .unwrap_err();
+        assert!(err.contains("300 s"), "{err}");
+        assert!(err.contains("300.001 s ahead"), "{err}");
+        // The receive time is kept in PostgreSQL's precision.
+        let odd = now + chrono::Duration::nanoseconds(1_999);
+        assert_eq!(
+            Intake::at(odd, chrono::Duration::zero()).received_at,
+            now + chrono::Duration::microseconds(1)
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::merkle::Hash;
 use crate::record::{Actor, FieldChange, Record};
 use crate::signing::Checkpoint;
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Bytea, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use medbook_service_kit::sql::Sql;
@@ -62,12 +62,17 @@ pub struct RecordRow {
     pub occurred_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     pub appended_at: DateTime<Utc>,
+    /// The service's receive time; part of the leaf (NULL only in records appended
+    /// before it was stamped).
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub received_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Bytea)]
     pub leaf_hash: Vec<u8>,
 }
 
 const RECORD_COLUMNS: &str = "idx, id, actor_kind, actor_id, actor_role, action, entity_type, \
-     entity_id, changes::text AS changes, source, request_id, occurred_at, appended_at, leaf_hash";
+     entity_id, changes::text AS changes, source, request_id, occurred_at, appended_at, \
+     received_at, leaf_hash";
 
 impl RecordRow {
     /// The record its columns describe; `None` when they cannot be one (a tampered
@@ -84,6 +89,7 @@ impl RecordRow {
             source: self.source.clone(),
             request_id: self.request_id.clone(),
             occurred_at: self.occurred_at,
+            received_at: self.received_at,
         })
     }
 
@@ -153,6 +159,7 @@ pub fn insert_records(conn: &mut PgConnection, rows: &[NewRow<'_>]) -> QueryResu
     let mut sources = Vec::with_capacity(rows.len());
     let mut request_ids = Vec::with_capacity(rows.len());
     let mut occurred = Vec::with_capacity(rows.len());
+    let mut received = Vec::with_capacity(rows.len());
     let mut leaves = Vec::with_capacity(rows.len());
     for r in rows {
         idx.push(to_i64(r.index));
@@ -167,14 +174,16 @@ pub fn insert_records(conn: &mut PgConnection, rows: &[NewRow<'_>]) -> QueryResu
         sources.push(r.record.source.clone());
         request_ids.push(r.record.request_id.clone());
         occurred.push(r.record.occurred_at);
+        received.push(r.record.received_at);
         leaves.push(r.leaf_hash.to_vec());
     }
     Sql::new(
         "INSERT INTO audit_records (idx, id, actor_kind, actor_id, actor_role, action, \
-         entity_type, entity_id, changes, source, request_id, occurred_at, leaf_hash) \
-         SELECT i, id, k, a, r, act, et, eid, c::jsonb, s, req, t, h FROM UNNEST($1, $2, $3, \
-         $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS u(i, id, k, a, r, act, et, eid, c, s, \
-         req, t, h)",
+         entity_type, entity_id, changes, source, request_id, occurred_at, received_at, \
+         leaf_hash) \
+         SELECT i, id, k, a, r, act, et, eid, c::jsonb, s, req, t, rt, h FROM UNNEST($1, $2, \
+         $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS u(i, id, k, a, r, act, et, \
+         eid, c, s, req, t, rt, h)",
     )
     .bind::<Array<BigInt>, _>(idx)
     .bind::<Array<SqlUuid>, _>(ids)
@@ -188,6 +197,7 @@ pub fn insert_records(conn: &mut PgConnection, rows: &[NewRow<'_>]) -> QueryResu
     .bind::<Array<Text>, _>(sources)
     .bind::<Array<Text>, _>(request_ids)
     .bind::<Array<Timestamptz>, _>(occurred)
+    .bind::<Array<Nullable<Timestamptz>>, _>(received)
     .bind::<Array<Bytea>, _>(leaves)
     .execute(conn)
     .map(|_| ())
@@ -229,7 +239,8 @@ pub fn rows_after(
     // Each text is a constant, so the statement stays prepared.
     Sql::new(concat!(
         "SELECT idx, id, actor_kind, actor_id, actor_role, action, entity_type, entity_id, ",
-        "changes::text AS changes, source, request_id, occurred_at, appended_at, leaf_hash ",
+        "changes::text AS changes, source, request_id, occurred_at, appended_at, received_at, ",
+        "leaf_hash ",
         "FROM audit_records WHERE (idx, id) > ($1, $2) ORDER BY idx, id LIMIT $3"
     ))
     .bind::<BigInt, _>(idx)

@@ -1,7 +1,7 @@
 //! audit-service configuration: built-in defaults < `config/audit-service.yml` (or
 //! `$MEDBOOK_CONFIG`) < `MEDBOOK_…` environment variables, checked at start-up.
-//! Secrets (`audit.signing_key`, `audit.api_token`, passwords in `database.url`) belong
-//! in the environment; `Debug` never shows them.
+//! Secrets (`audit.signing_key`, `audit.append_token`, `audit.read_token`, passwords in
+//! `database.url`) belong in the environment; `Debug` never shows them.
 
 use crate::signing::{parse_public_key, SigningKey};
 use ed25519_dalek::VerifyingKey;
@@ -18,6 +18,9 @@ pub const SERVICE: &str = "audit-service";
 
 /// Appends are at most this many records, whatever the configuration says.
 pub const MAX_BATCH_LIMIT: usize = 10_000;
+
+/// `audit.max_future_skew_secs` is at most a day (the bound before it was configurable).
+pub const MAX_FUTURE_SKEW_LIMIT_SECS: u64 = 86_400;
 
 /// Keys whose environment value is a comma separated list.
 const LIST_KEYS: &[&str] = &["audit.previous_public_keys"];
@@ -44,13 +47,14 @@ audit:
   checkpoint_every: 1000
   checkpoint_interval_secs: 60
   max_batch: 500
+  max_future_skew_secs: 300
   verify_state_file: "audit-verify-state.json"
 "#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// Local development: a missing key file is generated; the API token is optional.
+    /// Local development: a missing key file is generated; the tokens are optional.
     Dev,
     Production,
 }
@@ -97,20 +101,80 @@ pub struct AuditSettings {
     pub checkpoint_interval_secs: u64,
     /// The most records one Append may carry.
     pub max_batch: usize,
+    /// How far ahead of this service's clock an appended record's `occurred_at` may
+    /// be (clock skew between writer and service); further is INVALID_ARGUMENT. Late
+    /// records are always accepted: a writer ships hours late after an outage.
+    pub max_future_skew_secs: u64,
     /// Where `verify` keeps the last checkpoint it verified.
     pub verify_state_file: String,
-    /// When set, every AuditService call needs `authorization: Bearer <token>`.
-    /// Required in production.
+    /// The writer's credential (`authorization: Bearer <token>`): Append, checkpoints
+    /// and proofs; never Query. Set together with `read_token`; required in
+    /// production.
     #[serde(default)]
-    pub api_token: Option<SecretString>,
+    pub append_token: Option<SecretString>,
+    /// The readers' credential: Query, checkpoints and proofs; never Append. Must
+    /// differ from `append_token`.
+    #[serde(default)]
+    pub read_token: Option<SecretString>,
+}
+
+fn non_empty(token: Option<&SecretString>) -> Option<&SecretString> {
+    token.filter(|t| !t.expose_secret().is_empty())
 }
 
 impl AuditSettings {
-    /// The API token, an empty one counting as none.
-    pub fn token(&self) -> Option<&SecretString> {
-        self.api_token
-            .as_ref()
-            .filter(|t| !t.expose_secret().is_empty())
+    /// The append token, an empty one counting as none.
+    pub fn append_token(&self) -> Option<&SecretString> {
+        non_empty(self.append_token.as_ref())
+    }
+
+    /// The read token, an empty one counting as none.
+    pub fn read_token(&self) -> Option<&SecretString> {
+        non_empty(self.read_token.as_ref())
+    }
+
+    pub fn max_future_skew(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.max_future_skew_secs).unwrap_or(i64::MAX))
+    }
+
+    /// The tokens: both or neither, different, each a plain header value; both in
+    /// production.
+    fn check_tokens(&self, profile: Profile) -> Result<(), ConfigLoadError> {
+        const REPLACED: &str = "audit.api_token was replaced by audit.append_token (the writer's) and audit.read_token (the readers')";
+        for (key, token) in [
+            ("audit.append_token", self.append_token()),
+            ("audit.read_token", self.read_token()),
+        ] {
+            let Some(t) = token else { continue };
+            let t = t.expose_secret();
+            if t != t.trim() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigLoadError::invalid(
+                    key,
+                    "must be printable ASCII without spaces (it is sent as an HTTP header)",
+                ));
+            }
+        }
+        match (self.append_token(), self.read_token(), profile) {
+            (Some(a), Some(r), _) if a.expose_secret() == r.expose_secret() => {
+                Err(ConfigLoadError::invalid(
+                    "audit.read_token",
+                    "must differ from audit.append_token: the writer must not be able to read the log, nor a reader append to it",
+                ))
+            }
+            (Some(_), Some(_), _) | (None, None, Profile::Dev) => Ok(()),
+            (None, _, Profile::Production) => Err(ConfigLoadError::invalid(
+                "audit.append_token",
+                format!("is required in production (set MEDBOOK_AUDIT__APPEND_TOKEN for the writer and MEDBOOK_AUDIT__READ_TOKEN for readers; clients send theirs as `authorization: Bearer <token>`; {REPLACED})"),
+            )),
+            (Some(_), None, _) => Err(ConfigLoadError::invalid(
+                "audit.read_token",
+                format!("is required with audit.append_token (MEDBOOK_AUDIT__READ_TOKEN): every call needs a credential of its own kind; {REPLACED}"),
+            )),
+            (None, Some(_), Profile::Dev) => Err(ConfigLoadError::invalid(
+                "audit.append_token",
+                "is required with audit.read_token (MEDBOOK_AUDIT__APPEND_TOKEN): every call needs a credential of its own kind",
+            )),
+        }
     }
 
     fn env_key(&self) -> Option<&SecretString> {
@@ -169,17 +233,17 @@ impl Settings {
                 format!("must be between 1 and {MAX_BATCH_LIMIT}"),
             ));
         }
+        if a.max_future_skew_secs > MAX_FUTURE_SKEW_LIMIT_SECS {
+            return Err(bad(
+                "audit.max_future_skew_secs",
+                format!("must be at most {MAX_FUTURE_SKEW_LIMIT_SECS} (a day)"),
+            ));
+        }
         a.previous_keys()?;
         if let Some(key) = a.env_key() {
             SigningKey::from_base64(key).map_err(|e| bad("audit.signing_key", e.to_string()))?;
         }
-        if self.profile == Profile::Production && a.token().is_none() {
-            return Err(bad(
-                "audit.api_token",
-                "is required in production (set MEDBOOK_AUDIT__API_TOKEN; clients send it as `authorization: Bearer <token>`)",
-            ));
-        }
-        Ok(())
+        a.check_tokens(self.profile)
     }
 
     fn key_file(&self) -> Option<PathBuf> {
@@ -282,11 +346,13 @@ mod tests {
         })
     }
 
-    const TOKEN: (&str, &str) = ("MEDBOOK_AUDIT__API_TOKEN", "t0ken");
+    const APPEND: (&str, &str) = ("MEDBOOK_AUDIT__APPEND_TOKEN", "app3nd-t0ken");
+    const READ: (&str, &str) = ("MEDBOOK_AUDIT__READ_TOKEN", "r3ad-t0ken");
 
     #[test]
-    fn defaults_need_only_the_token_and_env_wins() {
-        let s = load(&[TOKEN]).unwrap();
+    fn defaults_need_only_the_tokens_and_env_wins() {
+        let s = load(&[APPEND, READ]).unwrap();
+        assert_eq!(s.audit.max_future_skew(), chrono::Duration::minutes(5));
         assert_eq!(s.grpc.addr, "127.0.0.1:50052");
         assert_eq!(s.http.ops_addr, "127.0.0.1:8082");
         assert_eq!(s.audit.max_batch, 500);
@@ -298,17 +364,20 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode([9u8; 32])
         };
         let s = load(&[
-            TOKEN,
+            APPEND,
+            READ,
             ("MEDBOOK_AUDIT__SIGNING_KEY", &seed),
             (
                 "MEDBOOK_AUDIT__PREVIOUS_PUBLIC_KEYS",
                 &format!("{},{}", key.public_key_base64(), old.public_key_base64()),
             ),
             ("MEDBOOK_AUDIT__CHECKPOINT_EVERY", "5"),
+            ("MEDBOOK_AUDIT__MAX_FUTURE_SKEW_SECS", "30"),
             ("MEDBOOK_GRPC__ADDR", "0.0.0.0:1"),
         ])
         .unwrap();
         assert_eq!(s.audit.checkpoint_every, 5);
+        assert_eq!(s.audit.max_future_skew(), chrono::Duration::seconds(30));
         assert_eq!(s.audit.previous_keys().unwrap().len(), 2);
         assert_eq!(s.trusted_keys().unwrap().len(), 3);
         let debug = format!("{s:?}");
@@ -317,17 +386,63 @@ mod tests {
     }
 
     #[test]
-    fn production_needs_a_token_and_a_key() {
+    fn production_needs_both_tokens_and_a_key() {
+        for env in [&[][..], &[APPEND][..], &[READ][..]] {
+            let err = load(env).unwrap_err().to_string();
+            assert!(
+                err.contains("audit.append_token") || err.contains("audit.read_token"),
+                "{err}"
+            );
+            assert!(err.contains("required"), "{err}");
+            assert!(!err.contains("t0ken"), "{err}");
+        }
+        // The old single token is named, so a deployment still setting it learns why.
         let err = load(&[]).unwrap_err().to_string();
-        assert!(err.contains("audit.api_token"), "{err}");
+        assert!(err.contains("audit.api_token was replaced"), "{err}");
         let s = load(&[
-            TOKEN,
+            APPEND,
+            READ,
             ("MEDBOOK_AUDIT__SIGNING_KEY_FILE", "/nonexistent/audit.key"),
         ])
         .unwrap();
         let err = s.signing_key_for_serving().unwrap_err().to_string();
         assert!(err.contains("keygen"), "{err}");
         assert!(!std::path::Path::new("/nonexistent/audit.key").exists());
+    }
+
+    #[test]
+    fn the_tokens_come_in_a_pair_and_differ() {
+        let dev = ("MEDBOOK_PROFILE", "dev");
+        load(&[dev]).unwrap();
+        load(&[dev, APPEND, READ]).unwrap();
+        let err = load(&[dev, APPEND]).unwrap_err().to_string();
+        assert!(err.contains("audit.read_token"), "{err}");
+        let err = load(&[dev, READ]).unwrap_err().to_string();
+        assert!(err.contains("audit.append_token"), "{err}");
+        for profile in ["dev", "production"] {
+            let err = load(&[
+                ("MEDBOOK_PROFILE", profile),
+                APPEND,
+                ("MEDBOOK_AUDIT__READ_TOKEN", APPEND.1),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("audit.read_token"), "{err}");
+            assert!(err.contains("must differ"), "{err}");
+            assert!(!err.contains(APPEND.1), "{err}");
+        }
+        // Empty counts as unset.
+        load(&[
+            dev,
+            ("MEDBOOK_AUDIT__APPEND_TOKEN", ""),
+            ("MEDBOOK_AUDIT__READ_TOKEN", ""),
+        ])
+        .unwrap();
+        let err = load(&[APPEND, ("MEDBOOK_AUDIT__READ_TOKEN", "has space")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audit.read_token"), "{err}");
+        assert!(!err.contains("has space"), "{err}");
     }
 
     #[test]
@@ -361,6 +476,11 @@ mod tests {
                 "audit.checkpoint_interval_secs",
             ),
             ("MEDBOOK_AUDIT__MAX_BATCH", "0", "audit.max_batch"),
+            (
+                "MEDBOOK_AUDIT__MAX_FUTURE_SKEW_SECS",
+                "86401",
+                "audit.max_future_skew_secs",
+            ),
             ("MEDBOOK_AUDIT__ORIGIN", " ", "audit.origin"),
             (
                 "MEDBOOK_AUDIT__PREVIOUS_PUBLIC_KEYS",
@@ -374,7 +494,7 @@ mod tests {
             ),
             ("MEDBOOK_PROFILE", "staging", "profile"),
         ] {
-            let err = load(&[TOKEN, (key, value)]).unwrap_err().to_string();
+            let err = load(&[APPEND, READ, (key, value)]).unwrap_err().to_string();
             assert!(err.contains(named), "{key}={value}: {err}");
             assert!(!err.contains("c2hvcnQ="), "{err}");
         }
@@ -386,10 +506,16 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/audit-service.yml");
         let s = Settings::load_from(&ConfigSources {
             file: Some((path, true)),
-            env: vec![(
-                "MEDBOOK_AUDIT__API_TOKEN".into(),
-                "shipped-config-test-token".into(),
-            )],
+            env: vec![
+                (
+                    "MEDBOOK_AUDIT__APPEND_TOKEN".into(),
+                    "shipped-config-append-token".into(),
+                ),
+                (
+                    "MEDBOOK_AUDIT__READ_TOKEN".into(),
+                    "shipped-config-read-token".into(),
+                ),
+            ],
         })
         .unwrap();
         assert_eq!(s.grpc.addr, "127.0.0.1:50052");

@@ -8,7 +8,8 @@
 //! `/ready` says `not_ready` and AuditService calls are UNAVAILABLE. A health monitor
 //! then follows the database: NOT_SERVING while it does not answer.
 
-use crate::grpc::{AuditGrpc, AuditServiceServer};
+use crate::grpc::auth::Credentials;
+use crate::grpc::{AppendPolicy, AuditGrpc, AuditServiceServer};
 use crate::log::{AuditLog, LogConfig};
 use crate::metrics::Metrics;
 use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
@@ -113,8 +114,11 @@ pub async fn serve(
     let audit = AuditGrpc::new(
         loaded.clone(),
         metrics.clone(),
-        settings.audit.token(),
-        settings.audit.max_batch,
+        Credentials::new(settings.audit.append_token(), settings.audit.read_token()),
+        AppendPolicy {
+            max_batch: settings.audit.max_batch,
+            max_future_skew: settings.audit.max_future_skew(),
+        },
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();

@@ -1,7 +1,9 @@
 //! The audit-service client: the audit sink's publisher (the relay ships the outbox's
 //! audit rows through it, a batch per `Append`) and the reader behind
-//! `GET /api/v1/audit`. Every call has a deadline; the audit-service being down only
-//! delays shipping, never a booking.
+//! `GET /api/v1/audit`. Each call carries the credential of its kind: the append token
+//! with Append (and the readiness check's GetCheckpoint, which either token may call),
+//! the read token with Query; the audit-service refuses the other one. Every call has
+//! a deadline; the audit-service being down only delays shipping, never a booking.
 
 use crate::repository::audit::{AuditRecord, RecordActor};
 use crate::service::outbox::{EventPublisher, PendingEvent};
@@ -15,12 +17,25 @@ use std::time::{Duration, Instant};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+type Bearer = MetadataValue<tonic::metadata::Ascii>;
+
 #[derive(Clone)]
 pub struct AuditClient {
     client: AuditServiceClient<Channel>,
-    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// `Bearer <audit.append_token>`, sent with Append.
+    append: Option<Bearer>,
+    /// `Bearer <audit.read_token>`, sent with Query.
+    read: Option<Bearer>,
     timeout: Duration,
     metrics: GrpcMetrics,
+}
+
+/// `Bearer <token>` as a header value; `key` names the setting when it cannot be one.
+fn bearer(key: &str, token: Option<&SecretString>) -> anyhow::Result<Option<Bearer>> {
+    token
+        .map(|t| format!("Bearer {}", t.expose_secret()).parse())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("{key} is not a valid header value"))
 }
 
 /// The audit-service's fully qualified gRPC name (metrics label, span name).
@@ -37,7 +52,8 @@ impl AuditClient {
     /// start-up.
     pub fn new(
         addr: &str,
-        token: Option<&SecretString>,
+        append_token: Option<&SecretString>,
+        read_token: Option<&SecretString>,
         timeout: Duration,
         metrics: GrpcMetrics,
     ) -> anyhow::Result<Self> {
@@ -45,22 +61,29 @@ impl AuditClient {
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
-        let token = token
-            .map(|t| format!("Bearer {}", t.expose_secret()).parse())
-            .transpose()
-            .map_err(|_| anyhow::anyhow!("audit.api_token is not a valid header value"))?;
         Ok(Self {
             client: AuditServiceClient::new(channel),
-            token,
+            append: bearer("audit.append_token", append_token)?,
+            read: bearer("audit.read_token", read_token)?,
             timeout,
             metrics,
         })
     }
 
-    fn request<T>(&self, message: T, span: &tracing::Span) -> tonic::Request<T> {
+    /// The credential `method` is called with.
+    fn credential(&self, method: &str) -> Option<&Bearer> {
+        match method {
+            "Append" => self.append.as_ref(),
+            "Query" => self.read.as_ref(),
+            // GetCheckpoint takes either; the relay's readiness is the writer's concern.
+            _ => self.append.as_ref().or(self.read.as_ref()),
+        }
+    }
+
+    fn request<T>(&self, method: &str, message: T, span: &tracing::Span) -> tonic::Request<T> {
         let mut req = tonic::Request::new(message);
         req.set_timeout(self.timeout);
-        if let Some(t) = &self.token {
+        if let Some(t) = self.credential(method) {
             req.metadata_mut().insert("authorization", t.clone());
         }
         observe::inject(span, req.metadata_mut());
@@ -84,7 +107,7 @@ impl AuditClient {
             Some(p) => p.in_scope(|| observe::client_span(SERVICE, method)),
             None => observe::client_span(SERVICE, method),
         };
-        let request = self.request(message, &span);
+        let request = self.request(method, message, &span);
         let start = Instant::now();
         let result = tracing::Instrument::instrument(f(self.client.clone(), request), span.clone())
             .await
@@ -224,7 +247,11 @@ impl EventPublisher for AuditClient {
         let mut client = self.client.clone();
         let start = Instant::now();
         let result = client
-            .get_checkpoint(self.request(pb::GetCheckpointRequest {}, &tracing::Span::none()))
+            .get_checkpoint(self.request(
+                "GetCheckpoint",
+                pb::GetCheckpointRequest {},
+                &tracing::Span::none(),
+            ))
             .await;
         let code = result
             .as_ref()

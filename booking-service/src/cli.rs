@@ -210,6 +210,12 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
             bail!("healthcheck and check-config are answered in main, before start-up")
         }
         Command::SeedDemo { doctors, patients } => {
+            // Demo accounts have a published password: never in a real clinic's data.
+            if settings.profile == crate::settings::Profile::Production {
+                anyhow::bail!(
+                    "seed-demo creates accounts with a published password and runs only under the dev profile (MEDBOOK_PROFILE=dev)"
+                );
+            }
             let services = Services::build(&settings).await?;
             let report = crate::demo::seed(&services, doctors.max(1), patients.max(1)).await?;
             out(&report)

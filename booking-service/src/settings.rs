@@ -19,7 +19,11 @@ const DEV_JWT_SECRET: &str = "medbook-dev-profile-insecure-jwt-secret-do-not-use
 const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// Keys whose environment value is a comma separated list.
-const LIST_KEYS: &[&str] = &["http.cors_origins", "reminders.offsets"];
+const LIST_KEYS: &[&str] = &[
+    "http.cors_origins",
+    "http.trusted_proxies",
+    "reminders.offsets",
+];
 
 const DEFAULTS: &str = r#"
 profile: production
@@ -33,7 +37,7 @@ http:
   shutdown_grace_secs: 30
   max_body_bytes: 65536
   cors_origins: []
-  trust_forwarded_for: false
+  trusted_proxies: []
 database:
   url: "postgres://postgres@127.0.0.1:5432/medbook"
   pool_size: 10
@@ -71,6 +75,7 @@ grpc:
   enabled: true
   addr: "127.0.0.1:50051"
   watcher_buffer: 64
+  watch_recheck_secs: 10
 reminders:
   offsets: ["24h", "2h"]
   scheduler_enabled: true
@@ -81,17 +86,19 @@ booking:
   horizon_days: 90
   max_active_per_patient: 10
 auth:
-  revocation_check_failure: allow
   jwt_issuer: medbook
   jwt_audience: medbook-api
   access_token_ttl_secs: 900
   refresh_token_ttl_secs: 2592000
+  session_max_secs: 7776000
   bcrypt_cost: 12
   max_concurrent_hashes: 0
   hash_wait_ms: 1000
   login:
-    max_failures_per_account: 5
+    max_failures_per_account_and_client: 5
+    max_failures_per_account: 20
     max_failures_per_client: 50
+    known_client_days: 30
     window_secs: 900
     lockout_secs: 900
 accounts:
@@ -170,20 +177,69 @@ pub struct ReminderSettings {
     pub batch_size: i64,
 }
 
-/// The audit-service this service ships its audit records to (the outbox's audit sink).
+/// The audit-service this service ships its audit records to (the outbox's audit sink)
+/// and reads them from (`GET /api/v1/audit`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuditSettings {
     /// The audit-service's gRPC endpoint, e.g. `http://127.0.0.1:50052`.
     pub addr: String,
-    /// Its shared secret (`audit.api_token` there), if it requires one.
+    /// The writer's credential, sent with Append by the audit relay (and with the
+    /// readiness check's GetCheckpoint): the audit-service's `audit.append_token`.
     #[serde(default)]
-    pub api_token: Option<SecretString>,
+    pub append_token: Option<SecretString>,
+    /// The reader's credential, sent with Query by `GET /api/v1/audit`: the
+    /// audit-service's `audit.read_token`. Must differ from `append_token`.
+    #[serde(default)]
+    pub read_token: Option<SecretString>,
     /// Run the audit relay in this process. Records are written to the outbox either way.
     pub relay_enabled: bool,
     /// Bound on each call to the audit-service; a slower one counts as down.
     pub timeout_ms: u64,
     /// Records per Append call (the audit-service accepts up to 500).
     pub batch_size: i64,
+}
+
+impl AuditSettings {
+    /// The append token, an empty one counting as none.
+    pub fn append_token(&self) -> Option<&SecretString> {
+        self.append_token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+    }
+
+    /// The read token, an empty one counting as none.
+    pub fn read_token(&self) -> Option<&SecretString> {
+        self.read_token
+            .as_ref()
+            .filter(|t| !t.expose_secret().is_empty())
+    }
+
+    /// The tokens: each a plain header value, and not the same one for both kinds of
+    /// call (the audit-service refuses that too).
+    fn check_tokens(&self) -> Result<(), ConfigLoadError> {
+        for (key, token) in [
+            ("audit.append_token", self.append_token()),
+            ("audit.read_token", self.read_token()),
+        ] {
+            if let Some(t) = token.map(ExposeSecret::expose_secret) {
+                if t != t.trim() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigLoadError::invalid(
+                        key,
+                        "must be printable ASCII without spaces (it is sent as an HTTP header)",
+                    ));
+                }
+            }
+        }
+        if let (Some(a), Some(r)) = (self.append_token(), self.read_token()) {
+            if a.expose_secret() == r.expose_secret() {
+                return Err(ConfigLoadError::invalid(
+                    "audit.read_token",
+                    "must differ from audit.append_token (the audit-service's two credentials)",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The internal gRPC ScheduleService.
@@ -193,6 +249,10 @@ pub struct GrpcSettings {
     pub addr: String,
     /// Changes buffered per day watcher; one that falls further behind is resynced.
     pub watcher_buffer: usize,
+    /// How often a day watcher's access is checked again while it watches: its token
+    /// (logged out, password reset) and its right to the day in the database (admin
+    /// demoted, doctor unlinked). The stream also ends when its token expires.
+    pub watch_recheck_secs: u64,
 }
 
 /// The transactional outbox's relay (see `service::outbox`).
@@ -272,20 +332,34 @@ pub struct HttpSettings {
     pub shutdown_grace_secs: u64,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Networks (CIDR) of the proxies in front of the service whose `X-Forwarded-For`
+    /// names the client: the rightmost hop outside them is the client. Empty: the
+    /// socket peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Serve Swagger UI at `/swagger` on the public listener. Unset: on in the dev
+    /// profile, off in production ([`Settings::swagger_ui`]). `/openapi.json` is
+    /// served either way.
+    #[serde(default)]
+    pub swagger_ui: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
     /// What to do with a token when the revocation store (Redis) cannot be asked.
-    pub revocation_check_failure: RevocationFailure,
+    /// Unset: `deny` in production (a logged-out token never works again, even while
+    /// Redis is slow; `allow` is refused there), `allow` in the dev profile.
+    #[serde(default)]
+    pub revocation_check_failure: Option<RevocationFailure>,
     #[serde(default)]
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl_secs: u64,
+    /// A refresh token's lifetime; each refresh issues a new one.
     pub refresh_token_ttl_secs: u64,
+    /// A login's absolute lifetime (default 90 days): refreshing never extends it, so
+    /// a stolen refresh token cannot be kept alive for ever.
+    pub session_max_secs: u64,
     pub bcrypt_cost: u32,
     /// Concurrent bcrypt operations; 0 means the number of cores.
     pub max_concurrent_hashes: usize,
@@ -295,8 +369,17 @@ pub struct AuthSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoginSettings {
+    /// Failures for one account from one client network (IPv4 address, IPv6 /64)
+    /// before that network is locked out of that account.
+    pub max_failures_per_account_and_client: u32,
+    /// Failures for one account from all networks together before networks the
+    /// account has not logged in from (within `known_client_days`) are locked out of it.
     pub max_failures_per_account: u32,
+    /// Failures from one client network, whatever the accounts, before it is locked out.
     pub max_failures_per_client: u32,
+    /// How long a network the account logged in from stays exempt from the
+    /// account-wide lockout.
+    pub known_client_days: u64,
     pub window_secs: u64,
     pub lockout_secs: u64,
 }
@@ -323,6 +406,9 @@ impl Settings {
         if self.grpc.watcher_buffer == 0 {
             return Err(bad("grpc.watcher_buffer", "must be at least 1"));
         }
+        if self.grpc.watch_recheck_secs == 0 {
+            return Err(bad("grpc.watch_recheck_secs", "must be at least 1"));
+        }
         if !(self.audit.addr.starts_with("http://") || self.audit.addr.starts_with("https://")) {
             return Err(bad(
                 "audit.addr",
@@ -335,6 +421,7 @@ impl Settings {
         if !(1..=500).contains(&self.audit.batch_size) {
             return Err(bad("audit.batch_size", "must be between 1 and 500"));
         }
+        self.audit.check_tokens()?;
         if self.http.ops_addr == self.http.addr && !self.http.addr.ends_with(":0") {
             return Err(bad(
                 "http.ops_addr",
@@ -362,6 +449,11 @@ impl Settings {
                 "limits (emails_per_address, requests_per_client, rate_window_secs) must be at least 1",
             ));
         }
+        if let Err(e) =
+            crate::transport::http::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
+        {
+            return Err(bad("http.trusted_proxies", e));
+        }
         if self.http.request_timeout_ms == 0 {
             return Err(bad("http.request_timeout_ms", "must be greater than 0"));
         }
@@ -383,6 +475,29 @@ impl Settings {
                 "auth.access_token_ttl_secs",
                 "token lifetimes must be greater than 0",
             ));
+        }
+        if self.profile == Profile::Production
+            && self.auth.revocation_check_failure == Some(RevocationFailure::Allow)
+        {
+            return Err(bad(
+                "auth.revocation_check_failure",
+                "must be deny in production: a logged-out or reset session must not work again while Redis cannot be asked",
+            ));
+        }
+        if self.auth.session_max_secs < self.auth.refresh_token_ttl_secs {
+            return Err(bad(
+                "auth.session_max_secs",
+                "must not be less than auth.refresh_token_ttl_secs",
+            ));
+        }
+        if self.auth.login.max_failures_per_account_and_client == 0 {
+            return Err(bad(
+                "auth.login.max_failures_per_account_and_client",
+                "must be at least 1",
+            ));
+        }
+        if self.auth.login.known_client_days == 0 {
+            return Err(bad("auth.login.known_client_days", "must be at least 1"));
         }
         if self.auth.login.max_failures_per_account == 0 {
             return Err(bad(
@@ -558,8 +673,32 @@ impl Settings {
         }
     }
 
+    /// What a token check does when the revocation store cannot be asked
+    /// (`auth.revocation_check_failure`; fails closed in production).
+    pub fn revocation_failure(&self) -> RevocationFailure {
+        self.auth
+            .revocation_check_failure
+            .unwrap_or(match self.profile {
+                Profile::Production => RevocationFailure::Deny,
+                Profile::Dev => RevocationFailure::Allow,
+            })
+    }
+
+    /// `http.trusted_proxies`, parsed (validated at load).
+    pub fn trusted_proxies(&self) -> crate::transport::http::client_ip::TrustedProxies {
+        crate::transport::http::client_ip::TrustedProxies::parse(&self.http.trusted_proxies)
+            .unwrap_or_default()
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.http.request_timeout_ms)
+    }
+
+    /// Whether Swagger UI is served: `http.swagger_ui`, by default only in the dev
+    /// profile (in production it is one more page on the public port, and a page that
+    /// handles tokens).
+    pub fn swagger_ui(&self) -> bool {
+        self.http.swagger_ui.unwrap_or(self.profile == Profile::Dev)
     }
 }
 
@@ -657,6 +796,45 @@ mod tests {
     }
 
     #[test]
+    fn revocation_checks_fail_closed_in_production() {
+        let prod = Settings::load_from(&sources(&[("MEDBOOK_AUTH__JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(prod.revocation_failure(), RevocationFailure::Deny);
+        let err = Settings::load_from(&sources(&[
+            ("MEDBOOK_AUTH__JWT_SECRET", SECRET),
+            ("MEDBOOK_AUTH__REVOCATION_CHECK_FAILURE", "allow"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("auth.revocation_check_failure"), "{err}");
+        let dev = Settings::load_from(&sources(&[("MEDBOOK_PROFILE", "dev")])).unwrap();
+        assert_eq!(dev.revocation_failure(), RevocationFailure::Allow);
+        let dev = Settings::load_from(&sources(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_AUTH__REVOCATION_CHECK_FAILURE", "deny"),
+        ]))
+        .unwrap();
+        assert_eq!(dev.revocation_failure(), RevocationFailure::Deny);
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_name_their_key() {
+        let s = Settings::load_from(&sources(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_HTTP__TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+        ]))
+        .unwrap();
+        assert!(s.trusted_proxies().trusts("10.1.2.3".parse().unwrap()));
+        assert!(!s.trusted_proxies().trusts("203.0.113.1".parse().unwrap()));
+        let err = Settings::load_from(&sources(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_HTTP__TRUSTED_PROXIES", "10.0.0.0/8,everyone"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.trusted_proxies"), "{err}");
+    }
+
+    #[test]
     fn dev_profile_has_a_fallback_secret() {
         let s = Settings::load_from(&sources(&[("MEDBOOK_PROFILE", "dev")])).unwrap();
         assert_eq!(s.jwt_secret().expose_secret(), DEV_JWT_SECRET);
@@ -706,6 +884,45 @@ mod tests {
     }
 
     #[test]
+    fn audit_tokens_are_separate_and_checked() {
+        let load = |env: &[(&str, &str)]| {
+            let mut env = env.to_vec();
+            env.push(("MEDBOOK_AUTH__JWT_SECRET", SECRET));
+            Settings::load_from(&sources(&env))
+        };
+        let s = load(&[
+            ("MEDBOOK_AUDIT__APPEND_TOKEN", "append-t0ken"),
+            ("MEDBOOK_AUDIT__READ_TOKEN", "read-t0ken"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.audit.append_token().unwrap().expose_secret(),
+            "append-t0ken"
+        );
+        assert_eq!(s.audit.read_token().unwrap().expose_secret(), "read-t0ken");
+        assert!(!format!("{s:?}").contains("t0ken"));
+        let s = load(&[("MEDBOOK_AUDIT__READ_TOKEN", "")]).unwrap();
+        assert!(s.audit.read_token().is_none() && s.audit.append_token().is_none());
+        for (env, named) in [
+            (
+                vec![
+                    ("MEDBOOK_AUDIT__APPEND_TOKEN", "same-t0ken"),
+                    ("MEDBOOK_AUDIT__READ_TOKEN", "same-t0ken"),
+                ],
+                "audit.read_token",
+            ),
+            (
+                vec![("MEDBOOK_AUDIT__APPEND_TOKEN", "bad t0ken")],
+                "audit.append_token",
+            ),
+        ] {
+            let err = load(&env).unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+            assert!(!err.contains("t0ken"), "{err}");
+        }
+    }
+
+    #[test]
     fn kafka_and_outbox_keys_are_checked() {
         for (key, value, named) in [
             ("MEDBOOK_KAFKA__BROKERS", "kafka", "kafka.brokers"),
@@ -731,6 +948,37 @@ mod tests {
         let config = s.kafka.client_config("t");
         assert_eq!(config.get("security.protocol"), Some("plaintext"));
         assert_eq!(config.get("bootstrap.servers"), Some("k1:9092, k2:9093"));
+    }
+
+    #[test]
+    fn swagger_ui_is_on_in_dev_and_off_in_production_unless_set() {
+        let load = |env: &[(&str, &str)]| {
+            let mut env = env.to_vec();
+            env.push(("MEDBOOK_AUTH__JWT_SECRET", SECRET));
+            Settings::load_from(&sources(&env)).unwrap().swagger_ui()
+        };
+        assert!(load(&[("MEDBOOK_PROFILE", "dev")]));
+        assert!(!load(&[("MEDBOOK_PROFILE", "production")]));
+        assert!(!load(&[]), "the built-in profile is production");
+        assert!(!load(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_HTTP__SWAGGER_UI", "false")
+        ]));
+        assert!(load(&[
+            ("MEDBOOK_PROFILE", "production"),
+            ("MEDBOOK_HTTP__SWAGGER_UI", "true")
+        ]));
+        let shipped =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/booking-service.yml");
+        let s = Settings::load_from(&ConfigSources {
+            file: Some((shipped, true)),
+            env: vec![("MEDBOOK_AUTH__JWT_SECRET".into(), SECRET.into())],
+        })
+        .unwrap();
+        assert!(
+            !s.swagger_ui(),
+            "the shipped (production) config serves no Swagger UI"
+        );
     }
 
     #[test]

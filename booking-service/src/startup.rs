@@ -122,18 +122,22 @@ impl Services {
         let auth = Arc::new(AuthService::new(
             users.clone(),
             tokens.clone(),
-            throttle,
+            throttle.clone(),
             hasher.clone(),
             issuer.clone(),
             clock.clone(),
             dummy_hash,
             LoginLimits {
+                per_account_and_client: policy(login.max_failures_per_account_and_client),
                 per_account: policy(login.max_failures_per_account),
                 per_client: policy(login.max_failures_per_client),
+                known_client_for: Duration::from_secs(login.known_client_days * 86_400),
+                session_max: Duration::from_secs(settings.auth.session_max_secs),
             },
             revoked.clone(),
             Arc::new(PgAuditLog::new(db.clone(), outbox_signal.clone())),
         ));
+        let users_for_schedule = users.clone();
         let patients = Arc::new(PatientService::new(
             users,
             tokens,
@@ -141,6 +145,8 @@ impl Services {
             clock.clone(),
             cache.clone(),
             accounts.clone(),
+            throttle,
+            policy(login.max_failures_per_account_and_client),
         ));
         let doctors = Arc::new(PgDoctors::new(db.clone()));
         let catalog = Arc::new(CatalogService::new(
@@ -178,6 +184,7 @@ impl Services {
         let schedule = Arc::new(DaySchedule::new(
             catalog.clone(),
             appointments.clone(),
+            users_for_schedule,
             feed,
             clock.clone(),
         ));
@@ -224,7 +231,8 @@ impl Services {
         )?);
         let audit = AuditClient::new(
             &settings.audit.addr,
-            settings.audit.api_token.as_ref(),
+            settings.audit.append_token(),
+            settings.audit.read_token(),
             Duration::from_millis(settings.audit.timeout_ms),
             medbook_proto::observe::GrpcMetrics::new(
                 self.metrics.registry(),
@@ -287,14 +295,13 @@ impl Services {
             reviews: self.reviews,
             schedule: self.schedule,
             revoked: self.revoked,
-            deny_when_revocation_unknown: settings.auth.revocation_check_failure
-                == RevocationFailure::Deny,
+            deny_when_revocation_unknown: settings.revocation_failure() == RevocationFailure::Deny,
             issuer: self.issuer,
             db: self.db,
             publisher,
             audit,
             metrics: self.metrics,
-            trust_forwarded_for: settings.http.trust_forwarded_for,
+            trusted_proxies: settings.trusted_proxies(),
         }
     }
 }
@@ -396,6 +403,7 @@ impl Application {
             request_timeout: settings.request_timeout(),
             max_body_bytes: settings.http.max_body_bytes,
             cors_origins: settings.http.cors_origins.clone(),
+            swagger_ui: settings.swagger_ui(),
         };
         let listener = TcpListener::bind(&settings.http.addr)
             .with_context(|| format!("cannot listen on http.addr {}", settings.http.addr))?;
@@ -425,6 +433,7 @@ impl Application {
             let schedule = crate::transport::grpc::Schedule::new(
                 state.clone().into_inner(),
                 settings.grpc.watcher_buffer,
+                Duration::from_secs(settings.grpc.watch_recheck_secs),
             );
             let metrics = medbook_proto::observe::GrpcMetrics::new(
                 state.metrics.registry(),

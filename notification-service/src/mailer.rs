@@ -184,7 +184,7 @@ impl SmtpMailer {
         };
         Message::builder()
             .from(self.from.clone())
-            .to(Mailbox::new(Some(email.to_name.clone()), address))
+            .to(Mailbox::new(email.to_name.clone(), address))
             .subject(&email.subject)
             .message_id(Some(email.message_id.clone()))
             .multipart(body)
@@ -274,5 +274,57 @@ impl SmtpMailer {
         let mut conn = self.timed(self.connect()).await?;
         let _ = tokio::time::timeout(self.timeout, conn.quit()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailer() -> SmtpMailer {
+        let smtp = SmtpSettings {
+            host: "localhost".into(),
+            port: 25,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            timeout_ms: 1000,
+            max_connections: 1,
+            probe_interval_ms: 1000,
+            idle_check_interval_ms: 1000,
+        };
+        let metrics = crate::service::Metrics::new().unwrap();
+        SmtpMailer::new(&smtp, "medbook <no-reply@medbook.local>", metrics).unwrap()
+    }
+
+    fn email(to_name: Option<&str>) -> Email {
+        Email {
+            to_name: to_name.map(str::to_owned),
+            to_address: "ann@example.com".into(),
+            subject: "Verify your e-mail address".into(),
+            text: "Hello,\n".into(),
+            html: "<p>Hello,</p>".into(),
+            calendar: None,
+            message_id: "<1@medbook>".into(),
+            event_id: "1".into(),
+        }
+    }
+
+    fn to_header(email: &Email) -> String {
+        let message = mailer().message(email).unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        raw.lines()
+            .find(|l| l.starts_with("To: "))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn the_to_header_names_the_recipient_only_when_there_is_a_name() {
+        assert_eq!(to_header(&email(None)), "To: ann@example.com");
+        assert_eq!(
+            to_header(&email(Some("Ann Lima"))),
+            "To: \"Ann Lima\" <ann@example.com>"
+        );
     }
 }

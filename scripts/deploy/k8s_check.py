@@ -59,6 +59,8 @@ STRIMZI_GROUP = "kafka.strimzi.io"
 STRIMZI_API = "kafka.strimzi.io/v1"
 PLACEHOLDER_ANNOTATION = "medbook.io/placeholder"
 PLACEHOLDER_MARK = "REPLACE-ME"
+# The audit-service's two credentials, each a Secret of its own (key `token`).
+AUDIT_TOKEN_SECRETS = ("audit-append-token", "audit-read-token")
 
 # Each service's listeners: setting (env var) -> the container port name it must bind.
 LISTENERS = {
@@ -692,8 +694,8 @@ class Checker:
                     seed = b""
                 if len(seed) != 32:
                     self.err(sw, "MEDBOOK_AUDIT__SIGNING_KEY is not the base64 of a 32-byte ed25519 seed")
-            if "token" in vals and s["metadata"]["name"] == "audit-api-token" and len(vals["token"]) < 16:
-                self.err(sw, "the audit API token is shorter than 16 characters")
+            if "token" in vals and s["metadata"]["name"] in AUDIT_TOKEN_SECRETS and len(vals["token"]) < 16:
+                self.err(sw, "the audit token is shorter than 16 characters")
             url = vals.get("MEDBOOK_DATABASE__URL")
             if url is not None:
                 u = urlsplit(url)
@@ -705,6 +707,11 @@ class Checker:
             redis = vals.get("MEDBOOK_REDIS__URL")
             if redis is not None and not redis.startswith(("redis://", "rediss://")):
                 self.err(sw, "MEDBOOK_REDIS__URL must start with redis:// or rediss://")
+        tokens = [self.values(s).get("token") for name, s in self.by_kind.get("Secret", {}).items()
+                  if name in AUDIT_TOKEN_SECRETS]
+        if len(tokens) == 2 and tokens[0] is not None and tokens[0] == tokens[1]:
+            self.err(self.name, "Secrets " + " and ".join(AUDIT_TOKEN_SECRETS)
+                     + " hold the same token: the writer could read the audit log and readers append to it")
 
 
 def main() -> int:

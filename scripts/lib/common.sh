@@ -158,6 +158,16 @@ PY
     fi
 }
 
+# A real headless browser for the browser tests (booking-service/tests/browser):
+# Debian's Chromium and the chromedriver built with it (same version, so they always
+# match). Sets CHROMIUM_BIN and CHROMEDRIVER_BIN.
+ensure_chromium() {
+    apt_install chromium chromium-driver
+    CHROMIUM_BIN=$(command -v chromium) || die "chromium is installed but not on PATH"
+    CHROMEDRIVER_BIN=$(command -v chromedriver) || die "chromium-driver is installed but chromedriver is not on PATH"
+    export CHROMIUM_BIN CHROMEDRIVER_BIN
+}
+
 SCHEMATHESIS_VERSION=4.32.5
 
 # Python tools of the tests (a fault-injecting SMTP server, the OpenAPI validator,

@@ -18,6 +18,7 @@ start_test_services() {
     ensure_maildev
     start_maildev "$TEST_SMTP_PORT" "$TEST_MAIL_WEB_PORT"
     ensure_python_tools
+    ensure_chromium
 
     export MEDBOOK_TEST_DATABASE_URL="${MEDBOOK_TEST_DATABASE_URL:-${PG_URL_BASE}/postgres}"
     export MEDBOOK_TEST_REDIS_URL="${MEDBOOK_TEST_REDIS_URL:-${REDIS_URL}}"
@@ -27,4 +28,8 @@ start_test_services() {
     export MEDBOOK_TEST_MAILDEV_URL="http://127.0.0.1:${TEST_MAIL_WEB_PORT}"
     export MEDBOOK_TEST_MAILDEV_BIN="$MAILDEV_BIN"
     export MEDBOOK_TEST_PYTHON="$TOOLS_PYTHON"
+    # The browser tests (booking-service/tests/browser) drive this Chromium through
+    # this chromedriver; without them they fail, never skip.
+    export MEDBOOK_TEST_CHROMIUM="${MEDBOOK_TEST_CHROMIUM:-${CHROMIUM_BIN}}"
+    export MEDBOOK_TEST_CHROMEDRIVER="${MEDBOOK_TEST_CHROMEDRIVER:-${CHROMEDRIVER_BIN}}"
 }

@@ -2,12 +2,14 @@
 //! every problem reported as a field violation.
 
 use crate::merkle::Hash;
-use crate::record::{check_text, limits, to_micros, Actor, FieldChange, Record, Violation, ROLES};
+use crate::record::{
+    check_text, limits, to_micros, Actor, FieldChange, Intake, Record, Violation, ROLES,
+};
 use crate::repository::{Cursor, Filter, RecordRow};
 use crate::signing::Checkpoint;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use medbook_proto::audit::v1 as pb;
 use medbook_proto::time::{from_proto, to_proto};
 use uuid::Uuid;
@@ -39,8 +41,14 @@ fn push(violations: &mut Vec<Violation>, field: String, description: &str) {
     });
 }
 
-/// The record `r` (field `records[i]`), or what is wrong with it.
-pub fn record(i: usize, r: &pb::AuditRecord, violations: &mut Vec<Violation>) -> Option<Record> {
+/// The record `r` (field `records[i]`) as taken in by `intake` (stamped with its
+/// receive time), or what is wrong with it.
+pub fn record(
+    i: usize,
+    r: &pb::AuditRecord,
+    intake: &Intake,
+    violations: &mut Vec<Violation>,
+) -> Option<Record> {
     let at = |f: &str| format!("records[{i}].{f}");
     let before = violations.len();
     let id = uuid(violations, &at("id"), &r.id);
@@ -133,15 +141,13 @@ pub fn record(i: usize, r: &pb::AuditRecord, violations: &mut Vec<Violation>) ->
             None
         }
         Some(t) => match from_proto(t) {
-            Some(t) if t <= Utc::now() + chrono::Duration::days(1) => Some(to_micros(t)),
-            Some(_) => {
-                push(
-                    violations,
-                    at("occurred_at"),
-                    "must not be more than a day in the future",
-                );
-                None
-            }
+            Some(t) => match intake.check_occurred_at(t) {
+                Ok(()) => Some(to_micros(t)),
+                Err(problem) => {
+                    push(violations, at("occurred_at"), &problem);
+                    None
+                }
+            },
             None => {
                 push(violations, at("occurred_at"), "is not a valid timestamp");
                 None
@@ -169,6 +175,7 @@ pub fn record(i: usize, r: &pb::AuditRecord, violations: &mut Vec<Violation>) ->
         source: r.source.clone(),
         request_id: r.request_id.clone(),
         occurred_at: occurred_at?,
+        received_at: Some(intake.received_at),
     })
 }
 
@@ -224,6 +231,7 @@ pub fn stored(row: &RecordRow) -> pb::StoredRecord {
         record: Some(record),
         appended_at: Some(to_proto(row.appended_at)),
         leaf_hash: row.leaf_hash.clone(),
+        received_at: row.received_at.map(to_proto),
     }
 }
 
@@ -359,6 +367,7 @@ pub fn query(r: &pb::QueryRequest) -> Result<(Filter, Option<Cursor>, u32), Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {
@@ -394,10 +403,12 @@ mod tests {
             traceparent: String::new(),
             occurred_at: Some(to_proto(Utc::now())),
         };
+        let intake = Intake::now(chrono::Duration::minutes(5));
         let mut v = Vec::new();
-        let r = record(0, &good, &mut v).unwrap();
+        let r = record(0, &good, &intake, &mut v).unwrap();
         assert!(v.is_empty());
         assert_eq!(to_message(&r).id, good.id);
+        assert_eq!(r.received_at, Some(intake.received_at));
         let bad = pb::AuditRecord {
             id: "nope".into(),
             actor: None,
@@ -405,7 +416,7 @@ mod tests {
             occurred_at: None,
             ..good.clone()
         };
-        assert!(record(3, &bad, &mut v).is_none());
+        assert!(record(3, &bad, &intake, &mut v).is_none());
         let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -416,5 +427,35 @@ mod tests {
                 "records[3].occurred_at"
             ]
         );
+    }
+
+    #[test]
+    fn occurred_at_may_be_late_but_not_far_ahead_of_the_intake() {
+        let intake = Intake::now(chrono::Duration::minutes(5));
+        let at = |t: DateTime<Utc>| pb::AuditRecord {
+            id: Uuid::new_v4().to_string(),
+            actor: Some(pb::Actor {
+                kind: Some(pb::actor::Kind::System("cli".into())),
+            }),
+            action: "slot.created".into(),
+            entity_type: "slot".into(),
+            entity_id: "s1".into(),
+            source: "cli".into(),
+            occurred_at: Some(to_proto(t)),
+            ..Default::default()
+        };
+        let mut v = Vec::new();
+        let late = intake.received_at - chrono::Duration::hours(6);
+        let r = record(0, &at(late), &intake, &mut v).unwrap();
+        assert_eq!(r.occurred_at, late);
+        assert_eq!(r.received_at, Some(intake.received_at));
+        let soon = intake.received_at + chrono::Duration::minutes(4);
+        assert!(record(1, &at(soon), &intake, &mut v).is_some());
+        assert!(v.is_empty(), "{v:?}");
+        let ahead = intake.received_at + chrono::Duration::minutes(6);
+        assert!(record(2, &at(ahead), &intake, &mut v).is_none());
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "records[2].occurred_at");
+        assert!(v[0].description.contains("300 s"), "{v:?}");
     }
 }

@@ -1,46 +1,55 @@
 //! The gRPC transport: `medbook.audit.v1.AuditService` over [`AuditLog`]. Each method
-//! checks the caller (a bearer token, when configured), converts the request
-//! (`convert`), calls one use case and maps the outcome (`status`); every answer is
-//! counted by method and code.
+//! checks the caller (`auth`: the append token for Append, the read token for Query,
+//! either for checkpoints and proofs), converts the request (`convert`), calls one use
+//! case and maps the outcome (`status`); every answer is counted by method and code.
 
+pub mod auth;
 pub mod convert;
 pub mod status;
 
 use crate::log::AuditLog;
 use crate::metrics::Metrics;
+use crate::record::Intake;
 use crate::repository::Cursor;
 use crate::startup::Loaded;
+use auth::{Access, Credentials};
 use medbook_proto::audit::v1 as pb;
 use medbook_shared::trace_context;
 use pb::audit_service_server::AuditService;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub use pb::audit_service_server::AuditServiceServer;
 
+/// How Append takes records in.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendPolicy {
+    /// The most records one Append may carry.
+    pub max_batch: usize,
+    /// How far ahead of the server's clock a record's occurred_at may be.
+    pub max_future_skew: chrono::Duration,
+}
+
 pub struct AuditGrpc {
     log: Loaded,
     metrics: Metrics,
-    /// SHA-256 of the API token, when one is required.
-    token: Option<[u8; 32]>,
-    max_batch: usize,
+    credentials: Credentials,
+    policy: AppendPolicy,
 }
 
 impl AuditGrpc {
     pub fn new(
         log: Loaded,
         metrics: Metrics,
-        token: Option<&SecretString>,
-        max_batch: usize,
+        credentials: Credentials,
+        policy: AppendPolicy,
     ) -> Self {
         Self {
             log,
             metrics,
-            token: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
-            max_batch,
+            credentials,
+            policy,
         }
     }
 
@@ -51,33 +60,11 @@ impl AuditGrpc {
             .ok_or_else(|| Status::unavailable("the audit log is still loading; retry shortly"))
     }
 
-    /// `authorization: Bearer <token>`, compared in constant time (of the digests).
-    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(expected) = &self.token else {
-            return Ok(());
-        };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <token>`"))?;
-        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-        let diff = digest
-            .iter()
-            .zip(expected.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated("invalid token"))
-        }
-    }
-
-    /// Runs one call: authorisation, the handler, the metric.
+    /// Runs one call: authorisation (`access`), the handler, the metric.
     async fn call<Req, Res, F, Fut>(
         &self,
         method: &'static str,
+        access: Access,
         request: Request<Req>,
         handler: F,
     ) -> Result<Response<Res>, Status>
@@ -85,7 +72,10 @@ impl AuditGrpc {
         F: FnOnce(Req) -> Fut,
         Fut: Future<Output = Result<Res, Status>>,
     {
-        let result = match self.authorize(&request) {
+        let result = match self
+            .credentials
+            .authorize(request.metadata(), method, access)
+        {
             Ok(()) => handler(request.into_inner()).await,
             Err(e) => Err(e),
         };
@@ -103,17 +93,20 @@ impl AuditService for AuditGrpc {
         &self,
         request: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        self.call("Append", request, |req| async move {
+        // The receive time: the server's clock as the call arrives, before it waits
+        // for other appends.
+        let intake = Intake::now(self.policy.max_future_skew);
+        self.call("Append", Access::Append, request, |req| async move {
             if req.records.is_empty() {
                 return Err(status::invalid(&[status::violation(
                     "records",
                     "must hold at least one record",
                 )]));
             }
-            if req.records.len() > self.max_batch {
+            if req.records.len() > self.policy.max_batch {
                 return Err(status::invalid(&[status::violation(
                     "records",
-                    format!("must hold at most {} records", self.max_batch),
+                    format!("must hold at most {} records", self.policy.max_batch),
                 )]));
             }
             let mut violations = Vec::new();
@@ -121,7 +114,7 @@ impl AuditService for AuditGrpc {
                 .records
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| convert::record(i, r, &mut violations))
+                .filter_map(|(i, r)| convert::record(i, r, &intake, &mut violations))
                 .collect();
             if !violations.is_empty() {
                 violations.truncate(50);
@@ -154,7 +147,7 @@ impl AuditService for AuditGrpc {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        self.call("Query", request, |req| async move {
+        self.call("Query", Access::Read, request, |req| async move {
             let (filter, cursor, page_size) =
                 convert::query(&req).map_err(|v| status::invalid(&v))?;
             let (rows, more) = self.log()?.query(filter, cursor, page_size).await?;
@@ -177,7 +170,7 @@ impl AuditService for AuditGrpc {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        self.call("GetCheckpoint", request, |_| async move {
+        self.call("GetCheckpoint", Access::Either, request, |_| async move {
             Ok(convert::checkpoint(&self.log()?.checkpoint()?))
         })
         .await
@@ -187,22 +180,27 @@ impl AuditService for AuditGrpc {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
-        self.call("GetInclusionProof", request, |req| async move {
-            if req.tree_size == 0 {
-                return Err(status::invalid(&[status::violation(
-                    "tree_size",
-                    "must be at least 1",
-                )]));
-            }
-            let p = self.log()?.inclusion(req.index, req.tree_size)?;
-            Ok(pb::InclusionProof {
-                index: req.index,
-                tree_size: req.tree_size,
-                leaf_hash: p.leaf.to_vec(),
-                path: convert::hashes(&p.path),
-                root_hash: p.root.to_vec(),
-            })
-        })
+        self.call(
+            "GetInclusionProof",
+            Access::Either,
+            request,
+            |req| async move {
+                if req.tree_size == 0 {
+                    return Err(status::invalid(&[status::violation(
+                        "tree_size",
+                        "must be at least 1",
+                    )]));
+                }
+                let p = self.log()?.inclusion(req.index, req.tree_size)?;
+                Ok(pb::InclusionProof {
+                    index: req.index,
+                    tree_size: req.tree_size,
+                    leaf_hash: p.leaf.to_vec(),
+                    path: convert::hashes(&p.path),
+                    root_hash: p.root.to_vec(),
+                })
+            },
+        )
         .await
     }
 
@@ -210,26 +208,31 @@ impl AuditService for AuditGrpc {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        self.call("GetConsistencyProof", request, |req| async move {
-            let mut v = Vec::new();
-            if req.from_size == 0 {
-                v.push(status::violation("from_size", "must be at least 1"));
-            }
-            if req.from_size > req.to_size {
-                v.push(status::violation("to_size", "must not be below from_size"));
-            }
-            if !v.is_empty() {
-                return Err(status::invalid(&v));
-            }
-            let p = self.log()?.consistency(req.from_size, req.to_size)?;
-            Ok(pb::ConsistencyProof {
-                from_size: req.from_size,
-                to_size: req.to_size,
-                path: convert::hashes(&p.path),
-                from_root: p.from_root.to_vec(),
-                to_root: p.to_root.to_vec(),
-            })
-        })
+        self.call(
+            "GetConsistencyProof",
+            Access::Either,
+            request,
+            |req| async move {
+                let mut v = Vec::new();
+                if req.from_size == 0 {
+                    v.push(status::violation("from_size", "must be at least 1"));
+                }
+                if req.from_size > req.to_size {
+                    v.push(status::violation("to_size", "must not be below from_size"));
+                }
+                if !v.is_empty() {
+                    return Err(status::invalid(&v));
+                }
+                let p = self.log()?.consistency(req.from_size, req.to_size)?;
+                Ok(pb::ConsistencyProof {
+                    from_size: req.from_size,
+                    to_size: req.to_size,
+                    path: convert::hashes(&p.path),
+                    from_root: p.from_root.to_vec(),
+                    to_root: p.to_root.to_vec(),
+                })
+            },
+        )
         .await
     }
 }

@@ -48,7 +48,7 @@ fn start_failure(config: &Config) -> String {
 }
 
 #[test]
-fn production_refuses_to_start_without_a_key_or_a_token() {
+fn production_refuses_to_start_without_a_key_or_both_tokens() {
     let db = audit_db();
     let dir = TempDir::new();
     let mut config = Config::new(&db, &dir);
@@ -64,10 +64,29 @@ fn production_refuses_to_start_without_a_key_or_a_token() {
     assert!(err.contains("keygen"), "{err}");
     assert!(!dir.0.join("missing.key").exists());
     config.set("MEDBOOK_AUDIT__SIGNING_KEY", &config.key.clone());
-    config.unset("MEDBOOK_AUDIT__API_TOKEN");
+    config.unset("MEDBOOK_AUDIT__APPEND_TOKEN");
     let err = start_failure(&config);
-    assert!(err.contains("audit.api_token"), "{err}");
+    assert!(err.contains("audit.append_token"), "{err}");
     assert!(!err.contains(&config.key), "{err}");
+    assert!(!err.contains(READ_TOKEN), "{err}");
+    // One token for both kinds of call is no separation.
+    config.set("MEDBOOK_AUDIT__APPEND_TOKEN", READ_TOKEN);
+    let err = start_failure(&config);
+    assert!(err.contains("audit.read_token"), "{err}");
+    assert!(err.contains("must differ"), "{err}");
+    assert!(!err.contains(READ_TOKEN), "{err}");
+    // The old single token is not a setting any more: check-config names it.
+    config
+        .set("MEDBOOK_AUDIT__APPEND_TOKEN", APPEND_TOKEN)
+        .set("MEDBOOK_AUDIT__API_TOKEN", "left-over");
+    let out = binary(&config).arg("check-config").output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("audit.api_token"), "{text}");
 }
 
 #[tokio::test]
@@ -78,12 +97,13 @@ async fn dev_generates_a_missing_key_file_and_keeps_using_it() {
     let mut config = Config::new(&db, &dir);
     config
         .unset("MEDBOOK_AUDIT__SIGNING_KEY")
-        .unset("MEDBOOK_AUDIT__API_TOKEN")
+        .unset("MEDBOOK_AUDIT__APPEND_TOKEN")
+        .unset("MEDBOOK_AUDIT__READ_TOKEN")
         .set("MEDBOOK_AUDIT__CHECKPOINT_EVERY", "1")
         .set("MEDBOOK_AUDIT__SIGNING_KEY_FILE", file.to_str().unwrap());
     let mut server = Server::start(&config);
-    let mut c = server.client().await;
-    c.token = None; // no token configured: none needed
+    // No tokens configured: none needed.
+    let mut c = server.client().await.with_token(None);
     c.append_n(1).await;
     let first = c.checkpoint().await.unwrap().key_id;
     drop(c);
@@ -91,8 +111,7 @@ async fn dev_generates_a_missing_key_file_and_keeps_using_it() {
     let key = audit_service::signing::SigningKey::read_file(&file).unwrap();
     assert_eq!(first, key.key_id());
     let server = Server::start(&config);
-    let mut c = server.client().await;
-    c.token = None;
+    let mut c = server.client().await.with_token(None);
     c.append_n(1).await;
     assert_eq!(c.checkpoint().await.unwrap().key_id, first);
     let (code, report) = verify(&config, &[]);

@@ -12,7 +12,10 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub const TOKEN: &str = "test-token-3f9a";
+/// The writer's credential: Append (and checkpoints and proofs).
+pub const APPEND_TOKEN: &str = "test-append-token-3f9a";
+/// The readers' credential: Query (and checkpoints and proofs).
+pub const READ_TOKEN: &str = "test-read-token-81c2";
 
 /// A database with the audit-service's schema, cloned from its template.
 pub fn audit_db() -> TestDb {
@@ -72,7 +75,8 @@ impl Config {
             .set("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
             .set("MEDBOOK_LOG__LEVEL", "info")
             .set("MEDBOOK_AUDIT__SIGNING_KEY", &key)
-            .set("MEDBOOK_AUDIT__API_TOKEN", TOKEN)
+            .set("MEDBOOK_AUDIT__APPEND_TOKEN", APPEND_TOKEN)
+            .set("MEDBOOK_AUDIT__READ_TOKEN", READ_TOKEN)
             .set("MEDBOOK_AUDIT__CHECKPOINT_EVERY", "1000")
             .set("MEDBOOK_AUDIT__CHECKPOINT_INTERVAL_SECS", "3600")
             .set(
@@ -158,10 +162,13 @@ impl Server {
             .unwrap_or_else(|_| panic!("no log line while waiting for {what}"))
     }
 
+    /// A client that sends each call the credential meant for it, as booking-service
+    /// does: the append token with Append, the read token with everything else.
     pub async fn client(&self) -> Client {
         Client {
             inner: AuditServiceClient::new(self.channel().await),
-            token: Some(TOKEN.to_owned()),
+            append_token: Some(APPEND_TOKEN.to_owned()),
+            read_token: Some(READ_TOKEN.to_owned()),
         }
     }
 
@@ -195,38 +202,55 @@ impl Drop for Server {
     }
 }
 
-/// An AuditService client that sends the bearer token (when it has one).
+/// An AuditService client that sends a bearer token (when it has one for the call).
 #[derive(Clone)]
 pub struct Client {
     pub inner: AuditServiceClient<Channel>,
-    pub token: Option<String>,
+    /// Sent with Append.
+    pub append_token: Option<String>,
+    /// Sent with Query, GetCheckpoint and the proofs.
+    pub read_token: Option<String>,
 }
 
 impl Client {
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// The same client sending `token` (or nothing) with every call.
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            append_token: token.map(str::to_owned),
+            read_token: token.map(str::to_owned),
+        }
+    }
+
+    fn request<T>(message: T, token: Option<&String>) -> tonic::Request<T> {
         let mut r = tonic::Request::new(message);
-        if let Some(t) = &self.token {
+        if let Some(t) = token {
             r.metadata_mut()
                 .insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
         r
     }
 
+    /// A request carrying the read token.
+    pub fn read_request<T>(&self, message: T) -> tonic::Request<T> {
+        Self::request(message, self.read_token.as_ref())
+    }
+
     pub async fn append(
         &mut self,
         records: Vec<pb::AuditRecord>,
     ) -> Result<pb::AppendResponse, tonic::Status> {
-        let r = self.request(pb::AppendRequest { records });
+        let r = Self::request(pb::AppendRequest { records }, self.append_token.as_ref());
         self.inner.append(r).await.map(tonic::Response::into_inner)
     }
 
     pub async fn query(&mut self, q: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
-        let r = self.request(q);
+        let r = self.read_request(q);
         self.inner.query(r).await.map(tonic::Response::into_inner)
     }
 
     pub async fn checkpoint(&mut self) -> Result<pb::Checkpoint, tonic::Status> {
-        let r = self.request(pb::GetCheckpointRequest {});
+        let r = self.read_request(pb::GetCheckpointRequest {});
         self.inner
             .get_checkpoint(r)
             .await
@@ -238,7 +262,7 @@ impl Client {
         index: u64,
         tree_size: u64,
     ) -> Result<pb::InclusionProof, tonic::Status> {
-        let r = self.request(pb::GetInclusionProofRequest { index, tree_size });
+        let r = self.read_request(pb::GetInclusionProofRequest { index, tree_size });
         self.inner
             .get_inclusion_proof(r)
             .await
@@ -250,7 +274,7 @@ impl Client {
         from_size: u64,
         to_size: u64,
     ) -> Result<pb::ConsistencyProof, tonic::Status> {
-        let r = self.request(pb::GetConsistencyProofRequest { from_size, to_size });
+        let r = self.read_request(pb::GetConsistencyProofRequest { from_size, to_size });
         self.inner
             .get_consistency_proof(r)
             .await

@@ -145,41 +145,211 @@ async fn invalid_input_is_refused_with_its_fields_and_nothing_of_the_batch_is_ke
     );
 }
 
+/// The codes of the five RPCs called with `c`'s credentials, in the order Append,
+/// Query, GetCheckpoint, GetInclusionProof, GetConsistencyProof.
+async fn codes(c: &Client) -> [Code; 5] {
+    let mut c = c.clone();
+    let code = |r: Result<(), tonic::Status>| r.map_or_else(|e| e.code(), |()| Code::Ok);
+    [
+        code(c.append(vec![record("y")]).await.map(drop)),
+        code(c.query(pb::QueryRequest::default()).await.map(drop)),
+        code(c.checkpoint().await.map(drop)),
+        code(c.inclusion(0, 1).await.map(drop)),
+        code(c.consistency(1, 1).await.map(drop)),
+    ]
+}
+
 #[tokio::test]
-async fn every_call_needs_the_token() {
+async fn each_rpc_needs_a_credential_of_its_own_kind() {
+    let db = audit_db();
+    let dir = TempDir::new();
+    let mut config = Config::new(&db, &dir);
+    config.set("MEDBOOK_AUDIT__CHECKPOINT_EVERY", "1");
+    let server = Server::start(&config);
+    let c = server.client().await;
+    c.clone().append(vec![record("x")]).await.unwrap();
+    let rows = || count(&db, "SELECT count(*) AS n FROM audit_records");
+    assert_eq!(rows(), 1);
+
+    // The writer appends, and may see checkpoints and proofs; it may not read records.
+    let writer = c.with_token(Some(APPEND_TOKEN));
+    use Code::{Ok as Yes, PermissionDenied as Denied, Unauthenticated as Who};
+    assert_eq!(codes(&writer).await, [Yes, Denied, Yes, Yes, Yes]);
+    assert_eq!(rows(), 2);
+    // A reader reads, and may not append.
+    let reader = c.with_token(Some(READ_TOKEN));
+    assert_eq!(codes(&reader).await, [Denied, Yes, Yes, Yes, Yes]);
+    assert_eq!(rows(), 2, "the reader's Append added nothing");
+    let e = reader.clone().append(vec![record("z")]).await.unwrap_err();
+    assert_eq!(e.message(), "the read token may not call Append");
+    let e = writer
+        .clone()
+        .query(pb::QueryRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), "the append token may not call Query");
+
+    // No credential, or one the service does not know: unauthenticated, whatever the call.
+    let both = format!("{APPEND_TOKEN}{READ_TOKEN}");
+    for token in [None, Some("wrong"), Some(""), Some(both.as_str())] {
+        let anon = c.with_token(token);
+        assert_eq!(codes(&anon).await, [Who; 5], "{token:?}");
+        let e = anon
+            .clone()
+            .query(pb::QueryRequest::default())
+            .await
+            .unwrap_err();
+        assert!(!e.message().contains(APPEND_TOKEN), "{e:?}");
+        assert!(!e.message().contains(READ_TOKEN), "{e:?}");
+    }
+    // A token in another scheme is no token.
+    for token in [APPEND_TOKEN, READ_TOKEN] {
+        let mut r = tonic::Request::new(pb::QueryRequest::default());
+        r.metadata_mut()
+            .insert("authorization", format!("Basic {token}").parse().unwrap());
+        let e = c.inner.clone().query(r).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    assert_eq!(rows(), 2);
+    for (code, method, at_least) in [
+        ("Unauthenticated", "Append", 4.0),
+        ("PermissionDenied", "Append", 2.0),
+        ("PermissionDenied", "Query", 2.0),
+        ("Ok", "GetCheckpoint", 2.0),
+    ] {
+        let got = server
+            .metric(&format!(
+                r#"audit_rpc_requests_total{{code="{code}",method="{method}"}}"#
+            ))
+            .await;
+        assert!(got >= at_least, "{code} {method}: {got}");
+    }
+}
+
+#[tokio::test]
+async fn the_service_stamps_its_own_receive_time_and_keeps_it_on_a_repeat() {
     let db = audit_db();
     let dir = TempDir::new();
     let server = Server::start(&Config::new(&db, &dir));
     let mut c = server.client().await;
-    c.append(vec![record("x")]).await.unwrap();
-    for token in [None, Some("wrong".to_owned()), Some(String::new())] {
-        let mut anon = c.clone();
-        anon.token = token.clone();
-        let errors = [
-            anon.append(vec![record("y")]).await.unwrap_err(),
-            anon.query(pb::QueryRequest::default()).await.unwrap_err(),
-            anon.checkpoint().await.unwrap_err(),
-            anon.inclusion(0, 1).await.unwrap_err(),
-            anon.consistency(1, 1).await.unwrap_err(),
-        ];
-        for e in errors {
-            assert_eq!(e.code(), Code::Unauthenticated, "{token:?}: {e:?}");
-            assert!(!e.message().contains(TOKEN));
-        }
-    }
-    // A token in another scheme is no token.
-    let mut r = tonic::Request::new(pb::QueryRequest::default());
-    r.metadata_mut()
-        .insert("authorization", format!("Basic {TOKEN}").parse().unwrap());
-    let e = c.inner.query(r).await.unwrap_err();
-    assert_eq!(e.code(), Code::Unauthenticated);
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM audit_records"), 1);
+
+    // Written an hour ago (say, shipped late after an outage): received now.
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut late = record("late");
+    late.occurred_at = Some(medbook_proto::time::to_proto(hour_ago));
+    let before = chrono::Utc::now();
+    let res = c.append(vec![late.clone()]).await.unwrap();
+    let after = chrono::Utc::now();
+    assert!(!res.results[0].duplicate);
+    let stored = |page: &pb::QueryResponse| {
+        let r = &page.records[0];
+        (
+            medbook_proto::time::from_proto(r.received_at.as_ref().expect("received_at")).unwrap(),
+            medbook_proto::time::from_proto(
+                r.record.as_ref().unwrap().occurred_at.as_ref().unwrap(),
+            )
+            .unwrap(),
+        )
+    };
+    let q = pb::QueryRequest {
+        entity_type: "appointment".into(),
+        entity_id: "late".into(),
+        ..Default::default()
+    };
+    let (received, occurred) = stored(&c.query(q.clone()).await.unwrap());
+    let tick = chrono::Duration::microseconds(1);
     assert!(
-        server
-            .metric(r#"audit_rpc_requests_total{code="Unauthenticated",method="Append"}"#)
-            .await
-            >= 3.0
+        before - tick <= received && received <= after,
+        "{before} <= {received} <= {after}"
     );
+    assert_eq!(
+        occurred,
+        audit_service::record::to_micros(hour_ago),
+        "the writer's time kept"
+    );
+    // The column holds it, at PostgreSQL's precision.
+    #[derive(diesel::QueryableByName)]
+    struct Received {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        received_at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    let column = {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT received_at FROM audit_records WHERE idx = 0")
+            .get_result::<Received>(&mut db.conn())
+            .unwrap()
+            .received_at
+    };
+    assert_eq!(column, Some(received));
+
+    // Sent again later (a relay retrying): a duplicate, and its receive time stays.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let res = c.append(vec![late, record("other")]).await.unwrap();
+    assert!(res.results[0].duplicate);
+    assert_eq!(stored(&c.query(q).await.unwrap()).0, received);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM audit_records"), 2);
+    // One receive time per Append: both records of a batch share it.
+    let (a, b) = (record("a"), record("b"));
+    c.append(vec![a, b]).await.unwrap();
+    let page = c.query(pb::QueryRequest::default()).await.unwrap();
+    let mut times: Vec<_> = page
+        .records
+        .iter()
+        .filter(|r| r.index >= 2)
+        .map(|r| r.received_at.unwrap())
+        .collect();
+    times.dedup();
+    assert_eq!(times.len(), 1, "{times:?}");
+}
+
+#[tokio::test]
+async fn an_occurred_at_from_the_future_is_refused_naming_the_field() {
+    let db = audit_db();
+    let dir = TempDir::new();
+    let mut config = Config::new(&db, &dir);
+    let server = Server::start(&config);
+    let mut c = server.client().await;
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        let mut r = record("t");
+        r.occurred_at = Some(medbook_proto::time::to_proto(t));
+        r
+    };
+    let now = chrono::Utc::now;
+    // Within the default 5 minutes of skew, and any time in the past: accepted.
+    c.append(vec![
+        at(now() + chrono::Duration::minutes(4)),
+        at(now() - chrono::Duration::days(2)),
+    ])
+    .await
+    .unwrap();
+    let err = c
+        .append(vec![at(now()), at(now() + chrono::Duration::minutes(10))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(fields(&err), ["records[1].occurred_at"]);
+    let (_, description) = &violations_of(&err)[0];
+    assert!(description.contains("300 s"), "{description}");
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM audit_records"),
+        2,
+        "none of the batch"
+    );
+    drop(c);
+    drop(server);
+
+    // The tolerance is a setting.
+    config.set("MEDBOOK_AUDIT__MAX_FUTURE_SKEW_SECS", "3600");
+    let server = Server::start(&config);
+    let mut c = server.client().await;
+    c.append(vec![at(now() + chrono::Duration::minutes(10))])
+        .await
+        .unwrap();
+    let err = c
+        .append(vec![at(now() + chrono::Duration::minutes(70))])
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&err), ["records[0].occurred_at"]);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod booking;
+pub mod client;
 pub mod decisions;
 pub mod errors;
 pub mod ids;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod user;
 pub mod values;
 
+pub use client::ClientNetwork;
 pub use errors::{FieldError, ValidationErrors};
 pub use ids::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId};
 pub use user::{Gender, LinkTarget, NewUser, PatientProfile, RawPatient, Role, User, UserId};

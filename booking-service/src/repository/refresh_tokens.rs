@@ -23,6 +23,7 @@ struct NewRow {
     family_id: Uuid,
     token_hash: String,
     expires_at: DateTime<Utc>,
+    session_expires_at: DateTime<Utc>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -34,6 +35,7 @@ struct Row {
     expires_at: DateTime<Utc>,
     rotated_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    session_expires_at: DateTime<Utc>,
 }
 
 pub struct PgRefreshTokens {
@@ -64,7 +66,8 @@ impl RefreshTokenRepository for PgRefreshTokens {
             user_id: t.user_id.0,
             family_id: t.family_id,
             token_hash: t.token_hash,
-            expires_at: t.expires_at,
+            expires_at: t.expires_at.min(t.session_expires_at),
+            session_expires_at: t.session_expires_at,
         };
         self.db
             .transaction(move |conn| {
@@ -116,7 +119,7 @@ impl RefreshTokenRepository for PgRefreshTokens {
                     )?;
                     return Ok(RotateOutcome::ReuseDetected);
                 }
-                if row.expires_at <= now {
+                if row.expires_at <= now || row.session_expires_at <= now {
                     return Ok(RotateOutcome::Rejected);
                 }
                 diesel::update(refresh_tokens::table.find(row.id))
@@ -129,7 +132,8 @@ impl RefreshTokenRepository for PgRefreshTokens {
                         user_id: row.user_id,
                         family_id: row.family_id,
                         token_hash: replacement.token_hash.clone(),
-                        expires_at: replacement.expires_at,
+                        expires_at: replacement.expires_at.min(row.session_expires_at),
+                        session_expires_at: row.session_expires_at,
                     })
                     .execute(conn)
                     .map_err(map_err)?;

@@ -41,6 +41,7 @@ diesel::table! {
         created_at -> Timestamptz,
         rotated_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+        session_expires_at -> Timestamptz,
     }
 }
 
@@ -53,12 +54,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_known_clients (key) {
+        key -> Text,
+        last_success_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(account_tokens -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     refresh_tokens,
     login_throttle,
+    login_known_clients,
     account_tokens
 );
 

@@ -3,7 +3,7 @@
 //! limit sets `locked_until`.
 
 use super::db::{map_err, Db};
-use super::schema::login_throttle;
+use super::schema::{login_known_clients, login_throttle};
 use crate::service::ports::{LoginThrottle, RepoError, ThrottlePolicy};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -82,6 +82,38 @@ impl LoginThrottle for PgLoginThrottle {
                 .bind::<Interval, _>(interval(policy.lockout))
                 .execute(conn)
                 .map(|_| ())
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn remember_success(&self, key: String, now: DateTime<Utc>) -> Result<(), RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(login_known_clients::table)
+                    .values((
+                        login_known_clients::key.eq(&key),
+                        login_known_clients::last_success_at.eq(now),
+                    ))
+                    .on_conflict(login_known_clients::key)
+                    .do_update()
+                    .set(login_known_clients::last_success_at.eq(now))
+                    .execute(conn)
+                    .map(|_| ())
+                    .map_err(map_err)
+            })
+            .await
+    }
+
+    async fn succeeded_since(&self, key: String, since: DateTime<Utc>) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::select(diesel::dsl::exists(
+                    login_known_clients::table
+                        .filter(login_known_clients::key.eq(key))
+                        .filter(login_known_clients::last_success_at.ge(since)),
+                ))
+                .get_result(conn)
                 .map_err(map_err)
             })
             .await

@@ -25,7 +25,7 @@ use super::ports::{
 };
 use super::ServiceError;
 use crate::cache::{Cache, RevokedTokens};
-use crate::domain::{password_policy, Email, NewUser, Password, Role, User, UserId};
+use crate::domain::{password_policy, ClientNetwork, Email, NewUser, Password, Role, User, UserId};
 use crate::domain::{FieldError, ValidationErrors};
 use chrono::{DateTime, Utc};
 use medbook_shared::events::{AccountEvent, AccountInfo, AccountLink, EventEnvelope};
@@ -146,8 +146,12 @@ impl AccountService {
         )?;
         let now = self.clock.now();
         if let Some(ip) = client {
-            self.admit(format!("register:client:{ip}"), self.config.per_client, now)
-                .await?;
+            self.admit(
+                format!("register:client:{}", ClientNetwork::from(ip)),
+                self.config.per_client,
+                now,
+            )
+            .await?;
         }
         // Hashed whether or not the address is taken: both answers cost the same.
         let hash = self.hasher.hash(reg.password).await?;
@@ -333,8 +337,12 @@ impl AccountService {
         let email = errors.finish(|| email)?;
         let now = self.clock.now();
         if let Some(ip) = client {
-            self.admit(format!("reset:client:{ip}"), self.config.per_client, now)
-                .await?;
+            self.admit(
+                format!("reset:client:{}", ClientNetwork::from(ip)),
+                self.config.per_client,
+                now,
+            )
+            .await?;
         }
         self.admit(
             format!("reset:account:{email}"),

@@ -2,8 +2,15 @@
 //!
 //! * Login verifies against a dummy hash when the account is unknown (or has no
 //!   password), so both failures cost one bcrypt verification and look the same.
-//! * Failed logins are counted per account and per client address; a locked key
-//!   answers `TooManyRequests` until its lockout expires.
+//! * Failed logins slow an attacker without locking the owner out (OWASP ASVS 5.0,
+//!   V6 anti-automation). They are counted per client network (an IPv4 address, an
+//!   IPv6 /64), per account *and* client network, and per account over all networks.
+//!   A locked network or account-and-network answers `TooManyRequests` until its
+//!   lockout expires: a guesser is stopped where it guesses from. The account-wide
+//!   limit stops a guesser spread over many networks, but never the networks the
+//!   account logged in from within `known_client_for`: strangers cannot keep the owner
+//!   out by failing on purpose. (An owner on a new network during such an attack
+//!   resets the password by e-mail, which clears the account-wide count.)
 //! * Refresh tokens rotate on every use; presenting an already rotated token revokes
 //!   its whole family (someone holds a stolen copy).
 
@@ -17,8 +24,8 @@ use super::ServiceError;
 use crate::cache::RevokedTokens;
 use crate::domain::audit::AuditEntry;
 use crate::domain::{
-    BirthDate, Email, FullName, Gender, NewUser, Password, Phone, Role, User, UserId,
-    ValidationErrors,
+    BirthDate, ClientNetwork, Email, FullName, Gender, NewUser, Password, Phone, Role, User,
+    UserId, ValidationErrors,
 };
 use chrono::{DateTime, Utc};
 use medbook_service_kit::context::{self, Actor};
@@ -46,11 +53,45 @@ pub struct TokenPair {
     pub refresh_expires_in: Duration,
 }
 
-/// Failed-login limits per account and per client address.
+/// Failed-login limits (see the module's documentation).
 #[derive(Debug, Clone, Copy)]
 pub struct LoginLimits {
+    /// One account from one client network.
+    pub per_account_and_client: ThrottlePolicy,
+    /// One account from every network together; not applied to its known networks.
     pub per_account: ThrottlePolicy,
+    /// One client network, whatever the accounts.
     pub per_client: ThrottlePolicy,
+    /// How long a network the account logged in from stays known.
+    pub known_client_for: Duration,
+    /// A login's absolute lifetime: refreshing never extends a session past it.
+    pub session_max: Duration,
+}
+
+/// The throttle keys of one login attempt.
+struct LoginKeys {
+    account: String,
+    account_from_client: String,
+    client: Option<String>,
+    network: Option<ClientNetwork>,
+}
+
+impl LoginKeys {
+    fn new(email: &Email, client: Option<IpAddr>) -> Self {
+        let network = client.map(ClientNetwork::from);
+        let from = network.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        Self {
+            account: format!("account:{email}"),
+            account_from_client: format!("account:{email}:from:{from}"),
+            client: network.map(|n| format!("client:{n}")),
+            network,
+        }
+    }
+
+    /// The key a successful login remembers (by account id: it outlives address changes).
+    fn known(&self, user: UserId) -> Option<String> {
+        self.network.map(|n| format!("account:{user}:{n}"))
+    }
 }
 
 pub struct AuthService {
@@ -151,16 +192,28 @@ impl AuthService {
         }
         let email = errors.finish(|| email)?;
         let now = self.clock.now();
-        let account_key = format!("account:{email}");
-        let client_key = client.map(|ip| format!("client:{ip}"));
-
-        for key in std::iter::once(&account_key).chain(client_key.as_ref()) {
+        let keys = LoginKeys::new(&email, client);
+        for key in keys.client.iter().chain([&keys.account_from_client]) {
             if let Some(wait) = self.throttle.locked_for(key.clone(), now).await? {
                 return Err(ServiceError::TooManyRequests { retry_after: wait });
             }
         }
 
         let user = self.users.find_by_email(&email).await?;
+        if let Some(wait) = self.throttle.locked_for(keys.account.clone(), now).await? {
+            // Spread guessing reached the account's limit: only networks the account
+            // logged in from before may go on.
+            let since = now
+                - chrono::Duration::from_std(self.limits.known_client_for)
+                    .unwrap_or(chrono::Duration::days(30));
+            let known = match user.as_ref().and_then(|u| keys.known(u.id)) {
+                Some(key) => self.throttle.succeeded_since(key, since).await?,
+                None => false,
+            };
+            if !known {
+                return Err(ServiceError::TooManyRequests { retry_after: wait });
+            }
+        }
         let (hash, candidate) = match user {
             Some(u) => match u.password_hash.clone() {
                 Some(h) => (h, Some(u)),
@@ -180,7 +233,14 @@ impl AuthService {
         };
         match (verified, candidate) {
             (true, Some(user)) => {
-                self.throttle.clear(account_key).await?;
+                // The owner's own failures from here are forgiven; strangers' count
+                // against the account stays until its window passes.
+                self.throttle
+                    .clear(keys.account_from_client.clone())
+                    .await?;
+                if let Some(key) = keys.known(user.id) {
+                    self.throttle.remember_success(key, now).await?;
+                }
                 // The session is audited as the user who opened it.
                 let actor = Actor::User {
                     id: user.id.to_string(),
@@ -195,13 +255,18 @@ impl AuthService {
                     None => AuditEntry::new("login.failed", "login", "unknown-account"),
                 };
                 self.audit.record(entry).await?;
-                self.throttle
-                    .record_failure(account_key, self.limits.per_account, now)
-                    .await?;
-                if let Some(key) = client_key {
-                    self.throttle
-                        .record_failure(key, self.limits.per_client, now)
-                        .await?;
+                let limits = [
+                    (
+                        Some(keys.account_from_client),
+                        self.limits.per_account_and_client,
+                    ),
+                    (Some(keys.account), self.limits.per_account),
+                    (keys.client, self.limits.per_client),
+                ];
+                for (key, policy) in limits {
+                    if let Some(key) = key {
+                        self.throttle.record_failure(key, policy, now).await?;
+                    }
                 }
                 Err(ServiceError::InvalidCredentials)
             }
@@ -274,6 +339,9 @@ impl AuthService {
                 family_id: Uuid::new_v4(),
                 token_hash: hash,
                 expires_at: now + self.refresh_ttl(),
+                session_expires_at: now
+                    + chrono::Duration::from_std(self.limits.session_max)
+                        .unwrap_or(chrono::Duration::days(90)),
             })
             .await?;
         Ok(TokenPair {
@@ -381,6 +449,59 @@ mod tests {
         assert!(retry_after <= Duration::from_secs(60) && retry_after > Duration::ZERO);
         f.clock.advance(chrono::Duration::seconds(61));
         auth.login("ann@example.com", "correct horse", None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_strangers_failures_never_lock_the_owner_out() {
+        let f = Fakes::new();
+        let auth = f.auth();
+        f.verified_patient("ann@example.com", "correct horse").await;
+        let home: IpAddr = "2001:db8:1:2::10".parse().unwrap();
+        auth.login("ann@example.com", "correct horse", Some(home))
+            .await
+            .unwrap();
+        // One stranger, rotating through the addresses of its own /64: one client,
+        // stopped after the per-account-and-client limit.
+        for i in 0..3 {
+            let ip: IpAddr = format!("2001:db8:bad:1::{i}").parse().unwrap();
+            let e = auth
+                .login("ann@example.com", "guess", Some(ip))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, ServiceError::InvalidCredentials), "{e:?}");
+        }
+        let rotated: IpAddr = "2001:db8:bad:1::99".parse().unwrap();
+        let e = auth
+            .login("ann@example.com", "correct horse", Some(rotated))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::TooManyRequests { .. }), "{e:?}");
+        // Strangers spread over many networks reach the account's own limit...
+        for i in 0..3 {
+            let ip: IpAddr = format!("198.51.100.{i}").parse().unwrap();
+            let _ = auth.login("ann@example.com", "guess", Some(ip)).await;
+        }
+        let fresh: IpAddr = "203.0.113.200".parse().unwrap();
+        let e = auth
+            .login("ann@example.com", "correct horse", Some(fresh))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::TooManyRequests { .. }), "{e:?}");
+        // ...which never shuts out the network the owner logged in from before (its
+        // other addresses in the same /64 included).
+        let home_again: IpAddr = "2001:db8:1:2::77".parse().unwrap();
+        auth.login("ann@example.com", "correct horse", Some(home_again))
+            .await
+            .unwrap();
+        // Nor does the owner's own typo there lock anything for long.
+        let e = auth
+            .login("ann@example.com", "typo", Some(home))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::InvalidCredentials), "{e:?}");
+        auth.login("ann@example.com", "correct horse", Some(home))
             .await
             .unwrap();
     }

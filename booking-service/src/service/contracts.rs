@@ -107,6 +107,7 @@ async fn tokens_contract(users: &dyn UserRepository, tokens: &dyn RefreshTokenRe
         family_id: family,
         token_hash: hash.into(),
         expires_at: now + expires_in,
+        session_expires_at: now + Duration::days(90),
     };
     let replacement = |hash: &str| Replacement {
         id: Uuid::new_v4(),
@@ -156,6 +157,32 @@ async fn tokens_contract(users: &dyn UserRepository, tokens: &dyn RefreshTokenRe
         RotateOutcome::Rejected,
         "expired"
     );
+    // Rotation never carries a session past its absolute end.
+    let ending = NewRefreshToken {
+        family_id: Uuid::new_v4(),
+        session_expires_at: now + Duration::hours(1),
+        ..token("ending", Duration::days(1))
+    };
+    tokens.insert(ending).await.unwrap();
+    assert_eq!(
+        tokens
+            .rotate("ending".into(), replacement("ending-2"), now)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated { user_id: owner.id }
+    );
+    assert_eq!(
+        tokens
+            .rotate(
+                "ending-2".into(),
+                replacement("ending-3"),
+                now + Duration::hours(2)
+            )
+            .await
+            .unwrap(),
+        RotateOutcome::Rejected,
+        "the session ended, though the token asked for a day"
+    );
     assert!(!tokens
         .revoke_family_of("unknown".into(), now)
         .await
@@ -167,8 +194,8 @@ async fn tokens_contract(users: &dyn UserRepository, tokens: &dyn RefreshTokenRe
     tokens.insert(fresh).await.unwrap();
     assert_eq!(
         tokens.revoke_all_for_user(owner.id, now).await.unwrap(),
-        2,
-        "the live token and the expired one, which was never revoked"
+        4,
+        "the live token, the expired one (never revoked) and the ending session's two"
     );
     assert_eq!(
         tokens
@@ -209,6 +236,24 @@ async fn throttle_contract(throttle: &dyn LoginThrottle) {
         .unwrap();
     throttle.clear(key.clone()).await.unwrap();
     assert_eq!(throttle.locked_for(key, now).await.unwrap(), None);
+
+    let known = format!("account:{}:203.0.113.7", uuid::Uuid::new_v4());
+    let earlier = now - Duration::days(1);
+    assert!(!throttle
+        .succeeded_since(known.clone(), earlier)
+        .await
+        .unwrap());
+    throttle
+        .remember_success(known.clone(), earlier)
+        .await
+        .unwrap();
+    assert!(throttle
+        .succeeded_since(known.clone(), earlier)
+        .await
+        .unwrap());
+    assert!(!throttle.succeeded_since(known.clone(), now).await.unwrap());
+    throttle.remember_success(known.clone(), now).await.unwrap();
+    assert!(throttle.succeeded_since(known, now).await.unwrap());
 }
 
 /// A pool on a fresh database with the booking schema (the real PostgreSQL of the

@@ -147,8 +147,13 @@ impl Fakes {
             self.clock.clone(),
             DUMMY_HASH.into(),
             LoginLimits {
-                per_account: ThrottlePolicy {
+                per_account_and_client: ThrottlePolicy {
                     max_failures: 3,
+                    window: Duration::from_secs(300),
+                    lockout: Duration::from_secs(60),
+                },
+                per_account: ThrottlePolicy {
+                    max_failures: 6,
                     window: Duration::from_secs(300),
                     lockout: Duration::from_secs(60),
                 },
@@ -157,6 +162,8 @@ impl Fakes {
                     window: Duration::from_secs(300),
                     lockout: Duration::from_secs(60),
                 },
+                known_client_for: Duration::from_secs(30 * 86_400),
+                session_max: Duration::from_secs(90 * 86_400),
             },
             self.revoked.clone(),
             self.audit.clone(),
@@ -171,6 +178,12 @@ impl Fakes {
             self.clock.clone(),
             self.cache(),
             Arc::new(self.accounts()),
+            self.throttle.clone(),
+            ThrottlePolicy {
+                max_failures: 3,
+                window: Duration::from_secs(300),
+                lockout: Duration::from_secs(60),
+            },
         )
     }
 }
@@ -531,6 +544,7 @@ struct StoredToken {
     family_id: Uuid,
     hash: String,
     expires_at: DateTime<Utc>,
+    session_expires_at: DateTime<Utc>,
     rotated: bool,
     revoked: bool,
 }
@@ -554,7 +568,8 @@ impl RefreshTokenRepository for FakeTokens {
             user_id: t.user_id,
             family_id: t.family_id,
             hash: t.token_hash,
-            expires_at: t.expires_at,
+            expires_at: t.expires_at.min(t.session_expires_at),
+            session_expires_at: t.session_expires_at,
             rotated: false,
             revoked: false,
         });
@@ -573,14 +588,14 @@ impl RefreshTokenRepository for FakeTokens {
         if t.revoked {
             return Ok(RotateOutcome::Rejected);
         }
-        let (family, user) = (t.family_id, t.user_id);
+        let (family, user, session_end) = (t.family_id, t.user_id, t.session_expires_at);
         if t.rotated {
             all.iter_mut()
                 .filter(|t| t.family_id == family)
                 .for_each(|t| t.revoked = true);
             return Ok(RotateOutcome::ReuseDetected);
         }
-        if t.expires_at <= now {
+        if t.expires_at <= now || session_end <= now {
             return Ok(RotateOutcome::Rejected);
         }
         t.rotated = true;
@@ -588,7 +603,8 @@ impl RefreshTokenRepository for FakeTokens {
             user_id: user,
             family_id: family,
             hash: r.token_hash,
-            expires_at: r.expires_at,
+            expires_at: r.expires_at.min(session_end),
+            session_expires_at: session_end,
             rotated: false,
             revoked: false,
         });
@@ -626,9 +642,13 @@ impl RefreshTokenRepository for FakeTokens {
 /// (failures, window start, locked until) per key.
 type ThrottleEntry = (u32, DateTime<Utc>, Option<DateTime<Utc>>);
 
-/// Same semantics as the PostgreSQL throttle: a window of counted failures, then a lockout.
+/// Same semantics as the PostgreSQL throttle: a window of counted failures, then a
+/// lockout; and the last success of each remembered key.
 #[derive(Default)]
-pub struct FakeThrottle(Mutex<HashMap<String, ThrottleEntry>>);
+pub struct FakeThrottle(
+    Mutex<HashMap<String, ThrottleEntry>>,
+    Mutex<HashMap<String, DateTime<Utc>>>,
+);
 
 #[async_trait]
 impl LoginThrottle for FakeThrottle {
@@ -667,6 +687,18 @@ impl LoginThrottle for FakeThrottle {
     async fn clear(&self, key: String) -> Result<(), RepoError> {
         self.0.lock().unwrap().remove(&key);
         Ok(())
+    }
+    async fn remember_success(&self, key: String, now: DateTime<Utc>) -> Result<(), RepoError> {
+        self.1.lock().unwrap().insert(key, now);
+        Ok(())
+    }
+    async fn succeeded_since(&self, key: String, since: DateTime<Utc>) -> Result<bool, RepoError> {
+        Ok(self
+            .1
+            .lock()
+            .unwrap()
+            .get(&key)
+            .is_some_and(|t| *t >= since))
     }
 }
 

@@ -4,7 +4,8 @@
 use super::accounts::AccountService;
 use super::auth::email_conflict;
 use super::ports::{
-    Clock, Page, PageRequest, PasswordHasher, RefreshTokenRepository, UserChanges, UserRepository,
+    Clock, LoginThrottle, Page, PageRequest, PasswordHasher, RefreshTokenRepository,
+    ThrottlePolicy, UserChanges, UserRepository,
 };
 use super::ServiceError;
 use crate::cache::{get_or_load, Cache};
@@ -64,6 +65,10 @@ pub struct PatientService {
     cache: Arc<dyn Cache>,
     /// Address changes go through verification.
     accounts: Arc<AccountService>,
+    /// Wrong `current_password`s count like failed logins: a stolen access token is
+    /// no password oracle.
+    throttle: Arc<dyn LoginThrottle>,
+    password_checks: ThrottlePolicy,
 }
 
 pub fn patient_cache_key(id: UserId) -> String {
@@ -71,6 +76,7 @@ pub fn patient_cache_key(id: UserId) -> String {
 }
 
 impl PatientService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserRepository>,
         tokens: Arc<dyn RefreshTokenRepository>,
@@ -78,6 +84,8 @@ impl PatientService {
         clock: Arc<dyn Clock>,
         cache: Arc<dyn Cache>,
         accounts: Arc<AccountService>,
+        throttle: Arc<dyn LoginThrottle>,
+        password_checks: ThrottlePolicy,
     ) -> Self {
         Self {
             users,
@@ -86,6 +94,8 @@ impl PatientService {
             clock,
             cache,
             accounts,
+            throttle,
+            password_checks,
         }
     }
 
@@ -116,11 +126,21 @@ impl PatientService {
                     "is required to change the e-mail address or password",
                 ),
                 (Some(given), Some(hash)) => {
+                    let key = format!("current-password:{id}");
+                    let now = self.clock.now();
+                    if let Some(wait) = self.throttle.locked_for(key.clone(), now).await? {
+                        return Err(ServiceError::TooManyRequests { retry_after: wait });
+                    }
                     let ok = match Password::parse(given) {
                         Ok(p) => self.hasher.verify(p, hash.clone()).await?,
                         Err(_) => false,
                     };
-                    if !ok {
+                    if ok {
+                        self.throttle.clear(key).await?;
+                    } else {
+                        self.throttle
+                            .record_failure(key, self.password_checks, now)
+                            .await?;
                         errors.push("current_password", "is incorrect");
                     }
                 }
@@ -489,6 +509,38 @@ mod tests {
         };
         svc.update_me(user.id, right).await.unwrap();
         assert_eq!(f.tokens.revoked_users(), vec![user.id]);
+    }
+
+    #[tokio::test]
+    async fn current_password_is_no_oracle_for_a_stolen_token() {
+        let f = Fakes::new();
+        let svc = f.patients();
+        let profile = PatientProfile::parse(&raw("a@example.com"), svc.today()).unwrap();
+        let user = svc
+            .create(profile, Some(Password::parse("old password").unwrap()))
+            .await
+            .unwrap();
+        let attempt = |given: &str| ProfileUpdate {
+            new_password: Some(Password::parse("new password").unwrap()),
+            current_password: Some(given.into()),
+            ..Default::default()
+        };
+        for guess in ["guess one", "guess two", "guess three"] {
+            let e = svc.update_me(user.id, attempt(guess)).await.unwrap_err();
+            assert!(matches!(e, ServiceError::Validation(_)), "{e:?}");
+        }
+        // Locked: even the right password is not checked now.
+        let hashes = f.hasher.verifications();
+        let e = svc
+            .update_me(user.id, attempt("old password"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::TooManyRequests { .. }), "{e:?}");
+        assert_eq!(f.hasher.verifications(), hashes);
+        f.clock.advance(chrono::Duration::seconds(61));
+        svc.update_me(user.id, attempt("old password"))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -76,6 +76,8 @@ pub struct NewRefreshToken {
     pub family_id: Uuid,
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
+    /// The session's absolute end: no token of the family outlives it.
+    pub session_expires_at: DateTime<Utc>,
 }
 
 /// The token that replaces a rotated one; it joins the rotated token's family.
@@ -83,6 +85,7 @@ pub struct NewRefreshToken {
 pub struct Replacement {
     pub id: Uuid,
     pub token_hash: String,
+    /// Wanted expiry; the stored one is no later than the session's end.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -146,6 +149,10 @@ pub trait LoginThrottle: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), RepoError>;
     async fn clear(&self, key: String) -> Result<(), RepoError>;
+    /// Remembers that `key` (an account and a client network) logged in at `now`.
+    async fn remember_success(&self, key: String, now: DateTime<Utc>) -> Result<(), RepoError>;
+    /// Whether `key` logged in at `since` or later.
+    async fn succeeded_since(&self, key: String, since: DateTime<Utc>) -> Result<bool, RepoError>;
 }
 
 #[derive(Debug, thiserror::Error)]

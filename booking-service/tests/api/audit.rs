@@ -547,8 +547,13 @@ async fn every_mutating_route_and_command_leaves_exactly_one_record() {
     }
 }
 
+/// The audit-service's two credentials in these tests: the writer's (Append) and the
+/// readers' (Query).
+const AUDIT_APPEND_TOKEN: &str = "test-audit-append-token-5d1e";
+const AUDIT_READ_TOKEN: &str = "test-audit-read-token-0a7c";
+
 /// A real audit-service process (the workspace's binary) on `port`, with its own
-/// database and a dev signing key.
+/// database, a dev signing key and both tokens required.
 struct AuditProcess {
     child: std::process::Child,
 }
@@ -577,6 +582,8 @@ impl AuditProcess {
             .env("MEDBOOK_GRPC__ADDR", format!("127.0.0.1:{port}"))
             .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
             .env("MEDBOOK_AUDIT__SIGNING_KEY_FILE", key)
+            .env("MEDBOOK_AUDIT__APPEND_TOKEN", AUDIT_APPEND_TOKEN)
+            .env("MEDBOOK_AUDIT__READ_TOKEN", AUDIT_READ_TOKEN)
             .arg("serve")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -645,6 +652,8 @@ async fn records_wait_out_an_audit_service_outage_and_admins_read_them() {
     let app = crate::helpers::spawn_app_with(|s| {
         s.audit.relay_enabled = true;
         s.audit.addr = format!("http://127.0.0.1:{port}");
+        s.audit.append_token = Some(AUDIT_APPEND_TOKEN.into());
+        s.audit.read_token = Some(AUDIT_READ_TOKEN.into());
         s.audit.timeout_ms = 1000;
         s.outbox.poll_interval_ms = 100;
         s.outbox.backoff_initial_ms = 50;
@@ -762,5 +771,48 @@ async fn records_wait_out_an_audit_service_outage_and_admins_read_them() {
         .await;
     let body = crate::helpers::assert_error(res, 400, "validation_failed").await;
     assert_eq!(body["error"]["details"].as_array().unwrap().len(), 2);
+    let _ = std::fs::remove_file(&key);
+}
+
+/// booking-service holding its two audit credentials the wrong way round: the relay's
+/// Append and the admin's read are both refused by the audit-service, so nothing is
+/// appended (the records wait in the outbox) and `GET /api/v1/audit` answers 503.
+#[tokio::test]
+async fn swapped_audit_credentials_neither_append_nor_read() {
+    let audit_db = medbook_test_support::pg::TestDb::empty("medbook_audit");
+    let key = std::env::temp_dir().join(format!("audit-test-{}.key", uuid::Uuid::new_v4()));
+    let port = medbook_test_support::free_port();
+    let _audit = AuditProcess::start(&audit_db, port, &key);
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.audit.relay_enabled = true;
+        s.audit.addr = format!("http://127.0.0.1:{port}");
+        s.audit.append_token = Some(AUDIT_READ_TOKEN.into());
+        s.audit.read_token = Some(AUDIT_APPEND_TOKEN.into());
+        s.audit.timeout_ms = 1000;
+        s.outbox.poll_interval_ms = 100;
+        s.outbox.backoff_initial_ms = 50;
+        s.outbox.backoff_max_ms = 200;
+    })
+    .await;
+    let p = practice(&app).await;
+    let shipped = || {
+        crate::helpers::count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit' AND published_at IS NOT NULL",
+        )
+    };
+    let pending = || {
+        crate::helpers::count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit' AND published_at IS NULL",
+        )
+    };
+    assert!(pending() > 0, "practice() leaves audit records");
+    // Several rounds of the relay, each refused.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(shipped(), 0);
+    assert!(pending() > 0);
+    let res = app.get("/api/v1/audit", Some(&p.admin.access)).await;
+    crate::helpers::assert_error(res, 503, "audit_unavailable").await;
     let _ = std::fs::remove_file(&key);
 }

@@ -677,7 +677,7 @@ async fn logout_refuses_the_access_token_at_once() {
 async fn revocation_store_down_can_be_configured_to_deny() {
     let app = spawn_app_with(|s| {
         s.redis.url = "redis://127.0.0.1:1".to_owned().into();
-        s.auth.revocation_check_failure = RevocationFailure::Deny;
+        s.auth.revocation_check_failure = Some(RevocationFailure::Deny);
     })
     .await;
     let user = app.patient().await;

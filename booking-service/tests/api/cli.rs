@@ -228,6 +228,23 @@ fn openapi_prints_the_document_without_configuration() {
     assert!(doc["paths"]["/api/v1/auth/login"].is_object());
 }
 
+/// Demo accounts have a published password: the production profile refuses to make
+/// them, and nothing is written.
+#[tokio::test]
+async fn seed_demo_refuses_the_production_profile() {
+    let app = crate::helpers::spawn_app().await;
+    let out = cli(&app.db)
+        .env("MEDBOOK_PROFILE", "production")
+        .arg("seed-demo")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("dev profile"), "{stderr}");
+    let clinics: Value = app.get("/api/v1/clinics", None).await.json().await.unwrap();
+    assert_eq!(clinics["total"], 0);
+}
+
 #[tokio::test]
 async fn seed_demo_loads_a_living_data_set_once() {
     let app = crate::helpers::spawn_app().await;

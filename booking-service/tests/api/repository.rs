@@ -95,6 +95,7 @@ async fn concurrent_rotation_of_one_token_succeeds_once() {
             family_id: Uuid::new_v4(),
             token_hash: "presented".into(),
             expires_at: Utc::now() + chrono::Duration::hours(1),
+            session_expires_at: Utc::now() + chrono::Duration::days(1),
         })
         .await
         .unwrap();
@@ -144,6 +145,7 @@ async fn expired_refresh_tokens_are_rejected() {
             family_id: Uuid::new_v4(),
             token_hash: "old".into(),
             expires_at: Utc::now() - chrono::Duration::seconds(1),
+            session_expires_at: Utc::now() + chrono::Duration::days(1),
         })
         .await
         .unwrap();

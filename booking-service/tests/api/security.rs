@@ -295,3 +295,85 @@ fn audit_records(app: &TestApp) -> Vec<Value> {
         .map(|r| serde_json::from_str(&r.payload).unwrap())
         .collect()
 }
+
+async fn register_from(app: &TestApp, forwarded_for: &str) -> u16 {
+    let email = format!("p-{}@example.com", uuid::Uuid::new_v4().simple());
+    app.request(Method::POST, "/api/v1/auth/register")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": "plum-violin-42", "full_name": "P Q"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn login_from(app: &TestApp, forwarded_for: &str, email: &str, password: &str) -> u16 {
+    app.request(Method::POST, "/api/v1/auth/login")
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind the ingress (here: the test client's 127.0.0.1 as a trusted proxy), limits
+/// count the client our proxy saw, the rightmost hop it appended: entries the client
+/// writes itself change nothing; IPv6 clients count per /64.
+#[tokio::test]
+async fn limits_count_the_client_the_proxy_saw_not_what_it_claims() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+        s.accounts.requests_per_client = 2;
+    })
+    .await;
+    // A client rotating a forged leftmost entry stays one client.
+    assert_eq!(register_from(&app, "1.1.1.1, 203.0.113.9").await, 202);
+    assert_eq!(register_from(&app, "2.2.2.2, 203.0.113.9").await, 202);
+    assert_eq!(register_from(&app, "3.3.3.3, 203.0.113.9").await, 429);
+    // Another client behind the same proxy has its own budget.
+    assert_eq!(register_from(&app, "203.0.113.10").await, 202);
+    // IPv6: one /64 is one client.
+    assert_eq!(register_from(&app, "2001:db8:1:2::1").await, 202);
+    assert_eq!(register_from(&app, "2001:db8:1:2:ffff::2").await, 202);
+    assert_eq!(register_from(&app, "2001:db8:1:2::3").await, 429);
+    assert_eq!(register_from(&app, "2001:db8:1:3::1").await, 202);
+
+    // Without trusted proxies the header is not believed at all: every request is the
+    // socket peer's.
+    let app = crate::helpers::spawn_app_with(|s| s.accounts.requests_per_client = 2).await;
+    assert_eq!(register_from(&app, "203.0.113.1").await, 202);
+    assert_eq!(register_from(&app, "203.0.113.2").await, 202);
+    assert_eq!(register_from(&app, "203.0.113.3").await, 429);
+}
+
+/// Five wrong passwords stop the guesser's network on that account, not the owner
+/// elsewhere, and forging the header does not reset the count.
+#[tokio::test]
+async fn failed_logins_stop_the_guesser_not_the_owner() {
+    let app =
+        crate::helpers::spawn_app_with(|s| s.http.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let ann = app.patient().await;
+    let home = "198.51.100.20";
+    assert_eq!(login_from(&app, home, &ann.email, &ann.password).await, 200);
+    for i in 0..5 {
+        let forged = format!("10.0.0.{i}, 203.0.113.66");
+        assert_eq!(
+            login_from(&app, &forged, &ann.email, "wrong-guess").await,
+            401
+        );
+    }
+    let forged = "10.9.9.9, 203.0.113.66";
+    assert_eq!(
+        login_from(&app, forged, &ann.email, &ann.password).await,
+        429
+    );
+    // The owner, from home or a new network, is not locked out.
+    assert_eq!(login_from(&app, home, &ann.email, &ann.password).await, 200);
+    assert_eq!(
+        login_from(&app, "192.0.2.44", &ann.email, &ann.password).await,
+        200
+    );
+}

@@ -5,6 +5,24 @@
 //!
 //! A link carries a single-use token: it is shown to the recipient in full and never
 //! named anywhere else (not in errors, not in logs).
+//!
+//! None of them names the account's holder — not in the greeting ("Hello,"), the
+//! subject, the bodies or the `To` header — because any of them can reach an address
+//! whose owner never chose the name, or the account, and the event does not say
+//! which:
+//! - the verification link (`VerifyEmail`) goes, by definition, to an address nobody
+//!   has proven yet: the one just registered, or the new one of an address change;
+//! - the reset link (`PasswordReset`) and the notice of a second registration
+//!   (`RegistrationAttempted`) go to the account's address, which is unproven while
+//!   the account is unverified — a stranger can register someone else's address, then
+//!   ask for a reset or register again, with no further proof;
+//! - the notice of an address change (`EmailChanged`) goes to the old address, which
+//!   may have been an unverified one too.
+//!
+//! A full name is up to 200 characters of the registrant's choosing; put in a greeting
+//! it would let anyone have medbook send their text ("your account is locked, call…")
+//! to any address. The only recipient-specific text these e-mails carry is the
+//! recipient's own address and, in an address-change notice, the new address.
 
 use super::email::{escape_html, Email, RenderError};
 use chrono::{DateTime, Utc};
@@ -52,6 +70,10 @@ impl<'a> Link<'a> {
         )
     }
 }
+
+/// The greeting of every account e-mail: the holder's name may not be the
+/// recipient's (see the module documentation).
+const GREETING: &str = "Hello,";
 
 /// Renders the e-mail for the account event `account` of `event`.
 pub(super) fn render(event: &EventEnvelope, account: &AccountEvent) -> Result<Email, RenderError> {
@@ -122,13 +144,13 @@ pub(super) fn render(event: &EventEnvelope, account: &AccountEvent) -> Result<Em
             ],
         },
     };
-    let greeting = format!("Hello {},", to.full_name);
     Ok(Email {
-        to_name: to.full_name.clone(),
+        // No name anywhere: see the module documentation.
+        to_name: None,
         to_address: to.email.clone(),
         subject: content.subject.to_owned(),
-        text: text_body(&greeting, &content),
-        html: html_body(&greeting, &content),
+        text: text_body(GREETING, &content),
+        html: html_body(GREETING, &content),
         calendar: None,
         message_id: format!("<{}@medbook>", event.id),
         event_id: event.id.to_string(),
@@ -206,29 +228,71 @@ mod tests {
         EventEnvelope::new(Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap(), e)
     }
 
-    /// What every account e-mail must be: to the account's name and address, greeting
-    /// it by name, every value escaped in HTML, no calendar part, the event's
-    /// Message-ID.
+    /// What every account e-mail must be: to the account's address with no display
+    /// name, a greeting without a name, the account's name nowhere (it may not be the
+    /// recipient's), no calendar part, the event's Message-ID.
     fn assert_account_email(e: &EventEnvelope, m: &Email, subject: &str, to: &str) {
         assert_eq!(m.subject, subject);
         assert_eq!(m.to_address, to);
-        assert_eq!(m.to_name, "<b>Ann</b> O'Neil");
+        assert_eq!(m.to_name, None);
         assert!(m.calendar.is_none());
         assert_eq!(m.message_id, format!("<{}@medbook>", e.id));
         assert_eq!(m.event_id, e.id.to_string());
-        assert!(
-            m.text.starts_with("Hello <b>Ann</b> O'Neil,\n\n"),
-            "{}",
-            m.text
-        );
-        assert!(
-            m.html
-                .contains("<p>Hello &lt;b&gt;Ann&lt;/b&gt; O&#39;Neil,</p>"),
-            "{}",
-            m.html
-        );
-        assert!(!m.html.contains("<b>"), "{}", m.html);
+        assert!(m.text.starts_with("Hello,\n\n"), "{}", m.text);
+        assert!(m.html.contains("<p>Hello,</p>"), "{}", m.html);
+        for part in [&m.subject, &m.text, &m.html] {
+            assert!(!part.contains("Ann"), "{part}");
+            assert!(!part.contains("Neil"), "{part}");
+        }
         assert!(!m.text.contains("calendar"));
+    }
+
+    /// A full name chosen to turn the e-mail into someone else's message.
+    const LURE: &str = "Your account is locked, call +1 555 0100";
+
+    fn with_name(mut l: AccountLink, full_name: &str) -> AccountLink {
+        l.account.full_name = full_name.into();
+        l
+    }
+
+    fn assert_no_lure(m: &Email) {
+        assert_eq!(m.to_name, None);
+        for part in [&m.subject, &m.text, &m.html] {
+            assert!(!part.contains(LURE), "{part}");
+            assert!(!part.contains("555 0100"), "{part}");
+        }
+    }
+
+    #[test]
+    fn a_verification_link_does_not_carry_the_registrants_text() {
+        // Registration and address change alike: the address is not proven yet.
+        let e = envelope(AccountEvent::VerifyEmail(with_name(link(), LURE)));
+        let m = render(&e, "no-reply@medbook.local").unwrap();
+        assert_no_lure(&m);
+        assert!(m.text.starts_with("Hello,\n\n"), "{}", m.text);
+        assert!(m.html.contains("<p>Hello,</p>"), "{}", m.html);
+    }
+
+    #[test]
+    fn no_account_email_carries_the_account_holders_name() {
+        // An account can hold an address it never proved: a stranger who registered
+        // someone else's address can then ask for a reset, register again, or move the
+        // account away, and each e-mail goes to that address.
+        for event in [
+            AccountEvent::VerifyEmail(with_name(link(), LURE)),
+            AccountEvent::PasswordReset(with_name(link(), LURE)),
+            AccountEvent::RegistrationAttempted(with_name(link(), LURE)),
+            AccountEvent::EmailChanged(EmailChange {
+                account: AccountInfo {
+                    full_name: LURE.into(),
+                    ..account()
+                },
+                new_email: "ann@example.org".into(),
+            }),
+        ] {
+            let m = render(&envelope(event), "no-reply@medbook.local").unwrap();
+            assert_no_lure(&m);
+        }
     }
 
     fn assert_link(m: &Email) {

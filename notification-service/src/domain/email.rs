@@ -14,7 +14,9 @@ use medbook_shared::events::{
 /// What to send; the transport turns it into MIME.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
-    pub to_name: String,
+    /// The display name of the `To` header; `None` when the e-mail may reach someone
+    /// who did not choose the name (see [`super::account_email`]).
+    pub to_name: Option<String>,
     pub to_address: String,
     pub subject: String,
     pub text: String,
@@ -130,7 +132,7 @@ fn render_appointment(
         content: ics::event(a, event.occurred_at, organizer, calendar),
     };
     Ok(Email {
-        to_name: a.patient.full_name.clone(),
+        to_name: Some(a.patient.full_name.clone()),
         to_address: a.patient.email.clone(),
         subject,
         text,

@@ -1,6 +1,11 @@
 //! The iCalendar (RFC 5545) part of the emails: one VEVENT per appointment, identified
 //! by the appointment id, so a calendar updates the same entry on reschedule and
 //! removes it on cancellation.
+//!
+//! Names and addresses come from users, so each kind of slot has its own encoder and
+//! nothing a user typed can end a content line or start a parameter: property values
+//! are TEXT-escaped ([`text`]), parameter values are quoted and caret-encoded
+//! ([`param`]), calendar addresses lose their control characters ([`address`]).
 
 use chrono::{DateTime, Utc};
 use medbook_shared::events::AppointmentSnapshot;
@@ -25,7 +30,8 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
-/// Escapes a TEXT value (RFC 5545 §3.3.11).
+/// Escapes a TEXT value (RFC 5545 §3.3.11). Control characters other than a line
+/// break (escaped) and a tab (allowed) are dropped: TEXT has no room for them.
 fn text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -34,11 +40,47 @@ fn text(s: &str) -> String {
             ';' => out.push_str("\\;"),
             ',' => out.push_str("\\,"),
             '\n' => out.push_str("\\n"),
-            '\r' => {}
+            '\t' => out.push('\t'),
+            c if c.is_control() => {}
             c => out.push(c),
         }
     }
     out
+}
+
+/// Encodes a parameter value (RFC 5545 §3.2) as a quoted-string, so that `;`, `:` and
+/// `,` stay inside it, with RFC 6868 caret encoding for what a quoted-string cannot
+/// hold: `^` becomes `^^`, a line break (CRLF, LF or CR) `^n`, and `"` `^'`. Other
+/// control characters are dropped; a tab is allowed (`QSAFE-CHAR` includes `WSP`).
+/// TEXT escaping (backslashes) means nothing inside a parameter.
+fn param(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '^' => out.push_str("^^"),
+            '"' => out.push_str("^'"),
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("^n");
+            }
+            '\n' => out.push_str("^n"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A `mailto:` calendar address (RFC 5545 §3.3.3) for `email`. The address was
+/// validated where it was entered; its control characters are dropped all the same,
+/// so that it can never end the content line.
+fn address(email: &str) -> String {
+    let email: String = email.chars().filter(|c| !c.is_control()).collect();
+    format!("mailto:{email}")
 }
 
 /// Folds a content line at 75 octets without splitting a UTF-8 character (§3.1).
@@ -88,11 +130,11 @@ pub fn event(
             ))
         ),
         format!("DESCRIPTION:{}", text(&a.reason)),
-        format!("ORGANIZER:mailto:{organizer}"),
+        format!("ORGANIZER:{}", address(organizer)),
         format!(
-            "ATTENDEE;CN={};ROLE=REQ-PARTICIPANT:mailto:{}",
-            text(&a.patient.full_name).replace(':', " "),
-            a.patient.email
+            "ATTENDEE;CN={};ROLE=REQ-PARTICIPANT:{}",
+            param(&a.patient.full_name),
+            address(&a.patient.email)
         ),
         format!(
             "STATUS:{}",
@@ -115,10 +157,192 @@ pub fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+    use medbook_shared::events::{ClinicInfo, DoctorInfo, PatientInfo};
+    use uuid::Uuid;
+
+    /// A full name that tries to close the CN parameter, add a parameter, end the
+    /// property and start a new component.
+    const HOSTILE_NAME: &str = "Ann \"Boss\"; ROLE=CHAIR:mailto:evil@x\nBEGIN:VEVENT";
+
+    fn snapshot(full_name: &str, email: &str) -> AppointmentSnapshot {
+        AppointmentSnapshot {
+            appointment_id: Uuid::new_v4(),
+            slot_id: Uuid::new_v4(),
+            starts_at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 30, 0).unwrap(),
+            ends_at: Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap(),
+            reason: "Check-up".into(),
+            patient: PatientInfo {
+                id: Uuid::new_v4(),
+                email: email.into(),
+                full_name: full_name.into(),
+            },
+            doctor: DoctorInfo {
+                id: Uuid::new_v4(),
+                full_name: "Dr. Mia Chen".into(),
+                specialty: "Cardiology".into(),
+            },
+            clinic: ClinicInfo {
+                id: Uuid::new_v4(),
+                name: "Central".into(),
+                city: "Berlin".into(),
+                address: "Hauptstr. 1".into(),
+                time_zone: "Europe/Berlin".into(),
+            },
+            version: 1,
+        }
+    }
+
+    fn calendar(full_name: &str, email: &str) -> String {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        event(
+            &snapshot(full_name, email),
+            at,
+            "no-reply@medbook.local",
+            Status::Confirmed,
+        )
+    }
+
+    /// The content lines of `ics` as a calendar client sees them: every physical line
+    /// ends with CRLF, none is longer than 75 octets, and folds are undone (§3.1).
+    fn unfolded(ics: &str) -> Vec<String> {
+        let body = ics.strip_suffix("\r\n").expect("ends with CRLF");
+        for physical in body.split("\r\n") {
+            assert!(
+                physical.len() <= 75,
+                "{} octets: {physical:?}",
+                physical.len()
+            );
+            assert!(
+                !physical.contains(['\r', '\n']),
+                "a bare line break: {physical:?}"
+            );
+        }
+        body.replace("\r\n ", "")
+            .split("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// One content line split as RFC 5545 §3.1 reads it: the name, then parameters
+    /// up to the first `:` outside quotes, each parameter ending at a `;` outside
+    /// quotes; then the value.
+    fn parse(line: &str) -> (String, Vec<(String, String)>, String) {
+        let mut parts = vec![String::new()];
+        let mut quoted = false;
+        let mut value = None;
+        for (i, c) in line.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ';' if !quoted => {
+                    parts.push(String::new());
+                    continue;
+                }
+                ':' if !quoted => {
+                    value = Some(line[i + 1..].to_owned());
+                    break;
+                }
+                _ => {}
+            }
+            parts.last_mut().unwrap().push(c);
+        }
+        assert!(!quoted, "an unterminated quoted-string in {line:?}");
+        let name = parts.remove(0);
+        let params = parts
+            .into_iter()
+            .map(|p| {
+                let (k, v) = p.split_once('=').expect("a parameter is NAME=value");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        (name, params, value.expect("a content line has a value"))
+    }
+
+    /// Undoes RFC 6868 caret encoding on a quoted parameter value.
+    fn decode_param(v: &str) -> String {
+        let inner = v.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+        let mut chars = inner.expect("a quoted-string").chars();
+        let mut out = String::new();
+        while let Some(c) = chars.next() {
+            if c != '^' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('\'') => out.push('"'),
+                Some('^') => out.push('^'),
+                other => panic!("a stray caret before {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_hostile_name_stays_inside_the_quoted_cn_parameter() {
+        let ics = calendar(HOSTILE_NAME, "ann@example.com");
+        let lines = unfolded(&ics);
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("ATTENDEE")).count(),
+            1,
+            "{ics}"
+        );
+        assert_eq!(lines.iter().filter(|l| *l == "BEGIN:VEVENT").count(), 1);
+        assert_eq!(lines.iter().filter(|l| l.starts_with("BEGIN:")).count(), 2);
+        let attendee = lines.iter().find(|l| l.starts_with("ATTENDEE")).unwrap();
+        assert_eq!(
+            attendee,
+            "ATTENDEE;CN=\"Ann ^'Boss^'; ROLE=CHAIR:mailto:evil@x^nBEGIN:VEVENT\";\
+             ROLE=REQ-PARTICIPANT:mailto:ann@example.com"
+        );
+        let (name, params, value) = parse(attendee);
+        assert_eq!(name, "ATTENDEE");
+        let keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["CN", "ROLE"], "{params:?}");
+        assert_eq!(params[1].1, "REQ-PARTICIPANT");
+        assert_eq!(decode_param(&params[0].1), HOSTILE_NAME);
+        assert_eq!(value, "mailto:ann@example.com");
+        // No other line carries a parameter or names the injected role.
+        for line in &lines {
+            let (name, params, _) = parse(line);
+            assert!(params.is_empty() || name == "ATTENDEE", "{line}");
+        }
+    }
+
+    #[test]
+    fn parameter_values_are_quoted_and_caret_encoded() {
+        assert_eq!(param("Ann O'Neil"), "\"Ann O'Neil\"");
+        assert_eq!(param("a;b:c,d"), "\"a;b:c,d\"");
+        assert_eq!(param("x^y \"z\""), "\"x^^y ^'z^'\"");
+        assert_eq!(param("a\r\nb\nc\rd"), "\"a^nb^nc^nd\"");
+        assert_eq!(param("a\u{0}b\u{7f}c\u{1b}d\te"), "\"abcd\te\"");
+        assert_eq!(param(""), "\"\"");
+    }
+
+    #[test]
+    fn an_address_cannot_end_its_line() {
+        let ics = calendar("Ann", "ann@example.com\r\nATTENDEE:mailto:evil@x");
+        let lines = unfolded(&ics);
+        let attendees: Vec<&String> = lines.iter().filter(|l| l.starts_with("ATTENDEE")).collect();
+        assert_eq!(attendees.len(), 1, "{ics}");
+        assert!(attendees[0].ends_with(":mailto:ann@example.comATTENDEE:mailto:evil@x"));
+        assert_eq!(address("a@b.c\u{0}\n"), "mailto:a@b.c");
+    }
+
+    #[test]
+    fn a_long_quoted_name_folds_and_unfolds_to_the_same_parameter() {
+        let name = format!("Ann \"{}\" Lima", "é^".repeat(60));
+        let ics = calendar(&name, "ann@example.com");
+        let lines = unfolded(&ics);
+        let attendee = lines.iter().find(|l| l.starts_with("ATTENDEE")).unwrap();
+        let (_, params, _) = parse(attendee);
+        assert_eq!(decode_param(&params[0].1), name);
+    }
 
     #[test]
     fn text_values_are_escaped() {
         assert_eq!(text("a;b,c\\d\ne"), "a\\;b\\,c\\\\d\\ne");
+        assert_eq!(text("a\r\nb\u{0}c\u{1b}d\te"), "a\\nbcd\te");
     }
 
     #[test]

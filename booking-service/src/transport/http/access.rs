@@ -16,7 +16,8 @@ use super::extractors::authenticate;
 use crate::domain::Role;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use medbook_service_kit::context::{self, Actor};
@@ -88,6 +89,12 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/account/reset-password", Public),
     ("GET", "/api/v1/audit", ADMIN),
     ("GET", "/api/v1/doctor/appointments", DOCTOR),
+    // The OpenAPI document and Swagger UI (`swagger`, routed only when
+    // `http.swagger_ui` is on): outside the document, public.
+    ("GET", "/openapi.json", Public),
+    ("GET", "/swagger", Public),
+    ("GET", "/swagger/", Public),
+    ("GET", "/swagger/{file}", Public),
 ];
 
 /// The rule of a route, if it is one of ours.
@@ -111,13 +118,43 @@ pub fn role_names(access: Access) -> Option<Vec<&'static str>> {
 #[derive(Debug, Clone, Copy)]
 struct RouteRule(Option<Access>);
 
+/// The route pattern of the request, matched against the same (percent-decoded) path
+/// the router dispatches on: `req.match_pattern()` reads the raw path, so
+/// `/api/v1/%70atients` would match no pattern there and still reach the patients
+/// handler.
+pub fn routed_pattern(req: &actix_web::HttpRequest) -> Option<String> {
+    req.resource_map().match_pattern(req.match_info().as_str())
+}
+
 pub fn rule_of(req: &actix_web::HttpRequest) -> Option<Access> {
     if let Some(RouteRule(access)) = req.extensions().get::<RouteRule>() {
         return *access;
     }
-    let access = req.match_pattern().and_then(|p| rule(req.method(), &p));
+    let access = routed_pattern(req).and_then(|p| rule(req.method(), &p));
     req.extensions_mut().insert(RouteRule(access));
     access
+}
+
+/// The answer to a request no rule covers: 405 with the methods the table has for a
+/// known path (`Allow`), else 404. Never passed on.
+fn uncovered(req: ServiceRequest) -> ServiceResponse<BoxBody> {
+    let allowed: Vec<&str> = routed_pattern(req.request())
+        .map(|pattern| {
+            POLICY
+                .iter()
+                .filter(|(_, p, _)| *p == pattern)
+                .map(|(m, _, _)| *m)
+                .collect()
+        })
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return req.error_response(ApiError::from_status(StatusCode::NOT_FOUND));
+    }
+    let mut res = req.error_response(ApiError::from_status(StatusCode::METHOD_NOT_ALLOWED));
+    if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+        res.headers_mut().insert(header::ALLOW, value);
+    }
+    res
 }
 
 /// Whether a response to this request may be stored by caches: only public reads
@@ -135,7 +172,10 @@ pub async fn authorize(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let mut actor = None;
-    if let Some(Access::Roles(roles)) = rule_of(req.request()) {
+    let Some(access) = rule_of(req.request()) else {
+        return Ok(uncovered(req));
+    };
+    if let Access::Roles(roles) = access {
         let refused = match authenticate(req.request().clone()).await {
             Ok(caller) if roles.contains(&caller.role) => {
                 let span = tracing::Span::current();

@@ -86,8 +86,9 @@ pub(crate) fn bearer(value: Option<&str>) -> Result<&str, ApiError> {
 }
 
 /// A verified token that has not been logged out. When the revocation store (Redis)
-/// cannot be asked, `auth.revocation_check_failure` decides: `allow` (default, counted
-/// in `auth_revocation_check_failures_total`) or `deny` (503). Used by HTTP and gRPC.
+/// cannot be asked, `auth.revocation_check_failure` decides: `deny` (503; always in
+/// production) or `allow` (the dev profile's default; counted in
+/// `auth_revocation_check_failures_total`). Used by HTTP and gRPC.
 pub(crate) async fn check_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state
         .issuer
@@ -275,8 +276,9 @@ impl FromRequest for IdempotencyKey {
     }
 }
 
-/// The client's IP address: the socket peer, or the first `X-Forwarded-For` entry
-/// when `http.trust_forwarded_for` is set (only behind a proxy that sets it).
+/// The client's IP address: the socket peer, or, behind the trusted proxies of
+/// `http.trusted_proxies`, the rightmost `X-Forwarded-For` hop that is not one of them
+/// ([`super::client_ip::client_ip`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -285,24 +287,22 @@ impl FromRequest for ClientAddr {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trust = req
+        let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+            return ready(Ok(ClientAddr(None)));
+        };
+        let Some(trusted) = req
             .app_data::<web::Data<AppState>>()
-            .is_some_and(|s| s.trust_forwarded_for);
-        let forwarded = trust
-            .then(|| {
-                req.connection_info()
-                    .realip_remote_addr()
-                    .map(str::to_owned)
-            })
-            .flatten()
-            .and_then(|a| {
-                a.parse::<IpAddr>()
-                    .ok()
-                    .or_else(|| a.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-            });
-        ready(Ok(ClientAddr(
-            forwarded.or_else(|| req.peer_addr().map(|a| a.ip())),
-        )))
+            .map(|s| &s.trusted_proxies)
+        else {
+            return ready(Ok(ClientAddr(Some(peer))));
+        };
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok());
+        ready(Ok(ClientAddr(Some(super::client_ip::client_ip(
+            peer, forwarded, trusted,
+        )))))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The actix-web transport: routes, DTOs, extractors, middleware, OpenAPI.
 
 pub mod access;
+pub mod client_ip;
 pub mod dto;
 pub mod error;
 pub mod extractors;
@@ -10,11 +11,12 @@ pub mod middleware;
 pub mod openapi;
 pub mod pages;
 pub mod state;
+pub mod swagger;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{guard, http::header, Error};
+use actix_web::{http::header, Error};
 use handlers::{appointments, audit, auth, catalog, doctor, me, ops, patients, reviews, slots};
 use paperclip::actix::{web, OpenApiExt};
 use std::time::Duration;
@@ -25,6 +27,9 @@ pub struct HttpAppConfig {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    /// Serve Swagger UI at `/swagger` (`http.swagger_ui`); `/openapi.json` is served
+    /// either way.
+    pub swagger_ui: bool,
 }
 
 /// Every documented route. Each path is a resource, so a wrong method gets 405.
@@ -195,14 +200,7 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    let swagger_file_guard = guard::fn_guard(|ctx| {
-        let path = ctx.head().uri.path();
-        let file = path
-            .strip_prefix(openapi::UI_PATH)
-            .map(|rest| rest.trim_start_matches('/'))
-            .unwrap_or_default();
-        !openapi::SWAGGER_FILES.contains(&file)
-    });
+    let swagger_ui = config.swagger_ui;
     actix_web::App::new()
         .wrap_api_with_spec(openapi::base_spec())
         .app_data(state)
@@ -213,17 +211,15 @@ pub fn build_app(
         .app_data(actix_web::web::Data::new(
             middleware::timeout::RequestTimeout(config.request_timeout),
         ))
-        // Registered first, so they take precedence over paperclip's own handlers.
         .service(web::resource(openapi::SPEC_PATH).route(web::get().to(openapi::serve)))
-        .service(
-            web::resource("/swagger/{file:.*}")
-                .guard(swagger_file_guard)
-                .route(web::get().to(openapi::unknown_swagger_file)),
-        )
         .configure(routes)
-        .with_json_spec_v3_at(openapi::SPEC_PATH)
-        .with_swagger_ui_at(openapi::UI_PATH)
         .build()
+        // Swagger UI: our own routes, outside the OpenAPI document (see `swagger`).
+        .configure(|cfg| {
+            if swagger_ui {
+                swagger::routes(cfg);
+            }
+        })
         // HTML, not API: outside the OpenAPI document.
         .service(
             actix_web::web::resource(pages::VERIFY_PATH)

@@ -13,28 +13,6 @@ use paperclip::v2::models::{DefaultApiRaw, Info};
 use serde_json::{json, Value};
 
 pub const SPEC_PATH: &str = "/openapi.json";
-pub const UI_PATH: &str = "/swagger";
-
-/// Files Swagger UI is served from (the distribution embedded by paperclip).
-pub const SWAGGER_FILES: &[&str] = &[
-    "",
-    "index.html",
-    "oauth2-redirect.html",
-    "favicon-16x16.png",
-    "favicon-32x32.png",
-    "swagger-ui.css",
-    "swagger-ui.css.map",
-    "swagger-ui.js",
-    "swagger-ui.js.map",
-    "swagger-ui-bundle.js",
-    "swagger-ui-bundle.js.map",
-    "swagger-ui-es-bundle.js",
-    "swagger-ui-es-bundle.js.map",
-    "swagger-ui-es-bundle-core.js",
-    "swagger-ui-es-bundle-core.js.map",
-    "swagger-ui-standalone-preset.js",
-    "swagger-ui-standalone-preset.js.map",
-];
 
 /// The finished document, shared by all workers.
 pub struct OpenApiDoc(pub Value);
@@ -126,7 +104,7 @@ pub fn finish(mut spec: Value) -> Value {
                 "204": {"description": "Deleted (the doctor had no appointments)"},
                 "200": {
                     "description": "Not deleted: kept as inactive because the doctor has appointments (it can still be read)",
-                    "content": schema("DoctorResponse"),
+                    "content": schema("DoctorRecordResponse"),
                     // Machine-readable: what the kept resource looks like.
                     "x-medbook-kept-as": {"status": DoctorStatus::Inactive.as_str()}
                 }
@@ -159,10 +137,4 @@ pub fn finish(mut spec: Value) -> Value {
 #[api_v2_operation(skip)]
 pub async fn serve(doc: web::Data<OpenApiDoc>) -> HttpResponse {
     HttpResponse::Ok().json(&doc.0)
-}
-
-/// 404 for Swagger UI files that do not exist (paperclip's own handler would panic).
-#[api_v2_operation(skip)]
-pub async fn unknown_swagger_file() -> HttpResponse {
-    HttpResponse::NotFound().finish()
 }

@@ -35,5 +35,6 @@ pub struct AppState {
     /// The audit-service, read by `GET /api/v1/audit`.
     pub audit: crate::audit_client::AuditClient,
     pub metrics: Arc<Metrics>,
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` names the client (`http.trusted_proxies`).
+    pub trusted_proxies: super::client_ip::TrustedProxies,
 }

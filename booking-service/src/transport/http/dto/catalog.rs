@@ -146,9 +146,10 @@ impl From<RatingSummary> for RatingSummaryResponse {
 }
 
 /// A doctor as the catalogue shows it, declared once for the public shape and for the
-/// admins' shape, which also carries the linked account (`$extra`).
+/// admins' shape, which also carries the linked account (`$extra`, an optional id:
+/// spelled out, since paperclip's derive cannot read a type passed through a macro).
 macro_rules! doctor_dto {
-    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $extra:ident: $ty:ty = $value:expr),* }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $extra:ident = $value:expr),* }) => {
         $(#[$meta])*
         #[derive(Debug, Serialize, Apiv2Schema)]
         pub struct $name {
@@ -161,7 +162,7 @@ macro_rules! doctor_dto {
             pub years_of_experience: i32,
             pub clinic: ClinicResponse,
             pub rating: RatingSummaryResponse,
-            $($(#[$fmeta])* pub $extra: $ty,)*
+            $($(#[$fmeta])* pub $extra: Option<Uuid>,)*
             pub created_at: DateTime<Utc>,
             pub updated_at: DateTime<Utc>,
         }
@@ -196,7 +197,7 @@ doctor_dto!(
     /// A doctor as admins write and read it: also the account linked to the doctor.
     DoctorRecordResponse {
         /// The user (role `doctor`) linked to this doctor, if any.
-        user_id: Option<Uuid> = |d: &Doctor| d.user_id.map(|u| u.0)
+        user_id = |d: &Doctor| d.user_id.map(|u| u.0)
     }
 );
 
