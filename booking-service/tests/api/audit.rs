@@ -759,6 +759,17 @@ async fn records_wait_out_an_audit_service_outage_and_admins_read_them() {
         .unwrap();
     assert_eq!(reason["after"], "\"clinic closed\"");
     assert!(trail[0]["index"].as_u64().unwrap() > trail[1]["index"].as_u64().unwrap());
+    // The audit-service's own receive time, beside the change's: the cancellation
+    // waited out the outage, so it was received after it happened.
+    let at = |r: &Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap_or_else(|| panic!("{k}: {r}")))
+            .unwrap()
+    };
+    assert!(
+        at(&trail[0], "received_at") > at(&trail[0], "occurred_at"),
+        "{}",
+        trail[0]
+    );
 
     // Only admins read the log; bad filters are 400s.
     let res = app.get("/api/v1/audit", Some(&patient.access)).await;

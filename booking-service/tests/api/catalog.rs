@@ -684,3 +684,18 @@ async fn revocation_store_down_can_be_configured_to_deny() {
     let res = app.get("/api/v1/me", Some(&user.access)).await;
     assert_error(res, 503, "unavailable").await;
 }
+
+/// In production nothing needs configuring: a token whose revocation cannot be checked
+/// is refused (a logged-out session never comes back while Redis is down).
+#[tokio::test]
+async fn revocation_checks_fail_closed_in_production() {
+    let app = spawn_app_with(|s| {
+        s.profile = booking_service::settings::Profile::Production;
+        s.redis.url = "redis://127.0.0.1:1".to_owned().into();
+        s.auth.revocation_check_failure = None;
+    })
+    .await;
+    let user = app.patient().await;
+    let res = app.get("/api/v1/me", Some(&user.access)).await;
+    assert_error(res, 503, "unavailable").await;
+}

@@ -42,6 +42,12 @@ async fn a_verification_link_is_emailed_once_to_its_address() {
         "no calendar part: {:?}",
         mail["attachments"]
     );
+    // The name was typed by whoever registered, not by the owner of the address: the
+    // message carries none of it (subject, bodies, To header).
+    assert!(
+        !mail.to_string().contains(STRANGERS_NAME),
+        "a stranger's text reached the inbox: {mail}"
+    );
     let health = reqwest::get(format!("{}/health", app.http)).await.unwrap();
     assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     medbook_test_support::eventually("the duplicate counted", Duration::from_secs(10), || async {

@@ -85,7 +85,13 @@ async fn register_verify_book_reschedule_cancel_reaches_the_patient_as_four_emai
     );
     for e in &emails {
         assert_eq!(e["to"][0]["address"], email.as_str());
-        assert_eq!(e["to"][0]["name"], "Rita Lopes");
+        // Appointment e-mails greet the patient; the verification link went to an
+        // address nobody had proven yet, so it names no one.
+        if e["subject"] == "Verify your e-mail address" {
+            assert!(e["to"][0]["name"].as_str().unwrap_or("").is_empty(), "{e}");
+        } else {
+            assert_eq!(e["to"][0]["name"], "Rita Lopes");
+        }
         assert_eq!(e["from"][0]["address"], "no-reply@medbook.local");
     }
     let find = |prefix: &str| {

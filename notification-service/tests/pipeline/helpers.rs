@@ -270,7 +270,12 @@ pub fn created(email: &str) -> EventEnvelope {
     )
 }
 
-/// An `account.verify_email` event for `email`, its link working for another hour.
+/// What a stranger may type as the name of an account registered to someone else's
+/// address: no account e-mail may carry it.
+pub const STRANGERS_NAME: &str = "Your account is locked, call +1 555 0100";
+
+/// An `account.verify_email` event for `email`, its link working for another hour,
+/// registered under [`STRANGERS_NAME`].
 pub fn verify_email(email: &str) -> EventEnvelope {
     let token = Uuid::new_v4().simple();
     EventEnvelope::new(
@@ -279,7 +284,7 @@ pub fn verify_email(email: &str) -> EventEnvelope {
             account: AccountInfo {
                 id: Uuid::new_v4(),
                 email: email.into(),
-                full_name: "Acc Ount".into(),
+                full_name: STRANGERS_NAME.into(),
             },
             link: format!("http://medbook.test/account/verify-email?token={token}"),
             expires_at: Utc::now() + chrono::Duration::hours(1),

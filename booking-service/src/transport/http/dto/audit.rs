@@ -116,7 +116,11 @@ pub struct AuditRecordResponse {
     /// `http`, `grpc`, `cli`, `system`.
     pub source: String,
     pub request_id: Option<String>,
+    /// When the change happened, as booking-service recorded it.
     pub occurred_at: Option<DateTime<Utc>>,
+    /// When the audit-service received the record, by its own clock (part of the
+    /// record's hash; absent on records logged before receive times were kept).
+    pub received_at: Option<DateTime<Utc>>,
     pub appended_at: Option<DateTime<Utc>>,
 }
 
@@ -181,6 +185,10 @@ impl From<pb::StoredRecord> for AuditRecordResponse {
             request_id: Some(r.request_id).filter(|id| !id.is_empty()),
             occurred_at: r
                 .occurred_at
+                .as_ref()
+                .and_then(medbook_proto::time::from_proto),
+            received_at: s
+                .received_at
                 .as_ref()
                 .and_then(medbook_proto::time::from_proto),
             appended_at: s
