@@ -14,7 +14,7 @@ struct Row {
 }
 
 /// The audit records queued so far, oldest first.
-fn records(app: &TestApp) -> Vec<Value> {
+pub(crate) fn records(app: &TestApp) -> Vec<Value> {
     diesel::sql_query("SELECT payload FROM outbox_events WHERE sink = 'audit' ORDER BY seq")
         .load::<Row>(&mut app.db.conn())
         .unwrap()

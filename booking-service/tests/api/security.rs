@@ -255,7 +255,7 @@ async fn an_encoded_path_is_authorized_and_audited_like_the_plain_one() {
         .send_json(Method::DELETE, &encoded, Some(&admin.access), &Value::Null)
         .await;
     assert_eq!(res.status(), 204);
-    let deleted: Vec<Value> = audit_records(&app)
+    let deleted: Vec<Value> = crate::audit::records(&app)
         .into_iter()
         .filter(|r| r["action"] == "user.deleted")
         .collect();
@@ -279,21 +279,6 @@ async fn an_encoded_path_is_authorized_and_audited_like_the_plain_one() {
     assert_error(res, 405, "method_not_allowed").await;
     let res = app.get("/api/v1/%64octors/x/nowhere", None).await;
     assert_error(res, 404, "not_found").await;
-}
-
-fn audit_records(app: &TestApp) -> Vec<Value> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        payload: String,
-    }
-    use diesel::RunQueryDsl;
-    diesel::sql_query("SELECT payload FROM outbox_events WHERE sink = 'audit' ORDER BY seq")
-        .load::<Row>(&mut app.db.conn())
-        .unwrap()
-        .into_iter()
-        .map(|r| serde_json::from_str(&r.payload).unwrap())
-        .collect()
 }
 
 async fn register_from(app: &TestApp, forwarded_for: &str) -> u16 {
