@@ -123,6 +123,11 @@ async fn register_verify_book_reschedule_cancel_reaches_the_patient_as_four_emai
     );
     assert!(created["html"].as_str().unwrap().contains("Dr. Ana Sousa"));
     let ics = sink.attachment(created, 0).await;
+    // The attendee's name is a quoted parameter value (RFC 5545 / RFC 6868).
+    assert!(
+        ics.contains("ATTENDEE;CN=\"Rita Lopes\";ROLE=REQ-PARTICIPANT:mailto:"),
+        "{ics}"
+    );
     assert!(
         ics.contains(&format!("DTSTART:{}", at(10).format("%Y%m%dT%H%M%SZ"))),
         "{ics}"
