@@ -215,8 +215,11 @@ impl AuditSettings {
     }
 
     /// The tokens: each a plain header value, and not the same one for both kinds of
-    /// call (the audit-service refuses that too).
-    fn check_tokens(&self) -> Result<(), ConfigLoadError> {
+    /// call (the audit-service refuses that too). In production both are required (the
+    /// append token only where this process runs the relay): the audit-service refuses
+    /// every call without them, so a missing one is named at start-up rather than found
+    /// in a growing outbox.
+    fn check_tokens(&self, profile: Profile) -> Result<(), ConfigLoadError> {
         for (key, token) in [
             ("audit.append_token", self.append_token()),
             ("audit.read_token", self.read_token()),
@@ -235,6 +238,20 @@ impl AuditSettings {
                 return Err(ConfigLoadError::invalid(
                     "audit.read_token",
                     "must differ from audit.append_token (the audit-service's two credentials)",
+                ));
+            }
+        }
+        if profile == Profile::Production {
+            if self.relay_enabled && self.append_token().is_none() {
+                return Err(ConfigLoadError::invalid(
+                    "audit.append_token",
+                    "is required in production (set MEDBOOK_AUDIT__APPEND_TOKEN to the audit-service's append token)",
+                ));
+            }
+            if self.read_token().is_none() {
+                return Err(ConfigLoadError::invalid(
+                    "audit.read_token",
+                    "is required in production (set MEDBOOK_AUDIT__READ_TOKEN to the audit-service's read token)",
                 ));
             }
         }
@@ -421,7 +438,7 @@ impl Settings {
         if !(1..=500).contains(&self.audit.batch_size) {
             return Err(bad("audit.batch_size", "must be between 1 and 500"));
         }
-        self.audit.check_tokens()?;
+        self.audit.check_tokens(self.profile)?;
         if self.http.ops_addr == self.http.addr && !self.http.addr.ends_with(":0") {
             return Err(bad(
                 "http.ops_addr",
@@ -739,11 +756,19 @@ impl ServiceConfig for Settings {
 mod tests {
     use super::*;
 
+    /// The environment `env`, with the audit-service's two tokens unless `env` names
+    /// either (production requires them; `audit_tokens_…` tests them).
     fn sources(env: &[(&str, &str)]) -> ConfigSources {
+        let names_a_token = env.iter().any(|(k, _)| k.starts_with("MEDBOOK_AUDIT__"));
+        let tokens = [
+            ("MEDBOOK_AUDIT__APPEND_TOKEN", "test-append-token"),
+            ("MEDBOOK_AUDIT__READ_TOKEN", "test-read-token"),
+        ];
         ConfigSources {
             file: None,
             env: env
                 .iter()
+                .chain(tokens.iter().filter(|_| !names_a_token))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         }
@@ -901,8 +926,27 @@ mod tests {
         );
         assert_eq!(s.audit.read_token().unwrap().expose_secret(), "read-t0ken");
         assert!(!format!("{s:?}").contains("t0ken"));
-        let s = load(&[("MEDBOOK_AUDIT__READ_TOKEN", "")]).unwrap();
+        let s = load(&[
+            ("MEDBOOK_PROFILE", "dev"),
+            ("MEDBOOK_AUDIT__READ_TOKEN", ""),
+        ])
+        .unwrap();
         assert!(s.audit.read_token().is_none() && s.audit.append_token().is_none());
+        // Production names the missing one; without the relay only the read token.
+        let err = load(&[("MEDBOOK_AUDIT__READ_TOKEN", "read-t0ken")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audit.append_token"), "{err}");
+        let s = load(&[
+            ("MEDBOOK_AUDIT__RELAY_ENABLED", "false"),
+            ("MEDBOOK_AUDIT__READ_TOKEN", "read-t0ken"),
+        ])
+        .unwrap();
+        assert!(s.audit.append_token().is_none());
+        let err = load(&[("MEDBOOK_AUDIT__APPEND_TOKEN", "append-t0ken")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audit.read_token"), "{err}");
         for (env, named) in [
             (
                 vec![
@@ -972,7 +1016,7 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/booking-service.yml");
         let s = Settings::load_from(&ConfigSources {
             file: Some((shipped, true)),
-            env: vec![("MEDBOOK_AUTH__JWT_SECRET".into(), SECRET.into())],
+            env: sources(&[("MEDBOOK_AUTH__JWT_SECRET", SECRET)]).env,
         })
         .unwrap();
         assert!(
@@ -987,7 +1031,7 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/booking-service.yml");
         let s = Settings::load_from(&ConfigSources {
             file: Some((path, true)),
-            env: vec![("MEDBOOK_AUTH__JWT_SECRET".into(), SECRET.into())],
+            env: sources(&[("MEDBOOK_AUTH__JWT_SECRET", SECRET)]).env,
         })
         .unwrap();
         assert_eq!(s.auth.bcrypt_cost, 12);

@@ -233,14 +233,21 @@ fn openapi_prints_the_document_without_configuration() {
 #[tokio::test]
 async fn seed_demo_refuses_the_production_profile() {
     let app = crate::helpers::spawn_app().await;
+    // A configuration production accepts, so the refusal is seed-demo's own.
     let out = cli(&app.db)
         .env("MEDBOOK_PROFILE", "production")
+        .env("MEDBOOK_AUTH__BCRYPT_COST", "10")
+        .env("MEDBOOK_AUDIT__APPEND_TOKEN", "cli-test-append-token")
+        .env("MEDBOOK_AUDIT__READ_TOKEN", "cli-test-read-token")
         .arg("seed-demo")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("dev profile"), "{stderr}");
+    assert!(
+        stderr.contains("seed-demo creates accounts with a published password"),
+        "{stderr}"
+    );
     let clinics: Value = app.get("/api/v1/clinics", None).await.json().await.unwrap();
     assert_eq!(clinics["total"], 0);
 }
