@@ -10,7 +10,10 @@ fn binary() -> Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .current_dir(std::env::temp_dir())
-        .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET);
+        .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
+        // Production needs the audit-service's credentials too.
+        .env("MEDBOOK_AUDIT__APPEND_TOKEN", "process-test-append-token")
+        .env("MEDBOOK_AUDIT__READ_TOKEN", "process-test-read-token");
     cmd
 }
 
