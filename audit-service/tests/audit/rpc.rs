@@ -283,7 +283,15 @@ async fn the_service_stamps_its_own_receive_time_and_keeps_it_on_a_repeat() {
     assert_eq!(column, Some(received));
 
     // Sent again later (a relay retrying): a duplicate, and its receive time stays.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Later by the clock, so a restamp would show: wait until it has moved on.
+    medbook_test_support::eventually(
+        "the clock past the first receive time",
+        std::time::Duration::from_secs(5),
+        || async {
+            (chrono::Utc::now() > received + chrono::Duration::milliseconds(1)).then_some(())
+        },
+    )
+    .await;
     let res = c.append(vec![late, record("other")]).await.unwrap();
     assert!(res.results[0].duplicate);
     assert_eq!(stored(&c.query(q).await.unwrap()).0, received);

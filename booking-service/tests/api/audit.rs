@@ -819,8 +819,20 @@ async fn swapped_audit_credentials_neither_append_nor_read() {
         )
     };
     assert!(pending() > 0, "practice() leaves audit records");
-    // Several rounds of the relay, each refused.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Several rounds of the relay, each refused (its failure counter says so).
+    let failures = || async {
+        let text = app.ops_get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("audit_outbox_publish_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    medbook_test_support::eventually(
+        "three refused rounds of the audit relay",
+        std::time::Duration::from_secs(30),
+        || async { (failures().await >= 3.0).then_some(()) },
+    )
+    .await;
     assert_eq!(shipped(), 0);
     assert!(pending() > 0);
     let res = app.get("/api/v1/audit", Some(&p.admin.access)).await;
