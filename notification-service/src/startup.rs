@@ -4,10 +4,9 @@
 use crate::consumer;
 use crate::dlq::KafkaDeadLetters;
 use crate::mailer::SmtpMailer;
-use crate::repository::{Db, PgDeliveryLog, MIGRATIONS, MIGRATION_LOCK};
+use crate::repository::{Db, PgDeadLetterBudget, PgDeliveryLog, MIGRATIONS, MIGRATION_LOCK};
 use crate::service::{
-    probe_smtp, DeadLetterLimiter, HandlerParts, Mailer, Metrics, NotificationHandler,
-    ProbeIntervals, SmtpStatus,
+    probe_smtp, HandlerParts, Mailer, Metrics, NotificationHandler, ProbeIntervals, SmtpStatus,
 };
 use crate::settings::Settings;
 use anyhow::Context;
@@ -102,10 +101,12 @@ impl NotificationApp {
                 log: Arc::new(PgDeliveryLog::new(db.clone())),
                 dlq: dlq.clone(),
                 retry: settings.retry_policy(),
-                limiter: DeadLetterLimiter::new(
+                budget: Arc::new(PgDeadLetterBudget::new(
+                    db.clone(),
                     settings.dead_letters.max_per_window,
                     Duration::from_secs(settings.dead_letters.window_secs),
-                ),
+                )),
+                order: settings.order_policy(),
                 metrics: metrics.clone(),
                 smtp: smtp.clone(),
                 stale_after: Duration::from_secs(settings.dedup.claim_timeout_secs),

@@ -2,7 +2,10 @@
 docker-compose file and Kubernetes manifests is run through its own binary's
 `check-config` with exactly the environment the deployment gives it, and what the binary
 answers (listeners, probe paths, gRPC services, topics) is compared with the ports,
-probes, health checks, Services, scrape targets and topics the deployment declares.
+probes, health checks, Services, scrape targets and topics the deployment declares
+(docker-compose: the static targets of deploy/prometheus/prometheus.yml; Kubernetes: the
+pods' prometheus.io/ annotations, which deploy/prometheus/prometheus-kubernetes.yml's
+pod discovery follows).
 
 Usage: check_topology.py --bin target/debug --repo . [--compose FILE] [--k8s NAME=FILE ...]
 
@@ -227,6 +230,8 @@ def k8s_workloads(name, objects):
                 else:
                     w.probes.append((kind, "other", None, None))
             w.pod_labels = spec["template"]["metadata"].get("labels") or {}
+            w.pod_annotations = spec["template"]["metadata"].get("annotations") or {}
+            w.kind = o["kind"]
             w.named_ports = named
             workloads.append(w)
     return workloads, objects
@@ -323,6 +328,31 @@ def check_prometheus(repo, reports, where):
             problem(f"prometheus job {service}", f"metrics_path {job.get('metrics_path')}")
 
 
+def check_k8s_scrape(repo, name, workloads, reports):
+    """Kubernetes: Prometheus discovers each pod (prometheus-kubernetes.yml) and scrapes
+    the port and path its pod template's annotations name: those must be where the
+    binary serves /metrics."""
+    with open(os.path.join(repo, "deploy", "prometheus", "prometheus-kubernetes.yml"), encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    jobs = {j["job_name"]: j for j in doc.get("scrape_configs", [])}
+    for w in workloads:
+        if not w.serving or getattr(w, "kind", None) != "Deployment" or w.service not in reports:
+            continue
+        report = reports[w.service]
+        metrics_port = port_of(report["listeners"][report["probes"]["listener"]])
+        ann = w.pod_annotations
+        if ann.get("prometheus.io/scrape") != "true":
+            problem(w.where, "the pod template lacks prometheus.io/scrape: \"true\"")
+        if ann.get("prometheus.io/port") != str(metrics_port):
+            problem(w.where, f"prometheus.io/port is {ann.get('prometheus.io/port')!r}; "
+                    f"{w.service} serves /metrics on {metrics_port}")
+        path = ann.get("prometheus.io/path", jobs.get(w.service, {}).get("metrics_path", "/metrics"))
+        if path != report["probes"]["metrics"]:
+            problem(w.where, f"metrics path {path}; {w.service} serves it at {report['probes']['metrics']}")
+        if w.service not in jobs:
+            problem(f"{name}: deploy/prometheus/prometheus-kubernetes.yml", f"no job {w.service}")
+
+
 def check_topics(where, reports, declared):
     used = set()
     for service in ("booking-service", "notification-service"):
@@ -378,7 +408,7 @@ def main():
             if not any(w.serving and w.service == service for w in workloads):
                 problem(name, f"no serving {service}")
         check_k8s_services(name, objects, workloads)
-        check_prometheus(args.repo, reports, name)
+        check_k8s_scrape(args.repo, name, workloads, reports)
         check_topics(name, reports, declared)
         kafka_topics = {o["spec"].get("topicName", o["metadata"]["name"])
                         for o in objects if o["kind"] == "KafkaTopic"}

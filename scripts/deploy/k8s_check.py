@@ -19,9 +19,16 @@ For every rendering:
 * the three services: terminationGracePeriodSeconds > preStop sleep + the service's
   shutdown grace (read from its source), listen addresses on 0.0.0.0 matching the
   declared container ports, MEDBOOK_DATABASE__RUN_MIGRATIONS=false, Service links off,
-  a migration Job with the same configuration, a PodDisruptionBudget, Services whose
-  ports match deploy/prometheus/prometheus.yml, booking-service's
+  a migration Job with the same configuration, a PodDisruptionBudget, booking-service's
   HorizontalPodAutoscaler;
+* monitoring per pod: deploy/prometheus/prometheus-kubernetes.yml's pod discovery is
+  replayed on every pod template of the rendering (the targets Kubernetes discovery
+  would offer, through each job's relabel_configs): each service's pods, and only they,
+  become one target each, on the container port named ops, in the job of the service's
+  name, with the labels pod and namespace; the pod templates carry the prometheus.io/
+  annotations; where the rendering runs Prometheus, its ConfigMaps hold exactly
+  prometheus-kubernetes.yml and deploy/prometheus/rules, and its ServiceAccount may get,
+  list and watch pods in the namespace;
 * Secrets: placeholders stay unusable; real ones are well-formed (JWT secret length,
   ed25519 seed, database URLs matching the in-cluster PostgreSQL's credentials).
 
@@ -108,6 +115,26 @@ STRIMZI_LISTENER_TYPES = {"internal", "route", "loadbalancer", "nodeport", "ingr
 # kafka/topics.txt: "accounts.emails … in production give it retention.ms=86400000".
 TOPIC_CONFIG = {"accounts.emails": {"retention.ms": 86400000}}
 
+# Monitoring per pod (deploy/prometheus/prometheus-kubernetes.yml).
+PROMETHEUS_K8S_CONFIG = "deploy/prometheus/prometheus-kubernetes.yml"
+PROMETHEUS_RULES_DIR = "deploy/prometheus/rules"
+PROMETHEUS_IMAGE = "prom/prometheus"
+SCRAPE_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+# Prometheus's kubernetes_sd_config fields, and the relabel actions this check replays.
+KUBERNETES_SD_FIELDS = {
+    "api_server", "role", "kubeconfig_file", "namespaces", "selectors", "attach_metadata",
+    "basic_auth", "authorization", "oauth2", "proxy_url", "no_proxy", "proxy_from_environment",
+    "proxy_connect_header", "follow_redirects", "enable_http2", "tls_config", "bearer_token",
+    "bearer_token_file",
+}
+KUBERNETES_SD_ROLES = {"node", "service", "pod", "endpoints", "endpointslice", "ingress"}
+RELABEL_FIELDS = {"source_labels", "separator", "regex", "modulus", "target_label", "replacement", "action"}
+RELABEL_ACTIONS = {"replace", "keep", "drop", "keepequal", "dropequal", "labelmap", "labeldrop",
+                   "labelkeep", "lowercase", "uppercase"}
+# Phases a replayed pod is offered in: targets while running or starting, none once done.
+SCRAPED_PHASES = ("Running", "Pending")
+DONE_PHASES = ("Succeeded", "Failed")
+
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -119,7 +146,7 @@ class Checker:
         self.notes: list[str] = []
         self.topics = self._topics()
         self.grace = {svc: self._shutdown_grace(svc) for svc in SERVICES}
-        self.prometheus_targets = self._prometheus_targets()
+        self.prometheus = self._prometheus_kubernetes()
 
     # ---- sources of truth in the repository -------------------------------------------
 
@@ -162,18 +189,44 @@ class Checker:
             sys.exit("k8s_check.py: cannot find SHUTDOWN_GRACE in audit-service/src/startup.rs")
         return int(m.group(1))
 
-    def _prometheus_targets(self) -> dict[str, int]:
-        conf = yaml.safe_load(self._read("deploy/prometheus/prometheus.yml"))
-        targets = {}
-        for job in conf.get("scrape_configs", []):
-            for sc in job.get("static_configs", []):
-                for t in sc.get("targets", []):
-                    host, _, port = t.rpartition(":")
-                    if host in SERVICES:
-                        targets[host] = int(port)
-        if set(targets) != set(SERVICES):
-            sys.exit(f"k8s_check.py: deploy/prometheus/prometheus.yml names targets {targets}, expected all of {SERVICES}")
-        return targets
+    def _prometheus_kubernetes(self) -> dict:
+        """deploy/prometheus/prometheus-kubernetes.yml, its discovery blocks checked (the
+        promtool of scripts/prometheus-check.sh may be built without them)."""
+        rel = PROMETHEUS_K8S_CONFIG
+        conf = yaml.safe_load(self._read(rel)) or {}
+        jobs = {j.get("job_name"): j for j in conf.get("scrape_configs") or []}
+        missing = [svc for svc in SERVICES if svc not in jobs]
+        if missing:
+            sys.exit(f"k8s_check.py: {rel} has no job {', '.join(missing)}")
+        for name, job in jobs.items():
+            for i, sd in enumerate(job.get("kubernetes_sd_configs") or []):
+                where = f"{rel} job {name} kubernetes_sd_configs[{i}]"
+                unknown = set(sd) - KUBERNETES_SD_FIELDS
+                if unknown:
+                    self.err(where, f"unknown field(s) {sorted(unknown)}")
+                if sd.get("role") not in KUBERNETES_SD_ROLES:
+                    self.err(where, f"role {sd.get('role')!r} is not one of {sorted(KUBERNETES_SD_ROLES)}")
+                ns = sd.get("namespaces") or {}
+                if set(ns) - {"names", "own_namespace"}:
+                    self.err(where, f"namespaces: unknown field(s) {sorted(set(ns) - {'names', 'own_namespace'})}")
+            for i, rc in enumerate(job.get("relabel_configs") or []):
+                where = f"{rel} job {name} relabel_configs[{i}]"
+                if set(rc) - RELABEL_FIELDS:
+                    self.err(where, f"unknown field(s) {sorted(set(rc) - RELABEL_FIELDS)}")
+                if rc.get("action", "replace") not in RELABEL_ACTIONS:
+                    self.err(where, f"action {rc.get('action')!r} is not one this check replays ({sorted(RELABEL_ACTIONS)})")
+                try:
+                    re.compile(rc.get("regex", "(.*)"))
+                except re.error as e:
+                    self.err(where, f"regex {rc.get('regex')!r}: {e}")
+        for svc in SERVICES:
+            sds = jobs[svc].get("kubernetes_sd_configs") or []
+            if not sds or any(sd.get("role") != "pod" for sd in sds):
+                self.err(f"{rel} job {svc}", "must discover pods (kubernetes_sd_configs, role pod): "
+                         "a Service name would reach another replica at each scrape")
+            if jobs[svc].get("static_configs"):
+                self.err(f"{rel} job {svc}", "static_configs: the pods are discovered")
+        return conf
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -201,6 +254,7 @@ class Checker:
         self.check_strimzi()
         self.check_workloads()
         self.check_services()
+        self.check_monitoring()
         self.check_secrets()
         self.notes.append(f"{name}: {len(docs)} objects")
 
@@ -657,16 +711,270 @@ class Checker:
                     declared = [(q.get("name"), q.get("containerPort")) for c in t["spec"].get("containers") or [] for q in c.get("ports") or []]
                     if not any(tp in (n, num) for n, num in declared):
                         self.err(sw, f"port {p.get('name')}: targetPort {tp!r} is not declared by the selected containers")
-        for svc, port in self.prometheus_targets.items():
-            s = self.by_kind.get("Service", {}).get(svc)
-            if not s:
-                self.err(self.name, f"no Service {svc} (deploy/prometheus/prometheus.yml scrapes {svc}:{port})")
+
+    # Monitoring per pod --------------------------------------------------------------
+
+    @staticmethod
+    def _sanitize(name: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+    def discovered_targets(self, obj: dict, tmpl: dict, phase: str, index: int) -> list[dict[str, str]]:
+        """The targets Prometheus's Kubernetes discovery (role pod) offers for one pod of
+        this template: one per declared container port, one per container without
+        ports, with the __meta_kubernetes_pod_* labels (pod IP and name made up)."""
+        meta = tmpl.get("metadata") or {}
+        pod = tmpl.get("spec") or {}
+        ns = (obj.get("metadata") or {}).get("namespace") or ""
+        ip = f"10.244.{len(self.docs) % 250}.{index + 1}"
+        base = {
+            "__meta_kubernetes_namespace": ns,
+            "__meta_kubernetes_pod_name": f"{obj['metadata']['name']}-7d9f8-{index:05d}",
+            "__meta_kubernetes_pod_ip": ip,
+            "__meta_kubernetes_pod_phase": phase,
+            "__meta_kubernetes_pod_ready": "true" if phase == "Running" else "false",
+            "__meta_kubernetes_pod_node_name": "minikube",
+            "__meta_kubernetes_pod_host_ip": "192.168.49.2",
+            "__meta_kubernetes_pod_uid": f"uid-{index}",
+            "__meta_kubernetes_pod_controller_kind": "ReplicaSet" if obj["kind"] == "Deployment" else obj["kind"],
+            "__meta_kubernetes_pod_controller_name": obj["metadata"]["name"],
+        }
+        for k, v in (meta.get("labels") or {}).items():
+            base[f"__meta_kubernetes_pod_label_{self._sanitize(k)}"] = str(v)
+            base[f"__meta_kubernetes_pod_labelpresent_{self._sanitize(k)}"] = "true"
+        for k, v in (meta.get("annotations") or {}).items():
+            base[f"__meta_kubernetes_pod_annotation_{self._sanitize(k)}"] = str(v)
+            base[f"__meta_kubernetes_pod_annotationpresent_{self._sanitize(k)}"] = "true"
+        targets = []
+        for init, containers in (("true", pod.get("initContainers") or []), ("false", pod.get("containers") or [])):
+            for c in containers:
+                cl = dict(base)
+                cl.update({
+                    "__meta_kubernetes_pod_container_name": c.get("name", ""),
+                    "__meta_kubernetes_pod_container_image": c.get("image", ""),
+                    "__meta_kubernetes_pod_container_init": init,
+                })
+                ports = c.get("ports") or []
+                if not ports:
+                    targets.append(dict(cl, __address__=ip))
+                for port in ports:
+                    targets.append(dict(
+                        cl,
+                        __address__=f"{ip}:{port.get('containerPort')}",
+                        __meta_kubernetes_pod_container_port_name=str(port.get("name", "")),
+                        __meta_kubernetes_pod_container_port_number=str(port.get("containerPort")),
+                        __meta_kubernetes_pod_container_port_protocol=str(port.get("protocol", "TCP")),
+                    ))
+        return targets
+
+    @staticmethod
+    def relabel(labels: dict[str, str], configs: list[dict]) -> dict[str, str] | None:
+        """Prometheus's relabeling of one target (None: dropped), for the actions of
+        RELABEL_ACTIONS; regexes are anchored at both ends, as Prometheus's are."""
+        labels = dict(labels)
+        for rc in configs:
+            action = rc.get("action", "replace")
+            regex = re.compile(rf"^(?:{rc.get('regex', '(.*)')})$")
+            value = rc.get("separator", ";").join(labels.get(n, "") for n in rc.get("source_labels") or [])
+            target = rc.get("target_label")
+            if action == "keep" and not regex.match(value):
+                return None
+            if action == "drop" and regex.match(value):
+                return None
+            if action == "keepequal" and value != labels.get(target, ""):
+                return None
+            if action == "dropequal" and value == labels.get(target, ""):
+                return None
+            if action == "replace":
+                m = regex.match(value)
+                if m:
+                    repl = str(rc.get("replacement", "$1"))
+                    repl = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda g: "\\g<" + (g.group(1) or g.group(2)) + ">", repl)
+                    new = m.expand(repl)
+                    name = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                                  lambda g: m.group(int(g.group(1) or g.group(2))) if (g.group(1) or g.group(2)).isdigit()
+                                  else m.group(g.group(1) or g.group(2)),
+                                  target or "") or ""
+                    if new == "":
+                        labels.pop(name, None)
+                    elif name:
+                        labels[name] = new
+            if action in ("lowercase", "uppercase") and target:
+                labels[target] = value.lower() if action == "lowercase" else value.upper()
+            if action == "labelmap":
+                repl = str(rc.get("replacement", "$1"))
+                for k, v in list(labels.items()):
+                    m = regex.match(k)
+                    if m:
+                        labels[m.expand(re.sub(r"\$\{?(\w+)\}?", r"\\g<\1>", repl))] = v
+            if action == "labeldrop":
+                labels = {k: v for k, v in labels.items() if not regex.match(k)}
+            if action == "labelkeep":
+                labels = {k: v for k, v in labels.items() if regex.match(k)}
+        return labels
+
+    def scrape_targets(self, objs_and_templates, phase: str, replicas: int = 2) -> list[tuple[dict, dict[str, str]]]:
+        """(workload, final target labels) of every target the jobs of
+        prometheus-kubernetes.yml keep, `replicas` pods per template in `phase`."""
+        found = []
+        for job in self.prometheus.get("scrape_configs") or []:
+            sds = [sd for sd in job.get("kubernetes_sd_configs") or [] if sd.get("role") == "pod"]
+            if not sds:
                 continue
-            sp = {p.get("port"): p for p in s["spec"].get("ports") or []}
-            if port not in sp:
-                self.err(f"{self.name}: Service/{svc}", f"no port {port}, the target of deploy/prometheus/prometheus.yml")
-            elif sp[port].get("targetPort") != "ops":
-                self.err(f"{self.name}: Service/{svc}", f"port {port} must lead to the ops listener (targetPort ops)")
+            for obj, tmpl in objs_and_templates:
+                ns = (obj.get("metadata") or {}).get("namespace")
+                if not any(not (sd.get("namespaces") or {}).get("names") or ns in sd["namespaces"]["names"] for sd in sds):
+                    continue
+                for i in range(replicas):
+                    for t in self.discovered_targets(obj, tmpl, phase, i):
+                        t = dict(t, job=job["job_name"], __metrics_path__=job.get("metrics_path", "/metrics"),
+                                 __scheme__=job.get("scheme", "http"))
+                        out = self.relabel(t, job.get("relabel_configs") or [])
+                        if out is None:
+                            continue
+                        final = {k: v for k, v in out.items() if not k.startswith("__")}
+                        final.setdefault("instance", out.get("__address__", ""))
+                        final["__address__"] = out.get("__address__", "")
+                        final["__metrics_path__"] = out.get("__metrics_path__", "")
+                        found.append((obj, final))
+        return found
+
+    def check_monitoring(self) -> None:
+        templates = list(self.pod_templates())
+        deployments = {}
+        for obj, tmpl in templates:
+            for c in (tmpl.get("spec") or {}).get("containers") or []:
+                svc = self.service_of(c)
+                if svc and obj["kind"] == "Deployment":
+                    deployments[svc] = (obj, tmpl, c)
+        # The annotations the discovery reads.
+        for svc, (obj, tmpl, c) in deployments.items():
+            ow = f"{self.name}: {self.ident(obj)}"
+            ann = (tmpl.get("metadata") or {}).get("annotations") or {}
+            ops = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}.get("ops")
+            if ann.get("prometheus.io/scrape") != "true":
+                self.err(ow, 'pod template: annotation prometheus.io/scrape must be "true" (Prometheus scrapes every pod)')
+            if ann.get("prometheus.io/port") != str(ops):
+                self.err(ow, f"pod template: annotation prometheus.io/port is {ann.get('prometheus.io/port')!r}, "
+                         f"not the ops container port {ops!r}")
+            if not str(ann.get("prometheus.io/path", "")).startswith("/"):
+                self.err(ow, "pod template: annotation prometheus.io/path must be the metrics path")
+        # Replayed discovery: running (and starting) pods.
+        for phase in SCRAPED_PHASES:
+            found = self.scrape_targets(templates, phase)
+            for obj, labels in found:
+                ow = f"{self.name}: {self.ident(obj)} ({phase} pod)"
+                svc = next((self.service_of(c) for c in obj["spec"]["template"]["spec"].get("containers") or []
+                            if self.service_of(c)), None)
+                if obj["kind"] != "Deployment" or svc is None:
+                    self.err(ow, f"scraped by job {labels.get('job')} of {PROMETHEUS_K8S_CONFIG}: only the services' Deployments' pods are")
+                    continue
+                if labels.get("job") != svc:
+                    self.err(ow, f"scraped by job {labels.get('job')}, not {svc}")
+                for label in ("pod", "namespace"):
+                    if not labels.get(label):
+                        self.err(ow, f"job {labels.get('job')}: its targets have no {label} label")
+                if labels.get("namespace") and labels["namespace"] != obj["metadata"].get("namespace"):
+                    self.err(ow, f"job {labels.get('job')}: label namespace {labels['namespace']!r}")
+            for svc, (obj, tmpl, c) in deployments.items():
+                ow = f"{self.name}: {self.ident(obj)} ({phase} pods)"
+                mine = [lab for o, lab in found if o is obj]
+                ops = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}.get("ops")
+                pods = sorted({lab.get("pod") for lab in mine})
+                if len(mine) != 2 or len(pods) != 2:
+                    self.err(ow, f"two pods give {len(mine)} target(s) of {PROMETHEUS_K8S_CONFIG} "
+                             f"({', '.join(sorted(lab.get('instance', '?') for lab in mine)) or 'none'}); "
+                             "expected one per pod")
+                    continue
+                for lab in mine:
+                    if not lab["__address__"].endswith(f":{ops}"):
+                        self.err(ow, f"target {lab['__address__']}: not the ops port {ops}")
+                    if lab["instance"] != lab["__address__"]:
+                        self.err(ow, f"instance {lab['instance']!r} is not the pod address {lab['__address__']}")
+                    ann_path = ((tmpl.get("metadata") or {}).get("annotations") or {}).get("prometheus.io/path")
+                    if ann_path and lab["__metrics_path__"] != ann_path:
+                        self.err(ow, f"metrics path {lab['__metrics_path__']}, the annotation says {ann_path}")
+        for phase in DONE_PHASES:
+            for obj, labels in self.scrape_targets(templates, phase):
+                self.err(f"{self.name}: {self.ident(obj)} ({phase} pod)",
+                         f"a finished pod is still a target of job {labels.get('job')}")
+        self.check_prometheus_server()
+
+    def check_prometheus_server(self) -> None:
+        """Where the rendering runs Prometheus: the configuration and rules it mounts are
+        the repository's, and its ServiceAccount may read pods in the namespace."""
+        servers = [(obj, tmpl) for obj, tmpl in self.pod_templates()
+                   for c in (tmpl.get("spec") or {}).get("containers") or []
+                   if str(c.get("image", "")).split(":")[0].split("@")[0] == PROMETHEUS_IMAGE]
+        if not servers:
+            return
+        config_maps = self.by_kind.get("ConfigMap", {})
+        expected_config = self._read(PROMETHEUS_K8S_CONFIG)
+        rules_dir = self.repo / PROMETHEUS_RULES_DIR
+        expected_rules = {f.name: f.read_text() for f in sorted(rules_dir.glob("*.yml"))}
+        for obj, tmpl in servers:
+            ow = f"{self.name}: {self.ident(obj)}"
+            pod = tmpl.get("spec") or {}
+            volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+            c = next(c for c in pod.get("containers") or [] if str(c.get("image", "")).startswith(PROMETHEUS_IMAGE))
+            args = " ".join((c.get("command") or []) + (c.get("args") or []))
+            m = re.search(r"--config\.file[= ](\S+)", args)
+            config_file = m.group(1) if m else "/etc/prometheus/prometheus.yml"
+            config_dir = config_file.rsplit("/", 1)[0]
+            mounts = {vm.get("mountPath"): vm for vm in c.get("volumeMounts") or []}
+
+            def config_map_at(path):
+                """(ConfigMap, key or None) mounted at path (a file through subPath or a
+                directory)."""
+                vm = mounts.get(path)
+                if vm is None:
+                    return None, None
+                cm_name = ((volumes.get(vm.get("name")) or {}).get("configMap") or {}).get("name")
+                return config_maps.get(cm_name), vm.get("subPath")
+
+            cm, key = config_map_at(config_file)
+            if cm is None or key is None:
+                self.err(ow, f"{config_file} is not a ConfigMap key mounted with subPath")
+            elif self.values(cm).get(key) != expected_config:
+                self.err(ow, f"ConfigMap/{cm['metadata']['name']} key {key} differs from {PROMETHEUS_K8S_CONFIG}")
+            cm, _ = config_map_at(f"{config_dir}/rules")
+            if cm is None:
+                self.err(ow, f"no ConfigMap mounted at {config_dir}/rules (rule_files: rules/*.yml)")
+            else:
+                got = self.values(cm)
+                if set(got) != set(expected_rules):
+                    self.err(ow, f"ConfigMap/{cm['metadata']['name']} holds {sorted(got)}, "
+                             f"{PROMETHEUS_RULES_DIR} has {sorted(expected_rules)} "
+                             "(list every rules file in deploy/prometheus/kustomization.yaml)")
+                for k in sorted(set(got) & set(expected_rules)):
+                    if got[k] != expected_rules[k]:
+                        self.err(ow, f"ConfigMap/{cm['metadata']['name']} key {k} differs from {PROMETHEUS_RULES_DIR}/{k}")
+            # The discovery's permissions.
+            if pod.get("automountServiceAccountToken") is False:
+                self.err(ow, "automountServiceAccountToken is false: pod discovery needs the token")
+            sa = pod.get("serviceAccountName") or "default"
+            if sa not in self.by_kind.get("ServiceAccount", {}) and sa != "default":
+                self.err(ow, f"ServiceAccount {sa} is not in the rendering")
+            ns = obj["metadata"].get("namespace")
+            allowed = set()
+            for rb in self.by_kind.get("RoleBinding", {}).values():
+                if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa
+                           and s.get("namespace", ns) == ns for s in rb.get("subjects") or []):
+                    continue
+                ref = rb.get("roleRef") or {}
+                role = self.by_kind.get(ref.get("kind", ""), {}).get(ref.get("name"))
+                for rule in (role or {}).get("rules") or []:
+                    if "" in (rule.get("apiGroups") or []) and set(rule.get("resources") or []) & {"pods", "*"}:
+                        allowed |= set(rule.get("verbs") or [])
+            missing = {"get", "list", "watch"} - allowed - ({"get", "list", "watch"} if "*" in allowed else set())
+            if missing:
+                self.err(ow, f"ServiceAccount {sa} may not {', '.join(sorted(missing))} pods in {ns} "
+                         "(a Role and RoleBinding for the pod discovery)")
+            for job in self.prometheus.get("scrape_configs") or []:
+                for sd in job.get("kubernetes_sd_configs") or []:
+                    names = (sd.get("namespaces") or {}).get("names")
+                    if names and ns not in names:
+                        self.err(ow, f"{PROMETHEUS_K8S_CONFIG} job {job.get('job_name')} discovers pods in {names}, "
+                                 f"not in {ns}, where the services run")
 
     # Secrets -------------------------------------------------------------------------
 

@@ -127,13 +127,15 @@ stop_prometheus() {
     PROMETHEUS_PID=
 }
 
-# promtool on the deployed configuration, its rules and their unit tests, and on the
-# configuration start_prometheus writes. Fails on the first problem.
+# promtool on the deployed configurations (docker-compose's prometheus.yml, Kubernetes'
+# prometheus-kubernetes.yml), the rules and their unit tests, and on the configuration
+# start_prometheus writes. Fails on the first problem.
 check_prometheus_config() {
     ensure_prometheus
     local tmp
     log "promtool check config deploy/prometheus/prometheus.yml"
     "$PROMTOOL_BIN" check config "$PROMETHEUS_DEPLOY_DIR/prometheus.yml"
+    check_kubernetes_prometheus_config
     log "promtool check rules deploy/prometheus/rules/*.yml"
     "$PROMTOOL_BIN" check rules "$PROMETHEUS_DEPLOY_DIR"/rules/*.yml
     log "promtool test rules deploy/prometheus/tests/*.yml"
@@ -144,6 +146,56 @@ check_prometheus_config() {
     log "promtool check config (the local configuration of start_prometheus)"
     "$PROMTOOL_BIN" check config "$tmp/prometheus.yml" || { rm -rf "$tmp"; return 1; }
     rm -rf "$tmp"
+}
+
+# promtool check config on deploy/prometheus/prometheus-kubernetes.yml (pod discovery).
+# Debian's promtool (2.42+ds) is built without Kubernetes discovery and refuses
+# kubernetes_sd_configs as an unknown field; with it, a copy is checked in which each
+# kubernetes_sd_configs block is a static stand-in target instead, so the relabeling
+# (keepequal and all), the rule files and the rest still go through promtool. The
+# discovery blocks themselves (role, namespaces) and what the relabeling makes of the
+# manifests' pods are checked by scripts/deploy/k8s_check.py (scripts/k8s-check.sh).
+check_kubernetes_prometheus_config() {
+    local config="$PROMETHEUS_DEPLOY_DIR/prometheus-kubernetes.yml" out tmp blocks status=0
+    log "promtool check config deploy/prometheus/prometheus-kubernetes.yml"
+    if out=$("$PROMTOOL_BIN" check config "$config" 2>&1); then
+        printf '%s\n' "$out"
+        return 0
+    fi
+    if ! grep -q "field kubernetes_sd_configs not found" <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+    blocks=$(grep -c '^ *kubernetes_sd_configs: *$' "$config" || true)
+    log "this promtool has no Kubernetes discovery (Debian's build): checking a copy with its ${blocks} kubernetes_sd_configs as static stand-in targets"
+    tmp=$(mktemp -d)
+    # rule_files (rules/*.yml) resolve beside the configuration file.
+    ln -s "$PROMETHEUS_DEPLOY_DIR/rules" "$tmp/rules"
+    # Replaces each `kubernetes_sd_configs:` and its block (the lines indented deeper, or
+    # list items at its own indentation) by a static_configs of one target.
+    awk '
+        function indent(line) { match(line, /^ */); return RLENGTH }
+        skipping {
+            if ($0 ~ /^ *$/ || indent($0) > depth || (indent($0) == depth && $0 ~ /^ *- /)) next
+            skipping = 0
+        }
+        /^ *kubernetes_sd_configs: *$/ {
+            depth = indent($0); pad = substr($0, 1, depth)
+            print pad "static_configs:"
+            print pad "  - targets: [\"kubernetes-sd-stand-in.invalid:1\"]"
+            skipping = 1
+            next
+        }
+        { print }
+    ' "$config" >"$tmp/prometheus-kubernetes.yml"
+    if grep -q '^ *kubernetes_sd_configs:' "$tmp/prometheus-kubernetes.yml" \
+        || [ "$(grep -c 'kubernetes-sd-stand-in' "$tmp/prometheus-kubernetes.yml")" -ne "$blocks" ]; then
+        rm -rf "$tmp"
+        die "could not replace the kubernetes_sd_configs blocks of prometheus-kubernetes.yml"
+    fi
+    "$PROMTOOL_BIN" check config "$tmp/prometheus-kubernetes.yml" || status=$?
+    rm -rf "$tmp"
+    return "$status"
 }
 
 # Every alert has a runbook annotation, and each names a heading of deploy/README.md

@@ -11,6 +11,12 @@ checked as well: a fixed uid, title, schemaVersion 39, the "medbook" tag, refres
 time range, and every panel and target on the datasource {"type": "prometheus", "uid":
 "prometheus"}.
 
+A job may have several targets (on Kubernetes one per pod), so every expression must
+aggregate over them: an expression naming a raw metric has an aggregation (sum, max,
+min, avg, count…), and histogram_quantile aggregates `by (le, …)`; against live
+Prometheus, a series that still carries `instance` or `pod` fails, unless the target's
+legend names that label (a panel meant to show each pod).
+
 Prints one line per expression; exits 0 when all pass, 1 when any fails, 2 when
 Prometheus cannot be reached or there is nothing to check. Python 3 standard library
 only.
@@ -49,6 +55,18 @@ VARIABLE_RE = re.compile(
 # A variable reference: $name or ${name...}; $1 (a label_replace group) is not one.
 ANY_VARIABLE_RE = re.compile(r"\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)")
 DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# Per-target labels: one series per pod (Kubernetes) or per target.
+TARGET_LABELS = ("instance", "pod")
+AGGREGATION_RE = re.compile(
+    r"\b(?:sum|max|min|avg|count|group|topk|bottomk|quantile|stddev|stdvar|count_values)\s*"
+    r"(?:(?:by|without)\s*\([^)]*\)\s*)?\("
+)
+# A metric selector: a name followed by { or [ (recorded series, level:metric:op, are
+# aggregated already by their rules).
+RAW_SELECTOR_RE = re.compile(r"(?<![\w:])([a-zA-Z_][a-zA-Z0-9_]*)\s*[{\[]")
+QUANTILE_RE = re.compile(
+    r"histogram_quantile\(\s*[0-9.]+\s*,\s*(?:sum|max|min|avg)\s+by\s*\(([^)]*)\)"
+)
 
 
 class Unreachable(Exception):
@@ -128,6 +146,19 @@ def lint_dashboard(name, dashboard):
     return [f"{name}: {p}" for p in problems]
 
 
+def lint_aggregation(expr):
+    """Problems of an expression that would be per target (per pod), or empty."""
+    problems = []
+    raw = [m for m in RAW_SELECTOR_RE.findall(expr) if m not in ("by", "without", "on", "ignoring")]
+    if raw and not AGGREGATION_RE.search(expr):
+        problems.append(f"{raw[0]} is not aggregated (sum/max/min… over the job's pods)")
+    quantiles = len(re.findall(r"histogram_quantile\(", expr))
+    by_le = [m for m in QUANTILE_RE.findall(expr) if "le" in (l.strip() for l in m.split(","))]
+    if quantiles and len(by_le) != quantiles:
+        problems.append("histogram_quantile over buckets not aggregated `by (le, …)`")
+    return problems
+
+
 def extract(files):
     """(checks, problems): one check per panel target with an expr."""
     checks, problems = [], []
@@ -147,12 +178,17 @@ def extract(files):
             for target in panel.get("targets") or []:
                 expr = (target.get("expr") or "").strip()
                 if expr:
+                    legend = target.get("legendFormat") or ""
                     checks.append({
                         "dashboard": name,
                         "panel": panel.get("title", "?"),
                         "ref": target.get("refId", "?"),
                         "expr": expr,
+                        # Labels the legend shows: a panel of one series per pod may keep them.
+                        "per_target": {l for l in TARGET_LABELS if "{{" + l + "}}" in legend.replace(" ", "")},
                     })
+                    for problem in lint_aggregation(expr):
+                        problems.append(f"{name}: panel {panel.get('title', '?')!r} [{target.get('refId', '?')}]: {problem}")
     return checks, problems
 
 
@@ -194,8 +230,9 @@ class Prometheus:
         return self._request("/api/v1/query", {"query": expr})
 
 
-def evaluate(answer, parse_only):
-    """(passed, permanent, series, reason)."""
+def evaluate(answer, parse_only, allowed=frozenset()):
+    """(passed, permanent, series, reason). A series carrying a per-target label the
+    legend does not name fails: the expression does not aggregate over the pods."""
     if answer.get("status") != "success":
         error_type = answer.get("errorType", "?")
         reason = f"{error_type}: {answer.get('error', '')}"
@@ -207,6 +244,13 @@ def evaluate(answer, parse_only):
         series = 1
     else:
         series = len(result or [])
+    if data.get("resultType") in ("vector", "matrix"):
+        for item in result or []:
+            kept = [l for l in TARGET_LABELS if l in (item.get("metric") or {}) and l not in allowed]
+            if kept:
+                return False, True, series, (
+                    "a series per target (" + ", ".join(f"{l}={item['metric'][l]}" for l in kept) + "): "
+                    "aggregate over the job's pods (sum/max by …)")
     if parse_only or series > 0:
         return True, True, series, ""
     return False, False, 0, "empty result"
@@ -259,7 +303,7 @@ def main():
                 answer = prometheus.query(check["query"])
             except Unreachable as e:
                 answer = {"status": "error", "errorType": "unreachable", "error": str(e)}
-            passed, permanent, series, reason = evaluate(answer, args.parse_only)
+            passed, permanent, series, reason = evaluate(answer, args.parse_only, check["per_target"])
             check.update(passed=passed, series=series, reason=reason)
             if not passed and not permanent:
                 retry.append(check)

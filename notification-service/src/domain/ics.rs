@@ -99,8 +99,9 @@ fn fold(line: &str) -> String {
     out
 }
 
-/// The calendar for appointment `a` as an event at `occurred_at` left it. `SEQUENCE`
-/// grows with the event time, so later changes win in the patient's calendar.
+/// The calendar for appointment `a` as an event at `occurred_at` left it. `SEQUENCE` is
+/// the appointment's version (booked 1, each change + 1), so a later change always
+/// wins in the patient's calendar, however close together the changes were.
 pub fn event(
     a: &AppointmentSnapshot,
     occurred_at: DateTime<Utc>,
@@ -114,7 +115,7 @@ pub fn event(
         format!("METHOD:{}", status.method()),
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}@medbook", a.appointment_id),
-        format!("SEQUENCE:{}", occurred_at.timestamp().max(0)),
+        format!("SEQUENCE:{}", a.version.max(0)),
         format!("DTSTAMP:{}", stamp(occurred_at)),
         format!("DTSTART:{}", stamp(a.starts_at)),
         format!("DTEND:{}", stamp(a.ends_at)),
@@ -201,6 +202,19 @@ mod tests {
             "no-reply@medbook.local",
             Status::Confirmed,
         )
+    }
+
+    #[test]
+    fn the_sequence_is_the_appointment_version_not_the_clock() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        let mut a = snapshot("Ana", "ana@example.com");
+        // Two changes within one second still order: only the version counts.
+        for version in [1, 2, 3] {
+            a.version = version;
+            let ics = event(&a, at, "no-reply@medbook.local", Status::Confirmed);
+            let lines = unfolded(&ics);
+            assert!(lines.contains(&format!("SEQUENCE:{version}")), "{lines:?}");
+        }
     }
 
     /// The content lines of `ics` as a calendar client sees them: every physical line

@@ -4,3 +4,4 @@
 pub mod account_email;
 pub mod email;
 pub mod ics;
+pub mod order;

@@ -1,6 +1,7 @@
 //! [`PgDeliveryLog`]: the `deliveries` table as the handler's de-duplication record.
 
 use super::Db;
+use crate::domain::order::{self, Turn, TurnDecision};
 use crate::service::{Claim, ClaimRequest, DeliveryLog};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -27,6 +28,9 @@ diesel::table! {
         appointment_id -> Uuid,
         version -> Int4,
         updated_at -> Timestamptz,
+        told_version -> Int4,
+        holder -> Nullable<Uuid>,
+        held_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -201,6 +205,77 @@ impl DeliveryLog for PgDeliveryLog {
                         .filter(deliveries::status.eq(SENDING))
                         .filter(deliveries::claimed_by.eq(owner)),
                 )
+                .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn take_turn(
+        &self,
+        turn: &Turn,
+        owner: Uuid,
+        lease: Duration,
+        forced: bool,
+    ) -> anyhow::Result<TurnDecision> {
+        let turn = *turn;
+        let lease = chrono::Duration::from_std(lease)?;
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    // First sight of the appointment: nothing told yet. (A reminder's
+                    // version is not a new version: it does not set `version`.)
+                    diesel::insert_into(appointment_versions::table)
+                        .values((
+                            appointment_versions::appointment_id.eq(turn.appointment_id),
+                            appointment_versions::version.eq(turn.version),
+                            appointment_versions::told_version.eq(0),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                    let (told, holder, held_until): (i32, Option<Uuid>, Option<DateTime<Utc>>) =
+                        appointment_versions::table
+                            .find(turn.appointment_id)
+                            .select((
+                                appointment_versions::told_version,
+                                appointment_versions::holder,
+                                appointment_versions::held_until,
+                            ))
+                            .for_update()
+                            .first(conn)?;
+                    let now = Utc::now();
+                    let holder = holder.filter(|_| held_until.is_some_and(|t| t > now));
+                    let decision = order::decide(&turn, told, holder, owner, forced);
+                    if decision == TurnDecision::Go {
+                        diesel::update(appointment_versions::table.find(turn.appointment_id))
+                            .set((
+                                appointment_versions::holder.eq(Some(owner)),
+                                appointment_versions::held_until.eq(Some(now + lease)),
+                            ))
+                            .execute(conn)?;
+                    }
+                    Ok(decision)
+                })
+            })
+            .await
+    }
+
+    async fn end_turn(&self, turn: &Turn, owner: Uuid, told: bool) -> anyhow::Result<()> {
+        let turn = *turn;
+        self.db
+            .run(move |conn| {
+                diesel::sql_query(
+                    "UPDATE appointment_versions SET
+                        told_version = CASE WHEN $3 THEN GREATEST(told_version, $2) ELSE told_version END,
+                        holder = CASE WHEN holder = $4 THEN NULL ELSE holder END,
+                        held_until = CASE WHEN holder = $4 THEN NULL ELSE held_until END,
+                        updated_at = now()
+                     WHERE appointment_id = $1",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(turn.appointment_id)
+                .bind::<diesel::sql_types::Integer, _>(turn.version)
+                .bind::<diesel::sql_types::Bool, _>(told)
+                .bind::<diesel::sql_types::Uuid, _>(owner)
                 .execute(conn)?;
                 Ok(())
             })

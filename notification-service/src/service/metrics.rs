@@ -2,7 +2,8 @@
 
 use super::{FailureKind, Outcome, SkipReason};
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct Metrics {
     smtp_reconnects: IntCounter,
     rebalances: IntCounterVec,
     paused: IntGauge,
+    superseded: IntCounter,
+    order_waits: HistogramVec,
+    held_by_cap: IntGauge,
 }
 
 impl Metrics {
@@ -116,6 +120,22 @@ impl Metrics {
                 "consumer_paused_partitions",
                 "Partitions paused because their messages wait (backpressure)",
             )?,
+            superseded: IntCounter::new(
+                "appointment_emails_superseded_total",
+                "Appointment e-mails not sent because the patient was already told about a later version",
+            )?,
+            order_waits: HistogramVec::new(
+                HistogramOpts::new(
+                    "email_order_wait_seconds",
+                    "How long appointment e-mails waited for an earlier version of their appointment, by how the wait ended: in_order, forced (order.max_wait passed), superseded",
+                )
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+                &["ended"],
+            )?,
+            held_by_cap: IntGauge::new(
+                "dead_letters_held",
+                "Messages held because the consumer group's dead-letter cap is reached (they are not dead-lettered, their partitions wait)",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.sent.clone()))?;
@@ -128,19 +148,21 @@ impl Metrics {
             m.sent.with_label_values(&[first]);
         }
         m.dlq_messages.set(-1);
+        for ended in ["in_order", "forced", "superseded"] {
+            m.order_waits.with_label_values(&[ended]);
+        }
+        m.registry.register(Box::new(m.superseded.clone()))?;
+        m.registry.register(Box::new(m.order_waits.clone()))?;
+        m.registry.register(Box::new(m.held_by_cap.clone()))?;
         for reason in [SkipReason::Stale, SkipReason::Started] {
             m.reminders_skipped.with_label_values(&[reason.as_str()]);
         }
         m.account_emails_skipped
             .with_label_values(&[SkipReason::LinkExpired.as_str()]);
-        for kind in ["unavailable", "transient", "permanent"] {
+        for kind in ["unavailable", "transient", "permanent", "refused"] {
             m.send_failures.with_label_values(&[kind]);
         }
-        for kind in [
-            FailureKind::Poison,
-            FailureKind::Permanent,
-            FailureKind::Expired,
-        ] {
+        for kind in FailureKind::ALL {
             m.dead_lettered.with_label_values(&[kind.as_str()]);
         }
         m.registry.register(Box::new(m.send_failures.clone()))?;
@@ -177,7 +199,8 @@ impl Metrics {
                 .with_label_values(&[if *takeover { "after_takeover" } else { "first" }])
                 .inc(),
             Outcome::Duplicate => self.duplicates.inc(),
-            Outcome::Skipped(reason) if reason.is_reminder() => self
+            Outcome::Skipped(SkipReason::Superseded) => self.superseded.inc(),
+            Outcome::Skipped(reason) if reason.is_appointment() => self
                 .reminders_skipped
                 .with_label_values(&[reason.as_str()])
                 .inc(),
@@ -205,6 +228,17 @@ impl Metrics {
 
     pub fn reminder_sent(&self) {
         self.reminders_sent.inc();
+    }
+
+    /// An e-mail's wait for an earlier version of its appointment ended.
+    pub fn order_waited(&self, ended: &str, waited: Duration) {
+        self.order_waits
+            .with_label_values(&[ended])
+            .observe(waited.as_secs_f64());
+    }
+
+    pub fn held_by_cap(&self, delta: i64) {
+        self.held_by_cap.add(delta);
     }
 
     pub fn smtp_reconnected(&self) {

@@ -23,17 +23,16 @@
 //! on traits only, so its rules are tested without I/O.
 
 pub mod health;
-pub mod limiter;
 pub mod metrics;
 
 use crate::domain::email::{self, Email};
+pub use crate::domain::order::{Turn, TurnDecision};
 use chrono::{DateTime, Utc};
 pub use health::SmtpStatus;
-pub use limiter::DeadLetterLimiter;
 use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, Event, EventEnvelope};
 pub use metrics::Metrics;
 use rand::Rng;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -49,9 +48,15 @@ pub enum SendError {
     /// The server answered 4xx for this email: try it again later.
     #[error("transient: {0}")]
     Transient(String),
-    /// SMTP 5xx, an invalid address: will never work.
+    /// This recipient or this message will never work: the mailbox does not exist or
+    /// is full (550–553), the address is invalid, the message cannot be built.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The server refuses our mail whoever it is for (any other 5xx: authentication,
+    /// policy, protocol): most likely our misconfiguration, and it counts against the
+    /// dead-letter cap.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl SendError {
@@ -61,6 +66,7 @@ impl SendError {
             SendError::Unavailable(_) => "unavailable",
             SendError::Transient(_) => "transient",
             SendError::Permanent(_) => "permanent",
+            SendError::Refused(_) => "refused",
         }
     }
 }
@@ -107,6 +113,36 @@ pub trait DeliveryLog: Send + Sync {
     /// Records that `appointment_id` has reached `version` (if that is newer than what
     /// is known) and returns the latest version known.
     async fn observe_version(&self, appointment_id: Uuid, version: i32) -> anyhow::Result<i32>;
+    /// Asks whether the e-mail of `turn` may be sent now ([`crate::domain::order`]); on
+    /// [`TurnDecision::Go`], `owner` holds the appointment's lease for `lease`.
+    async fn take_turn(
+        &self,
+        turn: &Turn,
+        owner: Uuid,
+        lease: Duration,
+        forced: bool,
+    ) -> anyhow::Result<TurnDecision>;
+    /// Gives `owner`'s lease back; with `told`, records that the patient has now been
+    /// told about `turn.version` (sent, or decided never to be sent).
+    async fn end_turn(&self, turn: &Turn, owner: Uuid, told: bool) -> anyhow::Result<()>;
+}
+
+/// Whether one more dead letter fits under the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// `count` dead letters within the window already; one leaves it in `retry_after`.
+    Full {
+        count: u32,
+        retry_after: Duration,
+    },
+}
+
+/// The dead-letter cap, one figure for the whole consumer group.
+#[async_trait::async_trait]
+pub trait DeadLetterBudget: Send + Sync {
+    /// Counts one more dead letter of `kind` from `source`, unless the window is full.
+    async fn admit(&self, kind: FailureKind, source: &str) -> anyhow::Result<Admission>;
 }
 
 /// A message as the consumer received it.
@@ -143,25 +179,39 @@ impl Incoming {
 pub enum FailureKind {
     /// Not an event this service understands.
     Poison,
-    /// The email can never be sent.
+    /// This e-mail can never be sent (a bounced address, a message that cannot be built).
     Permanent,
+    /// The server refused our mail for a reason that is not the recipient's.
+    Refused,
     /// Transient failures lasted longer than `retry.max_age`.
     Expired,
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 4] = [
+        FailureKind::Poison,
+        FailureKind::Permanent,
+        FailureKind::Refused,
+        FailureKind::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Poison => "poison",
             Self::Permanent => "permanent",
+            Self::Refused => "refused",
             Self::Expired => "expired",
         }
     }
 
-    /// Whether it counts against the dead-letter cap: a flood of messages that can
-    /// never be sent means a misconfiguration; mail that outlived an outage does not.
+    /// Whether it counts against the dead-letter cap. Messages that are not events and
+    /// mail the server refuses outright mean a misconfiguration (a broken producer,
+    /// bad SMTP credentials): past the cap they are held, not dead-lettered, until an
+    /// operator fixes the cause. A bounced address is one patient's problem, and mail
+    /// that outlived an outage is not a fault of the service: neither is capped, so a
+    /// burst of them never holds other patients' mail back.
     fn capped(self) -> bool {
-        !matches!(self, Self::Expired)
+        matches!(self, Self::Poison | Self::Refused)
     }
 }
 
@@ -214,6 +264,9 @@ pub enum SkipReason {
     Started,
     /// The account e-mail's link expired before it could be sent.
     LinkExpired,
+    /// The patient was already told about a later version of the appointment (a
+    /// confirmation that arrives after the cancellation, a replayed old dead letter).
+    Superseded,
 }
 
 impl SkipReason {
@@ -222,13 +275,14 @@ impl SkipReason {
             Self::Stale => "stale",
             Self::Started => "started",
             Self::LinkExpired => "link_expired",
+            Self::Superseded => "superseded",
         }
     }
 
-    /// Whether a reminder was dropped (else an account e-mail).
-    pub fn is_reminder(self) -> bool {
+    /// Whether an appointment e-mail was dropped (else an account e-mail).
+    pub fn is_appointment(self) -> bool {
         match self {
-            Self::Stale | Self::Started => true,
+            Self::Stale | Self::Started | Self::Superseded => true,
             Self::LinkExpired => false,
         }
     }
@@ -267,8 +321,6 @@ impl Outcome {
 pub enum HandleError {
     #[error("stopping: the message will be handled again after restart")]
     Stopped,
-    #[error("dead-letter limit reached: {0}")]
-    DeadLetterLimit(String),
 }
 
 pub struct NotificationHandler {
@@ -276,7 +328,8 @@ pub struct NotificationHandler {
     log: Arc<dyn DeliveryLog>,
     dlq: Arc<dyn DeadLetterSink>,
     retry: RetryPolicy,
-    limiter: Mutex<DeadLetterLimiter>,
+    budget: Arc<dyn DeadLetterBudget>,
+    order: OrderPolicy,
     metrics: Metrics,
     smtp: SmtpStatus,
     /// This process's claim owner id.
@@ -294,13 +347,24 @@ pub struct NotificationHandler {
 /// How long to wait before asking a busy dependency (database, DLQ) again.
 const DEPENDENCY_RETRY: Duration = Duration::from_millis(500);
 
+/// How long an appointment e-mail waits for an earlier version of its appointment.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderPolicy {
+    /// After this long waiting for an earlier version, the e-mail goes out anyway (and
+    /// the earlier one, should it come later, is superseded).
+    pub max_wait: Duration,
+    /// How often a waiting e-mail asks again.
+    pub recheck: Duration,
+}
+
 /// The ports and rules a handler is built from.
 pub struct HandlerParts {
     pub mailer: Arc<dyn Mailer>,
     pub log: Arc<dyn DeliveryLog>,
     pub dlq: Arc<dyn DeadLetterSink>,
     pub retry: RetryPolicy,
-    pub limiter: DeadLetterLimiter,
+    pub budget: Arc<dyn DeadLetterBudget>,
+    pub order: OrderPolicy,
     pub metrics: Metrics,
     pub smtp: SmtpStatus,
     pub stale_after: Duration,
@@ -314,7 +378,8 @@ impl NotificationHandler {
             log: parts.log,
             dlq: parts.dlq,
             retry: parts.retry,
-            limiter: Mutex::new(parts.limiter),
+            budget: parts.budget,
+            order: parts.order,
             metrics: parts.metrics,
             smtp: parts.smtp,
             owner: Uuid::new_v4(),
@@ -479,17 +544,24 @@ impl NotificationHandler {
                 event
             }
             Err(error) => {
-                return self
-                    .dead_letter(message, None, FailureKind::Poison, error, 0)
-                    .await
+                let letter = Letter::new(FailureKind::Poison, error, 0);
+                return self.dead_letter(message, None, letter, cancel).await;
             }
+        };
+        // This handling's lease owner: two events of one appointment handled by two
+        // workers of this process are two owners.
+        let me = Uuid::new_v4();
+        let turn = turn_of(&event);
+        let held = Held {
+            event_id: Some(event.id),
+            turn: turn.as_ref(),
+            me,
         };
         let email = match email::render(&event, &self.organizer) {
             Ok(email) => email,
             Err(e) => {
-                return self
-                    .dead_letter(message, None, FailureKind::Permanent, e.to_string(), 0)
-                    .await
+                let letter = Letter::new(FailureKind::Permanent, e.to_string(), 0);
+                return self.dead_letter(message, Some(held), letter, cancel).await;
             }
         };
         // Every appointment event tells the log the appointment's version, so that a
@@ -512,7 +584,14 @@ impl NotificationHandler {
         let takeover = loop {
             match self.log.claim(&request, self.owner, self.stale_after).await {
                 Ok(Claim::Acquired { takeover }) => break takeover,
-                Ok(Claim::AlreadySent) => return Ok(Outcome::Duplicate),
+                Ok(Claim::AlreadySent) => {
+                    // Sent before, perhaps by a consumer that died before recording
+                    // that the patient was told: record it now (idempotent).
+                    if let Some(turn) = &turn {
+                        self.end_turn(turn, me, !turn.reminder).await;
+                    }
+                    return Ok(Outcome::Duplicate);
+                }
                 Ok(Claim::HeldElsewhere) => {
                     tracing::info!(event_id = %event.id, "event is being sent by another consumer; waiting");
                 }
@@ -526,7 +605,17 @@ impl NotificationHandler {
         // The mail's age counts from when it entered the topic.
         let born = message.timestamp.unwrap_or(event.occurred_at);
         let mut attempts = 0;
+        let mut order = OrderWait::default();
         loop {
+            if let Some(turn) = &turn {
+                if let TurnDecision::Superseded { told } =
+                    self.wait_for_turn(turn, me, &mut order, cancel).await?
+                {
+                    tracing::info!(event_id = %event.id, version = turn.version, told, "email dropped: the patient was already told about a later version");
+                    self.release(event.id).await;
+                    return Ok(Outcome::Skipped(SkipReason::Superseded));
+                }
+            }
             attempts += 1;
             let error = match self.mailer.send(&email).await {
                 Ok(()) => {
@@ -535,15 +624,23 @@ impl NotificationHandler {
                 }
                 Err(SendError::Permanent(error)) => {
                     self.metrics.send_failed("permanent");
-                    return self
-                        .dead_letter(
-                            message,
-                            Some(event.id),
-                            FailureKind::Permanent,
-                            error,
-                            attempts,
-                        )
-                        .await;
+                    let letter = Letter::new(FailureKind::Permanent, error, attempts);
+                    return self.dead_letter(message, Some(held), letter, cancel).await;
+                }
+                Err(SendError::Refused(error)) => {
+                    self.metrics.send_failed("refused");
+                    if let Some(turn) = &turn {
+                        self.end_turn(turn, me, false).await;
+                    }
+                    if self
+                        .within_cap(FailureKind::Refused, message, &error, cancel)
+                        .await?
+                    {
+                        let letter = Letter::new(FailureKind::Refused, error, attempts);
+                        return self.dead_letter_admitted(message, Some(held), letter).await;
+                    }
+                    // Held by the cap for a while: perhaps the cause was fixed meanwhile.
+                    continue;
                 }
                 Err(SendError::Unavailable(error)) => {
                     self.metrics.send_failed("unavailable");
@@ -557,20 +654,21 @@ impl NotificationHandler {
                     error
                 }
             };
+            // Another e-mail of the appointment may use the wire while this one waits.
+            if let Some(turn) = &turn {
+                self.end_turn(turn, me, false).await;
+            }
             let age = (Utc::now() - born).to_std().unwrap_or_default();
             if age >= self.retry.max_age {
-                return self
-                    .dead_letter(
-                        message,
-                        Some(event.id),
-                        FailureKind::Expired,
-                        format!(
-                            "not sent within retry.max_age ({} s); last error: {error}",
-                            self.retry.max_age.as_secs()
-                        ),
-                        attempts,
-                    )
-                    .await;
+                let letter = Letter::new(
+                    FailureKind::Expired,
+                    format!(
+                        "not sent within retry.max_age ({} s); last error: {error}",
+                        self.retry.max_age.as_secs()
+                    ),
+                    attempts,
+                );
+                return self.dead_letter(message, Some(held), letter, cancel).await;
             }
             let wait = self.retry.jittered(attempts).min(self.retry.max_age - age);
             tracing::info!(event_id = %event.id, attempts, %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "sending failed; will retry");
@@ -602,6 +700,9 @@ impl NotificationHandler {
             tracing::warn!(error = %e, event_id = %event.id, "cannot record the sent email; retrying");
             tokio::time::sleep(DEPENDENCY_RETRY).await;
         }
+        if let Some(turn) = &turn {
+            self.end_turn(turn, me, !turn.reminder).await;
+        }
         if matches!(
             event.event,
             Event::Appointment(AppointmentEvent::Reminder(_))
@@ -612,6 +713,73 @@ impl NotificationHandler {
         Ok(Outcome::Sent { attempts, takeover })
     }
 
+    /// Waits until the e-mail of `turn` may be sent ([`TurnDecision::Go`], with the
+    /// appointment's lease) or is superseded. Waiting for an earlier version ends after
+    /// `order.max_wait`: the e-mail then goes out anyway.
+    async fn wait_for_turn(
+        &self,
+        turn: &Turn,
+        me: Uuid,
+        order: &mut OrderWait,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<TurnDecision, HandleError> {
+        loop {
+            if !order.forced
+                && order
+                    .since
+                    .is_some_and(|since| since.elapsed() >= self.order.max_wait)
+            {
+                order.forced = true;
+                tracing::warn!(appointment_id = %turn.appointment_id, version = turn.version, waited_secs = self.order.max_wait.as_secs(), "an earlier version of the appointment was not handled in time; sending this one anyway (the earlier one will be dropped as superseded)");
+            }
+            match self
+                .log
+                .take_turn(turn, me, self.stale_after, order.forced)
+                .await
+            {
+                Ok(decision @ (TurnDecision::Go | TurnDecision::Superseded { .. })) => {
+                    if let Some(since) = order.since.take() {
+                        let ended = match decision {
+                            TurnDecision::Superseded { .. } => "superseded",
+                            _ if order.forced => "forced",
+                            _ => "in_order",
+                        };
+                        self.metrics.order_waited(ended, since.elapsed());
+                    }
+                    return Ok(decision);
+                }
+                Ok(TurnDecision::WaitEarlier { told }) => {
+                    if order.since.is_none() {
+                        tracing::info!(appointment_id = %turn.appointment_id, version = turn.version, told, "waiting for an earlier version of the appointment to be told first");
+                        order.since = Some(Instant::now());
+                    }
+                }
+                Ok(TurnDecision::WaitBusy) => {}
+                Err(e) => tracing::warn!(error = %e, "delivery log unavailable; retrying"),
+            }
+            self.pause(self.order.recheck, cancel, None).await?;
+        }
+    }
+
+    /// Ends this handling's turn; recording what the patient was told is retried until
+    /// it is stored (a later version waits on it), a mere lease release is tried once
+    /// (the lease expires on its own).
+    async fn end_turn(&self, turn: &Turn, me: Uuid, told: bool) {
+        loop {
+            match self.log.end_turn(turn, me, told).await {
+                Ok(()) => return,
+                Err(e) if told => {
+                    tracing::warn!(error = %e, appointment_id = %turn.appointment_id, "cannot record what the patient was told; retrying");
+                    tokio::time::sleep(DEPENDENCY_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, appointment_id = %turn.appointment_id, "cannot release the appointment's lease; it expires on its own");
+                    return;
+                }
+            }
+        }
+    }
+
     async fn release(&self, event_id: Uuid) {
         if let Err(e) = self.log.release(event_id, self.owner).await {
             // The claim goes stale and a replay takes it over.
@@ -619,40 +787,140 @@ impl NotificationHandler {
         }
     }
 
+    /// Counts a dead letter of a capped kind against the group's cap. When the cap is
+    /// reached the message is held — not dead-lettered, its offset not stored, its
+    /// partition waiting — until the window has room again (`dead_letters_held` and
+    /// the alert on it tell operators); then `false` is returned, and the caller tries
+    /// the message again before dead-lettering it.
+    async fn within_cap(
+        &self,
+        kind: FailureKind,
+        message: &Incoming,
+        error: &str,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<bool, HandleError> {
+        loop {
+            match self.budget.admit(kind, &message.source()).await {
+                Ok(Admission::Admitted) => return Ok(true),
+                Ok(Admission::Full { count, retry_after }) => {
+                    tracing::error!(kind = kind.as_str(), %error, count, retry_in_secs = retry_after.as_secs(), "dead-letter cap reached for the consumer group: holding the message instead of dead-lettering it; fix the cause");
+                    self.metrics.held_by_cap(1);
+                    let waited = self
+                        .pause(
+                            retry_after.clamp(DEPENDENCY_RETRY, CAP_RECHECK),
+                            cancel,
+                            None,
+                        )
+                        .await;
+                    self.metrics.held_by_cap(-1);
+                    waited?;
+                    return Ok(false);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery log unavailable; retrying");
+                    self.pause(DEPENDENCY_RETRY, cancel, None).await?;
+                }
+            }
+        }
+    }
+
+    /// Dead-letters `message`, once the cap (for capped kinds) admits it.
     async fn dead_letter(
         &self,
         message: &Incoming,
-        event_id: Option<Uuid>,
-        kind: FailureKind,
-        error: String,
-        attempts: u32,
+        held: Option<Held<'_>>,
+        letter: Letter,
+        cancel: &watch::Receiver<bool>,
     ) -> Result<Outcome, HandleError> {
-        if kind.capped() {
-            if let Err(reason) = self
-                .limiter
-                .lock()
-                .map_err(|_| HandleError::DeadLetterLimit("limiter poisoned".into()))?
-                .admit(Instant::now())
-            {
-                tracing::error!(%reason, kind = kind.as_str(), %error, "too many dead letters; stopping the consumer");
-                return Err(HandleError::DeadLetterLimit(reason));
-            }
+        if letter.kind.capped() {
+            while !self
+                .within_cap(letter.kind, message, &letter.error, cancel)
+                .await?
+            {}
         }
+        self.dead_letter_admitted(message, held, letter).await
+    }
+
+    async fn dead_letter_admitted(
+        &self,
+        message: &Incoming,
+        held: Option<Held<'_>>,
+        letter: Letter,
+    ) -> Result<Outcome, HandleError> {
+        let kind = letter.kind;
         let letter = DeadLetter {
             kind,
-            error,
-            attempts,
+            error: letter.error,
+            attempts: letter.attempts,
             failed_at: chrono::Utc::now(),
         };
         while let Err(e) = self.dlq.dead_letter(message, &letter).await {
             tracing::warn!(error = %e, "cannot write the dead letter; retrying");
             self.pause(DEPENDENCY_RETRY, &self.never.1, None).await?;
         }
-        if let Some(id) = event_id {
-            self.release(id).await;
+        if let Some(held) = held {
+            if let Some(id) = held.event_id {
+                self.release(id).await;
+            }
+            // This version is decided: later ones need not wait for it. A replay of
+            // the letter is still sent while no later version was told.
+            if let Some(turn) = held.turn {
+                self.end_turn(turn, held.me, !turn.reminder).await;
+            }
         }
-        tracing::warn!(kind = kind.as_str(), error = %letter.error, attempts, "message dead-lettered");
+        tracing::warn!(kind = kind.as_str(), error = %letter.error, attempts = letter.attempts, "message dead-lettered");
         Ok(Outcome::DeadLettered(kind))
+    }
+}
+
+/// How often a message held by the dead-letter cap asks again, at most.
+const CAP_RECHECK: Duration = Duration::from_secs(5);
+
+/// A failure on its way to the DLQ.
+struct Letter {
+    kind: FailureKind,
+    error: String,
+    attempts: u32,
+}
+
+impl Letter {
+    fn new(kind: FailureKind, error: String, attempts: u32) -> Self {
+        Self {
+            kind,
+            error,
+            attempts,
+        }
+    }
+}
+
+/// What a handling holds that a dead letter must give back.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    event_id: Option<Uuid>,
+    turn: Option<&'a Turn>,
+    me: Uuid,
+}
+
+/// One e-mail's wait for an earlier version of its appointment.
+#[derive(Debug, Default)]
+struct OrderWait {
+    since: Option<Instant>,
+    /// It waited its longest: it goes out without the earlier version.
+    forced: bool,
+}
+
+/// The order slot of an appointment event's e-mail; account e-mails have none.
+fn turn_of(event: &EventEnvelope) -> Option<Turn> {
+    match &event.event {
+        Event::Appointment(e) => {
+            let a = e.appointment();
+            Some(Turn {
+                appointment_id: a.appointment_id,
+                version: a.version,
+                reminder: matches!(e, AppointmentEvent::Reminder(_)),
+            })
+        }
+        Event::Account(_) => None,
     }
 }
 

@@ -4,6 +4,7 @@ use super::*;
 use chrono::TimeZone;
 use medbook_shared::events::*;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 #[derive(Default)]
 struct FakeMailer {
@@ -34,6 +35,8 @@ struct MemLog {
     busy: Mutex<u32>,
     versions: Mutex<HashMap<Uuid, i32>>,
     version_calls: Mutex<u32>,
+    /// Per appointment: the version last told, and who holds the lease.
+    told: Mutex<HashMap<Uuid, (i32, Option<Uuid>)>>,
 }
 
 #[async_trait::async_trait]
@@ -76,6 +79,63 @@ impl DeliveryLog for MemLog {
         *e = (*e).max(version);
         Ok(*e)
     }
+    async fn take_turn(
+        &self,
+        turn: &Turn,
+        owner: Uuid,
+        _: Duration,
+        forced: bool,
+    ) -> anyhow::Result<TurnDecision> {
+        let mut told = self.told.lock().unwrap();
+        let (version, holder) = told.entry(turn.appointment_id).or_insert((0, None));
+        let decision = crate::domain::order::decide(turn, *version, *holder, owner, forced);
+        if decision == TurnDecision::Go {
+            *holder = Some(owner);
+        }
+        Ok(decision)
+    }
+    async fn end_turn(&self, turn: &Turn, owner: Uuid, told: bool) -> anyhow::Result<()> {
+        let mut all = self.told.lock().unwrap();
+        let (version, holder) = all.entry(turn.appointment_id).or_insert((0, None));
+        if told {
+            *version = (*version).max(turn.version);
+        }
+        if *holder == Some(owner) {
+            *holder = None;
+        }
+        Ok(())
+    }
+}
+
+/// The dead-letter cap as a sliding window in memory; `full_answers` makes the next
+/// admissions answer `Full` first (another worker filled the window).
+struct MemBudget {
+    max: usize,
+    admitted: Mutex<Vec<FailureKind>>,
+    full_answers: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl DeadLetterBudget for MemBudget {
+    async fn admit(&self, kind: FailureKind, _: &str) -> anyhow::Result<Admission> {
+        let full = Admission::Full {
+            count: u32::try_from(self.max).unwrap(),
+            retry_after: Duration::from_millis(5),
+        };
+        {
+            let mut f = self.full_answers.lock().unwrap();
+            if *f > 0 {
+                *f -= 1;
+                return Ok(full);
+            }
+        }
+        let mut admitted = self.admitted.lock().unwrap();
+        if admitted.len() >= self.max {
+            return Ok(full);
+        }
+        admitted.push(kind);
+        Ok(Admission::Admitted)
+    }
 }
 
 #[derive(Default)]
@@ -101,6 +161,7 @@ struct Rig {
     mailer: Arc<FakeMailer>,
     log: Arc<MemLog>,
     dlq: Arc<FakeDlq>,
+    budget: Arc<MemBudget>,
     stop: watch::Sender<bool>,
     handler: NotificationHandler,
 }
@@ -109,6 +170,11 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
     let mailer = Arc::new(FakeMailer::default());
     let log = Arc::new(MemLog::default());
     let dlq = Arc::new(FakeDlq::default());
+    let budget = Arc::new(MemBudget {
+        max: max_dead_letters as usize,
+        admitted: Mutex::default(),
+        full_answers: Mutex::default(),
+    });
     let (stop, stopped) = watch::channel(false);
     let metrics = Metrics::new().unwrap();
     let handler = NotificationHandler::new(
@@ -121,7 +187,11 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
                 max_backoff: Duration::from_millis(20),
                 max_age,
             },
-            limiter: DeadLetterLimiter::new(max_dead_letters, Duration::from_secs(60)),
+            budget: budget.clone(),
+            order: OrderPolicy {
+                max_wait: ORDER_WAIT,
+                recheck: Duration::from_millis(2),
+            },
             smtp: SmtpStatus::new(metrics.smtp_up_gauge()),
             metrics,
             stale_after: Duration::from_secs(60),
@@ -133,12 +203,15 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
         mailer,
         log,
         dlq,
+        budget,
         stop,
         handler,
     }
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
+/// How long the rig's e-mails wait for an earlier version of their appointment.
+const ORDER_WAIT: Duration = Duration::from_millis(300);
 
 fn event(tz: &str) -> EventEnvelope {
     let t = |h| chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
@@ -593,19 +666,225 @@ async fn an_unknown_time_zone_is_a_permanent_failure() {
 }
 
 #[tokio::test]
-async fn the_dead_letter_cap_stops_handling_without_writing_the_letter() {
-    let r = rig(DAY, 2);
-    for _ in 0..2 {
-        r.handler
-            .handle(&message(Some(b"x".to_vec())))
-            .await
-            .unwrap();
-    }
-    assert!(matches!(
+async fn past_the_cap_a_refused_message_is_held_then_tried_again_not_dead_lettered() {
+    let r = rig(DAY, 1);
+    r.mailer.script.lock().unwrap().extend([
+        Err(SendError::Refused("535 authentication failed".into())),
+        Err(SendError::Refused("535 authentication failed".into())),
+        // The operator fixed the credentials while the message was held.
+        Ok(()),
+    ]);
+    assert_eq!(
+        r.handler.handle(&encoded(&event("UTC"))).await,
+        Ok(Outcome::DeadLettered(FailureKind::Refused))
+    );
+    // The window is full now: the second refusal is held, not dead-lettered, and the
+    // message is sent once the server takes it.
+    assert_eq!(
+        r.handler.handle(&encoded(&event("UTC"))).await,
+        Ok(Outcome::Sent {
+            attempts: 2,
+            takeover: false
+        })
+    );
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 1);
+    assert!(r
+        .handler
+        .metrics
+        .render()
+        .unwrap()
+        .contains("dead_letters_held 0"));
+}
+
+#[tokio::test]
+async fn poison_past_the_cap_waits_for_room_in_the_window_and_a_stop_lets_go_of_it() {
+    let r = Arc::new(rig(DAY, 10));
+    // Other workers filled the window: two answers `Full`, then room.
+    *r.budget.full_answers.lock().unwrap() = 2;
+    assert_eq!(
         r.handler.handle(&message(Some(b"x".to_vec()))).await,
-        Err(HandleError::DeadLetterLimit(_))
+        Ok(Outcome::DeadLettered(FailureKind::Poison))
+    );
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 1);
+    // Held for good: a stop ends the wait, nothing is written, the offset stays.
+    *r.budget.full_answers.lock().unwrap() = u32::MAX;
+    let task = {
+        let r = r.clone();
+        tokio::spawn(async move { r.handler.handle(&message(Some(b"y".to_vec()))).await })
+    };
+    medbook_test_support::eventually(
+        "the message is held by the cap",
+        Duration::from_secs(10),
+        || {
+            let r = r.clone();
+            async move {
+                r.handler
+                    .metrics
+                    .render()
+                    .unwrap()
+                    .contains("dead_letters_held 1")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    r.stop.send(true).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Err(HandleError::Stopped));
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bounced_addresses_are_never_capped() {
+    // The cap admits no dead letter at all; bounces go to the DLQ at once regardless.
+    let r = rig(DAY, 0);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..5).map(|_| Err(SendError::Permanent("550 5.1.1 no such user".into()))));
+    for _ in 0..5 {
+        assert_eq!(
+            r.handler.handle(&encoded(&event("UTC"))).await,
+            Ok(Outcome::DeadLettered(FailureKind::Permanent))
+        );
+    }
+    assert_eq!(r.dlq.letters.lock().unwrap().len(), 5);
+    assert!(r.budget.admitted.lock().unwrap().is_empty());
+}
+
+/// Version `version` of `booked`'s appointment, cancelled.
+fn cancelled(booked: &EventEnvelope, version: i32) -> EventEnvelope {
+    let mut a = booked.appointment().unwrap().clone();
+    a.version = version;
+    EventEnvelope::new(
+        chrono::Utc::now(),
+        AppointmentEvent::Cancelled(Cancellation {
+            appointment: a,
+            cancelled_by: CancelledBy::Patient,
+            cancel_reason: None,
+        }),
+    )
+}
+
+fn subjects(r: &Rig) -> Vec<String> {
+    r.mailer
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.subject.split(':').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cancellation_handled_first_waits_for_its_confirmation_and_follows_it() {
+    let r = Arc::new(rig(DAY, 10));
+    let booked = event("UTC");
+    let cancel = cancelled(&booked, 2);
+    let later = {
+        let r = r.clone();
+        let m = encoded(&cancel);
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    let id = booked.appointment().unwrap().appointment_id;
+    medbook_test_support::eventually("the cancellation waits", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { r.log.told.lock().unwrap().contains_key(&id).then_some(()) }
+    })
+    .await;
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
     ));
-    assert_eq!(r.dlq.letters.lock().unwrap().len(), 2);
+    assert!(matches!(later.await.unwrap(), Ok(Outcome::Sent { .. })));
+    assert_eq!(
+        subjects(&r),
+        ["Appointment confirmed", "Appointment cancelled"]
+    );
+    let render = r.handler.metrics.render().unwrap();
+    assert!(
+        render.contains("email_order_wait_seconds_count{ended=\"in_order\"} 1"),
+        "{render}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_waited_its_longest_goes_and_the_late_earlier_one_is_superseded() {
+    let r = rig(DAY, 10);
+    let booked = event("UTC");
+    let started = Instant::now();
+    assert!(matches!(
+        r.handler.handle(&encoded(&cancelled(&booked, 2))).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(started.elapsed() >= ORDER_WAIT);
+    // The confirmation turns up after the cancellation was told: never sent as current.
+    assert_eq!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Skipped(SkipReason::Superseded))
+    );
+    assert_eq!(subjects(&r), ["Appointment cancelled"]);
+    // Released, not recorded as sent: its event id stays free.
+    assert!(!r.log.rows.lock().unwrap().contains_key(&booked.id));
+}
+
+#[tokio::test]
+async fn a_dead_lettered_version_does_not_hold_the_next_and_its_replay_is_superseded() {
+    let r = rig(DAY, 10);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Err(SendError::Permanent("552 mailbox full".into())));
+    let booked = event("UTC");
+    assert_eq!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::DeadLettered(FailureKind::Permanent))
+    );
+    // The next version goes at once: the dead-lettered one is decided.
+    let started = Instant::now();
+    assert!(matches!(
+        r.handler.handle(&encoded(&cancelled(&booked, 2))).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(started.elapsed() < ORDER_WAIT);
+    // An operator replays the old confirmation from the DLQ: it is not sent.
+    assert_eq!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Skipped(SkipReason::Superseded))
+    );
+    assert_eq!(subjects(&r), ["Appointment cancelled"]);
+}
+
+#[tokio::test]
+async fn a_reminder_waits_until_its_version_was_told() {
+    let r = Arc::new(rig(DAY, 10));
+    let booked = event("UTC");
+    let reminder = reminder_of(&booked, 1, chrono::Duration::hours(2));
+    let task = {
+        let r = r.clone();
+        let m = encoded(&reminder);
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    let id = booked.appointment().unwrap().appointment_id;
+    medbook_test_support::eventually("the reminder waits", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { r.log.told.lock().unwrap().contains_key(&id).then_some(()) }
+    })
+    .await;
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(matches!(task.await.unwrap(), Ok(Outcome::Sent { .. })));
+    let subjects = subjects(&r);
+    assert_eq!(subjects[0], "Appointment confirmed", "{subjects:?}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Handling on the real broker and SMTP servers: emails once per event, retries,
-//! dead letters, the dead-letter cap.
+//! dead letters, the dead-letter cap shared by the group.
 
 use crate::helpers::*;
 use medbook_shared::events::TOPIC_DLQ;
@@ -236,52 +236,170 @@ async fn an_smtp_outage_is_waited_out_and_the_email_then_delivered() {
     app.shutdown().await.unwrap();
 }
 
+/// How many rows of the group's dead-letter window there are.
+fn in_window(db: &medbook_test_support::pg::TestDb) -> i64 {
+    use diesel::prelude::*;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query("SELECT count(*) AS n FROM dead_letter_window")
+        .get_result::<N>(&mut db.conn())
+        .unwrap()
+        .n
+}
+
 #[tokio::test]
-async fn the_dead_letter_cap_stops_the_consumer_before_it_empties_the_topic() {
+async fn the_dead_letter_cap_is_one_figure_for_the_group_and_holds_instead_of_exiting() {
     let db = notify_db();
-    let topics = TestTopics::shared(1).await;
+    let topics = TestTopics::shared(2).await;
     let sink = Maildev::shared();
     let mut s = settings(&db, &topics, sink.smtp_port);
     s.dead_letters.max_per_window = 3;
-    let app = Running::start(&s).await;
-    let poison: Vec<_> = (0..6)
+    s.dead_letters.window_secs = 3600;
+    // Two workers of one group, one partition each.
+    let a = Running::start(&s).await;
+    let b = Running::start(&s).await;
+    medbook_test_support::eventually(
+        "both workers hold a partition",
+        Duration::from_secs(60),
+        || async {
+            (a.metric("consumer_rebalances_total{kind=\"assign\"}").await >= 1.0
+                && b.metric("consumer_rebalances_total{kind=\"assign\"}").await >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let poison: Vec<_> = (0..8)
         .map(|i| {
             (
                 "appointments.created".to_owned(),
-                None,
+                Some(format!("key {i}").into_bytes()),
                 format!("garbage {i}").into_bytes(),
             )
         })
         .collect();
     topics.produce(poison).await;
-    let result = tokio::time::timeout(Duration::from_secs(30), app.task)
-        .await
-        .expect("the consumer kept going")
-        .unwrap();
-    let err = result.unwrap_err().to_string();
-    assert!(err.contains("dead letters within"), "{err}");
     let mut reader = topics.reader(&[TOPIC_DLQ]).await;
-    assert_eq!(
-        reader
-            .read(3, Duration::from_secs(10), Duration::from_secs(1))
-            .await
-            .len(),
-        3
-    );
+    let first = reader
+        .read(3, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .len();
+    medbook_test_support::eventually(
+        "messages held by the cap",
+        Duration::from_secs(30),
+        || async {
+            (a.metric("dead_letters_held").await + b.metric("dead_letters_held").await >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    // Three for the whole group, not three per worker; and neither worker exited.
+    assert_eq!(first, 3);
+    assert_eq!(in_window(&db), 3);
+    assert!(!a.task.is_finished() && !b.task.is_finished());
 
-    // Fixed and restarted: it picks up exactly where it stopped.
-    s.dead_letters.max_per_window = 100;
-    let app = Running::start(&s).await;
-    let letters = reader
-        .read(6, Duration::from_secs(30), Duration::from_secs(2))
+    // As the window moves on, the held messages are dead-lettered, in their order, by
+    // the workers that held them — nobody restarted anything.
+    // The window moves on (twice: it admits three each time).
+    db.execute("UPDATE dead_letter_window SET at = at - interval '2 hours'");
+    reader
+        .read(6, Duration::from_secs(60), Duration::from_secs(1))
         .await;
-    let payloads: Vec<String> = letters
+    assert_eq!(in_window(&db), 3);
+    db.execute("UPDATE dead_letter_window SET at = at - interval '2 hours'");
+    let letters = reader
+        .read(8, Duration::from_secs(60), Duration::from_secs(2))
+        .await;
+    let mut payloads: Vec<String> = letters
         .iter()
         .map(|l| String::from_utf8(l.payload.clone()).unwrap())
         .collect();
+    payloads.sort();
     assert_eq!(
         payloads,
-        (0..6).map(|i| format!("garbage {i}")).collect::<Vec<_>>()
+        (0..8).map(|i| format!("garbage {i}")).collect::<Vec<_>>()
     );
+    assert_eq!(
+        a.metric("dead_letters_held").await + b.metric("dead_letters_held").await,
+        0.0
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_of_bounced_addresses_never_trips_the_cap_or_holds_other_mail() {
+    let db = notify_db();
+    let topics = TestTopics::shared(1).await;
+    let smtp = FaultSmtp::start(0).await;
+    let mut s = settings(&db, &topics, smtp.smtp_port);
+    s.dead_letters.max_per_window = 2;
+    let app = Running::start(&s).await;
+    // Twenty bounces, then one patient whose mail must go through at once.
+    let mut records: Vec<_> = (0..20)
+        .map(|i| record(&created(&address(&format!("reject{i}")))))
+        .collect();
+    let next = created(&address("next"));
+    records.push(record(&next));
+    topics.produce(records).await;
+    let next_to = next.appointment().unwrap().patient.email.clone();
+    medbook_test_support::eventually(
+        "the next patient's email",
+        Duration::from_secs(60),
+        || async {
+            smtp.messages()
+                .await
+                .into_iter()
+                .find(|m| m["rcpt_tos"][0] == next_to.as_str())
+        },
+    )
+    .await;
+    let mut reader = topics.reader(&[TOPIC_DLQ]).await;
+    assert_eq!(
+        reader
+            .read(20, Duration::from_secs(30), Duration::from_secs(1))
+            .await
+            .len(),
+        20
+    );
+    assert_eq!(in_window(&db), 0);
+    assert_eq!(app.metric("dead_letters_held").await, 0.0);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mail_the_server_refuses_outright_is_capped_and_held() {
+    let db = notify_db();
+    let topics = TestTopics::shared(1).await;
+    let smtp = FaultSmtp::start(0).await;
+    let mut s = settings(&db, &topics, smtp.smtp_port);
+    s.dead_letters.max_per_window = 1;
+    s.dead_letters.window_secs = 3600;
+    let app = Running::start(&s).await;
+    topics
+        .produce(vec![
+            record(&created(&address("refuse-a"))),
+            record(&created(&address("refuse-b"))),
+        ])
+        .await;
+    let mut reader = topics.reader(&[TOPIC_DLQ]).await;
+    let letters = reader
+        .read(1, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .to_vec();
+    assert_eq!(
+        letters[0].header("dlq-error-kind").as_deref(),
+        Some("refused")
+    );
+    medbook_test_support::eventually(
+        "the second refusal is held",
+        Duration::from_secs(30),
+        || async { (app.metric("dead_letters_held").await >= 1.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(in_window(&db), 1);
+    assert!(!app.task.is_finished());
     app.shutdown().await.unwrap();
 }

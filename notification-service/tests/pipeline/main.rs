@@ -17,6 +17,7 @@ mod consumer;
 mod dlq;
 mod e2e;
 mod helpers;
+mod order;
 mod outage;
 mod process;
 mod reminders;
