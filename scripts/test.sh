@@ -21,8 +21,9 @@ mkdir -p target
 export INSTA_UPDATE=no
 # Unit, integration and doc tests. Benchmarks are not run here (they are slow by design
 # and print figures; see README), but clippy --all-targets compiles them in CI.
-# booking-service's audit tests run the audit-service binary: built first.
-cargo build --locked -p audit-service
+# booking-service's audit tests run the audit-service binary, its fleet test the
+# notification-service binary: built first.
+cargo build --locked -p audit-service -p notification-service
 cargo test --workspace --lib --bins --tests --locked 2>&1 | tee target/test-output.log
 
 log "validating the OpenAPI document"

@@ -7,6 +7,7 @@ use crate::cache::redis::{RedisCache, RedisRevokedTokens};
 use crate::cache::{Cache, CacheMetrics, RevokedTokens};
 use crate::messaging::KafkaPublisher;
 use crate::repository::audit::PgAuditLog;
+use crate::repository::day_feed::PgChangeSource;
 use crate::repository::{
     migrations, Db, PgAccounts, PgAppointments, PgClinics, PgDoctors, PgLoginThrottle, PgOutbox,
     PgRefreshTokens, PgReminders, PgReviews, PgSlots, PgUsers,
@@ -16,6 +17,7 @@ use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
 use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::catalog::CatalogService;
+use crate::service::day_feed::{DayFeedListener, DayFeedMetrics};
 use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
@@ -107,6 +109,7 @@ impl Services {
             lockout: Duration::from_secs(login.lockout_secs),
         };
         let outbox_signal = OutboxSignal::default();
+        // Filled by the day feed's listener, which only the server runs (`Application`).
         let feed = ScheduleFeed::new(settings.grpc.watcher_buffer.max(1) * 16);
         let accounts = Arc::new(AccountService::new(
             users.clone(),
@@ -171,7 +174,6 @@ impl Services {
                 settings.booking_policy(),
             )
             .with_reminders(settings.reminder_plan())
-            .with_feed(feed.clone())
             .with_metrics(crate::service::booking_metrics::BookingMetrics::new(
                 metrics.registry(),
             )?),
@@ -345,6 +347,9 @@ pub struct Application {
     scheduler: Option<BackgroundTask>,
     /// The gRPC ScheduleService, when `grpc.enabled`.
     grpc: Option<(u16, BackgroundTask)>,
+    /// The day feed's listener (committed appointment changes, for the gRPC day
+    /// watchers), when `grpc.enabled`.
+    day_feed: Option<BackgroundTask>,
 }
 
 /// A running background loop (relay, scheduler) and the switch that stops it.
@@ -426,6 +431,22 @@ impl Application {
                     }
                 }),
         );
+        // Listening before the gRPC server answers: its first watchers hear every change.
+        let day_feed = if settings.grpc.enabled {
+            let source = PgChangeSource::new(
+                settings.database.url.expose_secret(),
+                Duration::from_millis(settings.database.connect_timeout_ms),
+            )?;
+            let listener = DayFeedListener::new(
+                Arc::new(source),
+                state.schedule.feed().clone(),
+                DayFeedMetrics::new(state.metrics.registry())?,
+            );
+            let first = listener.listen().await;
+            Some(BackgroundTask::spawn(|stop| listener.run(first, stop)))
+        } else {
+            None
+        };
         let grpc = if settings.grpc.enabled {
             let (listener, local) = crate::transport::grpc::bind(&settings.grpc.addr)
                 .await
@@ -478,6 +499,7 @@ impl Application {
             audit_relay,
             scheduler,
             grpc,
+            day_feed,
         })
     }
 
@@ -510,6 +532,11 @@ impl Application {
         let _ = ops_task.await;
         if let Some((_, grpc)) = self.grpc {
             grpc.stop("grpc server did not stop in time").await;
+        }
+        if let Some(day_feed) = self.day_feed {
+            day_feed
+                .stop("day feed listener did not stop in time")
+                .await;
         }
         // The scheduler first: its last round's events then still reach the relay.
         if let Some(scheduler) = self.scheduler {

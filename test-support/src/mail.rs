@@ -66,6 +66,41 @@ impl Maildev {
         }
     }
 
+    fn signal(&self, sig: &str) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("only a private sink can be paused");
+        let status = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} failed");
+    }
+
+    /// The mail server freezes (SIGSTOP): connections hang, as a stuck server's do.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// The frozen server goes on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Every email the sink holds, in the order it accepted them.
+    pub async fn all(&self) -> Vec<Value> {
+        let res = reqwest::get(format!("{}/email", self.web_url))
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success(),
+            "maildev answered {}",
+            res.status()
+        );
+        res.json::<Vec<Value>>().await.unwrap()
+    }
+
     /// Every email to `address`, oldest first.
     pub async fn emails_to(&self, address: &str) -> Vec<Value> {
         let res = reqwest::get(format!("{}/email?to.address={address}", self.web_url))

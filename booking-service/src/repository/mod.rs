@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod appointments;
 pub mod audit;
 pub mod clinics;
+pub mod day_feed;
 pub use medbook_service_kit::db;
 pub mod demo;
 pub mod doctors;

@@ -27,28 +27,20 @@ struct DueRow {
     due_at: DateTime<Utc>,
 }
 
-/// Due rows, claimed. The appointments are locked first (the order every appointment
-/// transaction takes: appointment, then its reminders), both with SKIP LOCKED, so a
-/// scheduler never waits: rows another replica holds, or whose appointment is being
-/// changed right now, are left for the next round.
+/// Due rows, claimed: the first `$2` due rows that nobody else holds, each locked with
+/// its appointment in one step (SKIP LOCKED on both), so that replicas running the
+/// scheduler at once claim disjoint rows and share the work — rows another replica
+/// holds, or whose appointment is being changed right now, are passed over for the
+/// next free ones, never waited for. (Picking the first rows first and locking them
+/// afterwards would give every replica the same rows, and all but one nothing.)
 const CLAIM_DUE: &str = "
-WITH due AS (
-    SELECT id, appointment_id FROM appointment_reminders
-    WHERE published_at IS NULL AND due_at <= $1
-    ORDER BY due_at
-    LIMIT $2
-), locked AS (
-    SELECT a.id FROM appointments a
-    WHERE a.id IN (SELECT appointment_id FROM due)
-    FOR UPDATE SKIP LOCKED
-)
 SELECT r.id, r.appointment_id, r.offset_label, r.due_at
 FROM appointment_reminders r
-WHERE r.id IN (SELECT id FROM due)
-  AND r.appointment_id IN (SELECT id FROM locked)
-  AND r.published_at IS NULL
+JOIN appointments a ON a.id = r.appointment_id
+WHERE r.published_at IS NULL AND r.due_at <= $1
 ORDER BY r.due_at
-FOR UPDATE OF r SKIP LOCKED";
+LIMIT $2
+FOR UPDATE OF r, a SKIP LOCKED";
 
 pub struct PgReminders {
     db: Db,

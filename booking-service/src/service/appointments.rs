@@ -5,7 +5,6 @@
 
 use super::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use super::ports::{Clock, Page, PageRequest};
-use super::schedule::{AppointmentChange, ChangeKind, ScheduleFeed};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
 use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
@@ -98,7 +97,6 @@ pub struct AppointmentService {
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
     reminders: ReminderPlan,
-    feed: ScheduleFeed,
     metrics: Option<super::booking_metrics::BookingMetrics>,
 }
 
@@ -113,7 +111,6 @@ impl AppointmentService {
             clock,
             policy,
             reminders: ReminderPlan::default(),
-            feed: ScheduleFeed::default(),
             metrics: None,
         }
     }
@@ -136,19 +133,6 @@ impl AppointmentService {
             self.count(|m| m.refused(e));
         }
         result
-    }
-
-    /// Publishes every committed change to `feed` (the day watchers).
-    pub fn with_feed(mut self, feed: ScheduleFeed) -> Self {
-        self.feed = feed;
-        self
-    }
-
-    fn committed(&self, kind: ChangeKind, appointment: &Appointment) {
-        self.feed.publish(AppointmentChange {
-            kind,
-            appointment: appointment.clone(),
-        });
     }
 
     /// Schedules these reminders with every booking and reschedule.
@@ -184,7 +168,6 @@ impl AppointmentService {
         let booked = self.counted(self.appointments.book(req).await?.map_err(rejection))?;
         if !booked.replayed {
             self.count(|m| m.booked());
-            self.committed(ChangeKind::Booked, &booked.appointment);
         }
         Ok(booked)
     }
@@ -208,7 +191,6 @@ impl AppointmentService {
         };
         let cancelled = self.appointments.cancel(req).await?.map_err(rejection)?;
         self.count(|m| m.cancelled(by));
-        self.committed(ChangeKind::Cancelled, &cancelled);
         Ok(cancelled)
     }
 
@@ -229,7 +211,6 @@ impl AppointmentService {
         };
         let moved = self.counted(self.appointments.reschedule(req).await?.map_err(rejection))?;
         self.count(|m| m.rescheduled());
-        self.committed(ChangeKind::Rescheduled, &moved);
         Ok(moved)
     }
 

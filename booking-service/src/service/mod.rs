@@ -8,6 +8,7 @@ pub mod auth;
 pub mod booking_metrics;
 pub mod booking_ports;
 pub mod catalog;
+pub mod day_feed;
 pub mod error;
 pub mod outbox;
 pub mod patients;

@@ -2,10 +2,14 @@
 //! zone), and the live feed of changes as they commit. The HTTP day view and the gRPC
 //! `StreamDailyAppointments` both come through here.
 //!
-//! The feed is an in-process broadcast: [`AppointmentService`] publishes each booking,
-//! cancellation and reschedule after its transaction committed, and never waits for a
-//! watcher (a bounded ring; a watcher that falls behind learns how many it missed and
-//! starts again from a fresh snapshot).
+//! The feed comes from the database, not from this process: the `appointments` table
+//! announces every committed change (a trigger's `pg_notify`, whichever replica, command
+//! or SQL session made it), and one listener per replica
+//! ([`super::day_feed::DayFeedListener`]) hands each announcement to this process's
+//! watchers through an in-process broadcast. A watcher never slows a booking (a bounded
+//! ring; a watcher that falls behind learns how many it missed and starts again from a
+//! fresh snapshot), and when the listener lost its connection and is back, every watcher
+//! is told to start again from a snapshot too: what committed meanwhile was not heard.
 
 use super::appointments::{Actor, AppointmentService};
 use super::booking_ports::AppointmentFilter;
@@ -13,43 +17,96 @@ use super::catalog::CatalogService;
 use super::ports::{Clock, PageRequest, UserRepository};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, AppointmentStatus, Doctor};
-use crate::domain::{DoctorId, Role, UserId};
+use crate::domain::{AppointmentId, DoctorId, Role, UserId};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OnceCell};
 
-/// What happened to an appointment.
+/// What happened to an appointment, as the database announced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     Booked,
     Cancelled,
     Rescheduled,
+    /// Another status change (completed, no-show), or a version bump alone.
+    StatusChanged,
 }
 
-#[derive(Debug, Clone)]
-pub struct AppointmentChange {
+/// One committed change of an appointment, as announced: enough to tell which days it
+/// concerns; the appointment itself is looked up by whoever watches one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeNotice {
+    pub appointment_id: AppointmentId,
+    pub doctor_id: DoctorId,
     pub kind: ChangeKind,
-    /// As it is now.
-    pub appointment: Appointment,
+    /// The appointment's version after the change.
+    pub version: i32,
+    pub starts_at: DateTime<Utc>,
+    /// When the appointment started before, if the change moved it.
+    pub previous_starts_at: Option<DateTime<Utc>>,
 }
 
-/// Committed appointment changes, for whoever is watching.
+impl ChangeNotice {
+    /// Whether the change may concern `day`: the doctor's, and starting (or having
+    /// started) on it.
+    pub fn touches(&self, day: &Day) -> bool {
+        self.doctor_id == day.doctor.id
+            && (day.contains(self.starts_at)
+                || self.previous_starts_at.is_some_and(|t| day.contains(t)))
+    }
+}
+
+/// A notice on its way to the watchers, with the appointment as the first watcher that
+/// needed it looked it up (once per notice and replica, however many watch).
+#[derive(Debug)]
+pub struct Announced {
+    pub notice: ChangeNotice,
+    appointment: OnceCell<Option<Appointment>>,
+}
+
+impl Announced {
+    pub fn new(notice: ChangeNotice) -> Self {
+        Self {
+            notice,
+            appointment: OnceCell::new(),
+        }
+    }
+}
+
+/// What a day watcher hears.
 #[derive(Debug, Clone)]
-pub struct ScheduleFeed(broadcast::Sender<Arc<AppointmentChange>>);
+pub enum FeedEvent {
+    /// A committed change.
+    Change(Arc<Announced>),
+    /// Changes may have gone unheard (the listener's connection was lost, or an
+    /// announcement could not be read): start again from a fresh snapshot.
+    Resync,
+}
+
+/// Committed appointment changes, for whoever is watching in this process.
+#[derive(Debug, Clone)]
+pub struct ScheduleFeed(broadcast::Sender<FeedEvent>);
 
 impl ScheduleFeed {
-    /// Keeps the last `capacity` changes for slow watchers.
+    /// Keeps the last `capacity` events for slow watchers.
     pub fn new(capacity: usize) -> Self {
         Self(broadcast::channel(capacity.max(1)).0)
     }
 
     /// Never blocks; without watchers the change is simply dropped.
-    pub fn publish(&self, change: AppointmentChange) {
-        let _ = self.0.send(Arc::new(change));
+    pub fn announce(&self, notice: ChangeNotice) {
+        let _ = self
+            .0
+            .send(FeedEvent::Change(Arc::new(Announced::new(notice))));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppointmentChange>> {
+    /// Tells every watcher to start again from a snapshot.
+    pub fn resync(&self) {
+        let _ = self.0.send(FeedEvent::Resync);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
         self.0.subscribe()
     }
 
@@ -145,6 +202,29 @@ impl DaySchedule {
 
     pub fn feed(&self) -> &ScheduleFeed {
         &self.feed
+    }
+
+    /// The announced appointment as it is now (`None` if it is gone), read as the day
+    /// view reads appointments; looked up once per announcement, for all watchers.
+    pub async fn announced(
+        &self,
+        announced: &Announced,
+    ) -> Result<Option<Appointment>, ServiceError> {
+        announced
+            .appointment
+            .get_or_try_init(|| async {
+                match self
+                    .appointments
+                    .get(Actor::Admin, announced.notice.appointment_id.0)
+                    .await
+                {
+                    Ok(a) => Ok(Some(a)),
+                    Err(ServiceError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .cloned()
     }
 
     pub fn now(&self) -> DateTime<Utc> {

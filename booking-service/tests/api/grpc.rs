@@ -11,13 +11,13 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-async fn client(app: &TestApp) -> ScheduleServiceClient<tonic::transport::Channel> {
+pub(crate) async fn client(app: &TestApp) -> ScheduleServiceClient<tonic::transport::Channel> {
     ScheduleServiceClient::connect(app.grpc_address.clone())
         .await
         .unwrap()
 }
 
-fn authed<T>(message: T, user: &TestUser) -> tonic::Request<T> {
+pub(crate) fn authed<T>(message: T, user: &TestUser) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.metadata_mut().insert(
         "authorization",
@@ -235,7 +235,7 @@ async fn doctor_user(app: &TestApp, admin: &TestUser, doctor: &Value) -> TestUse
     }
 }
 
-async fn next_event_within(
+pub(crate) async fn next_event_within(
     stream: &mut tonic::Streaming<pb::DayEvent>,
     deadline: Duration,
 ) -> pb::day_event::Kind {

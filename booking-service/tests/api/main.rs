@@ -18,6 +18,7 @@ mod audit;
 mod auth;
 mod catalog;
 mod cli;
+mod day_feed;
 mod errors;
 mod events;
 mod grpc;

@@ -295,6 +295,49 @@ fn reminder_events(app: &TestApp) -> i64 {
 }
 
 #[tokio::test]
+async fn a_replica_passes_over_the_rows_another_holds_and_claims_the_next_free_ones() {
+    use booking_service::repository::{Db, PgReminders, PoolSettings};
+    use booking_service::service::reminders::ReminderStore;
+    let a = spawn_app_with(|s| {
+        s.reminders.offsets = vec!["24h".into()];
+        s.reminders.scheduler_enabled = false;
+        s.booking.max_active_per_patient = 1000;
+    })
+    .await;
+    assert_eq!(due_bookings(&a, 10).await, 10);
+    // Another replica's batch holds the five first due rows, mid-transaction.
+    let mut other = a.db.conn();
+    diesel::sql_query("BEGIN").execute(&mut other).unwrap();
+    let held = diesel::sql_query(
+        "SELECT r.id FROM appointment_reminders r JOIN appointments a ON a.id = r.appointment_id
+         WHERE r.published_at IS NULL ORDER BY r.due_at LIMIT 5 FOR UPDATE OF r, a",
+    )
+    .execute(&mut other)
+    .unwrap();
+    assert_eq!(held, 5);
+    let store = PgReminders::new(
+        Db::new(&PoolSettings {
+            url: a.db.url(),
+            max_size: 2,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+        })
+        .unwrap(),
+    );
+    // This replica claims the next five at once: work shared, not taken in turns.
+    let batch = store.publish_due(Utc::now(), 5).await.unwrap();
+    assert_eq!(batch.published.len(), 5);
+    diesel::sql_query("ROLLBACK").execute(&mut other).unwrap();
+    let batch = store.publish_due(Utc::now(), 10).await.unwrap();
+    assert_eq!(
+        batch.published.len(),
+        5,
+        "the five the other replica let go of"
+    );
+    assert_eq!(reminder_events(&a), 10);
+}
+
+#[tokio::test]
 async fn two_replicas_publish_each_reminder_once() {
     let topics = TestTopics::shared(3).await;
     let a = spawn_app_with(|s| {

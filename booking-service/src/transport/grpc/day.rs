@@ -1,4 +1,8 @@
-//! `StreamDailyAppointments`: a snapshot of the day, then each committed change of it.
+//! `StreamDailyAppointments`: a snapshot of the day, then each committed change of it,
+//! whichever replica, command or SQL session committed it (the database announces
+//! changes; see `service::schedule`). For an announcement that may concern its day the
+//! watcher looks the appointment up (once per announcement and replica) and sends it as
+//! it is now.
 //!
 //! A watcher never slows a booking: the feed is a bounded broadcast that drops what a
 //! watcher has not taken, and each watcher's outgoing queue is bounded (`grpc.
@@ -6,13 +10,18 @@
 //! without it) is sent a fresh snapshot once its client has drained the queue; after
 //! [`MAX_RESYNCS`] such restarts, or if the client does not drain it within
 //! [`DRAIN_WAIT`], the stream ends with `RESOURCE_EXHAUSTED`. The last slot of the
-//! queue is kept for that status.
+//! queue is kept for that status. When changes may have gone unheard (the replica's
+//! listener lost its connection to the database and is back) every watcher is sent a
+//! fresh snapshot the same way; that restart is not the watcher's fault and does not
+//! count towards [`MAX_RESYNCS`].
 
 use super::appointment;
+use crate::domain::booking::AppointmentStatus;
 use crate::domain::AppointmentId;
-use crate::service::schedule::{ChangeKind, Day, DaySchedule};
+use crate::service::schedule::{ChangeKind, Day, DaySchedule, FeedEvent};
+use chrono::{DateTime, Utc};
 use medbook_proto::schedule::v1 as pb;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -40,12 +49,9 @@ pub struct Access {
 pub const MAX_RESYNCS: u32 = 3;
 pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
-async fn snapshot(
-    schedule: &DaySchedule,
-    day: &Day,
-) -> Result<(pb::DayEvent, HashSet<AppointmentId>), Status> {
+async fn snapshot(schedule: &DaySchedule, day: &Day) -> Result<(pb::DayEvent, Shown), Status> {
     let appointments = schedule.appointments(day).await.map_err(super::status)?;
-    let held = appointments.iter().map(|a| a.id).collect();
+    let held = appointments.iter().map(|a| (a.id, a.starts_at)).collect();
     let event = pb::DayEvent {
         kind: Some(pb::day_event::Kind::Snapshot(pb::DaySnapshot {
             date: day.date.to_string(),
@@ -67,12 +73,55 @@ pub fn watch(schedule: Arc<DaySchedule>, day: Day, buffer: usize, access: Access
     DayStream::new(rx)
 }
 
+/// Why a watcher starts again from a snapshot, if it does.
+enum Behind {
+    No,
+    /// It fell behind: its queue was full, or the feed moved on without it.
+    Slow,
+    /// Changes may have gone unheard, through no fault of the watcher's.
+    Unheard,
+}
+
+/// What a watcher shows: each appointment on its day, and when it starts.
+type Shown = HashMap<AppointmentId, DateTime<Utc>>;
+
+/// What an announced change is to a day's watcher, judged by the appointment as it is
+/// now against what the watcher shows: `inside`, it starts on the day (at `starts_at`);
+/// `active`, it is not cancelled; `shown`, when the watcher shows it, the start it
+/// shows. `None`: nothing the watcher shows changed. Announcements arrive a moment
+/// after their commit, so one may follow a snapshot that already holds its change, and
+/// a quick second change may be read with the first announcement: judged so, neither
+/// is sent twice.
+fn change_kind(
+    kind: ChangeKind,
+    inside: bool,
+    active: bool,
+    starts_at: DateTime<Utc>,
+    shown: Option<DateTime<Utc>>,
+) -> Option<pb::ChangeKind> {
+    let moved = shown != Some(starts_at);
+    match kind {
+        ChangeKind::Booked if inside && active && shown.is_none() => Some(pb::ChangeKind::Booked),
+        ChangeKind::Cancelled if !active && shown.is_some() => Some(pb::ChangeKind::Cancelled),
+        ChangeKind::Rescheduled if inside && active && moved => Some(pb::ChangeKind::RescheduledIn),
+        ChangeKind::Rescheduled if !inside && shown.is_some() => {
+            Some(pb::ChangeKind::RescheduledOut)
+        }
+        // Completed, no-show, or a change this version does not name.
+        ChangeKind::StatusChanged if !active && shown.is_some() => Some(pb::ChangeKind::Cancelled),
+        ChangeKind::StatusChanged if active && inside && shown.is_none() => {
+            Some(pb::ChangeKind::Booked)
+        }
+        _ => None,
+    }
+}
+
 async fn run(
     schedule: Arc<DaySchedule>,
     day: Day,
     buffer: usize,
     tx: mpsc::Sender<Result<pb::DayEvent, Status>>,
-    mut feed: broadcast::Receiver<Arc<crate::service::schedule::AppointmentChange>>,
+    mut feed: broadcast::Receiver<FeedEvent>,
     access: Access,
 ) {
     let mut held = match snapshot(&schedule, &day).await {
@@ -113,7 +162,7 @@ async fn run(
                 return;
             }
             _ = recheck.tick() => match (access.check)().await {
-                Ok(()) => false,
+                Ok(()) => Behind::No,
                 Err(status) => {
                     tracing::info!(doctor_id = %day.doctor.id, code = ?status.code(), "day watcher's access ended");
                     let _ = tx.try_send(Err(status));
@@ -122,47 +171,65 @@ async fn run(
             },
             received = feed.recv() => match received {
                 Err(broadcast::error::RecvError::Closed) => return,
-                Err(broadcast::error::RecvError::Lagged(_)) => true,
-                Ok(change) => {
-                    let a = &change.appointment;
-                    if a.doctor_id != day.doctor.id {
+                Err(broadcast::error::RecvError::Lagged(_)) => Behind::Slow,
+                Ok(FeedEvent::Resync) => Behind::Unheard,
+                Ok(FeedEvent::Change(announced)) => {
+                    let notice = &announced.notice;
+                    // Another doctor's, or another day's that was never on this one.
+                    if !notice.touches(&day) && !held.contains_key(&notice.appointment_id) {
                         continue;
                     }
-                    let inside = day.contains(a.starts_at);
-                    let was = held.contains(&a.id);
-                    let kind = match change.kind {
-                        ChangeKind::Booked if inside => pb::ChangeKind::Booked,
-                        ChangeKind::Cancelled if inside || was => pb::ChangeKind::Cancelled,
-                        ChangeKind::Rescheduled if inside => pb::ChangeKind::RescheduledIn,
-                        ChangeKind::Rescheduled if was => pb::ChangeKind::RescheduledOut,
-                        _ => continue,
-                    };
-                    match kind {
-                        pb::ChangeKind::Booked | pb::ChangeKind::RescheduledIn => {
-                            held.insert(a.id);
+                    match schedule.announced(&announced).await {
+                        Err(e) => {
+                            tracing::warn!(doctor_id = %day.doctor.id, error = %e, "day watcher: announced appointment not readable; resyncing");
+                            Behind::Unheard
                         }
-                        _ => {
-                            held.remove(&a.id);
+                        Ok(None) => continue,
+                        Ok(Some(a)) => {
+                            if a.doctor_id != day.doctor.id {
+                                continue;
+                            }
+                            let Some(kind) = change_kind(
+                                notice.kind,
+                                day.contains(a.starts_at),
+                                a.status != AppointmentStatus::Cancelled,
+                                a.starts_at,
+                                held.get(&a.id).copied(),
+                            ) else {
+                                continue;
+                            };
+                            match kind {
+                                pb::ChangeKind::Booked | pb::ChangeKind::RescheduledIn => {
+                                    held.insert(a.id, a.starts_at);
+                                }
+                                _ => {
+                                    held.remove(&a.id);
+                                }
+                            }
+                            let event = pb::DayEvent {
+                                kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
+                                    kind: kind.into(),
+                                    appointment: Some(appointment(a)),
+                                })),
+                            };
+                            if tx.capacity() > 1 && tx.try_send(Ok(event)).is_ok() {
+                                Behind::No
+                            } else {
+                                Behind::Slow
+                            }
                         }
-                    }
-                    let event = pb::DayEvent {
-                        kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
-                            kind: kind.into(),
-                            appointment: Some(appointment(a.clone())),
-                        })),
-                    };
-                    if tx.capacity() > 1 {
-                        tx.try_send(Ok(event)).is_err()
-                    } else {
-                        true
                     }
                 }
             },
         };
-        if !behind {
-            continue;
+        let counted = match behind {
+            Behind::No => continue,
+            Behind::Slow => true,
+            Behind::Unheard => false,
+        };
+        if counted {
+            resyncs += 1;
         }
-        resyncs += 1;
         // Whatever the feed still holds is superseded by the snapshot.
         feed = feed.resubscribe();
         let drained = resyncs <= MAX_RESYNCS
@@ -176,7 +243,11 @@ async fn run(
             )));
             return;
         }
-        tracing::info!(doctor_id = %day.doctor.id, resyncs, "day watcher fell behind; resyncing");
+        if counted {
+            tracing::info!(doctor_id = %day.doctor.id, resyncs, "day watcher fell behind; resyncing");
+        } else {
+            tracing::info!(doctor_id = %day.doctor.id, "changes may have gone unheard; day watcher resyncing");
+        }
         match snapshot(&schedule, &day).await {
             Ok((event, now_held)) => {
                 held = now_held;
@@ -189,5 +260,70 @@ async fn run(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 8, h, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn changes_are_judged_by_the_appointment_as_it_is_now_against_what_is_shown() {
+        use pb::ChangeKind as Sent;
+        use ChangeKind::*;
+        let none = None;
+        // A booking on the day, once; again (its announcement after the snapshot
+        // that has it): nothing.
+        assert_eq!(
+            change_kind(Booked, true, true, at(9), none),
+            Some(Sent::Booked)
+        );
+        assert_eq!(change_kind(Booked, true, true, at(9), Some(at(9))), None);
+        // Booked, then cancelled or moved away before the first announcement was read.
+        assert_eq!(change_kind(Booked, true, false, at(9), none), None);
+        assert_eq!(change_kind(Booked, false, true, at(9), none), None);
+        // Cancelled: only what is shown.
+        assert_eq!(
+            change_kind(Cancelled, true, false, at(9), Some(at(9))),
+            Some(Sent::Cancelled)
+        );
+        assert_eq!(change_kind(Cancelled, true, false, at(9), none), None);
+        // Moved within the day, onto it, off it; an announcement already shown.
+        assert_eq!(
+            change_kind(Rescheduled, true, true, at(11), Some(at(9))),
+            Some(Sent::RescheduledIn)
+        );
+        assert_eq!(
+            change_kind(Rescheduled, true, true, at(11), none),
+            Some(Sent::RescheduledIn)
+        );
+        assert_eq!(
+            change_kind(Rescheduled, false, true, at(11), Some(at(9))),
+            Some(Sent::RescheduledOut)
+        );
+        assert_eq!(
+            change_kind(Rescheduled, true, true, at(11), Some(at(11))),
+            None
+        );
+        assert_eq!(change_kind(Rescheduled, false, true, at(11), none), None);
+        // Other status changes: a cancellation or a booking if that is what it is now.
+        assert_eq!(
+            change_kind(StatusChanged, true, false, at(9), Some(at(9))),
+            Some(Sent::Cancelled)
+        );
+        assert_eq!(
+            change_kind(StatusChanged, true, true, at(9), none),
+            Some(Sent::Booked)
+        );
+        assert_eq!(
+            change_kind(StatusChanged, true, true, at(9), Some(at(9))),
+            None
+        );
     }
 }
