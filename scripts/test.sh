@@ -24,7 +24,12 @@ export INSTA_UPDATE=no
 # booking-service's audit tests run the audit-service binary, its fleet test the
 # notification-service binary: built first.
 cargo build --locked -p audit-service -p notification-service
-cargo test --workspace --lib --bins --tests --locked 2>&1 | tee target/test-output.log
+cargo test --workspace --lib --bins --tests --locked -- --skip the_fleet_ 2>&1 | tee target/test-output.log
+
+log "fleet test (two booking-service and two notification-service processes, faults)"
+# Alone, and printing its figures; each process's log is kept in target/fleet/.
+cargo test --locked -p booking-service --test fleet -- --nocapture 2>&1 \
+    | grep -v '^{"' | tee -a target/test-output.log
 
 log "validating the OpenAPI document"
 cargo run --quiet --locked -p booking-service -- openapi > target/openapi.json

@@ -276,6 +276,7 @@ pub async fn run(
                 Assignment::Revoked(parts) => {
                     retiring.retain(|_, task| !task.is_finished());
                     for p in parts {
+                        metrics.forget_lag(&p.0, p.1);
                         if let Some(w) = workers.remove(&p) {
                             let _ = w.revoked.send(true);
                             retiring.insert(p, w.task);

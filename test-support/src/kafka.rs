@@ -262,11 +262,7 @@ impl PrivateBroker {
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig} failed");
+        crate::signal(&self.child, sig);
     }
 
     /// The outage starts.

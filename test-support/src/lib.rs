@@ -24,6 +24,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`, `-KILL`, …) to `child`.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} failed");
+}
+
 /// Waits for `child` to exit (blocking, woken by the exit itself); panics after
 /// `timeout`.
 pub fn wait_for_exit(

@@ -71,11 +71,7 @@ impl Maildev {
             .child
             .as_ref()
             .expect("only a private sink can be paused");
-        let status = std::process::Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {sig} failed");
+        crate::signal(child, sig);
     }
 
     /// The mail server freezes (SIGSTOP): connections hang, as a stuck server's do.
@@ -90,20 +86,16 @@ impl Maildev {
 
     /// Every email the sink holds, in the order it accepted them.
     pub async fn all(&self) -> Vec<Value> {
-        let res = reqwest::get(format!("{}/email", self.web_url))
-            .await
-            .unwrap();
-        assert!(
-            res.status().is_success(),
-            "maildev answered {}",
-            res.status()
-        );
-        res.json::<Vec<Value>>().await.unwrap()
+        self.emails("").await
     }
 
     /// Every email to `address`, oldest first.
     pub async fn emails_to(&self, address: &str) -> Vec<Value> {
-        let res = reqwest::get(format!("{}/email?to.address={address}", self.web_url))
+        self.emails(&format!("?to.address={address}")).await
+    }
+
+    async fn emails(&self, query: &str) -> Vec<Value> {
+        let res = reqwest::get(format!("{}/email{query}", self.web_url))
             .await
             .unwrap();
         assert!(

@@ -259,7 +259,28 @@ impl Metrics {
             .set(lag);
     }
 
+    /// A partition given up: its lag is its new owner's to report.
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        let _ = self
+            .lag
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
     pub fn render(&self) -> Result<String, prometheus::Error> {
         prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_given_up_stops_reporting_its_lag() {
+        let m = Metrics::new().unwrap();
+        m.set_lag("appointments.created", 2, 40);
+        assert!(m.render().unwrap().contains("partition=\"2\""));
+        m.forget_lag("appointments.created", 2);
+        assert!(!m.render().unwrap().contains("partition=\"2\""));
     }
 }

@@ -188,8 +188,9 @@ async fn a_reminder_that_went_stale_or_late_on_the_way_is_dropped() {
             e.encode().unwrap(),
         )
     };
-    topics.produce(vec![rec(&cancelled)]).await;
-    sink.wait_for(&to, 1, Duration::from_secs(60), Duration::ZERO)
+    // The booking and its cancellation: the patient is told both, in that order.
+    topics.produce(vec![rec(&booked), rec(&cancelled)]).await;
+    sink.wait_for(&to, 2, Duration::from_secs(60), Duration::ZERO)
         .await;
     topics.produce(vec![rec(&stale), rec(&late)]).await;
     medbook_test_support::eventually(
@@ -208,8 +209,12 @@ async fn a_reminder_that_went_stale_or_late_on_the_way_is_dropped() {
     )
     .await;
     let mail = sink.emails_to(&to).await;
-    assert_eq!(subjects(&mail).len(), 1, "only the cancellation: {mail:?}");
-    assert!(mail[0]["subject"]
+    assert_eq!(
+        subjects(&mail).len(),
+        2,
+        "the confirmation and the cancellation, no reminder: {mail:?}"
+    );
+    assert!(mail[1]["subject"]
         .as_str()
         .unwrap()
         .starts_with("Appointment cancelled"));
