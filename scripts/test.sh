@@ -31,6 +31,23 @@ log "fleet test (two booking-service and two notification-service processes, fau
 cargo test --locked -p booking-service --test fleet -- --nocapture 2>&1 \
     | grep -v '^{"' | tee -a target/test-output.log
 
+log "benchmarks, each once in its smoke mode (seconds; the figures mean nothing here)"
+# Every benchmark target of the workspace (cargo metadata), so a new one cannot be
+# forgotten and none can rot unnoticed. Debug build, as the tests; `cargo bench` gives
+# the real figures (README, Benchmarks). db_ratio compares with pgbench.
+apt_install postgresql-client
+benches=$(cargo metadata --no-deps --format-version 1 --locked | "$TOOLS_PYTHON" -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "bench" in t["kind"]:
+            print(p["name"], t["name"])')
+while read -r package bench; do
+    log "bench ${package} ${bench} (smoke)"
+    MEDBOOK_BENCH_SMOKE=1 cargo test --locked -p "$package" --bench "$bench" 2>&1 \
+        | grep -v '^{"' | tee -a target/test-output.log
+done <<< "$benches"
+
 log "validating the OpenAPI document"
 cargo run --quiet --locked -p booking-service -- openapi > target/openapi.json
 "$(dirname "$TOOLS_PYTHON")/openapi-spec-validator" target/openapi.json

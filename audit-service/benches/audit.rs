@@ -10,6 +10,10 @@
 //!
 //! `cargo bench -p audit-service --bench audit`; a default run takes about two minutes
 //! on two cores.
+//!
+//! In smoke mode (`MEDBOOK_BENCH_SMOKE=1`, debug build under `cargo test --bench`):
+//! 2 clients for 1 s per batch size, and `verify` over 12,000 records (three insert
+//! chunks, the last one partial).
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Benchmarks index and cast freely: a panic there is a failed run.
@@ -45,6 +49,27 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
+struct Size {
+    /// Appends: concurrent clients, seconds per batch size.
+    clients: usize,
+    append_secs: u64,
+    /// Records `verify` checks.
+    verify_records: u64,
+}
+
+impl Size {
+    fn get() -> Self {
+        let smoke = medbook_test_support::bench_smoke();
+        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
+        Self {
+            clients: pick("BENCH_CLIENTS", 4, 2),
+            append_secs: pick("BENCH_APPEND_SECS", 5, 1) as u64,
+            verify_records: pick("BENCH_VERIFY_RECORDS", 1_000_000, 12_000) as u64,
+        }
+    }
 }
 
 fn audit_db() -> TestDb {
@@ -133,9 +158,8 @@ fn pb_record(i: usize) -> pb::AuditRecord {
     }
 }
 
-async fn appends(seed: &str) {
-    let clients = env_usize("BENCH_CLIENTS", 4);
-    let secs = env_usize("BENCH_APPEND_SECS", 5) as u64;
+async fn appends(seed: &str, size: &Size) {
+    let (clients, secs) = (size.clients, size.append_secs);
     let db = audit_db();
     let service = start(&db, seed);
     println!("appends through gRPC ({clients} clients, {secs} s per batch size):");
@@ -206,8 +230,8 @@ fn record(i: u64) -> Record {
     }
 }
 
-async fn verify_large(seed: &str, key: &SigningKey) {
-    let n = env_usize("BENCH_VERIFY_RECORDS", 1_000_000) as u64;
+async fn verify_large(seed: &str, key: &SigningKey, size: &Size) {
+    let n = size.verify_records;
     let db = audit_db();
     let pool = Db::new(&PoolSettings {
         url: db.url(),
@@ -317,6 +341,7 @@ async fn main() {
     let seed: [u8; 32] = rand::random();
     let seed_b64 = base64::engine::general_purpose::STANDARD.encode(seed);
     let key = SigningKey::from_base64(&secrecy::SecretString::from(seed_b64.clone())).unwrap();
-    appends(&seed_b64).await;
-    verify_large(&seed_b64, &key).await;
+    let size = Size::get();
+    appends(&seed_b64, &size).await;
+    verify_large(&seed_b64, &key, &size).await;
 }

@@ -6,7 +6,8 @@
 //! Prints, for each endpoint, the median, p90 and mean latency of `BENCH_ROUNDS`
 //! (default 30) sequential requests with a known and with an unknown address,
 //! interleaved, and the difference of the medians. The e-mail rate limits are raised
-//! so every request does its full work (a limited request would be faster).
+//! so every request does its full work (a limited request would be faster). In smoke
+//! mode (`MEDBOOK_BENCH_SMOKE=1`) 2 rounds by default.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -62,7 +63,11 @@ async fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(if medbook_test_support::bench_smoke() {
+            2
+        } else {
+            30
+        });
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin

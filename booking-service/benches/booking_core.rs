@@ -9,7 +9,9 @@
 //!    doctor) and cached (second read).
 //!
 //! Local traffic only; every phase is bounded. Scale with `BENCH_DOCTORS` and
-//! `BENCH_SLOTS_PER_DOCTOR` (defaults 10000 and 100).
+//! `BENCH_SLOTS_PER_DOCTOR` (defaults 10000 and 100). In smoke mode
+//! (`MEDBOOK_BENCH_SMOKE=1`) every phase runs on small data: 200 doctors with 20 slots
+//! each, 5 bookings per client, 4 search rounds per client.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -61,8 +63,11 @@ struct Id {
 
 #[tokio::main]
 async fn main() {
-    let doctors = env_usize("BENCH_DOCTORS", 10_000);
-    let per_doctor = env_usize("BENCH_SLOTS_PER_DOCTOR", 100);
+    let smoke = medbook_test_support::bench_smoke();
+    let doctors = env_usize("BENCH_DOCTORS", if smoke { 200 } else { 10_000 });
+    let per_doctor = env_usize("BENCH_SLOTS_PER_DOCTOR", if smoke { 20 } else { 100 });
+    // Bookings per client, and search requests per client.
+    let (per_client, rounds) = if smoke { (5, 4) } else { (60, 40) };
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin
@@ -150,7 +155,7 @@ async fn main() {
     let mut tokens = Vec::new();
     for i in 0..CLIENTS {
         let email = format!("bench{i}@example.com");
-        let body = json!({"email": email, "password": "bench-violin-42", "full_name": "Bench"});
+        let body = json!({"email": email, "password": "plum-harbour-42", "full_name": "Bench"});
         client
             .post(format!("{base}/api/v1/auth/register"))
             .json(&body)
@@ -159,7 +164,7 @@ async fn main() {
             .unwrap();
         let login: Value = client
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": email, "password": "bench-violin-42"}))
+            .json(&json!({"email": email, "password": "plum-harbour-42"}))
             .send()
             .await
             .unwrap()
@@ -171,7 +176,6 @@ async fn main() {
     // As following the verification links does: only verified patients book.
     conn.batch_execute("UPDATE users SET email_verified_at = now()")
         .unwrap();
-    let per_client = 60;
     let slot_ids: Vec<uuid::Uuid> = diesel::sql_query(format!(
         "SELECT id FROM slots WHERE doctor_id IN (SELECT id FROM doctors WHERE status = 'active' ORDER BY id LIMIT {})
          ORDER BY id LIMIT {}",
@@ -229,7 +233,6 @@ async fn main() {
         format!("available_on={day}&city=London&sort=rating"),
         "name=dr&per_page=100".to_owned(),
     ];
-    let rounds = 40;
     let tasks = (0..8).map(|w| {
         let client = client.clone();
         let base = base.clone();

@@ -7,6 +7,9 @@
 //! event must reach the broker after it returns — from the outbox, not from
 //! librdkafka's queue. Prints booking latency during the outage, the time from the
 //! broker's return to the last event, and how many events were published twice.
+//!
+//! In smoke mode (`MEDBOOK_BENCH_SMOKE=1`) the same path at a smaller scale: a 5 s
+//! outage beyond a 3 s delivery timeout (lease 4 s), 5 bookings, a 2 s settle.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -29,14 +32,21 @@ use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() {
+    // Delivery timeout and lease (ms), settle time and the bound of the final read (s).
+    let smoke = medbook_test_support::bench_smoke();
+    let (timeout_ms, lease_ms, settle, read_bound) = if smoke {
+        ("3000", "4000", 2, 60)
+    } else {
+        ("300000", "360000", 10, 600)
+    };
     let outage: u64 = std::env::var("BENCH_OUTAGE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(330);
+        .unwrap_or(if smoke { 5 } else { 330 });
     let bookings: usize = std::env::var("BENCH_OUTAGE_BOOKINGS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(if smoke { 5 } else { 50 });
     medbook_shared::telemetry::init(
         "bench",
         "error",
@@ -48,8 +58,8 @@ async fn main() {
     let booking = BookingApp::start(
         &topics,
         &[
-            ("MEDBOOK_OUTBOX__MESSAGE_TIMEOUT_MS", "300000"),
-            ("MEDBOOK_OUTBOX__LEASE_MS", "360000"),
+            ("MEDBOOK_OUTBOX__MESSAGE_TIMEOUT_MS", timeout_ms),
+            ("MEDBOOK_OUTBOX__LEASE_MS", lease_ms),
         ],
     )
     .await;
@@ -77,7 +87,7 @@ async fn main() {
         .read(1, Duration::from_secs(60), Duration::ZERO)
         .await;
 
-    println!("\n== broker outage of {outage} s (message.timeout.ms = 300000) ==");
+    println!("\n== broker outage of {outage} s (message.timeout.ms = {timeout_ms}) ==");
     broker.pause();
     let paused = Instant::now();
     let mut latencies = Vec::new();
@@ -97,9 +107,9 @@ async fn main() {
     tokio::time::sleep(left).await;
     broker.resume();
     let resumed = Instant::now();
-    let settle = Duration::from_secs(10);
+    let settle = Duration::from_secs(settle);
     let seen = reader
-        .read(bookings + 1, Duration::from_secs(600), settle)
+        .read(bookings + 1, Duration::from_secs(read_bound), settle)
         .await;
     let ids: HashSet<String> = seen
         .iter()

@@ -18,8 +18,8 @@
 //! fold away either). `Sql` sends one bind per occurrence of a `$n`, so the bind each
 //! placeholder stands for is read from `src/repository/appointments.rs`, and the
 //! captured text is checked against it. The write's event
-//! payload, topic, reminder labels and request id are those of a booking the HTTP
-//! phase made.
+//! payload, topic, reminder labels, request id and traceparent, and its audit row's
+//! action, payload and request id, are those of a booking the HTTP phase made.
 //!
 //! Also printed: the database round trips of each operation (statements in the
 //! capture, BEGIN/COMMIT included), HTTP p50/p99 latency, machine CPU use in each run,
@@ -28,7 +28,8 @@
 //!
 //! Needs PostgreSQL (`MEDBOOK_TEST_DATABASE_URL`), Redis (`MEDBOOK_TEST_REDIS_URL`,
 //! the revocation check of authenticated requests) and `pgbench` on `PATH`. About
-//! 70 s with the default `BENCH_SECS=8` per run (plus 1 s warm-up each).
+//! 70 s with the default `BENCH_SECS=8` per run (plus 1 s warm-up each). In smoke mode
+//! (`MEDBOOK_BENCH_SMOKE=1`) each run lasts 1 s and fewer doctors are read uncached.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use booking_service::domain::booking::BookingPolicy;
@@ -66,8 +67,10 @@ const WARMUP_SECS: u64 = 1;
 const SLOT_DOCTORS: usize = 600;
 /// Every 30 minutes from two days ahead: five days.
 const SLOTS_PER_DOCTOR: usize = 240;
-/// Doctors without slots, for the uncached reads: the HTTP side reads each once.
+/// Doctors without slots, for the uncached reads: the HTTP side reads each once (fewer
+/// in smoke mode).
 const READ_DOCTORS: usize = 250_000;
+const SMOKE_READ_DOCTORS: usize = 20_000;
 /// Per side; a multiple of the booking concurrency, so no two clients share one.
 const PATIENTS_PER_SIDE: usize = 400;
 const MAX_ACTIVE: i64 = 1_000_000;
@@ -82,6 +85,7 @@ const PATIENT_KEY: usize = 3_000_000;
 const SLOT_KEY: usize = 100_000_000;
 const APPOINTMENT_KEY: usize = 400_000_000;
 const EVENT_KEY: usize = 500_000_000;
+const AUDIT_KEY: usize = 600_000_000;
 
 fn server_url() -> String {
     std::env::var("MEDBOOK_TEST_DATABASE_URL")
@@ -551,10 +555,17 @@ fn main() {
 
 #[allow(clippy::too_many_lines)]
 async fn run() {
+    // Smoke mode: every run for a second, fewer doctors to read.
+    let smoke = medbook_test_support::bench_smoke();
     let secs: u64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(if smoke { 1 } else { 8 });
+    let read_doctor_count = if smoke {
+        SMOKE_READ_DOCTORS
+    } else {
+        READ_DOCTORS
+    };
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin
@@ -633,7 +644,7 @@ async fn run() {
            SELECT md5(({PATIENT_KEY} + p)::text)::uuid, 'patient' || p || '@bench.example', 'patient',
                   'Patient ' || p, now()
            FROM generate_series(0, {last_patient}) p;",
-        last_doctor = SLOT_DOCTORS + READ_DOCTORS,
+        last_doctor = SLOT_DOCTORS + read_doctor_count,
         last_slot = SLOTS_PER_DOCTOR - 1,
         last_patient = 2 * PATIENTS_PER_SIDE,
     ))
@@ -641,7 +652,7 @@ async fn run() {
     conn.batch_execute("VACUUM ANALYZE").unwrap();
     println!(
         "data: {} doctors ({} with {SLOTS_PER_DOCTOR} slots each), {} patients, in {:.1} s",
-        SLOT_DOCTORS + READ_DOCTORS + 1,
+        SLOT_DOCTORS + read_doctor_count + 1,
         SLOT_DOCTORS + 1,
         2 * PATIENTS_PER_SIDE + 1,
         started.elapsed().as_secs_f64()
@@ -874,6 +885,14 @@ async fn run() {
         payload: String,
         #[diesel(sql_type = Nullable<Text>)]
         request_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        trace_parent: Option<String>,
+        #[diesel(sql_type = Text)]
+        audit_action: String,
+        #[diesel(sql_type = Text)]
+        audit_payload: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        audit_request_id: Option<String>,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         reminders: i64,
     }
@@ -881,8 +900,15 @@ async fn run() {
         "SELECT s.status AS slot_status, a.status, a.version,
                 (SELECT array_agg(offset_label ORDER BY due_at)::text FROM appointment_reminders r WHERE r.appointment_id = a.id) AS labels,
                 (SELECT count(*) FROM appointment_reminders r WHERE r.appointment_id = a.id) AS reminders,
-                o.topic, o.event_type, o.payload, o.request_id
+                o.topic, o.event_type, o.payload, o.request_id, o.trace_parent,
+                au.event_type AS audit_action, au.payload AS audit_payload, au.request_id AS audit_request_id
          FROM outbox_events o JOIN appointments a ON a.id = o.aggregate_id JOIN slots s ON s.id = a.slot_id
+         -- The same booking's audit row (the statement's second outbox row).
+         CROSS JOIN LATERAL (
+             SELECT x.event_type, x.payload, x.request_id FROM outbox_events x
+             WHERE x.sink = 'audit' AND x.id = x.aggregate_id AND strpos(x.payload, a.id::text) > 0
+             ORDER BY x.seq DESC LIMIT 1) au
+         WHERE o.sink = 'kafka'
          ORDER BY o.seq DESC LIMIT 1",
     )
     .get_result(&mut conn)
@@ -902,6 +928,7 @@ async fn run() {
 \\set due2 :start - 7200
 \\set a {APPOINTMENT_KEY} + :t
 \\set e {EVENT_KEY} + :t
+\\set au {AUDIT_KEY} + :t
 BEGIN;
 {}{}{}COMMIT;
 ",
@@ -954,6 +981,22 @@ BEGIN;
                     } else {
                         "nullif(:none::text, 'none')"
                     },
+                    // The audit row: id (also its aggregate id), action, payload, time,
+                    // request id; then the writer's traceparent, which both rows keep.
+                    "md5(:au::text)::uuid",
+                    ":audit_action::text",
+                    ":audit_payload::text",
+                    "to_timestamp(:at)",
+                    if w.audit_request_id.is_some() {
+                        ":audit_request_id::text"
+                    } else {
+                        "nullif(:none::text, 'none')"
+                    },
+                    if w.trace_parent.is_some() {
+                        ":trace_parent::text"
+                    } else {
+                        "nullif(:none::text, 'none')"
+                    },
                 ]
             )
         ),
@@ -971,12 +1014,22 @@ BEGIN;
         ("event_type", w.event_type.clone()),
         ("payload", w.payload.clone()),
         ("request_id", w.request_id.clone().unwrap_or_default()),
+        ("audit_action", w.audit_action.clone()),
+        ("audit_payload", w.audit_payload.clone()),
+        (
+            "audit_request_id",
+            w.audit_request_id.clone().unwrap_or_default(),
+        ),
+        ("trace_parent", w.trace_parent.clone().unwrap_or_default()),
         ("none", "none".to_owned()),
         ("j", "0".to_owned()),
     ];
+    // pgbench refuses an empty `-D` value; the script does not use those (NULL binds).
+    defines.retain(|(_, v)| !v.is_empty());
     println!(
-        "\nbooking event payload: {} bytes; pgbench booking script:\n{}",
+        "\nbooking event payload: {} bytes, audit payload: {} bytes; pgbench booking script:\n{}",
         w.payload.len(),
+        w.audit_payload.len(),
         script.replace(&w.payload, "…")
     );
     let warm = pgbench("booking", &script, c, WARMUP_SECS, &defines);
@@ -1062,7 +1115,7 @@ BEGIN;
     });
 
     // 3. An uncached doctor: request t reads doctor t of those without slots, each once.
-    let read_ids: Vec<usize> = (SLOT_DOCTORS + 1..=SLOT_DOCTORS + READ_DOCTORS).collect();
+    let read_ids: Vec<usize> = (SLOT_DOCTORS + 1..=SLOT_DOCTORS + read_doctor_count).collect();
     let read_doctors = Arc::new(key_ids(&mut conn, DOCTOR_KEY, &read_ids));
     let make: Arc<MakeRequest> = {
         let base_url = base_url.clone();
@@ -1077,7 +1130,7 @@ BEGIN;
     let http = drive(&client, c, secs, &mut next, &make, 200).await;
     let http_cpu = cpu_use(&before, &sample_cpu(), f64_of(http.done));
     assert!(
-        next.iter().all(|j| j * c < READ_DOCTORS),
+        next.iter().all(|j| j * c < read_doctor_count),
         "the uncached reads ran out of doctors: raise READ_DOCTORS"
     );
     let script = format!(
@@ -1085,7 +1138,7 @@ BEGIN;
 \\set dk {DOCTOR_KEY} + :d
 {}",
         SLOT_DOCTORS + 1,
-        SLOT_DOCTORS + READ_DOCTORS,
+        SLOT_DOCTORS + read_doctor_count,
         command(
             doctor_sql.first().unwrap(),
             &["md5(:dk::text)::uuid", ":one::int8"]

@@ -7,6 +7,9 @@
 //! 3. for the run with watchers, the latency from sending a booking to each watcher's
 //!    message about it, p50/p99 (an upper bound of commit-to-message: the commit lies
 //!    between the two).
+//!
+//! In smoke mode (`MEDBOOK_BENCH_SMOKE=1`): listings for 1 s each, and 64 slots to book
+//! instead of 1200.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -132,10 +135,12 @@ async fn book_all(
 
 #[tokio::main]
 async fn main() {
+    let smoke = medbook_test_support::bench_smoke();
     let secs: u64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(if smoke { 1 } else { 5 });
+    let slot_count = if smoke { 64 } else { SLOTS };
     {
         let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
         admin
@@ -199,7 +204,7 @@ async fn main() {
                   '{tomorrow}T00:00:00Z'::timestamptz + (s + 1) * interval '1 minute', 'available'
            FROM generate_series(0, {last}) s;
          ANALYZE;",
-        last = SLOTS - 1
+        last = slot_count - 1
     ))
     .unwrap();
 

@@ -4,7 +4,10 @@
 //! PostgreSQL (scratch database `medbook_bench_tracing`). The OpenTelemetry layer sits
 //! behind a reload handle, so eight phases alternate in one process (off, on, off, …)
 //! and drift falls on both sides. Prints each phase and the cost; the target is under
-//! 10% of throughput. Run it with `./scripts/bench-tracing.sh`, which starts rotel.
+//! 10% of throughput. Run it with `./scripts/bench-tracing.sh`, which starts rotel;
+//! without `MEDBOOK_BENCH_OTLP_ENDPOINT` the bench starts a rotel itself, as that script
+//! does (`start_rotel` of scripts/lib/tracing.sh), and stops it at the end. In smoke mode
+//! (`MEDBOOK_BENCH_SMOKE=1`) two phases (off, on) of 3 bookings per client.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -39,6 +42,9 @@ const CLIENTS: usize = 32;
 const PER_CLIENT: usize = 40;
 /// Phases, alternating off and on: eight, so that drift and noise fall on both sides.
 const PHASES: usize = 8;
+/// Smoke mode: bookings per client and phases.
+const SMOKE_PER_CLIENT: usize = 3;
+const SMOKE_PHASES: usize = 2;
 const DB: &str = "medbook_bench_tracing";
 
 fn server_url() -> String {
@@ -56,11 +62,60 @@ struct Id {
     id: uuid::Uuid,
 }
 
+/// A rotel started by the bench, as scripts/bench-tracing.sh starts it (installed into
+/// .tools/rotel-venv if missing); killed when dropped, a failed run included.
+struct Rotel {
+    pid: String,
+    spans: std::path::PathBuf,
+}
+
+impl Rotel {
+    /// Starts it on two free ports; returns it and its OTLP/gRPC endpoint.
+    fn start() -> (Self, String) {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let grpc = medbook_test_support::free_port();
+        let http = medbook_test_support::free_port();
+        let out = std::process::Command::new("bash")
+            .current_dir(root)
+            .args([
+                "-c",
+                r#"source scripts/lib/common.sh; source scripts/lib/tracing.sh
+                   start_rotel "$1" "$2" target/bench-tracing/spans.jsonl; echo "$ROTEL_PID""#,
+                "bash",
+                &grpc.to_string(),
+                &http.to_string(),
+            ])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rotel did not start");
+        let pid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let spans = root.join("target/bench-tracing/spans.jsonl");
+        (Self { pid, spans }, format!("http://127.0.0.1:{grpc}"))
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg(&self.pid).status();
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let endpoint = std::env::var("MEDBOOK_BENCH_OTLP_ENDPOINT").expect(
-        "MEDBOOK_BENCH_OTLP_ENDPOINT: the OTLP receiver (scripts/bench-tracing.sh starts one)",
-    );
+    let smoke = medbook_test_support::bench_smoke();
+    let (per_client, phases) = if smoke {
+        (SMOKE_PER_CLIENT, SMOKE_PHASES)
+    } else {
+        (PER_CLIENT, PHASES)
+    };
+    let (rotel, endpoint) = match std::env::var("MEDBOOK_BENCH_OTLP_ENDPOINT") {
+        Ok(endpoint) => (None, endpoint),
+        Err(_) => {
+            let (rotel, endpoint) = Rotel::start();
+            (Some(rotel), endpoint)
+        }
+    };
     let provider = medbook_shared::telemetry::tracer_provider(
         "booking-service",
         &TracingSettings {
@@ -168,10 +223,10 @@ async fn main() {
         .collect();
 
     println!(
-        "tracing bench: {PHASES} phases (off, on, ...) of {CLIENTS} clients x {PER_CLIENT} bookings; spans to {endpoint}"
+        "tracing bench: {phases} phases (off, on, ...) of {CLIENTS} clients x {per_client} bookings; spans to {endpoint}"
     );
     let mut results: Vec<(bool, f64, Duration)> = Vec::new();
-    for on in (0..PHASES).map(|phase| phase % 2 == 1) {
+    for on in (0..phases).map(|phase| phase % 2 == 1) {
         switch
             .reload(
                 on.then(|| {
@@ -179,7 +234,7 @@ async fn main() {
                 }),
             )
             .unwrap();
-        let batch: Vec<uuid::Uuid> = slots.drain(..CLIENTS * PER_CLIENT).collect();
+        let batch: Vec<uuid::Uuid> = slots.drain(..CLIENTS * per_client).collect();
         let started = Instant::now();
         let tasks = tokens.iter().enumerate().map(|(i, token)| {
             let (client, base, token) = (client.clone(), base.clone(), token.clone());
@@ -232,4 +287,24 @@ async fn main() {
         if cost < 10.0 { "met" } else { "NOT met" }
     );
     let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    if let Some(rotel) = rotel {
+        // The receiver writes the last batch a moment later: up to 5 s for the file to
+        // stop growing.
+        let count = || {
+            std::fs::read_to_string(&rotel.spans)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let mut seen = count();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = count();
+            if now > 0 && now == seen {
+                break;
+            }
+            seen = now;
+        }
+        println!("spans received: {seen}");
+    }
 }

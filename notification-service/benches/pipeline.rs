@@ -11,6 +11,10 @@
 //!
 //! booking-service and notification-service run in this process (release build),
 //! against fresh databases and topics of their own.
+//!
+//! In smoke mode (`MEDBOOK_BENCH_SMOKE=1`, debug build under `cargo test --bench`):
+//! both phases at a small scale (10 bookings at 5/s by 3 patients, 50 waiting events),
+//! and a phase whose emails are not all accepted in time fails.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -43,6 +47,40 @@ use std::time::{Duration, Instant};
 use support::{doctor, env_usize, percentile};
 use uuid::Uuid;
 
+/// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
+struct Size {
+    smoke: bool,
+    /// Latency: bookings per second, for this many seconds, by this many patients.
+    rate: usize,
+    seconds: usize,
+    patients: usize,
+    /// Throughput: events waiting.
+    emails: usize,
+    /// How long each phase's emails may take to be accepted, and how often the
+    /// throughput phase asks the mail sink.
+    latency_limit: Duration,
+    throughput_limit: Duration,
+    poll: Duration,
+}
+
+impl Size {
+    fn get() -> Self {
+        let smoke = medbook_test_support::bench_smoke();
+        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
+        let secs = |full, small| Duration::from_secs(if smoke { small } else { full });
+        Self {
+            smoke,
+            rate: pick("BENCH_RATE", 20, 5),
+            seconds: pick("BENCH_SECONDS", 20, 2),
+            patients: if smoke { 3 } else { 20 },
+            emails: pick("BENCH_EMAILS", 3000, 50),
+            latency_limit: secs(120, 60),
+            throughput_limit: secs(600, 120),
+            poll: Duration::from_millis(if smoke { 500 } else { 2000 }),
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct Sent {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -72,13 +110,13 @@ async fn main() {
         medbook_shared::telemetry::LogOutput::Stderr,
     );
     let sink = Maildev::shared();
-    latency(&sink).await;
-    throughput(&sink).await;
+    let size = Size::get();
+    latency(&sink, &size).await;
+    throughput(&sink, &size).await;
 }
 
-async fn latency(sink: &Maildev) {
-    let rate = env_usize("BENCH_RATE", 20);
-    let seconds = env_usize("BENCH_SECONDS", 20);
+async fn latency(sink: &Maildev, size: &Size) {
+    let (rate, seconds) = (size.rate, size.seconds);
     let total = rate * seconds;
     let notify_db = TestDb::empty("bench_notify");
     let topics = TestTopics::shared(3).await;
@@ -92,7 +130,7 @@ async fn latency(sink: &Maildev) {
     let slots = booking.slots(&doctor(&booking).await, total + 1);
     let run = &Uuid::new_v4().simple().to_string()[..8];
     let mut patients = Vec::new();
-    for i in 0..20 {
+    for i in 0..size.patients {
         let email = format!("bench{i}-{run}@example.com");
         patients.push((
             email.clone(),
@@ -140,7 +178,7 @@ async fn latency(sink: &Maildev) {
         responded.insert(id, at);
     }
     let booking_secs = started.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + size.latency_limit;
     let sent = loop {
         let sent = sent_at(&notify_db);
         if sent.len() > total || Instant::now() > deadline {
@@ -148,6 +186,13 @@ async fn latency(sink: &Maildev) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    assert!(
+        !size.smoke || sent.len() > total,
+        "{} of {} emails accepted in {:?}",
+        sent.len(),
+        total + 1,
+        size.latency_limit
+    );
     #[derive(QueryableByName)]
     struct Event {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -183,8 +228,8 @@ async fn latency(sink: &Maildev) {
     std::sync::Arc::into_inner(booking).unwrap().stop().await;
 }
 
-async fn throughput(sink: &Maildev) {
-    let count = env_usize("BENCH_EMAILS", 3000);
+async fn throughput(sink: &Maildev, size: &Size) {
+    let count = size.emails;
     let db = TestDb::empty("bench_notify");
     let topics = TestTopics::shared(3).await;
     let to = format!(
@@ -238,14 +283,20 @@ async fn throughput(sink: &Maildev) {
     let task = tokio::spawn(app.run_until_stopped());
     // Polled rarely: every poll makes maildev serialise thousands of emails, on the
     // same two cores as the system being measured.
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + size.throughput_limit;
     let emails = loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(size.poll).await;
         let emails = sink.emails_to(&to).await;
         if emails.len() >= count || Instant::now() > deadline {
             break emails;
         }
     };
+    assert!(
+        !size.smoke || emails.len() >= count,
+        "{} of {count} emails in the mail sink in {:?}",
+        emails.len(),
+        size.throughput_limit
+    );
     let wall = started.elapsed().as_secs_f64();
     let sent = sent_at(&db);
     let first = *sent.values().min().unwrap();

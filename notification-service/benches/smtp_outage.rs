@@ -12,6 +12,10 @@
 //!
 //! booking-service and notification-service run in this process (release build),
 //! against fresh databases and topics of their own.
+//!
+//! In smoke mode (`MEDBOOK_BENCH_SMOKE=1`, debug build under `cargo test --bench`):
+//! both phases at a small scale (a 3 s outage at 5 bookings/s by 3 patients, 20
+//! reminders) and shorter bounds on the waits.
 #![allow(
     clippy::unwrap_used, clippy::expect_used, clippy::print_stdout,
     // Tests and benchmarks index and cast freely: a panic there is a failed run.
@@ -42,6 +46,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{doctor, env_usize, percentile};
 use uuid::Uuid;
+
+/// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
+struct Size {
+    /// Outage: bookings per second while the mail server is down for this many
+    /// seconds, by this many patients.
+    rate: usize,
+    outage_seconds: usize,
+    patients: usize,
+    /// Reminders due at once.
+    reminders: usize,
+    /// Bounds on the waits for emails: the backlog's, and the reminders' (for their
+    /// bookings' emails, then for themselves).
+    drain: Duration,
+    booked: Duration,
+    reminded: Duration,
+}
+
+impl Size {
+    fn get() -> Self {
+        let smoke = medbook_test_support::bench_smoke();
+        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
+        let secs = |full, small| Duration::from_secs(if smoke { small } else { full });
+        Self {
+            rate: pick("BENCH_RATE", 20, 5),
+            outage_seconds: pick("BENCH_OUTAGE_SECONDS", 120, 3),
+            patients: if smoke { 3 } else { 20 },
+            reminders: pick("BENCH_REMINDERS", 1000, 20),
+            drain: secs(900, 60),
+            booked: secs(300, 60),
+            reminded: secs(600, 60),
+        }
+    }
+}
 
 fn execute(db: &TestDb, sql: &str) {
     diesel::sql_query(sql).execute(&mut db.conn()).unwrap();
@@ -101,13 +138,13 @@ async fn main() {
         "error",
         medbook_shared::telemetry::LogOutput::Stderr,
     );
-    outage().await;
-    reminders().await;
+    let size = Size::get();
+    outage(&size).await;
+    reminders(&size).await;
 }
 
-async fn outage() {
-    let rate = env_usize("BENCH_RATE", 20);
-    let seconds = env_usize("BENCH_OUTAGE_SECONDS", 120);
+async fn outage(size: &Size) {
+    let (rate, seconds) = (size.rate, size.outage_seconds);
     let notify_db = TestDb::empty("bench_outage");
     let topics = TestTopics::shared(3).await;
     let mut sink = Maildev::start(None).await;
@@ -119,7 +156,7 @@ async fn outage() {
             .unwrap();
     let notifier_http = format!("http://127.0.0.1:{}", notifier.http_port());
     let notifier = tokio::spawn(notifier.run_until_stopped());
-    let (slots, patients) = practice(&booking, 20, rate * seconds + 1).await;
+    let (slots, patients) = practice(&booking, size.patients, rate * seconds + 1).await;
     let book = |booking: Arc<BookingApp>, token: String, slot: String| async move {
         booking
             .post(
@@ -152,7 +189,7 @@ async fn outage() {
     let recovered_at = Utc::now();
     let recovered = Instant::now();
     let _sink = Maildev::start(Some(port)).await;
-    wait_for_sent(&notify_db, CREATED, backlog + 1, Duration::from_secs(900)).await;
+    wait_for_sent(&notify_db, CREATED, backlog + 1, size.drain).await;
     let drained = recovered.elapsed().as_secs_f64();
     let times = sent(&notify_db, CREATED);
     let after: Vec<_> = times.iter().filter(|t| **t >= recovered_at).collect();
@@ -186,8 +223,8 @@ async fn outage() {
     Arc::into_inner(booking).unwrap().stop().await;
 }
 
-async fn reminders() {
-    let n = env_usize("BENCH_REMINDERS", 1000);
+async fn reminders(size: &Size) {
+    let n = size.reminders;
     let notify_db = TestDb::empty("bench_reminders");
     let topics = TestTopics::shared(3).await;
     let sink = Maildev::shared();
@@ -242,13 +279,7 @@ async fn reminders() {
             )
             .await;
     }
-    wait_for_sent(
-        &notify_db,
-        Some("appointment.created"),
-        n,
-        Duration::from_secs(300),
-    )
-    .await;
+    wait_for_sent(&notify_db, Some("appointment.created"), n, size.booked).await;
 
     println!("\n== reminders: {n} due at once, due -> accepted by SMTP ==");
     // The clock moves on: every reminder is due now.
@@ -260,13 +291,7 @@ async fn reminders() {
             due_at.to_rfc3339()
         ),
     );
-    wait_for_sent(
-        &notify_db,
-        Some("appointment.reminder"),
-        n,
-        Duration::from_secs(600),
-    )
-    .await;
+    wait_for_sent(&notify_db, Some("appointment.reminder"), n, size.reminded).await;
     let times = sent(&notify_db, Some("appointment.reminder"));
     let mut latencies: Vec<f64> = times
         .iter()

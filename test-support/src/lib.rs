@@ -8,6 +8,13 @@ pub mod kafka;
 pub mod mail;
 pub mod pg;
 
+/// Whether a benchmark runs in its smoke mode (`MEDBOOK_BENCH_SMOKE=1`, as
+/// `./scripts/test.sh` runs every benchmark once): every phase for a moment, with small
+/// data, so that none can rot; the figures it prints mean nothing.
+pub fn bench_smoke() -> bool {
+    std::env::var("MEDBOOK_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
 /// A required test setting; panics with instructions when missing.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
