@@ -44,7 +44,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use support::{doctor, env_usize, percentile};
+use support::{doctor, percentile};
 use uuid::Uuid;
 
 /// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
@@ -66,17 +66,16 @@ struct Size {
 impl Size {
     fn get() -> Self {
         let smoke = medbook_test_support::bench_smoke();
-        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
-        let secs = |full, small| Duration::from_secs(if smoke { small } else { full });
+        let secs = |full, small| Duration::from_secs(support::smoke(full, small));
         Self {
             smoke,
-            rate: pick("BENCH_RATE", 20, 5),
-            seconds: pick("BENCH_SECONDS", 20, 2),
-            patients: if smoke { 3 } else { 20 },
-            emails: pick("BENCH_EMAILS", 3000, 50),
+            rate: support::size("BENCH_RATE", 20, 5),
+            seconds: support::size("BENCH_SECONDS", 20, 2),
+            patients: support::smoke(20, 3),
+            emails: support::size("BENCH_EMAILS", 3000, 50),
             latency_limit: secs(120, 60),
             throughput_limit: secs(600, 120),
-            poll: Duration::from_millis(if smoke { 500 } else { 2000 }),
+            poll: Duration::from_millis(support::smoke(2000, 500)),
         }
     }
 }

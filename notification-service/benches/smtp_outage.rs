@@ -44,7 +44,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{doctor, env_usize, percentile};
+use support::{doctor, percentile};
 use uuid::Uuid;
 
 /// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
@@ -65,14 +65,12 @@ struct Size {
 
 impl Size {
     fn get() -> Self {
-        let smoke = medbook_test_support::bench_smoke();
-        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
-        let secs = |full, small| Duration::from_secs(if smoke { small } else { full });
+        let secs = |full, small| Duration::from_secs(support::smoke(full, small));
         Self {
-            rate: pick("BENCH_RATE", 20, 5),
-            outage_seconds: pick("BENCH_OUTAGE_SECONDS", 120, 3),
-            patients: if smoke { 3 } else { 20 },
-            reminders: pick("BENCH_REMINDERS", 1000, 20),
+            rate: support::size("BENCH_RATE", 20, 5),
+            outage_seconds: support::size("BENCH_OUTAGE_SECONDS", 120, 3),
+            patients: support::smoke(20, 3),
+            reminders: support::size("BENCH_REMINDERS", 1000, 20),
             drain: secs(900, 60),
             booked: secs(300, 60),
             reminded: secs(600, 60),

@@ -27,6 +27,21 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A size of the bench: the `BENCH_*` variable `name` when set, else `full`, or
+/// `small` in smoke mode (`MEDBOOK_BENCH_SMOKE=1`).
+pub fn size(name: &str, full: usize, small: usize) -> usize {
+    env_usize(name, smoke(full, small))
+}
+
+/// `full`, or `small` in smoke mode.
+pub fn smoke<T>(full: T, small: T) -> T {
+    if medbook_test_support::bench_smoke() {
+        small
+    } else {
+        full
+    }
+}
+
 /// The `p` quantile of sorted values (nearest rank).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
