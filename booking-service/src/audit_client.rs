@@ -5,7 +5,10 @@
 //! the read token with Query; the audit-service refuses the other one. Every call has
 //! a deadline; the audit-service being down only delays shipping, never a booking.
 
+use crate::domain::audit::{AuditFilter, LoggedActor, LoggedChange, LoggedPage, LoggedRecord};
+use crate::domain::FieldError;
 use crate::repository::audit::{AuditRecord, RecordActor};
+use crate::service::audit_log::{AuditReadError, AuditReader};
 use crate::service::outbox::{EventPublisher, PendingEvent};
 use async_trait::async_trait;
 use medbook_proto::audit::v1 as pb;
@@ -133,7 +136,10 @@ impl AuditClient {
         .await
     }
 
-    pub async fn query(&self, query: pb::QueryRequest) -> Result<pb::QueryResponse, tonic::Status> {
+    async fn query_page(
+        &self,
+        query: pb::QueryRequest,
+    ) -> Result<pb::QueryResponse, tonic::Status> {
         self.call(
             "Query",
             None,
@@ -268,5 +274,85 @@ impl EventPublisher for AuditClient {
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
             Err(s) => Err(format!("{} {}", s.code(), s.message())),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditReader for AuditClient {
+    async fn query(&self, filter: AuditFilter) -> Result<LoggedPage, AuditReadError> {
+        let request = pb::QueryRequest {
+            entity_type: filter.entity_type.unwrap_or_default(),
+            entity_id: filter.entity_id.unwrap_or_default(),
+            actor_id: filter.actor_id.map(|id| id.to_string()).unwrap_or_default(),
+            action: filter.action.unwrap_or_default(),
+            from: filter.from.map(medbook_proto::time::to_proto),
+            to: filter.to.map(medbook_proto::time::to_proto),
+            page_size: filter.per_page,
+            page_token: filter.page_token.unwrap_or_default(),
+        };
+        match self.query_page(request).await {
+            Ok(page) => Ok(LoggedPage {
+                items: page.records.into_iter().map(logged).collect(),
+                next_page_token: Some(page.next_page_token).filter(|t| !t.is_empty()),
+            }),
+            // The audit-service refused a filter: its named fields, or the message.
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                use tonic_types::StatusExt;
+                let mut fields: Vec<FieldError> = s
+                    .get_details_bad_request()
+                    .map(|b| {
+                        b.field_violations
+                            .into_iter()
+                            .map(|v| FieldError::new(v.field, v.description))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if fields.is_empty() {
+                    fields.push(FieldError::new("page_token", s.message().to_owned()));
+                }
+                Err(AuditReadError::Refused(fields))
+            }
+            Err(s) => Err(AuditReadError::Unavailable(format!(
+                "{:?}: {}",
+                s.code(),
+                s.message()
+            ))),
+        }
+    }
+}
+
+/// A stored record as the log's reader sees it.
+fn logged(s: pb::StoredRecord) -> LoggedRecord {
+    let r = s.record.unwrap_or_default();
+    let time =
+        |t: Option<prost_types::Timestamp>| t.as_ref().and_then(medbook_proto::time::from_proto);
+    LoggedRecord {
+        index: s.index,
+        id: r.id,
+        actor: match r.actor.and_then(|a| a.kind) {
+            Some(pb::actor::Kind::User(u)) => LoggedActor::User {
+                user_id: u.user_id,
+                role: u.role,
+            },
+            Some(pb::actor::Kind::System(job)) => LoggedActor::System(job),
+            None => LoggedActor::Unknown,
+        },
+        action: r.action,
+        entity_type: r.entity_type,
+        entity_id: r.entity_id,
+        changes: r
+            .changes
+            .into_iter()
+            .map(|c| LoggedChange {
+                field: c.field,
+                before: c.before,
+                after: c.after,
+            })
+            .collect(),
+        source: r.source,
+        request_id: Some(r.request_id).filter(|id| !id.is_empty()),
+        occurred_at: time(r.occurred_at),
+        received_at: time(s.received_at),
+        appended_at: time(s.appended_at),
     }
 }

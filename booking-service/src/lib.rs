@@ -7,6 +7,7 @@
 
 pub use medbook_service_kit::blocking;
 pub mod audit_client;
+pub mod audit_memory;
 pub mod cache;
 pub mod cli;
 pub mod demo;

@@ -15,7 +15,9 @@ use crate::repository::{
 use crate::security::{BcryptHasher, JwtIssuer};
 use crate::service::accounts::AccountService;
 use crate::service::appointments::AppointmentService;
+use crate::service::audit_log::AuditLogService;
 use crate::service::auth::{AuthService, LoginLimits};
+use crate::service::authenticate::Authenticator;
 use crate::service::catalog::CatalogService;
 use crate::service::day_feed::{DayFeedListener, DayFeedMetrics};
 use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink};
@@ -280,13 +282,19 @@ pub struct Shipping {
 }
 
 impl Services {
+    /// The caller check every transport shares.
+    pub fn authenticator(&self, settings: &Settings) -> Authenticator {
+        Authenticator::new(
+            self.issuer.clone(),
+            self.revoked.clone(),
+            settings.revocation_failure() == RevocationFailure::Deny,
+        )
+        .with_failure_counter(self.metrics.revocation_check_failures.clone())
+    }
+
     /// The shared state of the HTTP handlers.
-    pub fn into_state(
-        self,
-        settings: &Settings,
-        publisher: Arc<dyn EventPublisher>,
-        audit: AuditClient,
-    ) -> AppState {
+    pub fn into_state(self, settings: &Settings, audit: AuditClient) -> AppState {
+        let authenticator = Arc::new(self.authenticator(settings));
         AppState {
             auth: self.auth,
             accounts: self.accounts,
@@ -296,12 +304,8 @@ impl Services {
             appointments: self.appointments,
             reviews: self.reviews,
             schedule: self.schedule,
-            revoked: self.revoked,
-            deny_when_revocation_unknown: settings.revocation_failure() == RevocationFailure::Deny,
-            issuer: self.issuer,
-            db: self.db,
-            publisher,
-            audit,
+            authenticator,
+            audit_log: Arc::new(AuditLogService::new(Arc::new(audit))),
             metrics: self.metrics,
             trusted_proxies: settings.trusted_proxies(),
         }
@@ -399,11 +403,8 @@ impl Application {
             .reminder_scheduler(&settings)
             .map(|scheduler| BackgroundTask::spawn(|stop| scheduler.run(stop)));
         let audit_check: Arc<dyn EventPublisher> = Arc::new(shipping.audit.clone());
-        let state = actix_web::web::Data::new(services.into_state(
-            &settings,
-            shipping.publisher,
-            shipping.audit,
-        ));
+        let kafka_check = shipping.publisher.clone();
+        let state = actix_web::web::Data::new(services.into_state(&settings, shipping.audit));
         let app_config = HttpAppConfig {
             request_timeout: settings.request_timeout(),
             max_body_bytes: settings.http.max_body_bytes,
@@ -421,7 +422,7 @@ impl Application {
         let probes = actix_web::web::Data::new(
             Probes::new(state.metrics.registry().clone())
                 .check(Arc::new(DatabaseCheck(db.clone())))
-                .check(Arc::new(SinkCheck("kafka", state.publisher.clone())))
+                .check(Arc::new(SinkCheck("kafka", kafka_check)))
                 .check(Arc::new(SinkCheck("audit", audit_check)))
                 .before_scrape({
                     let (db, metrics) = (db.clone(), state.metrics.clone());
@@ -452,7 +453,12 @@ impl Application {
                 .await
                 .with_context(|| format!("cannot listen on grpc.addr {}", settings.grpc.addr))?;
             let schedule = crate::transport::grpc::Schedule::new(
-                state.clone().into_inner(),
+                crate::transport::grpc::Cases {
+                    slots: state.slots.clone(),
+                    appointments: state.appointments.clone(),
+                    schedule: state.schedule.clone(),
+                    authenticator: state.authenticator.clone(),
+                },
                 settings.grpc.watcher_buffer,
                 Duration::from_secs(settings.grpc.watch_recheck_secs),
             );

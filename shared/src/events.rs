@@ -169,6 +169,14 @@ pub struct AppointmentSnapshot {
     pub version: i32,
 }
 
+impl AppointmentSnapshot {
+    /// Whether the appointment has started at `now`: a reminder for it would be late,
+    /// so neither the reminder scheduler nor the mailer sends one (one rule for both).
+    pub fn has_started(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at <= now
+    }
+}
+
 /// Who cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -155,3 +155,108 @@ mod tests {
         assert_eq!(d.changes[0].after, None);
     }
 }
+
+/// Longest accepted `entity_type`, `action` and `page_token` of an audit query.
+pub const MAX_AUDIT_FILTER_CHARS: usize = 200;
+pub const DEFAULT_AUDIT_PAGE: u32 = 50;
+pub const MAX_AUDIT_PAGE: u32 = 100;
+
+/// A query of the audit log: every filter optional, records match all given ones,
+/// newest first. Valid once built by [`AuditFilter::parse`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub actor_id: Option<uuid::Uuid>,
+    pub action: Option<String>,
+    /// Inclusive lower bound on the change's time.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Exclusive upper bound.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    pub per_page: u32,
+    pub page_token: Option<String>,
+}
+
+impl AuditFilter {
+    /// The filter, or every rule it breaks: texts of at most
+    /// [`MAX_AUDIT_FILTER_CHARS`] without control characters, `entity_id` only with
+    /// `entity_type`, 1 to [`MAX_AUDIT_PAGE`] per page, `to` after `from`.
+    pub fn parse(raw: AuditFilter) -> Result<Self, super::ValidationErrors> {
+        let mut e = super::ValidationErrors::new();
+        for (field, value) in [
+            ("entity_type", &raw.entity_type),
+            ("entity_id", &raw.entity_id),
+            ("action", &raw.action),
+            ("page_token", &raw.page_token),
+        ] {
+            if let Some(v) = value {
+                if v.chars().count() > MAX_AUDIT_FILTER_CHARS {
+                    e.push(
+                        field,
+                        format!("must be at most {MAX_AUDIT_FILTER_CHARS} characters"),
+                    );
+                }
+                if v.chars().any(char::is_control) {
+                    e.push(field, "must not contain control characters");
+                }
+            }
+        }
+        if raw.entity_id.is_some() && raw.entity_type.is_none() {
+            e.push("entity_id", "needs entity_type");
+        }
+        if !(1..=MAX_AUDIT_PAGE).contains(&raw.per_page) {
+            e.push(
+                "per_page",
+                format!("must be between 1 and {MAX_AUDIT_PAGE}"),
+            );
+        }
+        if let (Some(from), Some(to)) = (raw.from, raw.to) {
+            if to <= from {
+                e.push("to", "must be after from");
+            }
+        }
+        e.finish(|| Some(raw))
+    }
+}
+
+/// Who made a logged change: a user or a named system job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoggedActor {
+    User { user_id: String, role: String },
+    System(String),
+    Unknown,
+}
+
+/// One changed field as logged: JSON texts, absent where the field did not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// A record as the audit log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRecord {
+    /// Position in the tamper-evident log.
+    pub index: u64,
+    pub id: String,
+    pub actor: LoggedActor,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub changes: Vec<LoggedChange>,
+    pub source: String,
+    pub request_id: Option<String>,
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub received_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub appended_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One page of the log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedPage {
+    pub items: Vec<LoggedRecord>,
+    /// For the next page; `None` on the last.
+    pub next_page_token: Option<String>,
+}

@@ -291,6 +291,47 @@ pub enum BookingRejection {
     EmailUnverified,
 }
 
+impl BookingRejection {
+    /// Every rejection, for metric series that exist before the first refusal.
+    pub const ALL: [BookingRejection; 15] = [
+        Self::SlotNotFound,
+        Self::SlotTaken,
+        Self::SlotBlocked,
+        Self::SlotInPast,
+        Self::TooShortNotice,
+        Self::BeyondHorizon,
+        Self::DoctorUnavailable,
+        Self::TooManyActive,
+        Self::DifferentDoctor,
+        Self::SameSlot,
+        Self::AppointmentNotFound,
+        Self::NotActive,
+        Self::AlreadyStarted,
+        Self::IdempotencyKeyReused,
+        Self::EmailUnverified,
+    ];
+
+    /// The stable machine code (both not-found rejections are `not_found`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SlotNotFound | Self::AppointmentNotFound => "not_found",
+            Self::SlotTaken => "slot_taken",
+            Self::SlotBlocked => "slot_unavailable",
+            Self::SlotInPast => "slot_in_past",
+            Self::TooShortNotice => "too_short_notice",
+            Self::BeyondHorizon => "beyond_booking_horizon",
+            Self::DoctorUnavailable => "doctor_unavailable",
+            Self::TooManyActive => "too_many_appointments",
+            Self::DifferentDoctor => "different_doctor",
+            Self::SameSlot => "same_slot",
+            Self::NotActive => "appointment_not_active",
+            Self::AlreadyStarted => "appointment_started",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::EmailUnverified => "email_unverified",
+        }
+    }
+}
+
 /// Whether this patient may book at all: only with a verified e-mail address, so that
 /// confirmations and reminders never go to someone who did not ask for them.
 pub fn check_patient(email_verified: bool) -> Result<(), BookingRejection> {

@@ -73,7 +73,7 @@ impl ReminderStore for PgReminders {
                     // snapshot's version is the row's. An appointment that has started
                     // means the scheduler was down for the reminder's whole window: a
                     // reminder now would be late.
-                    if appointment.starts_at <= now {
+                    if appointment.has_started(now) {
                         diesel::delete(appointment_reminders::table.find(row.id))
                             .execute(conn)
                             .map_err(map_err)?;

@@ -5,6 +5,7 @@ use super::db::{map_err, Db};
 use super::schema::{appointments, doctors, reviews, slots, users};
 use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{AppointmentStatus, AuthorShownAs, Review};
+use crate::domain::rejection::check_reviewable;
 use crate::domain::{DoctorId, ReviewId};
 use crate::service::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
 use crate::service::ports::{Page, PageRequest, RepoError};
@@ -76,14 +77,17 @@ impl ReviewRepository for PgReviews {
                     .first(conn)
                     .optional()
                     .map_err(map_err)?;
-                let Some((status, ends_at)) = row else {
-                    return Ok(Err(ReviewRejection::NotYourAppointment));
+                let found = match row {
+                    None => None,
+                    Some((status, ends_at)) => Some((
+                        status.parse::<AppointmentStatus>().map_err(|e| {
+                            RepoError::Internal(anyhow::anyhow!("appointments.status {e}"))
+                        })?,
+                        ends_at,
+                    )),
                 };
-                if status == AppointmentStatus::Cancelled.as_str() {
-                    return Ok(Err(ReviewRejection::Cancelled));
-                }
-                if ends_at > cmd.now {
-                    return Ok(Err(ReviewRejection::NotYetHappened));
+                if let Err(rejected) = check_reviewable(found, cmd.now) {
+                    return Ok(Err(rejected));
                 }
                 diesel::insert_into(reviews::table)
                     .values((

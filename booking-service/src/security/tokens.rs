@@ -2,6 +2,7 @@
 //! `typ = "access"`; the algorithm is fixed, so `alg=none` or any other algorithm fails.
 //! Refresh tokens: 32 random bytes (URL-safe hex) for the client, SHA-256 in the database.
 
+use crate::domain::rejection::AuthFailure;
 use crate::domain::{Role, UserId};
 use crate::service::ports::{AccessClaims, IssuedAccessToken, TokenIssuer};
 use chrono::{DateTime, TimeZone, Utc};
@@ -90,28 +91,28 @@ impl TokenIssuer for JwtIssuer {
         })
     }
 
-    fn verify_access(&self, token: &str) -> Result<AccessClaims, &'static str> {
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthFailure> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired",
-                _ => "invalid token",
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthFailure::Expired,
+                _ => AuthFailure::Invalid,
             })?;
         let c = data.claims;
         if c.typ != TOKEN_TYPE {
-            return Err("not an access token");
+            return Err(AuthFailure::NotAccessToken);
         }
         Ok(AccessClaims {
-            user_id: UserId(c.sub.parse().map_err(|_| "invalid token")?),
-            role: c.role.parse().map_err(|_| "invalid token")?,
-            token_id: c.jti.parse().map_err(|_| "invalid token")?,
+            user_id: UserId(c.sub.parse().map_err(|_| AuthFailure::Invalid)?),
+            role: c.role.parse().map_err(|_| AuthFailure::Invalid)?,
+            token_id: c.jti.parse().map_err(|_| AuthFailure::Invalid)?,
             issued_at: Utc
                 .timestamp_millis_opt(c.iat_ms.unwrap_or(c.iat.saturating_mul(1000)))
                 .single()
-                .ok_or("invalid token")?,
+                .ok_or(AuthFailure::Invalid)?,
             expires_at: Utc
                 .timestamp_opt(c.exp, 0)
                 .single()
-                .ok_or("invalid token")?,
+                .ok_or(AuthFailure::Invalid)?,
         })
     }
 
@@ -166,7 +167,10 @@ mod tests {
         let old = i
             .issue_access(id, Role::Patient, Utc::now() - chrono::Duration::hours(1))
             .unwrap();
-        assert_eq!(i.verify_access(&old.token).unwrap_err(), "token expired");
+        assert_eq!(
+            i.verify_access(&old.token).unwrap_err(),
+            AuthFailure::Expired
+        );
 
         let other = JwtIssuer::new(
             b"another-secret-another-secret-xx",

@@ -18,13 +18,14 @@
 
 use super::account_ports::{AccountStore, NewAccountToken, TokenPurpose, Verification};
 use super::auth::Registration;
+use super::cache_ports::{Cache, RevokedTokens};
 use super::patients::patient_cache_key;
 use super::ports::{
     Clock, LoginThrottle, PasswordHasher, RepoError, ThrottlePolicy, TokenIssuer, UserChanges,
     UserRepository,
 };
 use super::ServiceError;
-use crate::cache::{Cache, RevokedTokens};
+use crate::domain::rejection::Rejection;
 use crate::domain::{password_policy, ClientNetwork, Email, NewUser, Password, Role, User, UserId};
 use crate::domain::{FieldError, ValidationErrors};
 use chrono::{DateTime, Utc};
@@ -222,12 +223,7 @@ impl AccountService {
         let target = match (&user.pending_email, user.email_verified()) {
             (Some(pending), _) => pending.clone(),
             (None, false) => user.email.clone(),
-            (None, true) => {
-                return Err(ServiceError::Conflict {
-                    code: "already_verified",
-                    message: "your e-mail address is already verified".into(),
-                })
-            }
+            (None, true) => return Err(Rejection::AlreadyVerified.into()),
         };
         let now = self.clock.now();
         self.admit(format!("verify:user:{id}"), self.config.per_address, now)
@@ -308,10 +304,7 @@ impl AccountService {
                 tracing::info!(user_id = %user.id, "e-mail address changed after verification");
                 Ok(user)
             }
-            Verification::AddressTaken => Err(ServiceError::Conflict {
-                code: "email_taken",
-                message: "this address now belongs to another account".into(),
-            }),
+            Verification::AddressTaken => Err(Rejection::AddressTaken.into()),
             Verification::Invalid => Err(invalid_token()),
         }
     }
@@ -738,13 +731,7 @@ mod tests {
         accounts.verify_email(&links[3]).await.unwrap();
         let e = accounts.resend_verification(user.id).await.unwrap_err();
         assert!(
-            matches!(
-                e,
-                ServiceError::Conflict {
-                    code: "already_verified",
-                    ..
-                }
-            ),
+            matches!(e, ServiceError::Rejected(Rejection::AlreadyVerified)),
             "{e:?}"
         );
     }

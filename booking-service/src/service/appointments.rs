@@ -8,6 +8,7 @@ use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
 use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
+use crate::domain::inputs;
 use crate::domain::reminders::ReminderPlan;
 use crate::domain::UserId;
 use crate::domain::{AppointmentId, SlotId};
@@ -17,78 +18,13 @@ use uuid::Uuid;
 
 pub use crate::domain::decisions::Actor;
 
+/// A booking rule's refusal as the service's error (the two not-found ones as
+/// not found).
 pub fn rejection(r: BookingRejection) -> ServiceError {
-    use BookingRejection::*;
-    let (conflict, code, message) = match r {
-        SlotNotFound => return ServiceError::NotFound("slot"),
-        AppointmentNotFound => return ServiceError::NotFound("appointment"),
-        EmailUnverified => {
-            return ServiceError::Refused {
-                code: "email_unverified",
-                message: "verify your e-mail address before booking: follow the link we sent \
-                          you, or ask for a new one with POST /api/v1/me/email-verification"
-                    .into(),
-            }
-        }
-        SlotTaken => (
-            true,
-            "slot_taken",
-            "the slot has just been booked by someone else",
-        ),
-        SlotBlocked => (true, "slot_unavailable", "the slot is not open for booking"),
-        SameSlot => (true, "same_slot", "the appointment is already in this slot"),
-        NotActive => (
-            true,
-            "appointment_not_active",
-            "the appointment is cancelled or over",
-        ),
-        SlotInPast => (false, "slot_in_past", "the slot has already started"),
-        TooShortNotice => (
-            false,
-            "too_short_notice",
-            "the slot starts too soon to be booked",
-        ),
-        BeyondHorizon => (
-            false,
-            "beyond_booking_horizon",
-            "the slot is too far in the future",
-        ),
-        DoctorUnavailable => (
-            false,
-            "doctor_unavailable",
-            "the doctor is not taking bookings",
-        ),
-        TooManyActive => (
-            false,
-            "too_many_appointments",
-            "you already hold the maximum number of upcoming appointments",
-        ),
-        DifferentDoctor => (
-            false,
-            "different_doctor",
-            "an appointment can only move to a slot of the same doctor",
-        ),
-        AlreadyStarted => (
-            false,
-            "appointment_started",
-            "the appointment has already started",
-        ),
-        IdempotencyKeyReused => (
-            false,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request",
-        ),
-    };
-    if conflict {
-        ServiceError::Conflict {
-            code,
-            message: message.into(),
-        }
-    } else {
-        ServiceError::Unprocessable {
-            code,
-            message: message.into(),
-        }
+    match r {
+        BookingRejection::SlotNotFound => ServiceError::NotFound("slot"),
+        BookingRejection::AppointmentNotFound => ServiceError::NotFound("appointment"),
+        other => ServiceError::Rejected(other.into()),
     }
 }
 
@@ -127,12 +63,13 @@ impl AppointmentService {
         }
     }
 
-    /// Counts a refusal of the booking rules, and passes the result on.
-    fn counted<T>(&self, result: Result<T, ServiceError>) -> Result<T, ServiceError> {
-        if let Err(e) = &result {
-            self.count(|m| m.refused(e));
-        }
-        result
+    /// Counts a refusal of the booking rules, and passes the result on as the
+    /// service's error.
+    fn counted<T>(&self, result: Result<T, BookingRejection>) -> Result<T, ServiceError> {
+        result.map_err(|r| {
+            self.count(|m| m.refused(r));
+            rejection(r)
+        })
     }
 
     /// Schedules these reminders with every booking and reschedule.
@@ -165,13 +102,15 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        let booked = self.counted(self.appointments.book(req).await?.map_err(rejection))?;
+        let booked = self.counted(self.appointments.book(req).await?)?;
         if !booked.replayed {
             self.count(|m| m.booked());
         }
         Ok(booked)
     }
 
+    /// Cancels an appointment: a patient their own, before it starts; an admin any,
+    /// giving a reason ([`inputs::cancel_reason`]), whichever way the request came in.
     #[tracing::instrument(skip_all, fields(appointment_id = %id))]
     pub async fn cancel(
         &self,
@@ -179,6 +118,7 @@ impl AppointmentService {
         id: AppointmentId,
         reason: Option<String>,
     ) -> Result<Appointment, ServiceError> {
+        let reason = inputs::cancel_reason(actor, reason.as_deref())?;
         let by = match actor {
             Actor::Patient(_) => "patient",
             Actor::Admin => "admin",
@@ -209,7 +149,7 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
         };
-        let moved = self.counted(self.appointments.reschedule(req).await?.map_err(rejection))?;
+        let moved = self.counted(self.appointments.reschedule(req).await?)?;
         self.count(|m| m.rescheduled());
         Ok(moved)
     }
@@ -241,6 +181,7 @@ impl AppointmentService {
 mod tests {
     use super::*;
     use crate::domain::booking::AppointmentStatus;
+    use crate::domain::rejection::Rejection;
     use crate::domain::{ClinicId, DoctorId};
     use crate::service::ports::{RepoError, SystemClock};
     use async_trait::async_trait;
@@ -377,15 +318,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rejections_map_to_conflict_or_unprocessable() {
+    async fn rejections_come_back_as_the_domains() {
         let repo = Arc::new(FakeAppointments::default());
         let svc = service(repo.clone());
-        for (rejection, conflict) in [
-            (BookingRejection::SlotTaken, true),
-            (BookingRejection::SlotBlocked, true),
-            (BookingRejection::SlotInPast, false),
-            (BookingRejection::TooManyActive, false),
-            (BookingRejection::IdempotencyKeyReused, false),
+        for rejection in [
+            BookingRejection::SlotTaken,
+            BookingRejection::SlotBlocked,
+            BookingRejection::SlotInPast,
+            BookingRejection::TooManyActive,
+            BookingRejection::IdempotencyKeyReused,
         ] {
             *repo.reject_with.lock().unwrap() = Some(rejection);
             let err = svc
@@ -397,11 +338,11 @@ mod tests {
                 )
                 .await
                 .unwrap_err();
-            match (err, conflict) {
-                (ServiceError::Conflict { .. }, true)
-                | (ServiceError::Unprocessable { .. }, false) => {}
-                (other, _) => panic!("{rejection:?} became {other:?}"),
-            }
+            // Which status each becomes is the transports' mapping (tested there).
+            assert!(
+                matches!(err, ServiceError::Rejected(Rejection::Booking(r)) if r == rejection),
+                "{rejection:?} became {err:?}"
+            );
         }
         *repo.reject_with.lock().unwrap() = Some(BookingRejection::SlotNotFound);
         let err = svc
@@ -458,10 +399,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             err,
-            ServiceError::Unprocessable {
-                code: "appointment_started",
-                ..
-            }
+            ServiceError::Rejected(Rejection::Booking(BookingRejection::AlreadyStarted))
         ));
     }
 }

@@ -14,6 +14,7 @@
 //! * Refresh tokens rotate on every use; presenting an already rotated token revokes
 //!   its whole family (someone holds a stolen copy).
 
+use super::cache_ports::RevokedTokens;
 use super::ports::AuditLog;
 use super::ports::{
     Clock, IssuedAccessToken, LoginThrottle, NewRefreshToken, PasswordHasher,
@@ -21,8 +22,8 @@ use super::ports::{
     UserRepository,
 };
 use super::ServiceError;
-use crate::cache::RevokedTokens;
 use crate::domain::audit::AuditEntry;
+use crate::domain::rejection::{AuthFailure, Rejection};
 use crate::domain::{
     BirthDate, ClientNetwork, Email, FullName, Gender, NewUser, Password, Phone, Role, User,
     UserId, ValidationErrors,
@@ -290,7 +291,7 @@ impl AuthService {
                     .users
                     .find_by_id(user_id)
                     .await?
-                    .ok_or(ServiceError::Unauthorized("account no longer exists"))?;
+                    .ok_or(ServiceError::Unauthorized(AuthFailure::AccountGone))?;
                 let access = self.issuer.issue_access(user.id, user.role, now)?;
                 Ok(TokenPair {
                     access,
@@ -300,9 +301,9 @@ impl AuthService {
             }
             RotateOutcome::ReuseDetected => {
                 tracing::warn!("refresh token reuse detected; token family revoked");
-                Err(ServiceError::Unauthorized("refresh token was already used"))
+                Err(ServiceError::Unauthorized(AuthFailure::RefreshReused))
             }
-            RotateOutcome::Rejected => Err(ServiceError::Unauthorized("invalid refresh token")),
+            RotateOutcome::Rejected => Err(ServiceError::Unauthorized(AuthFailure::RefreshInvalid)),
         }
     }
 
@@ -359,10 +360,7 @@ impl AuthService {
 /// Maps a unique violation on insert/update of a user to the `email_taken` conflict.
 pub(crate) fn email_conflict(e: super::ports::RepoError) -> ServiceError {
     match e {
-        super::ports::RepoError::UniqueViolation(_) => ServiceError::Conflict {
-            code: "email_taken",
-            message: "an account with this e-mail address already exists".into(),
-        },
+        super::ports::RepoError::UniqueViolation(_) => Rejection::EmailTaken.into(),
         other => other.into(),
     }
 }

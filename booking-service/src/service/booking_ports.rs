@@ -99,6 +99,44 @@ pub struct SlotFilter {
     pub status: Option<SlotStatus>,
 }
 
+/// Days a slot listing spans when `to` is not given, and at most.
+pub const DEFAULT_LIST_DAYS: i64 = 14;
+pub const MAX_LIST_DAYS: i64 = 62;
+
+impl SlotFilter {
+    /// A doctor's slots starting in `[from, to)`: `from` defaults to `now`, `to` to
+    /// [`DEFAULT_LIST_DAYS`] later, and the window may span at most [`MAX_LIST_DAYS`].
+    /// The same rules for every transport.
+    pub fn parse(
+        doctor_id: DoctorId,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        status: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, crate::domain::ValidationErrors> {
+        let mut e = crate::domain::ValidationErrors::new();
+        let from = from.unwrap_or(now);
+        let to = to.unwrap_or(from + chrono::Duration::days(DEFAULT_LIST_DAYS));
+        if to <= from {
+            e.push("to", "must be after from");
+        } else if to - from > chrono::Duration::days(MAX_LIST_DAYS) {
+            e.push(
+                "to",
+                format!("must be at most {MAX_LIST_DAYS} days after from"),
+            );
+        }
+        let status = e.check_opt("status", status.map(str::parse::<SlotStatus>));
+        e.finish(|| {
+            Some(SlotFilter {
+                doctor_id,
+                from,
+                to,
+                status: status?,
+            })
+        })
+    }
+}
+
 #[async_trait]
 pub trait SlotRepository: Send + Sync {
     /// Fails with an exclusion violation when it overlaps another slot of the doctor.
@@ -175,14 +213,7 @@ pub struct ReviewCommand {
     pub now: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReviewRejection {
-    /// No such appointment of this patient with this doctor.
-    NotYourAppointment,
-    Cancelled,
-    NotYetHappened,
-    AlreadyReviewed,
-}
+pub use crate::domain::rejection::ReviewRejection;
 
 #[async_trait]
 pub trait ReviewRepository: Send + Sync {

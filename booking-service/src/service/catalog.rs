@@ -3,10 +3,11 @@
 //! its clinic, a new review — invalidates it.
 
 use super::booking_ports::{ClinicRepository, DoctorQuery, DoctorRemoval, DoctorRepository};
+use super::cache_ports::{get_or_load, Cache};
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
-use crate::cache::{get_or_load, Cache};
 use crate::domain::booking::{Clinic, ClinicInput, Doctor, DoctorInput};
+use crate::domain::rejection::Rejection;
 use crate::domain::{ClinicId, DoctorId, UserId};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -64,10 +65,9 @@ impl CatalogService {
         match self.clinics.delete(id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ServiceError::NotFound("clinic")),
-            Err(super::ports::RepoError::ForeignKeyViolation(_)) => Err(ServiceError::Conflict {
-                code: "clinic_in_use",
-                message: "the clinic still has doctors; move or remove them first".into(),
-            }),
+            Err(super::ports::RepoError::ForeignKeyViolation(_)) => {
+                Err(Rejection::ClinicInUse.into())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -161,10 +161,7 @@ fn doctor_refs(e: super::ports::RepoError) -> ServiceError {
                 ),
             ]))
         }
-        RepoError::UniqueViolation(_) => ServiceError::Conflict {
-            code: "user_already_linked",
-            message: "this user is already linked to another doctor".into(),
-        },
+        RepoError::UniqueViolation(_) => Rejection::UserAlreadyLinked.into(),
         other => other.into(),
     }
 }

@@ -1,5 +1,6 @@
 //! The one error type of the service layer. Each transport maps it exhaustively.
 
+use crate::domain::rejection::{AuthFailure, Rejection};
 use crate::domain::ValidationErrors;
 use std::time::Duration;
 
@@ -11,21 +12,17 @@ pub enum ServiceError {
     #[error("invalid credentials")]
     InvalidCredentials,
     /// Missing, malformed, expired or revoked token.
-    #[error("unauthorized: {0}")]
-    Unauthorized(&'static str),
+    #[error("unauthorized: {0:?}")]
+    Unauthorized(AuthFailure),
     #[error("forbidden")]
     Forbidden,
-    /// The caller may not do this yet, for a reason it can act on (e.g.
-    /// `email_unverified`).
-    #[error("refused: {message}")]
-    Refused { code: &'static str, message: String },
+    /// The caller may not do this yet, for a reason it can act on (an unverified
+    /// address), against a business rule, or clashing with stored data: each
+    /// transport says which and how.
+    #[error("rejected: {}", .0.code())]
+    Rejected(Rejection),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("conflict: {message}")]
-    Conflict { code: &'static str, message: String },
-    /// Well-formed but against a business rule (e.g. booking a past slot).
-    #[error("unprocessable: {message}")]
-    Unprocessable { code: &'static str, message: String },
     /// Too many attempts; retry after the given time.
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
@@ -35,6 +32,9 @@ pub enum ServiceError {
     /// A dependency (the database) is unreachable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The audit log cannot be read right now (its records wait, nothing is lost).
+    #[error("the audit log is unavailable")]
+    AuditUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -50,22 +50,20 @@ impl From<super::ports::RepoError> for ServiceError {
         use super::ports::RepoError;
         match e {
             RepoError::Unavailable(m) => ServiceError::Unavailable(m),
-            RepoError::UniqueViolation(c) => ServiceError::Conflict {
-                code: "conflict",
-                message: format!("a record with the same unique value already exists ({c})"),
-            },
-            RepoError::ExclusionViolation(c) => ServiceError::Conflict {
-                code: "overlap",
-                message: format!("overlaps an existing record ({c})"),
-            },
-            RepoError::ForeignKeyViolation(c) => ServiceError::Conflict {
-                code: "in_use",
-                message: format!("the record is referenced by other records ({c})"),
-            },
-            RepoError::Retryable(_) => ServiceError::Conflict {
-                code: "concurrent_update",
-                message: "the record was changed concurrently; retry the request".into(),
-            },
+            // Which constraint it was stays in the log, never in an answer.
+            RepoError::UniqueViolation(c) => {
+                tracing::debug!(constraint = %c, "unique violation");
+                ServiceError::Rejected(Rejection::Duplicate)
+            }
+            RepoError::ExclusionViolation(c) => {
+                tracing::debug!(constraint = %c, "exclusion violation");
+                ServiceError::Rejected(Rejection::Overlap)
+            }
+            RepoError::ForeignKeyViolation(c) => {
+                tracing::debug!(constraint = %c, "foreign key violation");
+                ServiceError::Rejected(Rejection::InUse)
+            }
+            RepoError::Retryable(_) => ServiceError::Rejected(Rejection::ConcurrentUpdate),
             RepoError::Internal(e) => ServiceError::Internal(e),
         }
     }
@@ -80,5 +78,11 @@ impl From<super::ports::HashError> for ServiceError {
             },
             HashError::Internal(e) => ServiceError::Internal(e),
         }
+    }
+}
+
+impl From<Rejection> for ServiceError {
+    fn from(r: Rejection) -> Self {
+        ServiceError::Rejected(r)
     }
 }

@@ -760,8 +760,11 @@ impl TokenIssuer for FakeIssuer {
             expires_in: Duration::from_secs(900),
         })
     }
-    fn verify_access(&self, _token: &str) -> Result<AccessClaims, &'static str> {
-        Err("fake issuer does not verify")
+    fn verify_access(
+        &self,
+        _token: &str,
+    ) -> Result<AccessClaims, crate::domain::rejection::AuthFailure> {
+        Err(crate::domain::rejection::AuthFailure::Invalid)
     }
     fn new_refresh_token(&self) -> (String, String) {
         let secret = Uuid::new_v4().to_string();

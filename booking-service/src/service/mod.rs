@@ -4,9 +4,12 @@
 pub mod account_ports;
 pub mod accounts;
 pub mod appointments;
+pub mod audit_log;
 pub mod auth;
+pub mod authenticate;
 pub mod booking_metrics;
 pub mod booking_ports;
+pub mod cache_ports;
 pub mod catalog;
 pub mod day_feed;
 pub mod error;

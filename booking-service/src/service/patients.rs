@@ -3,12 +3,13 @@
 
 use super::accounts::AccountService;
 use super::auth::email_conflict;
+use super::cache_ports::{get_or_load, Cache};
 use super::ports::{
     Clock, LoginThrottle, Page, PageRequest, PasswordHasher, RefreshTokenRepository,
     ThrottlePolicy, UserChanges, UserRepository,
 };
 use super::ServiceError;
-use crate::cache::{get_or_load, Cache};
+use crate::domain::rejection::Rejection;
 use crate::domain::{
     password_policy, BirthDate, Email, FieldError, FullName, Gender, NewUser, Password,
     PatientProfile, Phone, RawPatient, Role, User, UserId, ValidationErrors,
@@ -300,10 +301,7 @@ impl PatientService {
         let deleted = match self.users.delete(id, Role::Patient).await {
             Ok(d) => d,
             Err(super::ports::RepoError::ForeignKeyViolation(_)) => {
-                return Err(ServiceError::Conflict {
-                    code: "patient_has_history",
-                    message: "the patient has appointments or reviews and cannot be deleted".into(),
-                })
+                return Err(Rejection::PatientHasHistory.into())
             }
             Err(e) => return Err(e.into()),
         };
@@ -386,13 +384,10 @@ impl PatientService {
         match self.users.insert_all(users).await {
             Ok(users) => Ok(users),
             // A concurrent insert won a race for an e-mail or id: still all-or-nothing.
-            Err(super::ports::RepoError::UniqueViolation(c)) => Err(ServiceError::Conflict {
-                code: "conflict",
-                message: format!(
-                    "a record collided with an existing one ({c}); nothing was imported"
-                ),
+            Err(super::ports::RepoError::UniqueViolation(c)) => {
+                tracing::debug!(constraint = %c, "import collided");
+                Err(ServiceError::Rejected(Rejection::ImportCollision).into())
             }
-            .into()),
             Err(e) => Err(ServiceError::from(e).into()),
         }
     }

@@ -196,7 +196,10 @@ pub trait TokenIssuer: Send + Sync {
         now: DateTime<Utc>,
     ) -> anyhow::Result<IssuedAccessToken>;
     /// Verifies signature, algorithm, issuer, audience, expiry and token type.
-    fn verify_access(&self, token: &str) -> Result<AccessClaims, &'static str>;
+    fn verify_access(
+        &self,
+        token: &str,
+    ) -> Result<AccessClaims, crate::domain::rejection::AuthFailure>;
     /// A fresh opaque refresh token: `(secret for the client, hash to store)`.
     fn new_refresh_token(&self) -> (String, String);
     fn hash_refresh_token(&self, secret: &str) -> String;

@@ -1,10 +1,10 @@
 //! Reviews: only the patient of a past, not cancelled appointment may review it, once.
 
 use super::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
+use super::cache_ports::Cache;
 use super::catalog::doctor_cache_key;
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
-use crate::cache::Cache;
 use crate::domain::booking::{AuthorShownAs, Rating, Review};
 use crate::domain::UserId;
 use crate::domain::{AppointmentId, DoctorId, ReviewId};
@@ -52,18 +52,7 @@ impl ReviewService {
         };
         let review = self.reviews.create(cmd).await?.map_err(|r| match r {
             ReviewRejection::NotYourAppointment => ServiceError::NotFound("appointment"),
-            ReviewRejection::Cancelled => ServiceError::Unprocessable {
-                code: "appointment_cancelled",
-                message: "a cancelled appointment cannot be reviewed".into(),
-            },
-            ReviewRejection::NotYetHappened => ServiceError::Unprocessable {
-                code: "appointment_not_over",
-                message: "an appointment can be reviewed once it is over".into(),
-            },
-            ReviewRejection::AlreadyReviewed => ServiceError::Conflict {
-                code: "already_reviewed",
-                message: "this appointment has already been reviewed".into(),
-            },
+            other => ServiceError::Rejected(other.into()),
         })?;
         // The doctor's rating summary changed.
         self.cache.invalidate(&doctor_cache_key(doctor_id)).await;

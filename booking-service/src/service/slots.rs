@@ -6,6 +6,7 @@ use super::catalog::CatalogService;
 use super::ports::RepoError;
 use super::ServiceError;
 use crate::domain::booking::Slot;
+use crate::domain::rejection::Rejection;
 use crate::domain::schedule::{self, SlotRange, WeeklyTemplate};
 use crate::domain::{DoctorId, SlotId};
 use std::sync::Arc;
@@ -19,10 +20,7 @@ pub struct SlotService {
 
 fn overlap(e: RepoError) -> ServiceError {
     match e {
-        RepoError::ExclusionViolation(_) => ServiceError::Conflict {
-            code: "slot_overlap",
-            message: "the slot overlaps another slot of this doctor".into(),
-        },
+        RepoError::ExclusionViolation(_) => Rejection::SlotOverlap.into(),
         RepoError::ForeignKeyViolation(_) => ServiceError::NotFound("doctor"),
         other => other.into(),
     }
@@ -68,10 +66,7 @@ impl SlotService {
         match self.slots.set_blocked(id, blocked).await? {
             SlotChange::Done(Some(slot)) => Ok(slot),
             SlotChange::Done(None) | SlotChange::NotFound => Err(ServiceError::NotFound("slot")),
-            SlotChange::Booked => Err(ServiceError::Conflict {
-                code: "slot_booked",
-                message: "the slot is booked; cancel or move the appointment first".into(),
-            }),
+            SlotChange::Booked => Err(Rejection::SlotBooked.into()),
         }
     }
 
@@ -80,10 +75,7 @@ impl SlotService {
         match self.slots.delete_unbooked(id).await? {
             SlotChange::Done(_) => Ok(()),
             SlotChange::NotFound => Err(ServiceError::NotFound("slot")),
-            SlotChange::Booked => Err(ServiceError::Conflict {
-                code: "slot_booked",
-                message: "the slot has or had an appointment; block it instead".into(),
-            }),
+            SlotChange::Booked => Err(Rejection::SlotHasHistory.into()),
         }
     }
 

@@ -203,6 +203,90 @@ async fn book_slot_follows_the_http_rules() {
     assert_eq!(res.status(), 200);
 }
 
+/// Cancelling over gRPC keeps the HTTP rules, held by the use case: an admin must give
+/// a reason, a patient cancels only their own, a doctor not at all.
+#[tokio::test]
+async fn cancel_appointment_holds_the_admin_reason_rule() {
+    let app = spawn_app().await;
+    let p = practice(&app).await;
+    let d = p.doctor_id();
+    let slot = app.create_slot(&p.admin, &d, 60, 30).await;
+    let patient = app.patient().await;
+    let booked: Value = app
+        .book(&patient, slot["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = booked["id"].as_str().unwrap().to_owned();
+    let mut c = client(&app).await;
+    let cancel = |reason: &str| pb::CancelAppointmentRequest {
+        appointment_id: id.clone(),
+        reason: reason.to_owned(),
+    };
+
+    // An admin without a reason (none, or blanks): refused, and nothing changed.
+    for blank in ["", "   "] {
+        let err = c
+            .cancel_appointment(authed(cancel(blank), &p.admin))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{blank:?}");
+        let violations = err.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "reason");
+        assert_eq!(
+            violations[0].description,
+            "is required when an admin cancels"
+        );
+    }
+    let still: Value = app
+        .get(&format!("/api/v1/appointments/{id}"), Some(&patient.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["status"], "booked");
+
+    // Another patient: not found; a doctor: not allowed; a bad id: its field.
+    let other = app.patient().await;
+    let err = c
+        .cancel_appointment(authed(cancel(""), &other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .cancel_appointment(authed(
+            pb::CancelAppointmentRequest {
+                appointment_id: "nope".into(),
+                reason: String::new(),
+            },
+            &patient,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "appointment_id"
+    );
+
+    // With a reason the admin cancels; the patient reads it over HTTP.
+    let cancelled = c
+        .cancel_appointment(authed(cancel("the doctor is ill"), &p.admin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status, "cancelled");
+    let read: Value = app
+        .get(&format!("/api/v1/appointments/{id}"), Some(&patient.access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["cancel_reason"], "the doctor is ill");
+}
+
 /// A user with role `doctor` (there is no sign-up for doctors: the role is set in the
 /// database), linked to the doctor by an admin over HTTP.
 async fn doctor_user(app: &TestApp, admin: &TestUser, doctor: &Value) -> TestUser {

@@ -6,20 +6,22 @@
 
 mod day;
 
-use crate::domain::{DoctorId, FieldError, Role, SlotId, UserId};
+use crate::domain::inputs;
+use crate::domain::rejection::{Rejection, ReviewRejection};
+use crate::domain::{AppointmentId, DoctorId, FieldError, Role, SlotId, UserId};
+use crate::service::appointments::{Actor, AppointmentService};
+use crate::service::authenticate::{Authenticator, Caller};
 use crate::service::booking_ports::SlotFilter;
+use crate::service::schedule::DaySchedule;
+use crate::service::slots::SlotService;
 use crate::service::ServiceError;
-use crate::transport::http::dto::appointments::BookRequest;
-use crate::transport::http::dto::slots::SlotListQuery;
-use crate::transport::http::error::ApiError;
-use crate::transport::http::extractors::{bearer, check_token, valid_idempotency_key, Caller};
-use crate::transport::http::state::AppState;
+use crate::transport::common::{self as wording, bearer};
 use medbook_proto::schedule::v1 as pb;
 use medbook_proto::schedule::v1::schedule_service_server::{
     ScheduleService, ScheduleServiceServer,
 };
 use medbook_proto::time::{from_proto, to_proto};
-use medbook_service_kit::context::{self, Actor, Context};
+use medbook_service_kit::context::{self, Actor as AuditActor, Context};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
@@ -27,22 +29,27 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 pub use day::DayStream;
 
-/// The ScheduleService over the HTTP API's state.
+/// The use cases the ScheduleService calls.
+#[derive(Clone)]
+pub struct Cases {
+    pub slots: Arc<SlotService>,
+    pub appointments: Arc<AppointmentService>,
+    pub schedule: Arc<DaySchedule>,
+    pub authenticator: Arc<Authenticator>,
+}
+
+/// The ScheduleService over the use cases.
 #[derive(Clone)]
 pub struct Schedule {
-    state: Arc<AppState>,
+    cases: Cases,
     watcher_buffer: usize,
     watch_recheck: std::time::Duration,
 }
 
 impl Schedule {
-    pub fn new(
-        state: Arc<AppState>,
-        watcher_buffer: usize,
-        watch_recheck: std::time::Duration,
-    ) -> Self {
+    pub fn new(cases: Cases, watcher_buffer: usize, watch_recheck: std::time::Duration) -> Self {
         Self {
-            state,
+            cases,
             watcher_buffer,
             watch_recheck,
         }
@@ -58,21 +65,26 @@ impl Schedule {
                     .map_err(|_| Status::unauthenticated("malformed authorization metadata"))
             })
             .transpose()?;
-        bearer(value).map(str::to_owned).map_err(api_status)
+        bearer(value)
+            .map(str::to_owned)
+            .map_err(|f| status(ServiceError::Unauthorized(f)))
     }
 
     /// The caller of a request: its `authorization: Bearer <access token>` checked as
-    /// HTTP checks it.
+    /// every transport checks it.
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        check_token(&self.state, &Self::token(req)?)
+        self.cases
+            .authenticator
+            .authenticate(&Self::token(req)?)
             .await
-            .map_err(api_status)
+            .map_err(status)
     }
 }
 
-/// Every domain error as a gRPC status; the error code rides along as `ErrorInfo`.
+/// Every service error as a gRPC status, one exhaustive match; a rejection's code rides
+/// along as `ErrorInfo`.
 pub fn status(e: ServiceError) -> Status {
-    let info = |code: Code, reason: &str, message: String| {
+    let info = |code: Code, reason: &str, message: &str| {
         Status::with_error_details(
             code,
             message,
@@ -82,24 +94,64 @@ pub fn status(e: ServiceError) -> Status {
     match e {
         ServiceError::Validation(v) => invalid(v.0),
         ServiceError::InvalidCredentials => Status::unauthenticated("invalid credentials"),
-        ServiceError::Unauthorized(m) => Status::unauthenticated(m),
+        ServiceError::Unauthorized(f) => Status::unauthenticated(wording::auth_failure(f)),
         ServiceError::Forbidden => Status::permission_denied("not allowed for this caller"),
-        ServiceError::Refused { code, message } => info(Code::FailedPrecondition, code, message),
+        ServiceError::Rejected(r) => info(rejection_code(r), r.code(), wording::rejection(r)),
         ServiceError::NotFound(what) => Status::not_found(format!("{what} not found")),
-        // A taken slot, a concurrent change: try another slot or read again.
-        ServiceError::Conflict { code, message } => info(Code::Aborted, code, message),
-        ServiceError::Unprocessable { code, message } => {
-            info(Code::FailedPrecondition, code, message)
-        }
         ServiceError::TooManyRequests { .. } => {
             Status::resource_exhausted("too many attempts; retry later")
         }
         ServiceError::Overloaded { .. } => Status::unavailable("overloaded; retry shortly"),
-        ServiceError::Unavailable(_) => Status::unavailable("a dependency is unavailable"),
+        ServiceError::Unavailable(_) | ServiceError::AuditUnavailable => {
+            Status::unavailable("a dependency is unavailable")
+        }
         ServiceError::Internal(e) => {
             tracing::error!(error = %format!("{e:#}"), "grpc: internal error");
             Status::internal("internal error")
         }
+    }
+}
+
+/// The gRPC code of each rejection: `ABORTED` for a clash with stored data (a taken
+/// slot, a concurrent change: read again or pick another), `FAILED_PRECONDITION` for
+/// a rule or what the caller must do first.
+fn rejection_code(r: Rejection) -> Code {
+    use crate::domain::booking::BookingRejection as B;
+    match r {
+        Rejection::Booking(b) => match b {
+            B::SlotNotFound | B::AppointmentNotFound => Code::NotFound,
+            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => Code::Aborted,
+            B::EmailUnverified
+            | B::SlotInPast
+            | B::TooShortNotice
+            | B::BeyondHorizon
+            | B::DoctorUnavailable
+            | B::TooManyActive
+            | B::DifferentDoctor
+            | B::AlreadyStarted
+            | B::IdempotencyKeyReused => Code::FailedPrecondition,
+        },
+        Rejection::Review(r) => match r {
+            ReviewRejection::NotYourAppointment => Code::NotFound,
+            ReviewRejection::Cancelled | ReviewRejection::NotYetHappened => {
+                Code::FailedPrecondition
+            }
+            ReviewRejection::AlreadyReviewed => Code::Aborted,
+        },
+        Rejection::EmailTaken
+        | Rejection::AddressTaken
+        | Rejection::AlreadyVerified
+        | Rejection::ClinicInUse
+        | Rejection::UserAlreadyLinked
+        | Rejection::SlotOverlap
+        | Rejection::SlotBooked
+        | Rejection::SlotHasHistory
+        | Rejection::PatientHasHistory
+        | Rejection::ImportCollision
+        | Rejection::Duplicate
+        | Rejection::Overlap
+        | Rejection::InUse
+        | Rejection::ConcurrentUpdate => Code::Aborted,
     }
 }
 
@@ -115,22 +167,6 @@ fn invalid(errors: Vec<FieldError>) -> Status {
         details.add_bad_request_violation(f.field.clone(), f.message.clone());
     }
     Status::with_error_details(Code::InvalidArgument, message, details)
-}
-
-/// The token check's HTTP-shaped errors, as statuses.
-fn api_status(e: ApiError) -> Status {
-    match e.status.as_u16() {
-        401 => Status::unauthenticated(e.message),
-        403 => Status::permission_denied(e.message),
-        503 => Status::unavailable(e.message),
-        _ => Status::internal(e.message),
-    }
-}
-
-fn uuid_field(field: &str, value: &str) -> Result<uuid::Uuid, Status> {
-    value
-        .parse()
-        .map_err(|_| invalid(vec![FieldError::new(field, "must be a UUID")]))
 }
 
 pub(crate) fn appointment(a: crate::domain::booking::Appointment) -> pb::Appointment {
@@ -151,7 +187,7 @@ pub(crate) fn appointment(a: crate::domain::booking::Appointment) -> pb::Appoint
 async fn as_caller<F: std::future::Future>(caller: &Caller, fut: F) -> F::Output {
     let ctx = Context {
         request_id: Some(uuid::Uuid::new_v4().to_string()),
-        actor: Some(Actor::User {
+        actor: Some(AuditActor::User {
             id: caller.id.to_string(),
             role: caller.role.as_str().to_owned(),
         }),
@@ -168,23 +204,32 @@ impl ScheduleService for Schedule {
         request: Request<pb::GetAvailableSlotsRequest>,
     ) -> Result<Response<pb::GetAvailableSlotsResponse>, Status> {
         let r = request.into_inner();
-        let doctor_id = uuid_field("doctor_id", &r.doctor_id)?;
-        let time = |field: &str, t: &Option<prost_types::Timestamp>| match t {
-            None => Ok(None),
-            Some(t) => from_proto(t)
-                .map(Some)
-                .ok_or_else(|| invalid(vec![FieldError::new(field, "is not a valid timestamp")])),
+        let mut errors = Vec::new();
+        let doctor_id = inputs::id("doctor_id", &r.doctor_id)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let mut time = |field: &str, t: &Option<prost_types::Timestamp>| match t {
+            None => None,
+            Some(t) => from_proto(t).or_else(|| {
+                errors.push(FieldError::new(field, "is not a valid timestamp"));
+                None
+            }),
         };
-        // The HTTP listing's filter and rules, for available slots.
-        let query = SlotListQuery {
-            from: time("from", &r.from)?,
-            to: time("to", &r.to)?,
-            status: Some("available".into()),
+        let (from, to) = (time("from", &r.from), time("to", &r.to));
+        let (Some(doctor_id), true) = (doctor_id, errors.is_empty()) else {
+            return Err(invalid(errors));
         };
-        let filter = SlotFilter::try_from((doctor_id, query, chrono::Utc::now()))
-            .map_err(|e| invalid(e.0))?;
+        // The HTTP listing's window rules, for available slots.
+        let filter = SlotFilter::parse(
+            DoctorId(doctor_id),
+            from,
+            to,
+            Some("available"),
+            chrono::Utc::now(),
+        )
+        .map_err(|e| invalid(e.0))?;
         let slots = self
-            .state
+            .cases
             .slots
             .list(filter)
             .await
@@ -210,41 +255,61 @@ impl ScheduleService for Schedule {
         }
         let r = request.into_inner();
         let mut errors = Vec::new();
-        let slot_id = r.slot_id.parse::<uuid::Uuid>().ok();
-        if slot_id.is_none() {
-            errors.push(FieldError::new("slot_id", "must be a UUID"));
-        }
-        let reason = match (BookRequest {
-            slot_id: slot_id.unwrap_or_default(),
-            reason: Some(r.reason),
-        })
-        .reason()
-        {
-            Ok(reason) => Some(reason),
-            Err(e) => {
-                errors.extend(e.0);
-                None
-            }
-        };
-        let key = Some(r.idempotency_key).filter(|k| !k.is_empty());
-        if key.as_deref().is_some_and(|k| !valid_idempotency_key(k)) {
-            errors.push(FieldError::new(
-                "idempotency_key",
-                "must be 1 to 200 visible ASCII characters",
-            ));
-        }
+        let slot_id = inputs::id("slot_id", &r.slot_id)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let reason = inputs::visit_reason(Some(&r.reason))
+            .map_err(|e| errors.push(e))
+            .ok();
+        // Empty means none.
+        let key = inputs::idempotency_key(
+            "idempotency_key",
+            Some(r.idempotency_key.as_str()).filter(|k| !k.is_empty()),
+        )
+        .map_err(|e| errors.push(e))
+        .ok()
+        .flatten();
         let (Some(slot_id), Some(reason), true) = (slot_id, reason, errors.is_empty()) else {
             return Err(invalid(errors));
         };
         let booked = as_caller(
             &caller,
-            self.state
+            self.cases
                 .appointments
                 .book(caller.id, SlotId(slot_id), reason, key),
         )
         .await
         .map_err(status)?;
         Ok(Response::new(appointment(booked.appointment)))
+    }
+
+    async fn cancel_appointment(
+        &self,
+        request: Request<pb::CancelAppointmentRequest>,
+    ) -> Result<Response<pb::Appointment>, Status> {
+        let caller = self.caller(&request).await?;
+        let actor = match caller.role {
+            Role::Patient => Actor::Patient(caller.id),
+            Role::Admin => Actor::Admin,
+            Role::Doctor => {
+                return Err(Status::permission_denied(
+                    "only patients and admins cancel appointments",
+                ))
+            }
+        };
+        let r = request.into_inner();
+        let id = inputs::id("appointment_id", &r.appointment_id).map_err(|e| invalid(vec![e]))?;
+        // Empty means none; an admin's missing reason is refused by the use case.
+        let reason = Some(r.reason).filter(|r| !r.is_empty());
+        let cancelled = as_caller(
+            &caller,
+            self.cases
+                .appointments
+                .cancel(actor, AppointmentId(id), reason),
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(appointment(cancelled)))
     }
 
     type StreamDailyAppointmentsStream = DayStream;
@@ -268,7 +333,7 @@ impl ScheduleService for Schedule {
         let (Some(doctor), Some(date)) = (doctor, date) else {
             return Err(invalid(errors));
         };
-        let schedule = self.state.schedule.clone();
+        let schedule = self.cases.schedule.clone();
         let who = (UserId(caller.id.0), caller.role);
         let day = schedule
             .day(who, DoctorId(doctor), Some(date))
@@ -277,16 +342,20 @@ impl ScheduleService for Schedule {
         // The watch lasts as long as the access it was opened with: the token is
         // checked again (expiry, logout, password reset) and so is the right to the
         // day, from the database.
-        let state = self.state.clone();
+        let cases = self.cases.clone();
         let access = day::Access {
             expires_at: caller.expires_at,
             recheck_every: self.watch_recheck,
             check: Arc::new(move || {
-                let state = state.clone();
+                let cases = cases.clone();
                 let token = token.clone();
                 Box::pin(async move {
-                    check_token(&state, &token).await.map_err(api_status)?;
-                    state
+                    cases
+                        .authenticator
+                        .authenticate(&token)
+                        .await
+                        .map_err(status)?;
+                    cases
                         .schedule
                         .may_see(who, DoctorId(doctor))
                         .await
@@ -307,6 +376,7 @@ impl ScheduleService for Schedule {
 pub const METHODS: &[(&str, &str)] = &[
     ("medbook.schedule.v1.ScheduleService", "GetAvailableSlots"),
     ("medbook.schedule.v1.ScheduleService", "BookSlot"),
+    ("medbook.schedule.v1.ScheduleService", "CancelAppointment"),
     (
         "medbook.schedule.v1.ScheduleService",
         "StreamDailyAppointments",

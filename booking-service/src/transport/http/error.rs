@@ -9,8 +9,11 @@
 //! * User input echoed in a message is HTML-escaped; a 500 says only
 //!   "internal server error" and its cause goes to the request log line.
 
+use crate::domain::booking::BookingRejection;
+use crate::domain::rejection::{Rejection, ReviewRejection};
 use crate::domain::FieldError;
 use crate::service::ServiceError;
+use crate::transport::common as wording;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use paperclip::actix::{api_v2_errors, Apiv2Schema};
@@ -231,18 +234,12 @@ impl From<ServiceError> for ApiError {
                 "invalid_credentials",
                 "e-mail or password is incorrect",
             ),
-            ServiceError::Unauthorized(why) => ApiError::unauthorized(why),
+            ServiceError::Unauthorized(why) => ApiError::unauthorized(wording::auth_failure(why)),
             ServiceError::Forbidden => ApiError::forbidden(),
-            ServiceError::Refused { code, message } => {
-                ApiError::new(StatusCode::FORBIDDEN, code, escape(&message))
+            ServiceError::Rejected(r) => {
+                ApiError::new(rejection_status(r), r.code(), wording::rejection(r))
             }
             ServiceError::NotFound(what) => ApiError::not_found(what),
-            ServiceError::Conflict { code, message } => {
-                ApiError::new(StatusCode::CONFLICT, code, escape(&message))
-            }
-            ServiceError::Unprocessable { code, message } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, escape(&message))
-            }
             ServiceError::TooManyRequests { retry_after } => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -265,8 +262,55 @@ impl From<ServiceError> for ApiError {
                 e.cause = Some(cause);
                 e
             }
+            ServiceError::AuditUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log cannot be read right now; try again shortly",
+            ),
             ServiceError::Internal(cause) => ApiError::internal(format!("{cause:#}")),
         }
+    }
+}
+
+/// The status of each rejection: 403 for what the caller must do first, 409 for a
+/// clash with stored data (read again, pick another), 422 for a rule.
+fn rejection_status(r: Rejection) -> StatusCode {
+    use BookingRejection as B;
+    match r {
+        Rejection::Booking(b) => match b {
+            B::EmailUnverified => StatusCode::FORBIDDEN,
+            B::SlotNotFound | B::AppointmentNotFound => StatusCode::NOT_FOUND,
+            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => StatusCode::CONFLICT,
+            B::SlotInPast
+            | B::TooShortNotice
+            | B::BeyondHorizon
+            | B::DoctorUnavailable
+            | B::TooManyActive
+            | B::DifferentDoctor
+            | B::AlreadyStarted
+            | B::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        },
+        Rejection::Review(r) => match r {
+            ReviewRejection::NotYourAppointment => StatusCode::NOT_FOUND,
+            ReviewRejection::Cancelled | ReviewRejection::NotYetHappened => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ReviewRejection::AlreadyReviewed => StatusCode::CONFLICT,
+        },
+        Rejection::EmailTaken
+        | Rejection::AddressTaken
+        | Rejection::AlreadyVerified
+        | Rejection::ClinicInUse
+        | Rejection::UserAlreadyLinked
+        | Rejection::SlotOverlap
+        | Rejection::SlotBooked
+        | Rejection::SlotHasHistory
+        | Rejection::PatientHasHistory
+        | Rejection::ImportCollision
+        | Rejection::Duplicate
+        | Rejection::Overlap
+        | Rejection::InUse
+        | Rejection::ConcurrentUpdate => StatusCode::CONFLICT,
     }
 }
 
@@ -401,6 +445,31 @@ mod tests {
             escape("<b>\"x\" & 'y'\n"),
             "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn booking_rejections_are_conflicts_or_rule_violations() {
+        for (r, status) in [
+            (BookingRejection::SlotTaken, 409),
+            (BookingRejection::SlotBlocked, 409),
+            (BookingRejection::SlotInPast, 422),
+            (BookingRejection::TooManyActive, 422),
+            (BookingRejection::IdempotencyKeyReused, 422),
+            (BookingRejection::EmailUnverified, 403),
+        ] {
+            let e = ApiError::from(ServiceError::Rejected(r.into()));
+            assert_eq!(e.status.as_u16(), status, "{r:?}");
+            assert_eq!(e.code, r.code());
+        }
+    }
+
+    #[test]
+    fn no_constraint_name_reaches_a_client() {
+        let e = ApiError::from(ServiceError::from(
+            crate::service::ports::RepoError::UniqueViolation("users_email_key".into()),
+        ));
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert!(!e.message.contains("users_email_key"), "{}", e.message);
     }
 
     #[test]

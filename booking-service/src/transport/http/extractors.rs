@@ -5,7 +5,11 @@
 use super::error::ApiError;
 use super::state::AppState;
 use crate::domain::decisions::Actor;
+use crate::domain::inputs;
+use crate::domain::rejection::AuthFailure;
 use crate::domain::{Role, UserId};
+use crate::service::ServiceError;
+use crate::transport::common::bearer;
 use actix_web::dev::Payload;
 use actix_web::{http::header, web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
@@ -74,69 +78,22 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::internal("application state missing"))
 }
 
-/// The bearer token of an `Authorization` value.
-pub(crate) fn bearer(value: Option<&str>) -> Result<&str, ApiError> {
-    let value = value.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("authorization must be a bearer token"))
-}
-
-/// A verified token that has not been logged out. When the revocation store (Redis)
-/// cannot be asked, `auth.revocation_check_failure` decides: `deny` (503; always in
-/// production) or `allow` (the dev profile's default; counted in
-/// `auth_revocation_check_failures_total`). Used by HTTP and gRPC.
-pub(crate) async fn check_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
-    let claims = state
-        .issuer
-        .verify_access(token)
-        .map_err(ApiError::unauthorized)?;
-    let caller = Caller {
-        id: claims.user_id,
-        role: claims.role,
-        token_id: claims.token_id,
-        issued_at: claims.issued_at,
-        expires_at: claims.expires_at,
-    };
-    match state
-        .revoked
-        .is_revoked(caller.token_id, caller.id.0, caller.issued_at)
-        .await
-    {
-        Ok(false) => {
-            // Whatever the request changes from here on is audited as this caller,
-            // whichever part of the request (middleware or extractor) checked it.
-            medbook_service_kit::context::authenticated(
-                medbook_service_kit::context::Actor::User {
-                    id: caller.id.to_string(),
-                    role: caller.role.as_str().to_owned(),
-                },
-            );
-            Ok(caller)
-        }
-        Ok(true) => Err(ApiError::unauthorized(
-            "token has been revoked (logged out, or the password changed)",
-        )),
-        Err(e) => {
-            state.metrics.revocation_check_failures.inc();
-            if state.deny_when_revocation_unknown {
-                let mut err = ApiError::new(
-                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "cannot verify the session right now; try again shortly",
-                )
-                .with_retry_after(std::time::Duration::from_secs(1));
-                err.cause = Some(e.to_string());
-                Err(err)
-            } else {
-                tracing::warn!(error = %e, "revocation store unavailable; accepting token");
-                Ok(caller)
-            }
+impl From<crate::service::authenticate::Caller> for Caller {
+    fn from(c: crate::service::authenticate::Caller) -> Self {
+        Self {
+            id: c.id,
+            role: c.role,
+            token_id: c.token_id,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
         }
     }
+}
+
+/// The caller of a bearer token: the one check every transport shares
+/// ([`crate::service::authenticate::Authenticator`]).
+pub(crate) async fn check_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    Ok(state.authenticator.authenticate(token).await?.into())
 }
 
 /// The request's caller (the `access` middleware authenticates protected routes first
@@ -149,12 +106,10 @@ pub(crate) async fn authenticate(req: HttpRequest) -> Result<Caller, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::unauthorized("malformed authorization header"))
-        })
-        .transpose()?;
-    let token = bearer(value)?;
+        .map(|v| v.to_str().map_err(|_| AuthFailure::Malformed))
+        .transpose()
+        .map_err(ServiceError::Unauthorized)?;
+    let token = bearer(value).map_err(ServiceError::Unauthorized)?;
     check_token(&state, token).await
 }
 
@@ -220,13 +175,7 @@ impl FromRequest for ActorCaller {
     }
 }
 
-/// Longest `Idempotency-Key`, in (visible ASCII) characters.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
-
-/// The rule of an idempotency key, over HTTP and gRPC alike.
-pub fn valid_idempotency_key(s: &str) -> bool {
-    (1..=MAX_IDEMPOTENCY_KEY_CHARS).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic())
-}
+pub use crate::domain::inputs::MAX_IDEMPOTENCY_KEY_CHARS;
 
 /// The `Idempotency-Key` header of a booking (optional, 1–200 visible ASCII characters).
 #[derive(Debug, Clone)]
@@ -260,19 +209,17 @@ impl FromRequest for IdempotencyKey {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parsed = match req.headers().get("idempotency-key") {
-            None => Ok(IdempotencyKey { key: None }),
-            Some(v) => match v.to_str() {
-                Ok(s) if valid_idempotency_key(s) => Ok(IdempotencyKey {
-                    key: Some(s.to_owned()),
-                }),
-                _ => Err(ApiError::validation(vec![crate::domain::FieldError::new(
-                    "Idempotency-Key",
-                    "must be 1 to 200 visible ASCII characters",
-                )])),
-            },
+        const FIELD: &str = "Idempotency-Key";
+        let parsed = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+            None => Ok(None),
+            Some(Err(_)) => Err(inputs::invalid_idempotency_key(FIELD)),
+            Some(Ok(s)) => inputs::idempotency_key(FIELD, Some(s)),
         };
-        ready(parsed)
+        ready(
+            parsed
+                .map(|key| IdempotencyKey { key })
+                .map_err(|e| ApiError::validation(vec![e])),
+        )
     }
 }
 

@@ -1,14 +1,14 @@
 //! Bodies of the appointment and review endpoints.
 
 use crate::domain::booking::{parse_text, Appointment, AuthorShownAs, Rating, Review};
+use crate::domain::inputs;
 use crate::domain::ValidationErrors;
 use chrono::{DateTime, Utc};
 use paperclip::actix::Apiv2Schema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Longest reason of a booking or cancellation, in characters.
-pub const MAX_REASON_CHARS: usize = 1000;
+pub use crate::domain::inputs::MAX_REASON_CHARS;
 /// Longest review text, in characters.
 pub const MAX_REVIEW_CHARS: usize = 2000;
 
@@ -23,12 +23,7 @@ pub struct BookRequest {
 
 impl BookRequest {
     pub fn reason(&self) -> Result<String, ValidationErrors> {
-        let mut e = ValidationErrors::new();
-        let r = e.check(
-            "reason",
-            parse_text(self.reason.as_deref().unwrap_or(""), MAX_REASON_CHARS, true),
-        );
-        e.finish(|| r)
+        inputs::visit_reason(self.reason.as_deref()).map_err(|e| ValidationErrors(vec![e]))
     }
 }
 
@@ -37,19 +32,6 @@ impl BookRequest {
 pub struct CancelRequest {
     /// Up to 1000 characters.
     pub reason: Option<String>,
-}
-
-impl CancelRequest {
-    pub fn reason(&self) -> Result<Option<String>, ValidationErrors> {
-        let mut e = ValidationErrors::new();
-        let r = e.check_opt(
-            "reason",
-            self.reason
-                .as_deref()
-                .map(|r| parse_text(r, MAX_REASON_CHARS, true)),
-        );
-        e.finish(|| r)
-    }
 }
 
 #[derive(Debug, Deserialize, Apiv2Schema)]

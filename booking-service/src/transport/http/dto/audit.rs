@@ -1,16 +1,13 @@
 //! `GET /api/v1/audit`: the query and one page of the audit log.
 
+use crate::domain::audit::{AuditFilter, LoggedActor, LoggedPage, LoggedRecord};
 use crate::domain::ValidationErrors;
 use chrono::{DateTime, Utc};
-use medbook_proto::audit::v1 as pb;
 use paperclip::actix::Apiv2Schema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub const DEFAULT_AUDIT_PAGE: u32 = 50;
-pub const MAX_AUDIT_PAGE: u32 = 100;
-/// Longest accepted `entity_type`, `action` and `page_token`.
-pub const MAX_AUDIT_FILTER_CHARS: usize = 200;
+pub use crate::domain::audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_FILTER_CHARS, MAX_AUDIT_PAGE};
 
 /// Every filter is optional; records match all given ones. Newest first.
 #[derive(Debug, Deserialize, Apiv2Schema)]
@@ -34,54 +31,18 @@ pub struct AuditQuery {
     pub page_token: Option<String>,
 }
 
-impl TryFrom<AuditQuery> for pb::QueryRequest {
+impl TryFrom<AuditQuery> for AuditFilter {
     type Error = ValidationErrors;
     fn try_from(q: AuditQuery) -> Result<Self, ValidationErrors> {
-        let mut e = ValidationErrors::new();
-        for (field, value) in [
-            ("entity_type", &q.entity_type),
-            ("entity_id", &q.entity_id),
-            ("action", &q.action),
-            ("page_token", &q.page_token),
-        ] {
-            if let Some(v) = value {
-                if v.chars().count() > MAX_AUDIT_FILTER_CHARS {
-                    e.push(
-                        field,
-                        format!("must be at most {MAX_AUDIT_FILTER_CHARS} characters"),
-                    );
-                }
-                if v.chars().any(char::is_control) {
-                    e.push(field, "must not contain control characters");
-                }
-            }
-        }
-        if q.entity_id.is_some() && q.entity_type.is_none() {
-            e.push("entity_id", "needs entity_type");
-        }
-        let per_page = q.per_page.unwrap_or(DEFAULT_AUDIT_PAGE);
-        if !(1..=MAX_AUDIT_PAGE).contains(&per_page) {
-            e.push(
-                "per_page",
-                format!("must be between 1 and {MAX_AUDIT_PAGE}"),
-            );
-        }
-        if let (Some(from), Some(to)) = (q.from, q.to) {
-            if to <= from {
-                e.push("to", "must be after from");
-            }
-        }
-        e.finish(|| {
-            Some(pb::QueryRequest {
-                entity_type: q.entity_type.unwrap_or_default(),
-                entity_id: q.entity_id.unwrap_or_default(),
-                actor_id: q.actor_id.map(|id| id.to_string()).unwrap_or_default(),
-                action: q.action.unwrap_or_default(),
-                from: q.from.map(medbook_proto::time::to_proto),
-                to: q.to.map(medbook_proto::time::to_proto),
-                page_size: per_page,
-                page_token: q.page_token.unwrap_or_default(),
-            })
+        AuditFilter::parse(AuditFilter {
+            entity_type: q.entity_type,
+            entity_id: q.entity_id,
+            actor_id: q.actor_id,
+            action: q.action,
+            from: q.from,
+            to: q.to,
+            per_page: q.per_page.unwrap_or(DEFAULT_AUDIT_PAGE),
+            page_token: q.page_token,
         })
     }
 }
@@ -132,41 +93,36 @@ pub struct AuditPage {
     pub next_page_token: Option<String>,
 }
 
-impl From<pb::QueryResponse> for AuditPage {
-    fn from(r: pb::QueryResponse) -> Self {
+impl From<LoggedPage> for AuditPage {
+    fn from(p: LoggedPage) -> Self {
         Self {
-            items: r
-                .records
-                .into_iter()
-                .map(AuditRecordResponse::from)
-                .collect(),
-            next_page_token: Some(r.next_page_token).filter(|t| !t.is_empty()),
+            items: p.items.into_iter().map(AuditRecordResponse::from).collect(),
+            next_page_token: p.next_page_token,
         }
     }
 }
 
-impl From<pb::StoredRecord> for AuditRecordResponse {
-    fn from(s: pb::StoredRecord) -> Self {
-        let r = s.record.unwrap_or_default();
-        let actor = match r.actor.and_then(|a| a.kind) {
-            Some(pb::actor::Kind::User(u)) => AuditActor {
-                user_id: Some(u.user_id),
-                role: Some(u.role),
+impl From<LoggedRecord> for AuditRecordResponse {
+    fn from(r: LoggedRecord) -> Self {
+        let actor = match r.actor {
+            LoggedActor::User { user_id, role } => AuditActor {
+                user_id: Some(user_id),
+                role: Some(role),
                 system: None,
             },
-            Some(pb::actor::Kind::System(job)) => AuditActor {
+            LoggedActor::System(job) => AuditActor {
                 user_id: None,
                 role: None,
                 system: Some(job),
             },
-            None => AuditActor {
+            LoggedActor::Unknown => AuditActor {
                 user_id: None,
                 role: None,
                 system: None,
             },
         };
         Self {
-            index: s.index,
+            index: r.index,
             id: r.id,
             actor,
             action: r.action,
@@ -182,19 +138,10 @@ impl From<pb::StoredRecord> for AuditRecordResponse {
                 })
                 .collect(),
             source: r.source,
-            request_id: Some(r.request_id).filter(|id| !id.is_empty()),
-            occurred_at: r
-                .occurred_at
-                .as_ref()
-                .and_then(medbook_proto::time::from_proto),
-            received_at: s
-                .received_at
-                .as_ref()
-                .and_then(medbook_proto::time::from_proto),
-            appended_at: s
-                .appended_at
-                .as_ref()
-                .and_then(medbook_proto::time::from_proto),
+            request_id: r.request_id,
+            occurred_at: r.occurred_at,
+            received_at: r.received_at,
+            appended_at: r.appended_at,
         }
     }
 }

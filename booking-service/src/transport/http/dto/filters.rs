@@ -5,13 +5,13 @@ use super::appointments::{AppointmentListQuery, PageQuery};
 use super::catalog::{ClinicListQuery, DoctorSearchQuery};
 use super::common::{check_filter, page_request, MAX_FILTER_CHARS};
 use super::patients::PatientListQuery;
-use super::slots::{SlotListQuery, DEFAULT_LIST_DAYS, MAX_LIST_DAYS};
-use crate::domain::booking::{AppointmentStatus, DoctorStatus, SlotStatus};
+use super::slots::SlotListQuery;
+use crate::domain::booking::{AppointmentStatus, DoctorStatus};
 use crate::domain::ValidationErrors;
 use crate::domain::{ClinicId, DoctorId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, DoctorQuery, DoctorSort, SlotFilter};
 use crate::service::ports::PageRequest;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A page of some listing with its filter.
@@ -95,32 +95,13 @@ impl TryFrom<DoctorSearchQuery> for DoctorQuery {
     }
 }
 
-/// A doctor's slots, `from` defaulting to `now`.
+/// A doctor's slots, `from` defaulting to `now` ([`SlotFilter::parse`]).
 impl TryFrom<(Uuid, SlotListQuery, DateTime<Utc>)> for SlotFilter {
     type Error = ValidationErrors;
     fn try_from(
         (doctor_id, q, now): (Uuid, SlotListQuery, DateTime<Utc>),
     ) -> Result<Self, ValidationErrors> {
-        let mut e = ValidationErrors::new();
-        let from = q.from.unwrap_or(now);
-        let to = q.to.unwrap_or(from + Duration::days(DEFAULT_LIST_DAYS));
-        if to <= from {
-            e.push("to", "must be after from");
-        } else if to - from > Duration::days(MAX_LIST_DAYS) {
-            e.push(
-                "to",
-                format!("must be at most {MAX_LIST_DAYS} days after from"),
-            );
-        }
-        let status = e.check_opt("status", q.status.as_deref().map(str::parse::<SlotStatus>));
-        e.finish(|| {
-            Some(SlotFilter {
-                doctor_id: DoctorId(doctor_id),
-                from,
-                to,
-                status: status?,
-            })
-        })
+        SlotFilter::parse(DoctorId(doctor_id), q.from, q.to, q.status.as_deref(), now)
     }
 }
 
@@ -164,6 +145,7 @@ impl TryFrom<ClinicListQuery> for Listing<ClinicFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     #[test]
     fn every_bad_field_is_reported() {

@@ -9,9 +9,8 @@ use paperclip::actix::Apiv2Schema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// How many days a slot listing covers by default, and at most.
-pub const DEFAULT_LIST_DAYS: i64 = 14;
-pub const MAX_LIST_DAYS: i64 = 62;
+// How many days a slot listing covers by default, and at most.
+pub use crate::service::booking_ports::{DEFAULT_LIST_DAYS, MAX_LIST_DAYS};
 
 /// A single slot; times are RFC 3339 with offset, half-open `[starts_at, ends_at)`.
 #[derive(Debug, Deserialize, Apiv2Schema)]

@@ -2,7 +2,6 @@
 //! lists, reads, cancels and reschedules.
 
 use crate::domain::{AppointmentId, SlotId};
-use crate::service::appointments::Actor;
 use crate::service::booking_ports::AppointmentFilter;
 use crate::transport::http::dto::appointments::{
     AppointmentListQuery, AppointmentPage, AppointmentResponse, BookRequest, CancelRequest,
@@ -79,17 +78,14 @@ pub async fn cancel(
     id: web::Path<Uuid>,
     body: web::Json<CancelRequest>,
 ) -> Result<web::Json<AppointmentResponse>, ApiError> {
-    let reason = body.reason()?;
-    if matches!(actor, Actor::Admin) && reason.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
-            "reason",
-            "is required when an admin cancels",
-        )]));
-    }
     Ok(web::Json(
         state
             .appointments
-            .cancel(actor, AppointmentId(id.into_inner()), reason)
+            .cancel(
+                actor,
+                AppointmentId(id.into_inner()),
+                body.into_inner().reason,
+            )
             .await?
             .into(),
     ))

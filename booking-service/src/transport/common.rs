@@ -1,0 +1,89 @@
+//! What HTTP and gRPC share: the words a client is told of a refusal (one table, so a
+//! patient reads the same sentence whichever way they came in) and the bearer form of
+//! credentials. Below the transports there are only the domain's enums.
+
+use crate::domain::booking::BookingRejection;
+use crate::domain::rejection::{AuthFailure, Rejection, ReviewRejection};
+
+/// The sentence for a rejection.
+pub fn rejection(r: Rejection) -> &'static str {
+    match r {
+        Rejection::Booking(b) => booking(b),
+        Rejection::Review(r) => match r {
+            ReviewRejection::NotYourAppointment => "appointment not found",
+            ReviewRejection::Cancelled => "a cancelled appointment cannot be reviewed",
+            ReviewRejection::NotYetHappened => "an appointment can be reviewed once it is over",
+            ReviewRejection::AlreadyReviewed => "this appointment has already been reviewed",
+        },
+        Rejection::EmailTaken => "an account with this e-mail address already exists",
+        Rejection::AddressTaken => "this address now belongs to another account",
+        Rejection::AlreadyVerified => "your e-mail address is already verified",
+        Rejection::ClinicInUse => "the clinic still has doctors; move or remove them first",
+        Rejection::UserAlreadyLinked => "this user is already linked to another doctor",
+        Rejection::SlotOverlap => "the slot overlaps another slot of this doctor",
+        Rejection::SlotBooked => "the slot is booked; cancel or move the appointment first",
+        Rejection::SlotHasHistory => "the slot has or had an appointment; block it instead",
+        Rejection::PatientHasHistory => {
+            "the patient has appointments or reviews and cannot be deleted"
+        }
+        Rejection::ImportCollision => {
+            "a record collided with an existing one; nothing was imported"
+        }
+        Rejection::Duplicate => "a record with the same unique value already exists",
+        Rejection::Overlap => "overlaps an existing record",
+        Rejection::InUse => "the record is referenced by other records",
+        Rejection::ConcurrentUpdate => "the record was changed concurrently; retry the request",
+    }
+}
+
+fn booking(r: BookingRejection) -> &'static str {
+    use BookingRejection::*;
+    match r {
+        SlotNotFound => "slot not found",
+        AppointmentNotFound => "appointment not found",
+        EmailUnverified => {
+            "verify your e-mail address before booking: follow the link we sent you, or ask \
+             for a new one with POST /api/v1/me/email-verification"
+        }
+        SlotTaken => "the slot has just been booked by someone else",
+        SlotBlocked => "the slot is not open for booking",
+        SameSlot => "the appointment is already in this slot",
+        NotActive => "the appointment is cancelled or over",
+        SlotInPast => "the slot has already started",
+        TooShortNotice => "the slot starts too soon to be booked",
+        BeyondHorizon => "the slot is too far in the future",
+        DoctorUnavailable => "the doctor is not taking bookings",
+        TooManyActive => "you already hold the maximum number of upcoming appointments",
+        DifferentDoctor => "an appointment can only move to a slot of the same doctor",
+        AlreadyStarted => "the appointment has already started",
+        IdempotencyKeyReused => "this Idempotency-Key was used with a different request",
+    }
+}
+
+/// The sentence for a refused token.
+pub fn auth_failure(f: AuthFailure) -> &'static str {
+    match f {
+        AuthFailure::Missing => "missing bearer token",
+        AuthFailure::NotBearer => "authorization must be a bearer token",
+        AuthFailure::Malformed => "malformed authorization header",
+        AuthFailure::Expired => "token expired",
+        AuthFailure::NotAccessToken => "not an access token",
+        AuthFailure::Invalid => "invalid token",
+        AuthFailure::Revoked => "token has been revoked (logged out, or the password changed)",
+        AuthFailure::RefreshReused => "refresh token was already used",
+        AuthFailure::RefreshInvalid => "invalid refresh token",
+        AuthFailure::AccountGone => "account no longer exists",
+    }
+}
+
+/// The bearer token of an `Authorization` value (HTTP header or gRPC metadata: the
+/// same `Bearer <token>` form).
+pub fn bearer(value: Option<&str>) -> Result<&str, AuthFailure> {
+    let value = value.ok_or(AuthFailure::Missing)?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthFailure::NotBearer)
+}
