@@ -10,9 +10,15 @@ pub mod grpc;
 pub mod log;
 pub mod merkle;
 pub mod metrics;
+pub mod ports;
 pub mod record;
 pub mod repository;
 pub mod settings;
 pub mod signing;
 pub mod startup;
 pub mod verify;
+
+#[cfg(test)]
+mod contracts;
+#[cfg(test)]
+mod fakes;

@@ -1,19 +1,25 @@
-//! The audit database (`medbook_audit`): its embedded migrations and every statement
-//! the service and `verify` send. The pool, start-up and migrating are the service
-//! kit's. All functions here are blocking; callers run them through `Db::run` /
-//! `Db::transaction`.
+//! The audit database (`medbook_audit`): its embedded migrations, every statement the
+//! service and `verify` send, and [`PgLogStore`], the log's `LogStore` port over them.
+//! The pool, start-up and migrating are the service kit's. The statement functions
+//! are blocking; callers run them through `Db::run` / `Db::transaction`.
 
-use crate::merkle::Hash;
+use crate::ports::{
+    contiguous_leaves, place_batch, AppendOutcome, Cursor, Filter, LogStore, StoredRecord,
+};
 use crate::record::{Actor, FieldChange, Record};
 use crate::signing::Checkpoint;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::{PgConnection, QueryResult, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use medbook_service_kit::db::map_err;
 use medbook_service_kit::sql::Sql;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
+pub use crate::ports::NewRow;
 pub use medbook_service_kit::db::{Db, DbError};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -98,6 +104,28 @@ impl RecordRow {
     }
 }
 
+impl From<RecordRow> for StoredRecord {
+    fn from(r: RecordRow) -> Self {
+        StoredRecord {
+            index: r.index(),
+            id: r.id,
+            actor_kind: r.actor_kind,
+            actor_id: r.actor_id,
+            actor_role: r.actor_role,
+            action: r.action,
+            entity_type: r.entity_type,
+            entity_id: r.entity_id,
+            changes: r.changes,
+            source: r.source,
+            request_id: r.request_id,
+            occurred_at: r.occurred_at,
+            appended_at: r.appended_at,
+            received_at: r.received_at,
+            leaf_hash: r.leaf_hash,
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct Next {
     #[diesel(sql_type = BigInt)]
@@ -133,13 +161,6 @@ pub fn existing(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<HashMap<Uu
         .bind::<Array<SqlUuid>, _>(ids.to_vec())
         .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.id, to_u64(r.idx))).collect())
-}
-
-/// A record about to be stored at `index`.
-pub struct NewRow<'a> {
-    pub index: u64,
-    pub record: &'a Record,
-    pub leaf_hash: Hash,
 }
 
 /// Inserts `rows` in one statement.
@@ -228,6 +249,24 @@ pub fn leaf_hashes(
         .collect())
 }
 
+/// Stored leaf hashes with indices from `from` up to `to` (exclusive), by index.
+pub fn leaf_hashes_between(
+    conn: &mut PgConnection,
+    from: u64,
+    to: u64,
+) -> QueryResult<Vec<(u64, Vec<u8>)>> {
+    let rows: Vec<Leaf> = Sql::new(
+        "SELECT idx, leaf_hash FROM audit_records WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind::<BigInt, _>(to_i64(from))
+    .bind::<BigInt, _>(to_i64(to))
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (to_u64(r.idx), r.leaf_hash))
+        .collect())
+}
+
 /// Rows after `after` (index, id), by index then id, at most `limit`: how `verify`
 /// reads the whole table, duplicates of an index included.
 pub fn rows_after(
@@ -247,24 +286,6 @@ pub fn rows_after(
     .bind::<SqlUuid, _>(id)
     .bind::<BigInt, _>(limit)
     .load(conn)
-}
-
-/// What `Query` filters on; `None` is "any".
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub entity_type: Option<String>,
-    pub entity_id: Option<String>,
-    pub actor_id: Option<String>,
-    pub action: Option<String>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-}
-
-/// Where a page starts: after the record with this (occurred_at, index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub occurred_at: DateTime<Utc>,
-    pub index: u64,
 }
 
 /// Records matching `filter`, newest (`occurred_at`, then index) first, after
@@ -401,4 +422,86 @@ pub fn insert_checkpoint(conn: &mut PgConnection, cp: &Checkpoint) -> QueryResul
     .bind::<Bytea, _>(cp.signed_text.clone())
     .execute(conn)?;
     Ok(n > 0)
+}
+
+/// The log's store in PostgreSQL. Appends take the transaction-scoped advisory lock
+/// [`APPEND_LOCK`], so that any number of replicas get contiguous indices.
+#[derive(Clone)]
+pub struct PgLogStore {
+    db: Db,
+}
+
+impl PgLogStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl LogStore for PgLogStore {
+    async fn append(
+        &self,
+        known: u64,
+        records: Arc<Vec<Record>>,
+    ) -> Result<AppendOutcome, DbError> {
+        self.db
+            .transaction(move |conn| {
+                lock_appends(conn).map_err(map_err)?;
+                let next = next_index(conn).map_err(map_err)?;
+                if next < known {
+                    return Err(DbError::Internal(anyhow::anyhow!(
+                        "the database holds {next} records, fewer than the {known} loaded"
+                    )));
+                }
+                // Rows another replica appended since: their leaves first.
+                let catch_up = if next > known {
+                    let rows = leaf_hashes_between(conn, known, next).map_err(map_err)?;
+                    contiguous_leaves(known, rows)
+                        .map_err(|e| DbError::Internal(anyhow::anyhow!("{e}")))?
+                } else {
+                    Vec::new()
+                };
+                let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+                let stored = existing(conn, &ids).map_err(map_err)?;
+                let (results, rows) = place_batch(next, &records, stored);
+                insert_records(conn, &rows).map_err(map_err)?;
+                Ok(AppendOutcome {
+                    catch_up,
+                    results,
+                    leaves: rows.iter().map(|r| r.leaf_hash).collect(),
+                })
+            })
+            .await
+    }
+
+    async fn leaf_hashes(&self, from: u64, limit: u64) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+        self.db
+            .run(move |conn| leaf_hashes(conn, from, limit).map_err(map_err))
+            .await
+    }
+
+    async fn query(
+        &self,
+        filter: Filter,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, DbError> {
+        let rows = self
+            .db
+            .run(move |conn| query(conn, &filter, cursor, limit).map_err(map_err))
+            .await?;
+        Ok(rows.into_iter().map(StoredRecord::from).collect())
+    }
+
+    async fn insert_checkpoint(&self, cp: Checkpoint) -> Result<bool, DbError> {
+        self.db
+            .run(move |conn| insert_checkpoint(conn, &cp).map_err(map_err))
+            .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, DbError> {
+        self.db
+            .run(|conn| latest_checkpoint(conn).map_err(map_err))
+            .await
+    }
 }

@@ -324,7 +324,7 @@ impl ServiceConfig for Settings {
         ConfigReport::new(SERVICE, unknown, "http.ops_addr")
             .listener("grpc.addr", &self.grpc.addr)
             .listener("http.ops_addr", &self.http.ops_addr)
-            .grpc("grpc.addr", &crate::startup::SERVED)
+            .grpc("grpc.addr", &crate::grpc::SERVED)
     }
 
     fn probe_listener(&self) -> &str {

@@ -9,10 +9,11 @@
 //! then follows the database: NOT_SERVING while it does not answer.
 
 use crate::grpc::auth::Credentials;
-use crate::grpc::{AppendPolicy, AuditGrpc, AuditServiceServer};
-use crate::log::{AuditLog, LogConfig};
+use crate::grpc::{AppendPolicy, AuditGrpc, AuditServiceServer, SERVED};
+use crate::log::{AuditLog, Loaded, LogConfig};
 use crate::metrics::Metrics;
-use crate::repository::{MIGRATIONS, MIGRATION_LOCK};
+use crate::ports::{Clock, SystemClock};
+use crate::repository::{Db, PgLogStore, MIGRATIONS, MIGRATION_LOCK};
 use crate::settings::Settings;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -23,7 +24,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tonic_health::ServingStatus;
 
-/// The reflection services list exactly what this server serves.
 /// The AuditService's methods, whose metric series exist before the first call.
 const METHODS: &[(&str, &str)] = &[
     ("medbook.audit.v1.AuditService", "Append"),
@@ -33,22 +33,11 @@ const METHODS: &[(&str, &str)] = &[
     ("medbook.audit.v1.AuditService", "GetConsistencyProof"),
 ];
 
-/// The services this server answers, as reflection lists them.
-pub const SERVED: [&str; 4] = [
-    "medbook.audit.v1.AuditService",
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-];
-
 /// How long calls in flight may take to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the health monitor asks the database.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The log, once loaded.
-pub type Loaded = Arc<OnceLock<Arc<AuditLog>>>;
 
 struct LogLoaded(Loaded);
 
@@ -74,6 +63,7 @@ pub async fn serve(
     let mut trusted = vec![key.verifying_key()];
     trusted.extend(settings.audit.previous_keys()?);
     let metrics = Metrics::new()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     let grpc_listener = tokio::net::TcpListener::bind(&settings.grpc.addr)
         .await
@@ -113,6 +103,7 @@ pub async fn serve(
     }
     let audit = AuditGrpc::new(
         loaded.clone(),
+        clock.clone(),
         metrics.clone(),
         Credentials::new(settings.audit.append_token(), settings.audit.read_token()),
         AppendPolicy {
@@ -150,8 +141,9 @@ pub async fn serve(
     // The database, the migrations, the tree; a failure here ends the process.
     let opened = async {
         let db = settings.database.open(MIGRATIONS, MIGRATION_LOCK).await?;
-        AuditLog::open(
-            db,
+        let log = AuditLog::open(
+            Arc::new(PgLogStore::new(db.clone())),
+            clock,
             key,
             trusted,
             LogConfig {
@@ -160,14 +152,15 @@ pub async fn serve(
             },
             metrics.clone(),
         )
-        .await
+        .await?;
+        anyhow::Ok((db, log))
     };
     let opened = tokio::select! {
         log = opened => Some(log),
         _ = stop_rx.wait_for(|s| *s) => None,
     };
-    let log = match opened {
-        Some(Ok(log)) => Arc::new(log),
+    let (log_db, log) = match opened {
+        Some(Ok((log_db, log))) => (log_db, Arc::new(log)),
         Some(Err(e)) => {
             ops_handle.stop(false).await;
             return Err(e);
@@ -181,7 +174,7 @@ pub async fn serve(
     set_health(&reporter, ServingStatus::Serving).await;
     tracing::info!(tree_size = log.size(), "audit-service ready");
 
-    let monitor = tokio::spawn(monitor_health(log.clone(), reporter, stop_rx.clone()));
+    let monitor = tokio::spawn(monitor_health(log_db, reporter, stop_rx.clone()));
     let ticker = tokio::spawn(checkpoint_timer(
         log.clone(),
         Duration::from_secs(settings.audit.checkpoint_interval_secs),
@@ -227,7 +220,7 @@ async fn set_health(reporter: &tonic_health::server::HealthReporter, status: Ser
 
 /// SERVING while the database answers, NOT_SERVING while it does not.
 async fn monitor_health(
-    log: Arc<AuditLog>,
+    db: Db,
     reporter: tonic_health::server::HealthReporter,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -237,7 +230,7 @@ async fn monitor_health(
             _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
-        let up = tokio::time::timeout(HEALTH_INTERVAL, log.db().ping())
+        let up = tokio::time::timeout(HEALTH_INTERVAL, db.ping())
             .await
             .is_ok_and(|r| r.is_ok());
         if up != serving {

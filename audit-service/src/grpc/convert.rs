@@ -2,10 +2,10 @@
 //! every problem reported as a field violation.
 
 use crate::merkle::Hash;
+use crate::ports::{Cursor, Filter, StoredRecord};
 use crate::record::{
     check_text, limits, to_micros, Actor, FieldChange, Intake, Record, Violation, ROLES,
 };
-use crate::repository::{Cursor, Filter, RecordRow};
 use crate::signing::Checkpoint;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -212,7 +212,7 @@ pub fn to_message(r: &Record) -> pb::AuditRecord {
 }
 
 /// A stored row as `StoredRecord` (a row that no longer parses is shown as stored).
-pub fn stored(row: &RecordRow) -> pb::StoredRecord {
+pub fn stored(row: &StoredRecord) -> pb::StoredRecord {
     let record = row
         .record()
         .map(|r| to_message(&r))
@@ -227,7 +227,7 @@ pub fn stored(row: &RecordRow) -> pb::StoredRecord {
             ..Default::default()
         });
     pb::StoredRecord {
-        index: row.index(),
+        index: row.index,
         record: Some(record),
         appended_at: Some(to_proto(row.appended_at)),
         leaf_hash: row.leaf_hash.clone(),

@@ -7,11 +7,10 @@ pub mod auth;
 pub mod convert;
 pub mod status;
 
-use crate::log::AuditLog;
+use crate::log::{AuditLog, Loaded};
 use crate::metrics::Metrics;
+use crate::ports::{Clock, Cursor};
 use crate::record::Intake;
-use crate::repository::Cursor;
-use crate::startup::Loaded;
 use auth::{Access, Credentials};
 use medbook_proto::audit::v1 as pb;
 use medbook_shared::trace_context;
@@ -21,6 +20,14 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub use pb::audit_service_server::AuditServiceServer;
+
+/// The services this server answers, as reflection lists them.
+pub const SERVED: [&str; 4] = [
+    "medbook.audit.v1.AuditService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 /// How Append takes records in.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +40,8 @@ pub struct AppendPolicy {
 
 pub struct AuditGrpc {
     log: Loaded,
+    /// Stamps each Append's receive time.
+    clock: Arc<dyn Clock>,
     metrics: Metrics,
     credentials: Credentials,
     policy: AppendPolicy,
@@ -41,12 +50,14 @@ pub struct AuditGrpc {
 impl AuditGrpc {
     pub fn new(
         log: Loaded,
+        clock: Arc<dyn Clock>,
         metrics: Metrics,
         credentials: Credentials,
         policy: AppendPolicy,
     ) -> Self {
         Self {
             log,
+            clock,
             metrics,
             credentials,
             policy,
@@ -95,7 +106,7 @@ impl AuditService for AuditGrpc {
     ) -> Result<Response<pb::AppendResponse>, Status> {
         // The receive time: the server's clock as the call arrives, before it waits
         // for other appends.
-        let intake = Intake::now(self.policy.max_future_skew);
+        let intake = Intake::at(self.clock.now(), self.policy.max_future_skew);
         self.call("Append", Access::Append, request, |req| async move {
             if req.records.is_empty() {
                 return Err(status::invalid(&[status::violation(
@@ -154,7 +165,7 @@ impl AuditService for AuditGrpc {
             let next_page_token = match rows.last() {
                 Some(last) if more => convert::page_token(&Cursor {
                     occurred_at: last.occurred_at,
-                    index: last.index(),
+                    index: last.index,
                 }),
                 _ => String::new(),
             };

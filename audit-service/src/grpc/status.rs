@@ -5,8 +5,8 @@
 
 use crate::log::LogError;
 use crate::merkle::ProofError;
+use crate::ports::DbError;
 use crate::record::Violation;
-use crate::repository::DbError;
 use prost::Message;
 use tonic::{Code, Status};
 
