@@ -20,7 +20,9 @@ use crate::service::auth::{AuthService, LoginLimits};
 use crate::service::authenticate::Authenticator;
 use crate::service::catalog::CatalogService;
 use crate::service::day_feed::{DayFeedListener, DayFeedMetrics};
-use crate::service::outbox::{EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink};
+use crate::service::outbox::{
+    AppointmentCommits, EventPublisher, OutboxRelay, OutboxSignal, RelayMetrics, Sink,
+};
 use crate::service::patients::PatientService;
 use crate::service::ports::{Clock, SystemClock, ThrottlePolicy, TokenIssuer};
 use crate::service::reminders::{ReminderMetrics, ReminderScheduler};
@@ -115,7 +117,7 @@ impl Services {
         let feed = ScheduleFeed::new(settings.grpc.watcher_buffer.max(1) * 16);
         let accounts = Arc::new(AccountService::new(
             users.clone(),
-            Arc::new(PgAccounts::new(db.clone(), outbox_signal.clone())),
+            Arc::new(PgAccounts::new(db.clone(), Arc::new(outbox_signal.clone()))),
             throttle.clone(),
             hasher.clone(),
             issuer.clone(),
@@ -140,7 +142,7 @@ impl Services {
                 session_max: Duration::from_secs(settings.auth.session_max_secs),
             },
             revoked.clone(),
-            Arc::new(PgAuditLog::new(db.clone(), outbox_signal.clone())),
+            Arc::new(PgAuditLog::new(db.clone(), Arc::new(outbox_signal.clone()))),
         ));
         let users_for_schedule = users.clone();
         let patients = Arc::new(PatientService::new(
@@ -169,8 +171,10 @@ impl Services {
             AppointmentService::new(
                 Arc::new(PgAppointments::new(
                     db.clone(),
-                    outbox_signal.clone(),
-                    reminder_metrics.scheduled.clone(),
+                    Arc::new(AppointmentCommits {
+                        signal: outbox_signal.clone(),
+                        reminders_scheduled: reminder_metrics.scheduled.clone(),
+                    }),
                 )),
                 clock.clone(),
                 settings.booking_policy(),

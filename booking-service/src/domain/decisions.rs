@@ -200,6 +200,19 @@ pub struct AppointmentFacts {
     pub time_zone: Tz,
 }
 
+impl AppointmentFacts {
+    /// What the appointment's events say about it now (a reminder's snapshot).
+    pub fn snapshot(&self) -> AppointmentSnapshot {
+        snapshot(
+            &self.appointment,
+            self.version,
+            &self.patient,
+            &self.doctor,
+            &self.clinic,
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RescheduleRequest {
     pub appointment_id: AppointmentId,

@@ -12,22 +12,23 @@ use crate::domain::{LinkTarget, NewUser, User, UserId};
 use crate::service::account_ports::{
     AccountStore, LiveToken, NewAccountToken, TokenPurpose, Verification,
 };
-use crate::service::outbox::OutboxSignal;
-use crate::service::ports::RepoError;
+use crate::service::ports::{CommitListener, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::PgConnection;
 use medbook_shared::events::{AccountEvent, AccountInfo, EmailChange, EventEnvelope};
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub struct PgAccounts {
     db: Db,
-    signal: OutboxSignal,
+    /// Told after a committed change that wrote an event.
+    signal: Arc<dyn CommitListener>,
 }
 
 impl PgAccounts {
-    pub fn new(db: Db, signal: OutboxSignal) -> Self {
+    pub fn new(db: Db, signal: Arc<dyn CommitListener>) -> Self {
         Self { db, signal }
     }
 }
@@ -128,7 +129,7 @@ impl AccountStore for PgAccounts {
                 Ok(user)
             })
             .await?;
-        self.signal.notify();
+        self.signal.committed(0);
         Ok(user)
     }
 
@@ -170,7 +171,7 @@ impl AccountStore for PgAccounts {
                 outbox::enqueue(conn, &mail)
             })
             .await?;
-        self.signal.notify();
+        self.signal.committed(0);
         Ok(())
     }
 
@@ -178,7 +179,7 @@ impl AccountStore for PgAccounts {
         self.db
             .transaction(move |conn| outbox::enqueue(conn, &mail))
             .await?;
-        self.signal.notify();
+        self.signal.committed(0);
         Ok(())
     }
 
@@ -288,7 +289,7 @@ impl AccountStore for PgAccounts {
             .await;
         match result {
             Ok(v @ Verification::Changed { .. }) => {
-                self.signal.notify();
+                self.signal.committed(0);
                 Ok(v)
             }
             // Another account has the address: the transaction rolled back.

@@ -11,6 +11,7 @@
 
 use super::audit::AuditRecord;
 use super::db::{map_err, Db};
+use super::outbox::OutboxRow;
 use super::schema::{appointments, clinics, doctors, slots};
 use super::slots::SlotRow;
 use super::sql::Sql;
@@ -27,8 +28,7 @@ use crate::domain::reminders::DueReminder;
 use crate::domain::schedule::parse_time_zone;
 use crate::domain::{AppointmentId, ClinicId, DoctorId, SlotId, UserId};
 use crate::service::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
-use crate::service::outbox::OutboxSignal;
-use crate::service::ports::{Page, PageRequest, RepoError};
+use crate::service::ports::{CommitListener, Page, PageRequest, RepoError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -36,7 +36,7 @@ use diesel::sql_types::{
     Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use medbook_shared::events::{ClinicInfo, DoctorInfo, EventEnvelope, PatientInfo};
-use prometheus::IntCounter;
+use std::sync::Arc;
 use uuid::Uuid;
 
 type AppointmentTuple = (
@@ -394,6 +394,17 @@ impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
     }
 }
 
+/// The appointment's snapshot as its events carry it, built by the domain from the
+/// same facts a change decides on (its row locked).
+pub(super) fn current_snapshot(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<medbook_shared::events::AppointmentSnapshot, RepoError> {
+    appointment_facts(conn, APPOINTMENT_FACTS, id)?
+        .map(|f| f.snapshot())
+        .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("appointment {id} vanished")))
+}
+
 fn appointment_facts(
     conn: &mut PgConnection,
     sql: &'static str,
@@ -408,30 +419,16 @@ fn appointment_facts(
         .transpose()
 }
 
-/// An event's outbox row, as binds `$n`…`$n+5` of a write statement: id, topic, type,
-/// payload (the exact JSON published), created_at, and the id of the request that
-/// caused it.
-fn bind_event(q: Sql, event: &EventEnvelope) -> Result<Sql, RepoError> {
-    let payload = String::from_utf8(event.encode().map_err(internal)?).map_err(internal)?;
-    Ok(q.bind::<SqlUuid, _>(event.id)
-        .bind::<Text, _>(event.event_type().topic())
-        .bind::<Text, _>(event.event_type().as_str())
-        .bind::<Text, _>(payload)
-        .bind::<Timestamptz, _>(event.occurred_at)
-        .bind::<Nullable<Text>, _>(medbook_service_kit::context::request_id()))
-}
-
-/// The change's audit record, as the next five binds: its id (also the row's aggregate
-/// id), action, payload, time and request id; then, the statement's last bind, the
-/// writer's `traceparent`, which both outbox rows keep.
-fn bind_audit(q: Sql, entry: &AuditEntry, at: DateTime<Utc>) -> Result<Sql, RepoError> {
-    let record = AuditRecord::from_entry(entry.clone(), at);
-    Ok(q.bind::<SqlUuid, _>(record.id)
-        .bind::<Text, _>(record.action.clone())
-        .bind::<Text, _>(record.payload()?)
-        .bind::<Timestamptz, _>(record.occurred_at)
-        .bind::<Nullable<Text>, _>(record.request_id)
-        .bind::<Nullable<Text>, _>(medbook_shared::trace_context::current_traceparent()))
+/// The change's two outbox rows, its event's and its audit record's, as the statement's
+/// last eighteen binds ([`OutboxRow::bind`]: the same row every writer writes).
+fn bind_rows(
+    q: Sql,
+    event: &EventEnvelope,
+    entry: &AuditEntry,
+    at: DateTime<Utc>,
+) -> Result<Sql, RepoError> {
+    let audit = AuditRecord::from_entry(entry.clone(), at).row()?;
+    Ok(audit.bind(OutboxRow::event(event)?.bind(q)))
 }
 
 /// Reminders as three parallel arrays (offset label, due instant) for `unnest`.
@@ -461,8 +458,8 @@ WITH taken AS (
     FROM unnest($13::text[], $14::timestamptz[]) AS r (label, due_at)
 )
 INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
-VALUES ($15, $3, $16, $17, $18, $19, $20, 'kafka', $26),
-       ($21, $21, 'audit', $22, $23, $24, $25, 'audit', $26)";
+VALUES ($15, $16, $17, $18, $19, $20, $21, $22, $23),
+       ($24, $25, $26, $27, $28, $29, $30, $31, $32)";
 
 fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoError> {
     let a = &b.appointment;
@@ -482,7 +479,7 @@ fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoErro
         .bind::<Nullable<Text>, _>(b.idempotency.as_ref().map(|i| i.request_hash.clone()))
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
-    bind_audit(bind_event(q, &b.event)?, &b.audit, a.created_at)?
+    bind_rows(q, &b.event, &b.audit, a.created_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -506,8 +503,8 @@ WITH freed AS (
     FROM unnest($9::text[], $10::timestamptz[]) AS r (label, due_at)
 )
 INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
-VALUES ($11, $8, $12, $13, $14, $15, $16, 'kafka', $22),
-       ($17, $17, 'audit', $18, $19, $20, $21, 'audit', $22)";
+VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19),
+       ($20, $21, $22, $23, $24, $25, $26, $27, $28)";
 
 fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -523,7 +520,7 @@ fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(
         .bind::<SqlUuid, _>(a.id)
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
-    bind_audit(bind_event(q, &d.event)?, &d.audit, a.updated_at)?
+    bind_rows(q, &d.event, &d.audit, a.updated_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -542,8 +539,8 @@ WITH cancelled AS (
     DELETE FROM appointment_reminders WHERE appointment_id = $6 AND published_at IS NULL
 )
 INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
-VALUES ($9, $6, $10, $11, $12, $13, $14, 'kafka', $20),
-       ($15, $15, 'audit', $16, $17, $18, $19, 'audit', $20)";
+VALUES ($9, $10, $11, $12, $13, $14, $15, $16, $17),
+       ($18, $19, $20, $21, $22, $23, $24, $25, $26)";
 
 fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoError> {
     let a = &d.appointment;
@@ -556,7 +553,7 @@ fn write_cancel(conn: &mut PgConnection, d: &CancelDecision) -> Result<(), RepoE
         .bind::<SqlUuid, _>(a.id)
         .bind::<Text, _>(d.freed.map_or("", |(_, s)| s.as_str()))
         .bind::<Nullable<SqlUuid>, _>(d.freed.map(|(id, _)| id));
-    bind_audit(bind_event(q, &d.event)?, &d.audit, a.updated_at)?
+    bind_rows(q, &d.event, &d.audit, a.updated_at)?
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -693,30 +690,22 @@ fn slot_taken_on_unique<T>(e: RepoError) -> Result<Result<T, BookingRejection>, 
 
 pub struct PgAppointments {
     db: Db,
-    /// Woken after a committed change, whose event is then in the outbox.
-    signal: OutboxSignal,
-    /// Reminders written by committed bookings and reschedules.
-    reminders_scheduled: IntCounter,
+    /// Told after a committed change, whose event is then in the outbox.
+    commits: Arc<dyn CommitListener>,
 }
 
 impl PgAppointments {
-    pub fn new(db: Db, signal: OutboxSignal, reminders_scheduled: IntCounter) -> Self {
-        Self {
-            db,
-            signal,
-            reminders_scheduled,
-        }
+    pub fn new(db: Db, commits: Arc<dyn CommitListener>) -> Self {
+        Self { db, commits }
     }
 
-    /// After a committed change (the `usize`: reminders it wrote): wakes the relay, whose
-    /// event is now in the outbox, and counts the reminders.
+    /// After a committed change (the `usize`: reminders it wrote).
     fn committed<T>(
         &self,
         result: Result<(T, usize), BookingRejection>,
     ) -> Result<T, BookingRejection> {
         result.map(|(value, scheduled)| {
-            self.signal.notify();
-            self.reminders_scheduled.inc_by(scheduled as u64);
+            self.commits.committed(scheduled);
             value
         })
     }

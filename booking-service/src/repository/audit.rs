@@ -3,9 +3,9 @@
 //! [`AuditRecord`] in JSON, completed with the request's context (actor, source,
 //! request id) and a record id, which the audit-service uses to drop duplicates.
 
-use super::db::map_err;
-use super::schema::outbox_events;
+use super::outbox::OutboxRow;
 use crate::domain::audit::AuditEntry;
+use crate::service::outbox::Sink;
 use crate::service::ports::RepoError;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -85,34 +85,41 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// The record's outbox row (audit sink; its id is also the aggregate id).
+    pub fn row(&self) -> Result<OutboxRow, RepoError> {
+        Ok(OutboxRow {
+            id: self.id,
+            aggregate_id: self.id,
+            topic: AUDIT_TOPIC.to_owned(),
+            event_type: self.action.clone(),
+            payload: self.payload()?,
+            created_at: self.occurred_at,
+            request_id: self.request_id.clone(),
+            sink: Sink::Audit.as_str(),
+            trace_parent: medbook_shared::trace_context::current_traceparent(),
+        })
+    }
+}
+
 /// Queues `entry` in the caller's transaction.
 pub fn enqueue(conn: &mut PgConnection, entry: AuditEntry) -> Result<(), RepoError> {
-    let record = AuditRecord::from_entry(entry, Utc::now());
-    diesel::insert_into(outbox_events::table)
-        .values((
-            outbox_events::id.eq(record.id),
-            outbox_events::aggregate_id.eq(record.id),
-            outbox_events::topic.eq(AUDIT_TOPIC),
-            outbox_events::event_type.eq(&record.action),
-            outbox_events::payload.eq(record.payload()?),
-            outbox_events::created_at.eq(record.occurred_at),
-            outbox_events::request_id.eq(&record.request_id),
-            outbox_events::trace_parent.eq(medbook_shared::trace_context::current_traceparent()),
-            outbox_events::sink.eq("audit"),
-        ))
-        .execute(conn)
-        .map(|_| ())
-        .map_err(map_err)
+    AuditRecord::from_entry(entry, Utc::now())
+        .row()?
+        .insert(conn)
 }
 
 /// [`crate::service::ports::AuditLog`] over the outbox's audit sink.
 pub struct PgAuditLog {
     db: super::db::Db,
-    signal: crate::service::outbox::OutboxSignal,
+    signal: std::sync::Arc<dyn crate::service::ports::CommitListener>,
 }
 
 impl PgAuditLog {
-    pub fn new(db: super::db::Db, signal: crate::service::outbox::OutboxSignal) -> Self {
+    pub fn new(
+        db: super::db::Db,
+        signal: std::sync::Arc<dyn crate::service::ports::CommitListener>,
+    ) -> Self {
         Self { db, signal }
     }
 }
@@ -123,7 +130,7 @@ impl crate::service::ports::AuditLog for PgAuditLog {
         self.db
             .transaction(move |conn| enqueue(conn, entry.clone()))
             .await?;
-        self.signal.notify();
+        self.signal.committed(0);
         Ok(())
     }
 }

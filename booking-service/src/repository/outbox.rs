@@ -2,111 +2,90 @@
 //! [`PgOutbox`] is the relay's view (claim, mark published, release, prune).
 
 use super::db::{map_err, Db};
-use super::schema::{appointments, clinics, doctors, outbox_events, slots, users};
+use super::schema::outbox_events;
 use crate::service::outbox::{Backlog, OutboxStore, PendingEvent, Sink};
 use crate::service::ports::RepoError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Interval, Uuid as SqlUuid};
-use medbook_shared::events::{
-    AppointmentSnapshot, ClinicInfo, DoctorInfo, EventEnvelope, PatientInfo, TOPIC_ACCOUNTS,
-};
+use medbook_shared::events::{EventEnvelope, TOPIC_ACCOUNTS};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Everything an email about `appointment_id` needs, as committed so far in this
-/// transaction.
-pub fn snapshot(
-    conn: &mut PgConnection,
-    appointment_id: Uuid,
-) -> Result<AppointmentSnapshot, RepoError> {
-    type Row = (
-        (Uuid, Uuid, String, i32),
-        (DateTime<Utc>, DateTime<Utc>),
-        (Uuid, String, String),
-        (Uuid, String, String),
-        (Uuid, String, String, String, String),
-    );
-    let (
-        (appointment_id, slot_id, reason, version),
-        (starts_at, ends_at),
-        (patient_id, email, patient_name),
-        (doctor_id, doctor_name, specialty),
-        (clinic_id, clinic_name, city, address, time_zone),
-    ): Row = appointments::table
-        .inner_join(slots::table)
-        .inner_join(users::table)
-        .inner_join(doctors::table.inner_join(clinics::table))
-        .filter(appointments::id.eq(appointment_id))
-        .select((
-            (
-                appointments::id,
-                appointments::slot_id,
-                appointments::reason,
-                appointments::version,
-            ),
-            (slots::starts_at, slots::ends_at),
-            (users::id, users::email, users::full_name),
-            (doctors::id, doctors::full_name, doctors::specialty),
-            (
-                clinics::id,
-                clinics::name,
-                clinics::city,
-                clinics::address,
-                clinics::time_zone,
-            ),
-        ))
-        .first(conn)
-        .map_err(map_err)?;
-    Ok(AppointmentSnapshot {
-        appointment_id,
-        slot_id,
-        starts_at,
-        ends_at,
-        reason,
-        patient: PatientInfo {
-            id: patient_id,
-            email,
-            full_name: patient_name,
-        },
-        doctor: DoctorInfo {
-            id: doctor_id,
-            full_name: doctor_name,
-            specialty,
-        },
-        clinic: ClinicInfo {
-            id: clinic_id,
-            name: clinic_name,
-            city,
-            address,
-            time_zone,
-        },
-        version,
-    })
+/// One outbox row, as every writer fills it: Diesel's [`enqueue`] and
+/// [`super::audit::enqueue`], and the appointment changes' single statements, which bind
+/// the same row ([`OutboxRow::bind`]). One shape, written one way.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox_events)]
+pub struct OutboxRow {
+    pub id: Uuid,
+    pub aggregate_id: Uuid,
+    pub topic: String,
+    pub event_type: String,
+    /// The exact JSON published.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    /// The request that caused it.
+    pub request_id: Option<String>,
+    pub sink: &'static str,
+    /// The writer's W3C `traceparent`, so the publication joins the change's trace.
+    pub trace_parent: Option<String>,
+}
+
+/// The columns [`OutboxRow::bind`] binds, in its order.
+pub const OUTBOX_COLUMNS: &str =
+    "id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent";
+
+impl OutboxRow {
+    /// `event`'s row for the Kafka sink, in the current request's context.
+    pub fn event(event: &EventEnvelope) -> Result<Self, RepoError> {
+        let payload = event
+            .encode()
+            .map_err(|e| RepoError::Internal(anyhow::anyhow!("event not encodable: {e}")))?;
+        let payload = String::from_utf8(payload)
+            .map_err(|e| RepoError::Internal(anyhow::anyhow!("event not UTF-8: {e}")))?;
+        Ok(Self {
+            id: event.id,
+            aggregate_id: event.event.aggregate_id(),
+            topic: event.event_type().topic().to_owned(),
+            event_type: event.event_type().as_str().to_owned(),
+            payload,
+            created_at: event.occurred_at,
+            request_id: medbook_service_kit::context::request_id(),
+            sink: Sink::Kafka.as_str(),
+            trace_parent: medbook_shared::trace_context::current_traceparent(),
+        })
+    }
+
+    /// The row's nine columns as the next binds of a hand-written statement, in
+    /// [`OUTBOX_COLUMNS`] order.
+    pub fn bind(self, q: super::sql::Sql) -> super::sql::Sql {
+        use diesel::sql_types::{Nullable, Text, Timestamptz};
+        q.bind::<SqlUuid, _>(self.id)
+            .bind::<SqlUuid, _>(self.aggregate_id)
+            .bind::<Text, _>(self.topic)
+            .bind::<Text, _>(self.event_type)
+            .bind::<Text, _>(self.payload)
+            .bind::<Timestamptz, _>(self.created_at)
+            .bind::<Nullable<Text>, _>(self.request_id)
+            .bind::<Text, _>(self.sink)
+            .bind::<Nullable<Text>, _>(self.trace_parent)
+    }
+
+    /// Inserts the row in the caller's transaction.
+    pub fn insert(self, conn: &mut PgConnection) -> Result<(), RepoError> {
+        diesel::insert_into(outbox_events::table)
+            .values(self)
+            .execute(conn)
+            .map(|_| ())
+            .map_err(map_err)
+    }
 }
 
 /// Appends `event` to the outbox inside the caller's transaction.
 pub fn enqueue(conn: &mut PgConnection, event: &EventEnvelope) -> Result<(), RepoError> {
-    let payload = event
-        .encode()
-        .map_err(|e| RepoError::Internal(anyhow::anyhow!("event not encodable: {e}")))?;
-    let payload = String::from_utf8(payload)
-        .map_err(|e| RepoError::Internal(anyhow::anyhow!("event not UTF-8: {e}")))?;
-    diesel::insert_into(outbox_events::table)
-        .values((
-            outbox_events::id.eq(event.id),
-            outbox_events::aggregate_id.eq(event.event.aggregate_id()),
-            outbox_events::topic.eq(event.event_type().topic()),
-            outbox_events::event_type.eq(event.event_type().as_str()),
-            outbox_events::payload.eq(payload),
-            outbox_events::created_at.eq(event.occurred_at),
-            outbox_events::request_id.eq(medbook_service_kit::context::request_id()),
-            outbox_events::trace_parent.eq(medbook_shared::trace_context::current_traceparent()),
-        ))
-        .execute(conn)
-        .map(|_| ())
-        .map_err(map_err)
+    OutboxRow::event(event)?.insert(conn)
 }
 
 #[derive(QueryableByName)]

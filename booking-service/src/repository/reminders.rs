@@ -68,7 +68,8 @@ impl ReminderStore for PgReminders {
                     .map_err(map_err)?;
                 let mut batch = ReminderBatch::default();
                 for row in rows {
-                    let appointment = outbox::snapshot(conn, row.appointment_id)?;
+                    let appointment =
+                        super::appointments::current_snapshot(conn, row.appointment_id)?;
                     // Rows are replaced with every change of the appointment, so the
                     // snapshot's version is the row's. An appointment that has started
                     // means the scheduler was down for the reminder's whole window: a

@@ -18,8 +18,7 @@
 
 use super::account_ports::{AccountStore, NewAccountToken, TokenPurpose, Verification};
 use super::auth::Registration;
-use super::cache_ports::{Cache, RevokedTokens};
-use super::patients::patient_cache_key;
+use super::cache_ports::{patient_cache_key, Cache, RevokedTokens};
 use super::ports::{
     Clock, LoginThrottle, PasswordHasher, RepoError, ThrottlePolicy, TokenIssuer, UserChanges,
     UserRepository,

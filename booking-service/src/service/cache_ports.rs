@@ -9,6 +9,16 @@ use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The cache key of a doctor's public record (with its rating summary).
+pub fn doctor_cache_key(id: crate::domain::DoctorId) -> String {
+    format!("doctor:{id}")
+}
+
+/// The cache key of a patient's record.
+pub fn patient_cache_key(id: crate::domain::UserId) -> String {
+    format!("patient:{id}")
+}
+
 /// A key-value cache of opaque serialized values, with a backend-defined TTL and size
 /// bound.
 ///

@@ -3,7 +3,7 @@
 //! its clinic, a new review — invalidates it.
 
 use super::booking_ports::{ClinicRepository, DoctorQuery, DoctorRemoval, DoctorRepository};
-use super::cache_ports::{get_or_load, Cache};
+use super::cache_ports::{doctor_cache_key, get_or_load, Cache};
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::domain::booking::{Clinic, ClinicInput, Doctor, DoctorInput};
@@ -11,10 +11,6 @@ use crate::domain::rejection::Rejection;
 use crate::domain::{ClinicId, DoctorId, UserId};
 use std::sync::Arc;
 use uuid::Uuid;
-
-pub fn doctor_cache_key(id: DoctorId) -> String {
-    format!("doctor:{id}")
-}
 
 pub struct CatalogService {
     clinics: Arc<dyn ClinicRepository>,

@@ -121,6 +121,27 @@ impl OutboxSignal {
     }
 }
 
+impl super::ports::CommitListener for OutboxSignal {
+    fn committed(&self, _reminders: usize) {
+        self.notify();
+    }
+}
+
+/// What an appointment change's commit tells: the relays (its event is in the
+/// outbox) and `reminders_scheduled_total`.
+pub struct AppointmentCommits {
+    pub signal: OutboxSignal,
+    pub reminders_scheduled: prometheus::IntCounter,
+}
+
+impl super::ports::CommitListener for AppointmentCommits {
+    fn committed(&self, reminders: usize) {
+        self.signal.notify();
+        self.reminders_scheduled
+            .inc_by(u64::try_from(reminders).unwrap_or(u64::MAX));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub sink: Sink,

@@ -3,7 +3,7 @@
 
 use super::accounts::AccountService;
 use super::auth::email_conflict;
-use super::cache_ports::{get_or_load, Cache};
+use super::cache_ports::{get_or_load, patient_cache_key, Cache};
 use super::ports::{
     Clock, LoginThrottle, Page, PageRequest, PasswordHasher, RefreshTokenRepository,
     ThrottlePolicy, UserChanges, UserRepository,
@@ -70,10 +70,6 @@ pub struct PatientService {
     /// no password oracle.
     throttle: Arc<dyn LoginThrottle>,
     password_checks: ThrottlePolicy,
-}
-
-pub fn patient_cache_key(id: UserId) -> String {
-    format!("patient:{id}")
 }
 
 impl PatientService {

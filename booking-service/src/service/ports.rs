@@ -226,3 +226,9 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// Told after a transaction that wrote outbox rows has committed, so the relays need
+/// not wait for their next poll; `reminders` is how many reminders it scheduled.
+pub trait CommitListener: Send + Sync {
+    fn committed(&self, reminders: usize);
+}

@@ -1,8 +1,7 @@
 //! Reviews: only the patient of a past, not cancelled appointment may review it, once.
 
 use super::booking_ports::{ReviewCommand, ReviewRejection, ReviewRepository};
-use super::cache_ports::Cache;
-use super::catalog::doctor_cache_key;
+use super::cache_ports::{doctor_cache_key, Cache};
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
 use crate::domain::booking::{AuthorShownAs, Rating, Review};

@@ -68,11 +68,7 @@ fn fixture() -> Fixture {
         log.clone(),
     )
     .unwrap();
-    let repo = PgAppointments::new(
-        pool.clone(),
-        OutboxSignal::default(),
-        prometheus::IntCounter::new("reminders_scheduled", "test").unwrap(),
-    );
+    let repo = PgAppointments::new(pool.clone(), Arc::new(OutboxSignal::default()));
     let service = AppointmentService::new(
         Arc::new(repo),
         Arc::new(SystemClock),
