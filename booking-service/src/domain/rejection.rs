@@ -53,6 +53,8 @@ pub enum Rejection {
     ClinicInUse,
     /// The user account already belongs to another doctor.
     UserAlreadyLinked,
+    /// The doctor's record is linked to an account already.
+    DoctorHasAccount,
     /// A slot may not overlap another of the same doctor.
     SlotOverlap,
     /// A booked slot cannot be changed.
@@ -88,6 +90,7 @@ impl Rejection {
             Rejection::AlreadyVerified => "already_verified",
             Rejection::ClinicInUse => "clinic_in_use",
             Rejection::UserAlreadyLinked => "user_already_linked",
+            Rejection::DoctorHasAccount => "doctor_has_account",
             Rejection::SlotOverlap => "slot_overlap",
             Rejection::SlotBooked | Rejection::SlotHasHistory => "slot_booked",
             Rejection::PatientHasHistory => "patient_has_history",

@@ -2,10 +2,12 @@
 
 use super::audit;
 use super::db::{map_err, Db};
-use super::schema::users;
+use super::schema::{doctors, users};
 use crate::domain::audit::{json, AuditEntry};
-use crate::domain::{Email, Gender, NewUser, Role, User, UserId};
-use crate::service::ports::{Page, PageRequest, RepoError, UserChanges, UserRepository};
+use crate::domain::{DoctorId, Email, Gender, NewUser, Role, User, UserId};
+use crate::service::ports::{
+    DoctorAccountRefusal, Page, PageRequest, RepoError, UserChanges, UserRepository,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -159,6 +161,57 @@ impl UserRepository for PgUsers {
                     AuditEntry::new(action, "user", user.id).created(&audited(&user)),
                 )?;
                 Ok(user)
+            })
+            .await
+    }
+
+    async fn insert_doctor_account(
+        &self,
+        user: NewUser,
+        doctor: DoctorId,
+    ) -> Result<Result<User, DoctorAccountRefusal>, RepoError> {
+        let row = NewUserRow::from(user);
+        self.db
+            .transaction(move |conn| {
+                let linked: Option<Option<Uuid>> = doctors::table
+                    .find(doctor.0)
+                    .select(doctors::user_id)
+                    .for_update()
+                    .first(conn)
+                    .optional()
+                    .map_err(map_err)?;
+                match linked {
+                    None => return Ok(Err(DoctorAccountRefusal::NoSuchDoctor)),
+                    Some(Some(_)) => return Ok(Err(DoctorAccountRefusal::AlreadyLinked)),
+                    Some(None) => {}
+                }
+                let user = diesel::insert_into(users::table)
+                    .values(&row)
+                    .returning(UserRow::as_returning())
+                    .get_result(conn)
+                    .map_err(map_err)
+                    .and_then(User::try_from)?;
+                diesel::update(doctors::table.find(doctor.0))
+                    .set((
+                        doctors::user_id.eq(user.id.0),
+                        doctors::updated_at.eq(Utc::now()),
+                    ))
+                    .execute(conn)
+                    .map_err(map_err)?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("doctor_account.created", "user", user.id)
+                        .created(&audited(&user)),
+                )?;
+                audit::enqueue(
+                    conn,
+                    AuditEntry::new("doctor.updated", "doctor", doctor).field(
+                        "user_id",
+                        json(&None::<Uuid>),
+                        json(&Some(user.id.0)),
+                    ),
+                )?;
+                Ok(Ok(user))
             })
             .await
     }

@@ -17,7 +17,7 @@
 use super::cache_ports::RevokedTokens;
 use super::ports::AuditLog;
 use super::ports::{
-    Clock, IssuedAccessToken, LoginThrottle, NewRefreshToken, PasswordHasher,
+    Clock, DoctorAccountRefusal, IssuedAccessToken, LoginThrottle, NewRefreshToken, PasswordHasher,
     RefreshTokenRepository, Replacement, RotateOutcome, ThrottlePolicy, TokenIssuer,
     UserRepository,
 };
@@ -25,8 +25,8 @@ use super::ServiceError;
 use crate::domain::audit::AuditEntry;
 use crate::domain::rejection::{AuthFailure, Rejection};
 use crate::domain::{
-    BirthDate, ClientNetwork, Email, FullName, Gender, NewUser, Password, Phone, Role, User,
-    UserId, ValidationErrors,
+    BirthDate, ClientNetwork, DoctorId, Email, FullName, Gender, NewUser, Password, Phone, Role,
+    User, UserId, ValidationErrors,
 };
 use chrono::{DateTime, Utc};
 use medbook_service_kit::context::{self, Actor};
@@ -143,14 +143,34 @@ impl AuthService {
         self.create_staff(reg, Role::Admin).await
     }
 
-    /// Creates the account of a doctor (command line only), verified like an admin's;
-    /// linking it to the doctor's record is the caller's next step.
-    #[tracing::instrument(skip_all)]
-    pub async fn create_doctor_account(&self, reg: Registration) -> Result<User, ServiceError> {
-        self.create_staff(reg, Role::Doctor).await
+    /// Creates the account of a doctor (command line only), verified like an admin's,
+    /// and links the doctor's record to it: both or neither.
+    #[tracing::instrument(skip_all, fields(doctor_id = %doctor))]
+    pub async fn create_doctor_account(
+        &self,
+        doctor: DoctorId,
+        reg: Registration,
+    ) -> Result<User, ServiceError> {
+        let user = self.new_staff(reg, Role::Doctor).await?;
+        match self
+            .users
+            .insert_doctor_account(user, doctor)
+            .await
+            .map_err(email_conflict)?
+        {
+            Ok(user) => Ok(user),
+            Err(DoctorAccountRefusal::NoSuchDoctor) => Err(ServiceError::NotFound("doctor")),
+            Err(DoctorAccountRefusal::AlreadyLinked) => Err(Rejection::DoctorHasAccount.into()),
+        }
     }
 
     async fn create_staff(&self, reg: Registration, role: Role) -> Result<User, ServiceError> {
+        let user = self.new_staff(reg, role).await?;
+        self.users.insert(user).await.map_err(email_conflict)
+    }
+
+    /// A staff account (verified at once) after the password policy and hashing.
+    async fn new_staff(&self, reg: Registration, role: Role) -> Result<NewUser, ServiceError> {
         crate::domain::password_policy::require(
             "password",
             &reg.password,
@@ -169,7 +189,7 @@ impl AuthService {
             phone: reg.phone,
             email_verified_at: Some(self.clock.now()),
         };
-        self.users.insert(user).await.map_err(email_conflict)
+        Ok(user)
     }
 
     /// Checks credentials and issues a token pair.

@@ -4,7 +4,7 @@
 
 use super::fakes::{FakeThrottle, FakeTokens, FakeUsers};
 use super::ports::*;
-use crate::domain::{Email, FullName, NewUser, Role, UserId};
+use crate::domain::{DoctorId, Email, FullName, NewUser, Role, UserId};
 use crate::repository::{Db, PgLoginThrottle, PgRefreshTokens, PgUsers, PoolSettings};
 use chrono::{Duration, Utc};
 use medbook_test_support::pg::TestDb;
@@ -254,6 +254,83 @@ async fn throttle_contract(throttle: &dyn LoginThrottle) {
     assert!(!throttle.succeeded_since(known.clone(), now).await.unwrap());
     throttle.remember_success(known.clone(), now).await.unwrap();
     assert!(throttle.succeeded_since(known, now).await.unwrap());
+}
+
+/// A doctor's account is inserted and linked together, once: an unknown doctor or a
+/// second account leaves nothing behind.
+async fn doctor_accounts_contract(users: &dyn UserRepository, doctor: DoctorId) {
+    let mut account = new_user("doc@example.com", "Dana Doctor");
+    account.role = Role::Doctor;
+    let created = users
+        .insert_doctor_account(account, doctor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(created.role, Role::Doctor);
+    assert_eq!(
+        users.find_by_id(created.id).await.unwrap().map(|u| u.id),
+        Some(created.id)
+    );
+    let second = new_user("doc2@example.com", "Dana Doctor");
+    let id = second.id;
+    assert_eq!(
+        users.insert_doctor_account(second, doctor).await.unwrap(),
+        Err(DoctorAccountRefusal::AlreadyLinked)
+    );
+    assert!(
+        users.find_by_id(id).await.unwrap().is_none(),
+        "nothing written"
+    );
+    let third = new_user("doc3@example.com", "Dana Doctor");
+    let id = third.id;
+    assert_eq!(
+        users
+            .insert_doctor_account(third, DoctorId(Uuid::new_v4()))
+            .await
+            .unwrap(),
+        Err(DoctorAccountRefusal::NoSuchDoctor)
+    );
+    assert!(
+        users.find_by_id(id).await.unwrap().is_none(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn fake_doctor_accounts_keep_the_contract() {
+    let users = FakeUsers::default();
+    let doctor = DoctorId(Uuid::new_v4());
+    users.1.lock().unwrap().insert(doctor, None);
+    doctor_accounts_contract(&users, doctor).await;
+}
+
+#[tokio::test]
+async fn pg_doctor_accounts_keep_the_contract() {
+    let (db, pool) = pg();
+    let doctor = Uuid::new_v4();
+    db.execute(&format!(
+        "INSERT INTO clinics (id, name, city, address, time_zone)
+         VALUES ('{doctor}', 'C', 'Berlin', 'Main St 1', 'Europe/Berlin');
+         INSERT INTO doctors (id, full_name, specialty, clinic_id, status, bio, years_of_experience)
+         VALUES ('{doctor}', 'Dana Doctor', 'cardiology', '{doctor}', 'active', '', 5)"
+    ));
+    doctor_accounts_contract(&PgUsers::new(pool), DoctorId(doctor)).await;
+    let linked: Vec<(Option<Uuid>,)> = {
+        use diesel::prelude::*;
+        diesel::sql_query(format!("SELECT user_id FROM doctors WHERE id = '{doctor}'"))
+            .load::<LinkedRow>(&mut db.conn())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.user_id,))
+            .collect()
+    };
+    assert!(linked[0].0.is_some(), "the record names the account");
+}
+
+#[derive(diesel::QueryableByName)]
+struct LinkedRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    user_id: Option<Uuid>,
 }
 
 /// A pool on a fresh database with the booking schema (the real PostgreSQL of the

@@ -203,8 +203,12 @@ impl Clock for FakeClock {
     }
 }
 
+/// Users, and which doctor records exist and the account each is linked to.
 #[derive(Default)]
-pub struct FakeUsers(Mutex<Vec<User>>);
+pub struct FakeUsers(
+    Mutex<Vec<User>>,
+    pub Mutex<std::collections::HashMap<crate::domain::DoctorId, Option<UserId>>>,
+);
 
 #[derive(Debug, Clone)]
 struct FakeLink {
@@ -418,6 +422,26 @@ fn to_user(n: NewUser) -> User {
 
 #[async_trait]
 impl UserRepository for FakeUsers {
+    async fn insert_doctor_account(
+        &self,
+        user: NewUser,
+        doctor: crate::domain::DoctorId,
+    ) -> Result<Result<User, DoctorAccountRefusal>, RepoError> {
+        let mut doctors = self.1.lock().unwrap();
+        match doctors.get(&doctor) {
+            None => return Ok(Err(DoctorAccountRefusal::NoSuchDoctor)),
+            Some(Some(_)) => return Ok(Err(DoctorAccountRefusal::AlreadyLinked)),
+            Some(None) => {}
+        }
+        let mut all = self.0.lock().unwrap();
+        if all.iter().any(|u| u.email == user.email.as_str()) {
+            return Err(RepoError::UniqueViolation("users_email_key".into()));
+        }
+        let user = to_user(user);
+        all.push(user.clone());
+        doctors.insert(doctor, Some(user.id));
+        Ok(Ok(user))
+    }
     async fn insert(&self, user: NewUser) -> Result<User, RepoError> {
         let mut all = self.0.lock().unwrap();
         if all.iter().any(|u| u.email == user.email.as_str()) {

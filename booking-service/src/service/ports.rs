@@ -1,7 +1,7 @@
 //! The traits the use cases depend on: storage, password hashing, tokens, throttling and
 //! time. Real implementations: `repository::*` (PostgreSQL), `security::*` (bcrypt, JWT).
 
-use crate::domain::{Email, NewUser, Password, Role, User, UserId};
+use crate::domain::{DoctorId, Email, NewUser, Password, Role, User, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -46,9 +46,25 @@ pub struct UserChanges {
     pub pending_email: Option<Option<Email>>,
 }
 
+/// Why a doctor's account was not created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoctorAccountRefusal {
+    NoSuchDoctor,
+    /// The doctor's record is linked to an account already.
+    AlreadyLinked,
+}
+
 #[async_trait]
 pub trait UserRepository: Send + Sync {
     async fn insert(&self, user: NewUser) -> Result<User, RepoError>;
+    /// Inserts a doctor's account and links it to the doctor's record, in one
+    /// transaction with the doctor's row locked; nothing is written when the doctor does
+    /// not exist or has an account already.
+    async fn insert_doctor_account(
+        &self,
+        user: NewUser,
+        doctor: DoctorId,
+    ) -> Result<Result<User, DoctorAccountRefusal>, RepoError>;
     /// Inserts all users in one transaction, or none of them.
     async fn insert_all(&self, users: Vec<NewUser>) -> Result<Vec<User>, RepoError>;
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepoError>;

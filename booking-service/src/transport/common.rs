@@ -20,6 +20,7 @@ pub fn rejection(r: Rejection) -> &'static str {
         Rejection::AlreadyVerified => "your e-mail address is already verified",
         Rejection::ClinicInUse => "the clinic still has doctors; move or remove them first",
         Rejection::UserAlreadyLinked => "this user is already linked to another doctor",
+        Rejection::DoctorHasAccount => "the doctor already has an account",
         Rejection::SlotOverlap => "the slot overlaps another slot of this doctor",
         Rejection::SlotBooked => "the slot is booked; cancel or move the appointment first",
         Rejection::SlotHasHistory => "the slot has or had an appointment; block it instead",

@@ -143,6 +143,7 @@ fn rejection_code(r: Rejection) -> Code {
         | Rejection::AlreadyVerified
         | Rejection::ClinicInUse
         | Rejection::UserAlreadyLinked
+        | Rejection::DoctorHasAccount
         | Rejection::SlotOverlap
         | Rejection::SlotBooked
         | Rejection::SlotHasHistory

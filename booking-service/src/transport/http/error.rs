@@ -302,6 +302,7 @@ fn rejection_status(r: Rejection) -> StatusCode {
         | Rejection::AlreadyVerified
         | Rejection::ClinicInUse
         | Rejection::UserAlreadyLinked
+        | Rejection::DoctorHasAccount
         | Rejection::SlotOverlap
         | Rejection::SlotBooked
         | Rejection::SlotHasHistory
