@@ -15,6 +15,7 @@
 mod accounts;
 mod appointments;
 mod audit;
+mod audit_reader;
 mod auth;
 mod catalog;
 mod cli;
