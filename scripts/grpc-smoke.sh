@@ -2,7 +2,7 @@
 # gRPC smoke test with grpcurl, as an operator would poke the services: the
 # ScheduleService of booking-service (reflection lists it, health says SERVING,
 # GetAvailableSlots answers for a demo doctor, BookSlot refuses a call without a token and
-# books with a patient's), and the audit-service (reflection, health, and Query finds the
+# books with a patient's, who cancels it again), and the audit-service (reflection, health, and Query finds the
 # record of that booking, shipped by booking-service's audit relay).
 # grpcurl 1.8.6 speaks the v1alpha reflection protocol, which both services serve beside
 # v1. Fails on any unexpected answer; stops what it started and drops its databases.
@@ -101,6 +101,11 @@ out=$("$grpcurl" -plaintext -H "authorization: Bearer ${token}" \
     -d "{\"slot_id\":\"${slot}\",\"reason\":\"grpc smoke\"}" "$schedule" \
     medbook.schedule.v1.ScheduleService/BookSlot)
 expect "BookSlot books for a patient" '"status": "booked"' "$out"
+appointment=$("$TOOLS_PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read())["id"])' <<<"$out")
+out=$("$grpcurl" -plaintext -H "authorization: Bearer ${token}" \
+    -d "{\"appointment_id\":\"${appointment}\"}" "$schedule" \
+    medbook.schedule.v1.ScheduleService/CancelAppointment)
+expect "CancelAppointment cancels the patient's own" '"status": "cancelled"' "$out"
 
 audit_addr="127.0.0.1:${audit_port}"
 out=$("$grpcurl" -plaintext "$audit_addr" list)
