@@ -4,7 +4,7 @@
 //! A dead letter is the original message unchanged — key, value and headers — plus
 //! `dlq-*` headers saying where it came from and why it failed.
 
-use crate::service::{DeadLetter, DeadLetterSink, Incoming};
+use crate::service::ports::{DeadLetter, DeadLetterSink, Incoming};
 use chrono::{DateTime, Utc};
 use medbook_shared::events::{headers, EventEnvelope, TOPIC_DLQ};
 use medbook_shared::kafka::{KafkaSettings, OutgoingRecord, ReliableProducer};

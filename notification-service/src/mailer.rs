@@ -14,8 +14,8 @@
 //! capped a consumer at ~20 emails/s. (With `smtp.tls: tls`, lettre opens the socket
 //! itself and that delay remains.)
 
-use crate::domain::email::Email;
-use crate::service::{Mailer, SendError};
+use crate::domain::mail::Email;
+use crate::service::ports::{Mailer, SendError};
 use crate::settings::{SmtpSettings, SmtpTls};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};

@@ -4,9 +4,12 @@
 use crate::consumer;
 use crate::dlq::KafkaDeadLetters;
 use crate::mailer::SmtpMailer;
-use crate::repository::{Db, PgDeadLetterBudget, PgDeliveryLog, MIGRATIONS, MIGRATION_LOCK};
+use crate::repository::{
+    Db, PgDeadLetterBudget, PgDeliveryLog, PgOrderStore, MIGRATIONS, MIGRATION_LOCK,
+};
 use crate::service::{
     probe_smtp, HandlerParts, Mailer, Metrics, NotificationHandler, ProbeIntervals, SmtpStatus,
+    SystemClock,
 };
 use crate::settings::Settings;
 use anyhow::Context;
@@ -99,6 +102,7 @@ impl NotificationApp {
             HandlerParts {
                 mailer: mailer.clone(),
                 log: Arc::new(PgDeliveryLog::new(db.clone())),
+                order_store: Arc::new(PgOrderStore::new(db.clone())),
                 dlq: dlq.clone(),
                 retry: settings.retry_policy(),
                 budget: Arc::new(PgDeadLetterBudget::new(
@@ -109,6 +113,7 @@ impl NotificationApp {
                 order: settings.order_policy(),
                 metrics: metrics.clone(),
                 smtp: smtp.clone(),
+                clock: Arc::new(SystemClock),
                 stale_after: Duration::from_secs(settings.dedup.claim_timeout_secs),
                 organizer: sender_address(&settings.email.from),
             },

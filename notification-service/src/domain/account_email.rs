@@ -24,7 +24,7 @@
 //! to any address. The only recipient-specific text these e-mails carry is the
 //! recipient's own address and, in an address-change notice, the new address.
 
-use super::email::{escape_html, Email, RenderError};
+use super::mail::{escape_html, Email, RenderError};
 use chrono::{DateTime, Utc};
 use medbook_shared::events::{AccountEvent, AccountLink, EventEnvelope};
 
@@ -198,11 +198,19 @@ fn html_body(greeting: &str, c: &Content<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::email::render;
     use super::*;
     use chrono::TimeZone;
-    use medbook_shared::events::{AccountInfo, EmailChange};
+    use medbook_shared::events::{AccountInfo, EmailChange, Event};
     use uuid::Uuid;
+
+    /// The e-mail of an account event, called as the service calls `email::render`
+    /// (the dispatch over all events lives above this module, not here).
+    fn render(e: &EventEnvelope, _organizer: &str) -> Result<Email, RenderError> {
+        match &e.event {
+            Event::Account(account) => super::render(e, account),
+            Event::Appointment(_) => panic!("not an account event: {}", e.event_type().as_str()),
+        }
+    }
 
     const LINK: &str = "https://medbook.example/account/reset-password?token=abc123&lang=en";
     const ESCAPED_LINK: &str =

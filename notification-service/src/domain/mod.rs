@@ -4,4 +4,5 @@
 pub mod account_email;
 pub mod email;
 pub mod ics;
+pub mod mail;
 pub mod order;

@@ -2,7 +2,7 @@
 //! the `dead_letter_window` table whichever worker dead-letters.
 
 use super::Db;
-use crate::service::{Admission, DeadLetterBudget, FailureKind};
+use crate::service::ports::{Admission, DeadLetterBudget, FailureKind};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use std::time::Duration;
@@ -33,7 +33,12 @@ impl PgDeadLetterBudget {
 
 #[async_trait::async_trait]
 impl DeadLetterBudget for PgDeadLetterBudget {
-    async fn admit(&self, kind: FailureKind, source: &str) -> anyhow::Result<Admission> {
+    async fn admit(
+        &self,
+        kind: FailureKind,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Admission> {
         let (max, source) = (i64::from(self.max), source.to_owned());
         let window = chrono::Duration::from_std(self.window)?;
         self.db
@@ -42,7 +47,6 @@ impl DeadLetterBudget for PgDeadLetterBudget {
                     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                         .bind::<diesel::sql_types::BigInt, _>(BUDGET_LOCK)
                         .execute(conn)?;
-                    let now = Utc::now();
                     let since = now - window;
                     // What left the window is forgotten (the DLQ topic keeps the letters).
                     diesel::delete(

@@ -20,215 +20,31 @@
 //! dropped too — a link that no longer works helps nobody.
 //!
 //! Only when `handle` returns may the consumer store the offset. The handler depends
-//! on traits only, so its rules are tested without I/O.
+//! on its ports ([`ports`]) only, time included, so its rules are tested without I/O.
 
+#[cfg(test)]
+pub(crate) mod contracts;
+#[cfg(test)]
+pub(crate) mod fakes;
 pub mod health;
 pub mod metrics;
+pub mod ports;
 
-use crate::domain::email::{self, Email};
-pub use crate::domain::order::{Turn, TurnDecision};
-use chrono::{DateTime, Utc};
+use crate::domain::email;
 pub use health::SmtpStatus;
 use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, Event, EventEnvelope};
 pub use metrics::Metrics;
+pub use ports::{
+    Admission, Claim, ClaimRequest, Clock, DeadLetter, DeadLetterBudget, DeadLetterSink,
+    DeliveryLog, FailureKind, Incoming, Mailer, OrderStore, SendError, SystemClock, Turn,
+    TurnDecision,
+};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
-
-/// Why sending failed, as far as retrying is concerned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// The server cannot be talked to: connection refused or dropped, a timeout, a
-    /// 421 "service not available". Every email waits until it is back.
-    #[error("SMTP server unavailable: {0}")]
-    Unavailable(String),
-    /// The server answered 4xx for this email: try it again later.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// This recipient or this message will never work: the mailbox does not exist or
-    /// is full (550–553), the address is invalid, the message cannot be built.
-    #[error("permanent: {0}")]
-    Permanent(String),
-    /// The server refuses our mail whoever it is for (any other 5xx: authentication,
-    /// policy, protocol): most likely our misconfiguration, and it counts against the
-    /// dead-letter cap.
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-impl SendError {
-    /// The failure's kind, as `email_send_failures_total` labels it.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SendError::Unavailable(_) => "unavailable",
-            SendError::Transient(_) => "transient",
-            SendError::Permanent(_) => "permanent",
-            SendError::Refused(_) => "refused",
-        }
-    }
-}
-
-#[async_trait::async_trait]
-pub trait Mailer: Send + Sync {
-    async fn send(&self, email: &Email) -> Result<(), SendError>;
-    /// Opens a connection and greets the server, sending nothing: is it back?
-    async fn probe(&self) -> Result<(), SendError>;
-}
-
-/// The result of claiming an event in the delivery log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// This consumer now owns the event. `takeover` is true when an earlier consumer
-    /// died while sending it: the email may already have been accepted once.
-    Acquired { takeover: bool },
-    /// The email was sent before: skip.
-    AlreadySent,
-    /// Another live consumer is sending it right now (a rebalance): wait.
-    HeldElsewhere,
-}
-
-#[derive(Debug, Clone)]
-pub struct ClaimRequest {
-    pub event_id: Uuid,
-    pub event_type: String,
-    pub recipient: String,
-    /// `topic/partition/offset`, for operators.
-    pub source: String,
-}
-
-#[async_trait::async_trait]
-pub trait DeliveryLog: Send + Sync {
-    async fn claim(
-        &self,
-        request: &ClaimRequest,
-        owner: Uuid,
-        stale_after: Duration,
-    ) -> anyhow::Result<Claim>;
-    async fn mark_sent(&self, event_id: Uuid, attempts: u32) -> anyhow::Result<()>;
-    /// Drops an unsent claim (after dead-lettering), so a replay can try again.
-    async fn release(&self, event_id: Uuid, owner: Uuid) -> anyhow::Result<()>;
-    /// Records that `appointment_id` has reached `version` (if that is newer than what
-    /// is known) and returns the latest version known.
-    async fn observe_version(&self, appointment_id: Uuid, version: i32) -> anyhow::Result<i32>;
-    /// Asks whether the e-mail of `turn` may be sent now ([`crate::domain::order`]); on
-    /// [`TurnDecision::Go`], `owner` holds the appointment's lease for `lease`.
-    async fn take_turn(
-        &self,
-        turn: &Turn,
-        owner: Uuid,
-        lease: Duration,
-        forced: bool,
-    ) -> anyhow::Result<TurnDecision>;
-    /// Gives `owner`'s lease back; with `told`, records that the patient has now been
-    /// told about `turn.version` (sent, or decided never to be sent).
-    async fn end_turn(&self, turn: &Turn, owner: Uuid, told: bool) -> anyhow::Result<()>;
-}
-
-/// Whether one more dead letter fits under the cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    Admitted,
-    /// `count` dead letters within the window already; one leaves it in `retry_after`.
-    Full {
-        count: u32,
-        retry_after: Duration,
-    },
-}
-
-/// The dead-letter cap, one figure for the whole consumer group.
-#[async_trait::async_trait]
-pub trait DeadLetterBudget: Send + Sync {
-    /// Counts one more dead letter of `kind` from `source`, unless the window is full.
-    async fn admit(&self, kind: FailureKind, source: &str) -> anyhow::Result<Admission>;
-}
-
-/// A message as the consumer received it.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    /// The message's Kafka timestamp: when it entered the topic (published by the
-    /// relay, or replayed from the DLQ). The mail's age counts from here.
-    pub timestamp: Option<DateTime<Utc>>,
-}
-
-impl Incoming {
-    pub fn source(&self) -> String {
-        format!("{}/{}/{}", self.topic, self.partition, self.offset)
-    }
-
-    /// A header's value as text, when present and UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-}
-
-/// Why a message is dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Not an event this service understands.
-    Poison,
-    /// This e-mail can never be sent (a bounced address, a message that cannot be built).
-    Permanent,
-    /// The server refused our mail for a reason that is not the recipient's.
-    Refused,
-    /// Transient failures lasted longer than `retry.max_age`.
-    Expired,
-}
-
-impl FailureKind {
-    pub const ALL: [FailureKind; 4] = [
-        FailureKind::Poison,
-        FailureKind::Permanent,
-        FailureKind::Refused,
-        FailureKind::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Poison => "poison",
-            Self::Permanent => "permanent",
-            Self::Refused => "refused",
-            Self::Expired => "expired",
-        }
-    }
-
-    /// Whether it counts against the dead-letter cap. Messages that are not events and
-    /// mail the server refuses outright mean a misconfiguration (a broken producer,
-    /// bad SMTP credentials): past the cap they are held, not dead-lettered, until an
-    /// operator fixes the cause. A bounced address is one patient's problem, and mail
-    /// that outlived an outage is not a fault of the service: neither is capped, so a
-    /// burst of them never holds other patients' mail back.
-    fn capped(self) -> bool {
-        matches!(self, Self::Poison | Self::Refused)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub kind: FailureKind,
-    pub error: String,
-    pub attempts: u32,
-    pub failed_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[async_trait::async_trait]
-pub trait DeadLetterSink: Send + Sync {
-    /// Writes the original message with the failure's headers; returns once the broker
-    /// has acknowledged it.
-    async fn dead_letter(&self, message: &Incoming, letter: &DeadLetter) -> Result<(), String>;
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -326,12 +142,14 @@ pub enum HandleError {
 pub struct NotificationHandler {
     mailer: Arc<dyn Mailer>,
     log: Arc<dyn DeliveryLog>,
+    order_store: Arc<dyn OrderStore>,
     dlq: Arc<dyn DeadLetterSink>,
     retry: RetryPolicy,
     budget: Arc<dyn DeadLetterBudget>,
     order: OrderPolicy,
     metrics: Metrics,
     smtp: SmtpStatus,
+    clock: Arc<dyn Clock>,
     /// This process's claim owner id.
     owner: Uuid,
     /// Claims older than this belong to a dead consumer.
@@ -361,12 +179,14 @@ pub struct OrderPolicy {
 pub struct HandlerParts {
     pub mailer: Arc<dyn Mailer>,
     pub log: Arc<dyn DeliveryLog>,
+    pub order_store: Arc<dyn OrderStore>,
     pub dlq: Arc<dyn DeadLetterSink>,
     pub retry: RetryPolicy,
     pub budget: Arc<dyn DeadLetterBudget>,
     pub order: OrderPolicy,
     pub metrics: Metrics,
     pub smtp: SmtpStatus,
+    pub clock: Arc<dyn Clock>,
     pub stale_after: Duration,
     pub organizer: String,
 }
@@ -376,12 +196,14 @@ impl NotificationHandler {
         Self {
             mailer: parts.mailer,
             log: parts.log,
+            order_store: parts.order_store,
             dlq: parts.dlq,
             retry: parts.retry,
             budget: parts.budget,
             order: parts.order,
             metrics: parts.metrics,
             smtp: parts.smtp,
+            clock: parts.clock,
             owner: Uuid::new_v4(),
             stale_after: parts.stale_after,
             organizer: parts.organizer,
@@ -464,6 +286,8 @@ impl NotificationHandler {
             }),
         );
         async {
+            // How long handling took, for the histogram: a measurement, not a decision,
+            // so it is not the clock's to set.
             let started = Instant::now();
             let result = self.handle_inner(message, cancel).await;
             let current = tracing::Span::current();
@@ -494,7 +318,7 @@ impl NotificationHandler {
     ) -> Result<Option<SkipReason>, HandleError> {
         match &event.event {
             Event::Appointment(AppointmentEvent::Reminder(r)) => {
-                if r.appointment.starts_at <= Utc::now() {
+                if r.appointment.has_started(self.clock.now()) {
                     return Ok(Some(SkipReason::Started));
                 }
                 let latest = self.latest_version(&r.appointment, cancel).await?;
@@ -503,7 +327,7 @@ impl NotificationHandler {
             Event::Appointment(_) => Ok(None),
             Event::Account(a) => Ok(a
                 .expires_at()
-                .is_some_and(|expires_at| expires_at <= Utc::now())
+                .is_some_and(|expires_at| expires_at <= self.clock.now())
                 .then_some(SkipReason::LinkExpired)),
         }
     }
@@ -515,7 +339,11 @@ impl NotificationHandler {
         cancel: &watch::Receiver<bool>,
     ) -> Result<i32, HandleError> {
         loop {
-            match self.log.observe_version(a.appointment_id, a.version).await {
+            match self
+                .order_store
+                .observe_version(a.appointment_id, a.version)
+                .await
+            {
                 Ok(v) => return Ok(v),
                 Err(e) => tracing::warn!(error = %e, "delivery log unavailable; retrying"),
             }
@@ -582,7 +410,11 @@ impl NotificationHandler {
             source: message.source(),
         };
         let takeover = loop {
-            match self.log.claim(&request, self.owner, self.stale_after).await {
+            match self
+                .log
+                .claim(&request, self.owner, self.stale_after, self.clock.now())
+                .await
+            {
                 Ok(Claim::Acquired { takeover }) => break takeover,
                 Ok(Claim::AlreadySent) => {
                     // Sent before, perhaps by a consumer that died before recording
@@ -658,7 +490,7 @@ impl NotificationHandler {
             if let Some(turn) = &turn {
                 self.end_turn(turn, me, false).await;
             }
-            let age = (Utc::now() - born).to_std().unwrap_or_default();
+            let age = (self.clock.now() - born).to_std().unwrap_or_default();
             if age >= self.retry.max_age {
                 let letter = Letter::new(
                     FailureKind::Expired,
@@ -727,14 +559,14 @@ impl NotificationHandler {
             if !order.forced
                 && order
                     .since
-                    .is_some_and(|since| since.elapsed() >= self.order.max_wait)
+                    .is_some_and(|since| self.waited_since(since) >= self.order.max_wait)
             {
                 order.forced = true;
                 tracing::warn!(appointment_id = %turn.appointment_id, version = turn.version, waited_secs = self.order.max_wait.as_secs(), "an earlier version of the appointment was not handled in time; sending this one anyway (the earlier one will be dropped as superseded)");
             }
             match self
-                .log
-                .take_turn(turn, me, self.stale_after, order.forced)
+                .order_store
+                .take_turn(turn, me, self.stale_after, order.forced, self.clock.now())
                 .await
             {
                 Ok(decision @ (TurnDecision::Go | TurnDecision::Superseded { .. })) => {
@@ -744,14 +576,14 @@ impl NotificationHandler {
                             _ if order.forced => "forced",
                             _ => "in_order",
                         };
-                        self.metrics.order_waited(ended, since.elapsed());
+                        self.metrics.order_waited(ended, self.waited_since(since));
                     }
                     return Ok(decision);
                 }
                 Ok(TurnDecision::WaitEarlier { told }) => {
                     if order.since.is_none() {
                         tracing::info!(appointment_id = %turn.appointment_id, version = turn.version, told, "waiting for an earlier version of the appointment to be told first");
-                        order.since = Some(Instant::now());
+                        order.since = Some(self.clock.instant());
                     }
                 }
                 Ok(TurnDecision::WaitBusy) => {}
@@ -761,12 +593,17 @@ impl NotificationHandler {
         }
     }
 
+    /// How long since `since` (a reading of the clock's monotonic time).
+    fn waited_since(&self, since: Instant) -> Duration {
+        self.clock.instant().saturating_duration_since(since)
+    }
+
     /// Ends this handling's turn; recording what the patient was told is retried until
     /// it is stored (a later version waits on it), a mere lease release is tried once
     /// (the lease expires on its own).
     async fn end_turn(&self, turn: &Turn, me: Uuid, told: bool) {
         loop {
-            match self.log.end_turn(turn, me, told).await {
+            match self.order_store.end_turn(turn, me, told).await {
                 Ok(()) => return,
                 Err(e) if told => {
                     tracing::warn!(error = %e, appointment_id = %turn.appointment_id, "cannot record what the patient was told; retrying");
@@ -800,7 +637,11 @@ impl NotificationHandler {
         cancel: &watch::Receiver<bool>,
     ) -> Result<bool, HandleError> {
         loop {
-            match self.budget.admit(kind, &message.source()).await {
+            match self
+                .budget
+                .admit(kind, &message.source(), self.clock.now())
+                .await
+            {
                 Ok(Admission::Admitted) => return Ok(true),
                 Ok(Admission::Full { count, retry_after }) => {
                     tracing::error!(kind = kind.as_str(), %error, count, retry_in_secs = retry_after.as_secs(), "dead-letter cap reached for the consumer group: holding the message instead of dead-lettering it; fix the cause");
@@ -852,7 +693,7 @@ impl NotificationHandler {
             kind,
             error: letter.error,
             attempts: letter.attempts,
-            failed_at: chrono::Utc::now(),
+            failed_at: self.clock.now(),
         };
         while let Err(e) = self.dlq.dead_letter(message, &letter).await {
             tracing::warn!(error = %e, "cannot write the dead letter; retrying");

@@ -1,186 +1,38 @@
 //! The handler's rules with in-memory fakes of its ports.
 
+use super::fakes::*;
 use super::*;
 use chrono::TimeZone;
 use medbook_shared::events::*;
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
-#[derive(Default)]
-struct FakeMailer {
-    script: Mutex<VecDeque<Result<(), SendError>>>,
-    sent: Mutex<Vec<Email>>,
-    calls: Mutex<u32>,
-}
-
-#[async_trait::async_trait]
-impl Mailer for FakeMailer {
-    async fn send(&self, email: &Email) -> Result<(), SendError> {
-        *self.calls.lock().unwrap() += 1;
-        let r = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
-        if r.is_ok() {
-            self.sent.lock().unwrap().push(email.clone());
-        }
-        r
-    }
-    async fn probe(&self) -> Result<(), SendError> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct MemLog {
-    rows: Mutex<HashMap<Uuid, (&'static str, Uuid)>>,
-    /// Claims answered `HeldElsewhere` before the real answer.
-    busy: Mutex<u32>,
-    versions: Mutex<HashMap<Uuid, i32>>,
-    version_calls: Mutex<u32>,
-    /// Per appointment: the version last told, and who holds the lease.
-    told: Mutex<HashMap<Uuid, (i32, Option<Uuid>)>>,
-}
-
-#[async_trait::async_trait]
-impl DeliveryLog for MemLog {
-    async fn claim(&self, r: &ClaimRequest, owner: Uuid, _: Duration) -> anyhow::Result<Claim> {
-        {
-            let mut busy = self.busy.lock().unwrap();
-            if *busy > 0 {
-                *busy -= 1;
-                return Ok(Claim::HeldElsewhere);
-            }
-        }
-        let mut rows = self.rows.lock().unwrap();
-        Ok(match rows.get(&r.event_id) {
-            Some(("sent", _)) => Claim::AlreadySent,
-            Some((_, by)) if *by != owner => {
-                rows.insert(r.event_id, ("sending", owner));
-                Claim::Acquired { takeover: true }
-            }
-            _ => {
-                rows.insert(r.event_id, ("sending", owner));
-                Claim::Acquired { takeover: false }
-            }
-        })
-    }
-    async fn mark_sent(&self, id: Uuid, _: u32) -> anyhow::Result<()> {
-        let mut rows = self.rows.lock().unwrap();
-        let owner = rows.get(&id).map(|r| r.1).unwrap();
-        rows.insert(id, ("sent", owner));
-        Ok(())
-    }
-    async fn release(&self, id: Uuid, _: Uuid) -> anyhow::Result<()> {
-        self.rows.lock().unwrap().remove(&id);
-        Ok(())
-    }
-    async fn observe_version(&self, id: Uuid, version: i32) -> anyhow::Result<i32> {
-        *self.version_calls.lock().unwrap() += 1;
-        let mut v = self.versions.lock().unwrap();
-        let e = v.entry(id).or_insert(version);
-        *e = (*e).max(version);
-        Ok(*e)
-    }
-    async fn take_turn(
-        &self,
-        turn: &Turn,
-        owner: Uuid,
-        _: Duration,
-        forced: bool,
-    ) -> anyhow::Result<TurnDecision> {
-        let mut told = self.told.lock().unwrap();
-        let (version, holder) = told.entry(turn.appointment_id).or_insert((0, None));
-        let decision = crate::domain::order::decide(turn, *version, *holder, owner, forced);
-        if decision == TurnDecision::Go {
-            *holder = Some(owner);
-        }
-        Ok(decision)
-    }
-    async fn end_turn(&self, turn: &Turn, owner: Uuid, told: bool) -> anyhow::Result<()> {
-        let mut all = self.told.lock().unwrap();
-        let (version, holder) = all.entry(turn.appointment_id).or_insert((0, None));
-        if told {
-            *version = (*version).max(turn.version);
-        }
-        if *holder == Some(owner) {
-            *holder = None;
-        }
-        Ok(())
-    }
-}
-
-/// The dead-letter cap as a sliding window in memory; `full_answers` makes the next
-/// admissions answer `Full` first (another worker filled the window).
-struct MemBudget {
-    max: usize,
-    admitted: Mutex<Vec<FailureKind>>,
-    full_answers: Mutex<u32>,
-}
-
-#[async_trait::async_trait]
-impl DeadLetterBudget for MemBudget {
-    async fn admit(&self, kind: FailureKind, _: &str) -> anyhow::Result<Admission> {
-        let full = Admission::Full {
-            count: u32::try_from(self.max).unwrap(),
-            retry_after: Duration::from_millis(5),
-        };
-        {
-            let mut f = self.full_answers.lock().unwrap();
-            if *f > 0 {
-                *f -= 1;
-                return Ok(full);
-            }
-        }
-        let mut admitted = self.admitted.lock().unwrap();
-        if admitted.len() >= self.max {
-            return Ok(full);
-        }
-        admitted.push(kind);
-        Ok(Admission::Admitted)
-    }
-}
-
-#[derive(Default)]
-struct FakeDlq {
-    letters: Mutex<Vec<(Incoming, DeadLetter)>>,
-    failures: Mutex<u32>,
-}
-
-#[async_trait::async_trait]
-impl DeadLetterSink for FakeDlq {
-    async fn dead_letter(&self, m: &Incoming, l: &DeadLetter) -> Result<(), String> {
-        let mut f = self.failures.lock().unwrap();
-        if *f > 0 {
-            *f -= 1;
-            return Err("broker down".into());
-        }
-        self.letters.lock().unwrap().push((m.clone(), l.clone()));
-        Ok(())
-    }
-}
 
 struct Rig {
     mailer: Arc<FakeMailer>,
-    log: Arc<MemLog>,
-    dlq: Arc<FakeDlq>,
-    budget: Arc<MemBudget>,
+    log: Arc<FakeDeliveryLog>,
+    order: Arc<FakeOrderStore>,
+    dlq: Arc<FakeDeadLetters>,
+    budget: Arc<FakeBudget>,
     stop: watch::Sender<bool>,
     handler: NotificationHandler,
 }
 
+/// A handler on fakes, on the system's clock.
 fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
+    rig_on(Arc::new(SystemClock), max_age, max_dead_letters)
+}
+
+fn rig_on(clock: Arc<dyn Clock>, max_age: Duration, max_dead_letters: u32) -> Rig {
     let mailer = Arc::new(FakeMailer::default());
-    let log = Arc::new(MemLog::default());
-    let dlq = Arc::new(FakeDlq::default());
-    let budget = Arc::new(MemBudget {
-        max: max_dead_letters as usize,
-        admitted: Mutex::default(),
-        full_answers: Mutex::default(),
-    });
+    let log = Arc::new(FakeDeliveryLog::default());
+    let order = Arc::new(FakeOrderStore::default());
+    let dlq = Arc::new(FakeDeadLetters::default());
+    let budget = Arc::new(FakeBudget::new(max_dead_letters, CAP_WINDOW));
     let (stop, stopped) = watch::channel(false);
     let metrics = Metrics::new().unwrap();
     let handler = NotificationHandler::new(
         HandlerParts {
             mailer: mailer.clone(),
             log: log.clone(),
+            order_store: order.clone(),
             dlq: dlq.clone(),
             retry: RetryPolicy {
                 initial_backoff: Duration::from_millis(5),
@@ -193,6 +45,7 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
                 recheck: Duration::from_millis(2),
             },
             smtp: SmtpStatus::new(metrics.smtp_up_gauge()),
+            clock,
             metrics,
             stale_after: Duration::from_secs(60),
             organizer: "no-reply@medbook.local".into(),
@@ -202,6 +55,7 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
     Rig {
         mailer,
         log,
+        order,
         dlq,
         budget,
         stop,
@@ -212,6 +66,9 @@ fn rig(max_age: Duration, max_dead_letters: u32) -> Rig {
 const DAY: Duration = Duration::from_secs(86_400);
 /// How long the rig's e-mails wait for an earlier version of their appointment.
 const ORDER_WAIT: Duration = Duration::from_millis(300);
+/// The rig's dead-letter window: a message held by a full window asks again after
+/// about this long (at least `DEPENDENCY_RETRY`).
+const CAP_WINDOW: Duration = Duration::from_secs(1);
 
 fn event(tz: &str) -> EventEnvelope {
     let t = |h| chrono::Utc.with_ymd_and_hms(2026, 12, 1, h, 0, 0).unwrap();
@@ -275,7 +132,7 @@ async fn sends_once_and_skips_redeliveries() {
     );
     assert_eq!(r.handler.handle(&m).await, Ok(Outcome::Duplicate));
     assert_eq!(r.mailer.sent.lock().unwrap().len(), 1);
-    assert_eq!(r.log.rows.lock().unwrap()[&e.id].0, "sent");
+    assert_eq!(r.log.status(e.id), Some("sent"));
 }
 
 #[tokio::test]
@@ -397,7 +254,7 @@ async fn mail_older_than_the_maximum_age_is_dead_lettered_without_tripping_the_c
         letters[0].1.error
     );
     // Released: a replay may try again and send.
-    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    assert!(r.log.status(e.id).is_none());
 }
 
 #[tokio::test]
@@ -419,7 +276,7 @@ async fn permanent_failures_are_dead_lettered_and_released_and_a_replay_sends() 
         assert_eq!(letters[0].1.attempts, 1);
         assert!(letters[0].1.error.contains("550"));
     }
-    assert!(!r.log.rows.lock().unwrap().contains_key(&p.id));
+    assert!(r.log.status(p.id).is_none());
     // The replayed event goes through once the cause is gone.
     assert!(matches!(
         r.handler.handle(&encoded(&p)).await,
@@ -494,7 +351,7 @@ async fn a_reminder_that_goes_stale_while_it_waits_for_the_server_is_dropped() {
         tokio::spawn(async move { r.handler.handle(&m).await })
     };
     // Meanwhile the appointment is cancelled (version 2).
-    r.log
+    r.order
         .observe_version(booked.appointment().unwrap().appointment_id, 2)
         .await
         .unwrap();
@@ -504,7 +361,7 @@ async fn a_reminder_that_goes_stale_while_it_waits_for_the_server_is_dropped() {
         .unwrap();
     assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::Stale)));
     assert!(r.mailer.sent.lock().unwrap().is_empty());
-    assert!(!r.log.rows.lock().unwrap().contains_key(&reminder.id));
+    assert!(r.log.status(reminder.id).is_none());
 }
 
 fn account_link(expires_in: chrono::Duration) -> AccountLink {
@@ -557,7 +414,7 @@ async fn an_account_email_is_sent_once_and_a_redelivery_is_a_duplicate() {
     assert_eq!(sent[0].to_address, "ann@example.com");
     assert_eq!(sent[0].subject, "Verify your e-mail address");
     assert!(sent[0].calendar.is_none());
-    assert_eq!(r.log.rows.lock().unwrap()[&e.id].0, "sent");
+    assert_eq!(r.log.status(e.id), Some("sent"));
 }
 
 #[tokio::test]
@@ -571,7 +428,7 @@ async fn an_account_email_whose_link_expired_is_skipped_and_not_sent() {
             "{:?}",
             e.event_type()
         );
-        assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+        assert!(r.log.status(e.id).is_none());
     }
     assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
     // The address-change notice has no link: it never expires.
@@ -610,7 +467,7 @@ async fn a_link_that_expires_while_its_mail_waits_for_the_server_is_dropped_and_
     assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::LinkExpired)));
     assert!(*r.mailer.calls.lock().unwrap() >= 1);
     assert!(r.mailer.sent.lock().unwrap().is_empty());
-    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    assert!(r.log.status(e.id).is_none());
     assert!(r.dlq.letters.lock().unwrap().is_empty());
 }
 
@@ -624,8 +481,8 @@ async fn account_emails_never_touch_appointment_versions() {
         ));
     }
     assert_eq!(r.mailer.sent.lock().unwrap().len(), 4);
-    assert_eq!(*r.log.version_calls.lock().unwrap(), 0);
-    assert!(r.log.versions.lock().unwrap().is_empty());
+    assert_eq!(*r.order.version_calls.lock().unwrap(), 0);
+    assert!(r.order.rows.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -651,7 +508,7 @@ async fn a_revoked_partition_lets_go_of_its_waiting_message_and_its_claim() {
         .unwrap()
         .unwrap();
     assert_eq!(outcome, Err(HandleError::Stopped));
-    assert!(!r.log.rows.lock().unwrap().contains_key(&e.id));
+    assert!(r.log.status(e.id).is_none());
     assert!(r.dlq.letters.lock().unwrap().is_empty());
 }
 
@@ -793,7 +650,7 @@ async fn a_cancellation_handled_first_waits_for_its_confirmation_and_follows_it(
     let id = booked.appointment().unwrap().appointment_id;
     medbook_test_support::eventually("the cancellation waits", Duration::from_secs(10), || {
         let r = r.clone();
-        async move { r.log.told.lock().unwrap().contains_key(&id).then_some(()) }
+        async move { r.order.waited(id).then_some(()) }
     })
     .await;
     assert!(r.mailer.sent.lock().unwrap().is_empty());
@@ -830,7 +687,7 @@ async fn a_change_that_waited_its_longest_goes_and_the_late_earlier_one_is_super
     );
     assert_eq!(subjects(&r), ["Appointment cancelled"]);
     // Released, not recorded as sent: its event id stays free.
-    assert!(!r.log.rows.lock().unwrap().contains_key(&booked.id));
+    assert!(r.log.status(booked.id).is_none());
 }
 
 #[tokio::test]
@@ -874,7 +731,7 @@ async fn a_reminder_waits_until_its_version_was_told() {
     let id = booked.appointment().unwrap().appointment_id;
     medbook_test_support::eventually("the reminder waits", Duration::from_secs(10), || {
         let r = r.clone();
-        async move { r.log.told.lock().unwrap().contains_key(&id).then_some(()) }
+        async move { r.order.waited(id).then_some(()) }
     })
     .await;
     assert!(r.mailer.sent.lock().unwrap().is_empty());
@@ -917,10 +774,7 @@ async fn stopping_interrupts_a_backoff_without_marking_anything() {
         r.handler.handle(&encoded(&e)).await,
         Err(HandleError::Stopped)
     );
-    assert_ne!(
-        r.log.rows.lock().unwrap().get(&e.id).map(|r| r.0),
-        Some("sent")
-    );
+    assert_ne!(r.log.status(e.id), Some("sent"));
 }
 
 #[test]
@@ -943,4 +797,113 @@ fn backoff_doubles_up_to_the_cap() {
             );
         }
     }
+}
+
+/// A rig on a clock that stands still until the test moves it.
+fn rig_at_rest(max_age: Duration) -> (Rig, Arc<FakeClock>) {
+    let clock = Arc::new(FakeClock::at(chrono::Utc::now()));
+    (rig_on(clock.clone(), max_age, 10), clock)
+}
+
+#[tokio::test]
+async fn an_order_wait_ends_when_the_clock_says_so() {
+    let (r, clock) = rig_at_rest(DAY);
+    let r = Arc::new(r);
+    let booked = event("UTC");
+    let task = {
+        let r = r.clone();
+        let m = encoded(&cancelled(&booked, 2));
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    let id = booked.appointment().unwrap().appointment_id;
+    medbook_test_support::eventually("the cancellation waits", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { r.order.waited(id).then_some(()) }
+    })
+    .await;
+    // However long it waits in real time, the clock has not moved: it still waits.
+    assert!(!task.is_finished());
+    clock.advance(ORDER_WAIT);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("still waiting after the clock passed the order's wait")
+        .unwrap();
+    assert!(matches!(outcome, Ok(Outcome::Sent { .. })));
+    let render = r.handler.metrics.render().unwrap();
+    assert!(
+        render.contains("email_order_wait_seconds_count{ended=\"forced\"} 1"),
+        "{render}"
+    );
+}
+
+#[tokio::test]
+async fn a_reminder_whose_appointment_starts_while_it_waits_for_the_server_is_dropped() {
+    let (r, clock) = rig_at_rest(DAY);
+    let r = Arc::new(r);
+    let booked = event("UTC");
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..1000).map(|_| Err(SendError::Transient("451 later".into()))));
+    let mut reminder = reminder_of(&booked, 1, chrono::Duration::hours(2));
+    if let Event::Appointment(AppointmentEvent::Reminder(rem)) = &mut reminder.event {
+        rem.appointment.starts_at = clock.now() + chrono::Duration::hours(2);
+    }
+    let task = {
+        let r = r.clone();
+        let m = encoded(&reminder);
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    medbook_test_support::eventually("the reminder was tried", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { (*r.mailer.calls.lock().unwrap() >= 2).then_some(()) }
+    })
+    .await;
+    clock.advance(Duration::from_secs(3 * 3600));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("still retrying after the appointment started")
+        .unwrap();
+    assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::Started)));
+    assert_eq!(r.mailer.sent.lock().unwrap().len(), 1);
+    assert!(r.log.status(reminder.id).is_none());
+}
+
+#[tokio::test]
+async fn mail_expires_by_the_clock_and_its_dead_letter_is_stamped_by_it() {
+    let (r, clock) = rig_at_rest(Duration::from_secs(3600));
+    let r = Arc::new(r);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..1000).map(|_| Err(SendError::Transient("451 later".into()))));
+    let mut m = encoded(&event("UTC"));
+    m.timestamp = Some(clock.now());
+    let task = {
+        let r = r.clone();
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    medbook_test_support::eventually("the mail was tried", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { (*r.mailer.calls.lock().unwrap() >= 2).then_some(()) }
+    })
+    .await;
+    assert!(
+        r.dlq.letters.lock().unwrap().is_empty(),
+        "younger than max_age"
+    );
+    clock.advance(Duration::from_secs(3600));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("still retrying after max_age on the clock")
+        .unwrap();
+    assert_eq!(outcome, Ok(Outcome::DeadLettered(FailureKind::Expired)));
+    let letters = r.dlq.letters.lock().unwrap();
+    assert_eq!(letters[0].1.failed_at, clock.now());
 }
