@@ -110,12 +110,7 @@ impl AccountStore for PgAccounts {
         let user = self
             .db
             .transaction(move |conn| {
-                let user = diesel::insert_into(users::table)
-                    .values(&row)
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .map_err(map_err)
-                    .and_then(User::try_from)?;
+                let user = super::users::insert_row(conn, &row)?;
                 insert_token(conn, &token)?;
                 outbox::enqueue(conn, &mail)?;
                 audit::enqueue(

@@ -129,6 +129,16 @@ fn audited(u: &User) -> serde_json::Value {
     })
 }
 
+/// Inserts one user row in the caller's transaction.
+pub(super) fn insert_row(conn: &mut PgConnection, row: &NewUserRow) -> Result<User, RepoError> {
+    diesel::insert_into(users::table)
+        .values(row)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .map_err(map_err)
+        .and_then(User::try_from)
+}
+
 pub struct PgUsers {
     db: Db,
 }
@@ -145,12 +155,7 @@ impl UserRepository for PgUsers {
         let row = NewUserRow::from(user);
         self.db
             .transaction(move |conn| {
-                let user = diesel::insert_into(users::table)
-                    .values(&row)
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .map_err(map_err)
-                    .and_then(User::try_from)?;
+                let user = insert_row(conn, &row)?;
                 let action = match user.role {
                     Role::Patient => "patient.created",
                     Role::Admin => "admin.created",
@@ -185,12 +190,7 @@ impl UserRepository for PgUsers {
                     Some(Some(_)) => return Ok(Err(DoctorAccountRefusal::AlreadyLinked)),
                     Some(None) => {}
                 }
-                let user = diesel::insert_into(users::table)
-                    .values(&row)
-                    .returning(UserRow::as_returning())
-                    .get_result(conn)
-                    .map_err(map_err)
-                    .and_then(User::try_from)?;
+                let user = insert_row(conn, &row)?;
                 diesel::update(doctors::table.find(doctor.0))
                     .set((
                         doctors::user_id.eq(user.id.0),

@@ -1,9 +1,64 @@
 //! What HTTP and gRPC share: the words a client is told of a refusal (one table, so a
 //! patient reads the same sentence whichever way they came in) and the bearer form of
-//! credentials. Below the transports there are only the domain's enums.
+//! credentials, and what kind of refusal each rejection is. Below the transports there
+//! are only the domain's enums.
 
 use crate::domain::booking::BookingRejection;
 use crate::domain::rejection::{AuthFailure, Rejection, ReviewRejection};
+
+/// What kind of refusal a rejection is, which each transport turns into its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The caller must do something first (verify the address).
+    ActFirst,
+    /// There is nothing of this (or nothing of the caller's).
+    NotFound,
+    /// It clashes with what is stored (a taken slot, a concurrent change): read again
+    /// or choose another.
+    Clash,
+    /// Against a business rule.
+    Rule,
+}
+
+/// The kind of each rejection: one exhaustive table for every transport.
+pub fn refusal(r: Rejection) -> Refusal {
+    use BookingRejection as B;
+    match r {
+        Rejection::Booking(b) => match b {
+            B::EmailUnverified => Refusal::ActFirst,
+            B::SlotNotFound | B::AppointmentNotFound => Refusal::NotFound,
+            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => Refusal::Clash,
+            B::SlotInPast
+            | B::TooShortNotice
+            | B::BeyondHorizon
+            | B::DoctorUnavailable
+            | B::TooManyActive
+            | B::DifferentDoctor
+            | B::AlreadyStarted
+            | B::IdempotencyKeyReused => Refusal::Rule,
+        },
+        Rejection::Review(r) => match r {
+            ReviewRejection::NotYourAppointment => Refusal::NotFound,
+            ReviewRejection::Cancelled | ReviewRejection::NotYetHappened => Refusal::Rule,
+            ReviewRejection::AlreadyReviewed => Refusal::Clash,
+        },
+        Rejection::EmailTaken
+        | Rejection::AddressTaken
+        | Rejection::AlreadyVerified
+        | Rejection::ClinicInUse
+        | Rejection::UserAlreadyLinked
+        | Rejection::DoctorHasAccount
+        | Rejection::SlotOverlap
+        | Rejection::SlotBooked
+        | Rejection::SlotHasHistory
+        | Rejection::PatientHasHistory
+        | Rejection::ImportCollision
+        | Rejection::Duplicate
+        | Rejection::Overlap
+        | Rejection::InUse
+        | Rejection::ConcurrentUpdate => Refusal::Clash,
+    }
+}
 
 /// The sentence for a rejection.
 pub fn rejection(r: Rejection) -> &'static str {

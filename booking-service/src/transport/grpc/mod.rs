@@ -7,7 +7,7 @@
 mod day;
 
 use crate::domain::inputs;
-use crate::domain::rejection::{Rejection, ReviewRejection};
+use crate::domain::rejection::Rejection;
 use crate::domain::{AppointmentId, DoctorId, FieldError, Role, SlotId, UserId};
 use crate::service::appointments::{Actor, AppointmentService};
 use crate::service::authenticate::{Authenticator, Caller};
@@ -15,7 +15,7 @@ use crate::service::booking_ports::SlotFilter;
 use crate::service::schedule::DaySchedule;
 use crate::service::slots::SlotService;
 use crate::service::ServiceError;
-use crate::transport::common::{self as wording, bearer};
+use crate::transport::common::{self as wording, bearer, Refusal};
 use medbook_proto::schedule::v1 as pb;
 use medbook_proto::schedule::v1::schedule_service_server::{
     ScheduleService, ScheduleServiceServer,
@@ -112,47 +112,14 @@ pub fn status(e: ServiceError) -> Status {
     }
 }
 
-/// The gRPC code of each rejection: `ABORTED` for a clash with stored data (a taken
-/// slot, a concurrent change: read again or pick another), `FAILED_PRECONDITION` for
-/// a rule or what the caller must do first.
+/// The gRPC code of each kind of refusal: `ABORTED` for a clash with stored data (a
+/// taken slot, a concurrent change: read again or pick another), `FAILED_PRECONDITION`
+/// for a rule or what the caller must do first.
 fn rejection_code(r: Rejection) -> Code {
-    use crate::domain::booking::BookingRejection as B;
-    match r {
-        Rejection::Booking(b) => match b {
-            B::SlotNotFound | B::AppointmentNotFound => Code::NotFound,
-            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => Code::Aborted,
-            B::EmailUnverified
-            | B::SlotInPast
-            | B::TooShortNotice
-            | B::BeyondHorizon
-            | B::DoctorUnavailable
-            | B::TooManyActive
-            | B::DifferentDoctor
-            | B::AlreadyStarted
-            | B::IdempotencyKeyReused => Code::FailedPrecondition,
-        },
-        Rejection::Review(r) => match r {
-            ReviewRejection::NotYourAppointment => Code::NotFound,
-            ReviewRejection::Cancelled | ReviewRejection::NotYetHappened => {
-                Code::FailedPrecondition
-            }
-            ReviewRejection::AlreadyReviewed => Code::Aborted,
-        },
-        Rejection::EmailTaken
-        | Rejection::AddressTaken
-        | Rejection::AlreadyVerified
-        | Rejection::ClinicInUse
-        | Rejection::UserAlreadyLinked
-        | Rejection::DoctorHasAccount
-        | Rejection::SlotOverlap
-        | Rejection::SlotBooked
-        | Rejection::SlotHasHistory
-        | Rejection::PatientHasHistory
-        | Rejection::ImportCollision
-        | Rejection::Duplicate
-        | Rejection::Overlap
-        | Rejection::InUse
-        | Rejection::ConcurrentUpdate => Code::Aborted,
+    match wording::refusal(r) {
+        Refusal::ActFirst | Refusal::Rule => Code::FailedPrecondition,
+        Refusal::NotFound => Code::NotFound,
+        Refusal::Clash => Code::Aborted,
     }
 }
 

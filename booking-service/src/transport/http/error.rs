@@ -9,11 +9,10 @@
 //! * User input echoed in a message is HTML-escaped; a 500 says only
 //!   "internal server error" and its cause goes to the request log line.
 
-use crate::domain::booking::BookingRejection;
-use crate::domain::rejection::{Rejection, ReviewRejection};
+use crate::domain::rejection::Rejection;
 use crate::domain::FieldError;
 use crate::service::ServiceError;
-use crate::transport::common as wording;
+use crate::transport::common::{self as wording, Refusal};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use paperclip::actix::{api_v2_errors, Apiv2Schema};
@@ -272,46 +271,14 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// The status of each rejection: 403 for what the caller must do first, 409 for a
-/// clash with stored data (read again, pick another), 422 for a rule.
+/// The status of each kind of refusal: 403 for what the caller must do first, 404,
+/// 409 for a clash with stored data (read again, pick another), 422 for a rule.
 fn rejection_status(r: Rejection) -> StatusCode {
-    use BookingRejection as B;
-    match r {
-        Rejection::Booking(b) => match b {
-            B::EmailUnverified => StatusCode::FORBIDDEN,
-            B::SlotNotFound | B::AppointmentNotFound => StatusCode::NOT_FOUND,
-            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => StatusCode::CONFLICT,
-            B::SlotInPast
-            | B::TooShortNotice
-            | B::BeyondHorizon
-            | B::DoctorUnavailable
-            | B::TooManyActive
-            | B::DifferentDoctor
-            | B::AlreadyStarted
-            | B::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-        },
-        Rejection::Review(r) => match r {
-            ReviewRejection::NotYourAppointment => StatusCode::NOT_FOUND,
-            ReviewRejection::Cancelled | ReviewRejection::NotYetHappened => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ReviewRejection::AlreadyReviewed => StatusCode::CONFLICT,
-        },
-        Rejection::EmailTaken
-        | Rejection::AddressTaken
-        | Rejection::AlreadyVerified
-        | Rejection::ClinicInUse
-        | Rejection::UserAlreadyLinked
-        | Rejection::DoctorHasAccount
-        | Rejection::SlotOverlap
-        | Rejection::SlotBooked
-        | Rejection::SlotHasHistory
-        | Rejection::PatientHasHistory
-        | Rejection::ImportCollision
-        | Rejection::Duplicate
-        | Rejection::Overlap
-        | Rejection::InUse
-        | Rejection::ConcurrentUpdate => StatusCode::CONFLICT,
+    match wording::refusal(r) {
+        Refusal::ActFirst => StatusCode::FORBIDDEN,
+        Refusal::NotFound => StatusCode::NOT_FOUND,
+        Refusal::Clash => StatusCode::CONFLICT,
+        Refusal::Rule => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -439,6 +406,7 @@ pub mod extractor_configs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::booking::BookingRejection;
 
     #[test]
     fn escapes_markup_and_controls() {
