@@ -33,23 +33,17 @@ use base64::Engine;
 use chrono::Utc;
 use medbook_proto::audit::v1 as pb;
 use medbook_service_kit::db::{Db, PoolSettings};
+use medbook_test_support::bench;
 use medbook_test_support::pg::TestDb;
+use medbook_test_support::process::{service_command, ServiceProcess};
 use pb::audit_service_client::AuditServiceClient;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// The writer's credential: Append, and (like the read token) checkpoints and proofs.
 const TOKEN: &str = "bench-append-token";
 const READ_TOKEN: &str = "bench-read-token";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
 struct Size {
@@ -62,12 +56,10 @@ struct Size {
 
 impl Size {
     fn get() -> Self {
-        let smoke = medbook_test_support::bench_smoke();
-        let pick = |name, full, small| env_usize(name, if smoke { small } else { full });
         Self {
-            clients: pick("BENCH_CLIENTS", 4, 2),
-            append_secs: pick("BENCH_APPEND_SECS", 5, 1) as u64,
-            verify_records: pick("BENCH_VERIFY_RECORDS", 1_000_000, 12_000) as u64,
+            clients: bench::size("BENCH_CLIENTS", 4, 2),
+            append_secs: bench::size("BENCH_APPEND_SECS", 5, 1) as u64,
+            verify_records: bench::size("BENCH_VERIFY_RECORDS", 1_000_000, 12_000) as u64,
         }
     }
 }
@@ -80,57 +72,33 @@ fn audit_db() -> TestDb {
     )
 }
 
+/// The binary, serving (killed when dropped).
 struct Service {
-    child: Child,
+    _process: ServiceProcess,
     grpc: String,
     ready_after: Duration,
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(db: &TestDb, seed_b64: &str) -> Service {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_audit-service"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MEDBOOK_PROFILE", "production")
-        .env("MEDBOOK_DATABASE__URL", db.url())
-        .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
-        .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
-        .env("MEDBOOK_LOG__LEVEL", "info")
-        .env("MEDBOOK_AUDIT__SIGNING_KEY", seed_b64)
-        .env("MEDBOOK_AUDIT__APPEND_TOKEN", TOKEN)
-        .env("MEDBOOK_AUDIT__READ_TOKEN", READ_TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let mut grpc = String::new();
-    for line in lines.by_ref() {
-        let v: serde_json::Value = match serde_json::from_str(&line.unwrap()) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        match v["message"].as_str() {
-            Some("grpc listening") => grpc = format!("http://127.0.0.1:{}", v["port"]),
-            Some("audit-service ready") => break,
-            _ => {}
-        }
-    }
-    let ready_after = started.elapsed();
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let process = ServiceProcess::spawn(
+        service_command(env!("CARGO_BIN_EXE_audit-service"))
+            .env("MEDBOOK_PROFILE", "production")
+            .env("MEDBOOK_DATABASE__URL", db.url())
+            .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_LOG__LEVEL", "info")
+            .env("MEDBOOK_AUDIT__SIGNING_KEY", seed_b64)
+            .env("MEDBOOK_AUDIT__APPEND_TOKEN", TOKEN)
+            .env("MEDBOOK_AUDIT__READ_TOKEN", READ_TOKEN)
+            .stderr(Stdio::inherit()),
+    );
+    let port = process.wait_for("grpc listening", Duration::from_secs(600))["port"].clone();
+    process.wait_for("audit-service ready", Duration::from_secs(600));
     Service {
-        child,
-        grpc,
-        ready_after,
+        _process: process,
+        grpc: format!("http://127.0.0.1:{port}"),
+        ready_after: started.elapsed(),
     }
 }
 

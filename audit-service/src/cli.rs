@@ -6,6 +6,8 @@ use crate::settings::Settings;
 use crate::signing::SigningKey;
 use clap::{Parser, Subcommand};
 use medbook_service_kit::cli::print_json;
+use medbook_service_kit::runner::{Plan, Service};
+use medbook_shared::telemetry::TracingSettings;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,15 +53,81 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// Whether the command loads the configuration (keygen needs none).
-    pub fn needs_settings(&self) -> bool {
-        !matches!(self, Command::Keygen { .. })
+/// The audit-service binary: its commands over the shared start-up
+/// ([`medbook_service_kit::runner`]).
+pub struct Binary;
+
+impl Service for Binary {
+    type Cli = Cli;
+    type Command = Command;
+    type Settings = Settings;
+
+    fn plan(cli: Cli) -> Plan<Command> {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => Plan::Serve(Command::Serve),
+            Command::Keygen { out } => Plan::Standalone(Box::new(move || keygen(&out))),
+            Command::CheckConfig => Plan::CheckConfig,
+            Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
+            command => Plan::Command(command),
+        }
+    }
+
+    fn log_level(settings: &Settings) -> &str {
+        &settings.log.level
+    }
+
+    fn tracing(settings: &Settings) -> &TracingSettings {
+        &settings.tracing
+    }
+
+    async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+        match command {
+            Command::Serve => {
+                crate::startup::serve(settings, async {
+                    let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
+                    tracing::info!(signal, "shutdown signal received");
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Migrate => {
+                let db = settings.database.connect().await?;
+                let applied =
+                    medbook_service_kit::startup::migrate(&db, MIGRATIONS, MIGRATION_LOCK).await?;
+                print_json(&json!({ "applied": applied }))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Keygen { out } => keygen(&out),
+            Command::Healthcheck { .. } | Command::CheckConfig => {
+                anyhow::bail!(
+                    "healthcheck and check-config are answered by the runner, before start-up"
+                )
+            }
+            Command::Verify { state } => {
+                let trusted = settings.trusted_keys()?;
+                let state = state.unwrap_or_else(|| settings.verify_state_file().to_owned());
+                let db = settings.database.connect().await?;
+                let report =
+                    crate::verify::verify(&db, &settings.audit.origin, &trusted, &state).await?;
+                print_json(&report)?;
+                if report.ok {
+                    tracing::info!(records = report.records, "audit log verified");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    tracing::error!(
+                        first_bad_index = ?report.first_bad_index,
+                        problem = ?report.problem,
+                        "audit log verification failed"
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }
 
 /// Runs `keygen`: needs no configuration.
-pub fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
     let key = SigningKey::generate();
     key.write_new(out)?;
     print_json(&json!({
@@ -68,47 +136,4 @@ pub fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
         "key_id": key.key_id(),
     }))?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub async fn run(command: Option<Command>, settings: Settings) -> anyhow::Result<ExitCode> {
-    match command {
-        None | Some(Command::Serve) => {
-            crate::startup::serve(settings, async {
-                let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
-                tracing::info!(signal, "shutdown signal received");
-            })
-            .await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Migrate) => {
-            let db = settings.database.connect().await?;
-            let applied =
-                medbook_service_kit::startup::migrate(&db, MIGRATIONS, MIGRATION_LOCK).await?;
-            print_json(&json!({ "applied": applied }))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Command::Keygen { out }) => keygen(&out),
-        Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
-            anyhow::bail!("healthcheck and check-config are answered in main, before start-up")
-        }
-        Some(Command::Verify { state }) => {
-            let trusted = settings.trusted_keys()?;
-            let state = state.unwrap_or_else(|| settings.verify_state_file().to_owned());
-            let db = settings.database.connect().await?;
-            let report =
-                crate::verify::verify(&db, &settings.audit.origin, &trusted, &state).await?;
-            print_json(&report)?;
-            if report.ok {
-                tracing::info!(records = report.records, "audit log verified");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                tracing::error!(
-                    first_bad_index = ?report.first_bad_index,
-                    problem = ?report.problem,
-                    "audit log verification failed"
-                );
-                Ok(ExitCode::FAILURE)
-            }
-        }
-    }
 }

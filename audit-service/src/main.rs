@@ -1,65 +1,7 @@
-//! Entry point: parse the command line, load configuration, start telemetry, run.
-
-use audit_service::{cli, settings::Settings};
-use clap::Parser;
-use medbook_service_kit::probe;
-use medbook_shared::telemetry::LogOutput;
-use std::process::ExitCode;
+//! Entry point: the shared start-up ([`medbook_service_kit::runner`]) running this
+//! service's commands ([`audit_service::cli`]).
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    if let Some(cli::Command::Keygen { out }) = &cli.command {
-        medbook_shared::telemetry::init("audit-service", "warn", LogOutput::Stderr);
-        return match cli::keygen(out) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("audit-service: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if matches!(cli.command, Some(cli::Command::CheckConfig)) {
-        return probe::check_config_command::<Settings>();
-    }
-    let (settings, unknown_keys) = match probe::load::<Settings>() {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("audit-service: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(cli::Command::Healthcheck { timeout_ms }) = cli.command {
-        return probe::healthcheck_command(&settings, timeout_ms);
-    }
-    // The service logs to stdout; commands that print a result log to stderr.
-    let output = match cli.command {
-        None | Some(cli::Command::Serve) => LogOutput::Stdout,
-        Some(_) => LogOutput::Stderr,
-    };
-    let telemetry = match medbook_shared::telemetry::init_traced(
-        "audit-service",
-        &settings.log.level,
-        output,
-        &settings.tracing,
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("audit-service: tracing: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    // A typo, or another service's setting, is ignored, but never silently.
-    probe::warn_unknown(&unknown_keys);
-    let code = match cli::run(cli.command, settings).await {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "audit-service failed");
-            eprintln!("audit-service: {e:#}");
-            ExitCode::FAILURE
-        }
-    };
-    // Spans still queued (the last requests', the shutdown's) go out before exit.
-    telemetry.shutdown().await;
-    code
+async fn main() -> std::process::ExitCode {
+    medbook_service_kit::runner::run::<audit_service::cli::Binary>().await
 }

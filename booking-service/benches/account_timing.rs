@@ -21,9 +21,7 @@
 
 use booking_service::settings::Settings;
 use booking_service::startup::Application;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
-use medbook_shared::config_loader::ConfigSources;
+use medbook_test_support::bench;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -31,16 +29,6 @@ const DB: &str = "medbook_bench_accounts";
 
 /// The request body of round `i`, for the known address or an unknown one.
 type BodyOf = Box<dyn Fn(bool, usize) -> Value>;
-
-fn server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    let s = server_url();
-    format!("{}/{DB}", s.rsplit_once('/').unwrap().0)
-}
 
 fn stats(mut d: Vec<Duration>) -> (f64, f64, f64) {
     d.sort();
@@ -60,43 +48,31 @@ async fn timed(client: &reqwest::Client, url: &str, body: Value) -> (Duration, u
 
 #[tokio::main]
 async fn main() {
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if medbook_test_support::bench_smoke() {
-            2
-        } else {
-            30
-        });
-    {
-        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB}"))
-            .unwrap();
-    }
-    let env = [
-        ("MEDBOOK_PROFILE", "dev"),
-        ("MEDBOOK_AUTH__BCRYPT_COST", "12"),
-        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0"),
-        ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0"),
-        ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0"),
-        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false"),
-        ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false"),
-        ("MEDBOOK_ACCOUNTS__EMAILS_PER_ADDRESS", "1000000"),
-        ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "1000000"),
-        ("MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_ACCOUNT", "1000000"),
-        ("MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_CLIENT", "1000000"),
-        ("MEDBOOK_LOG__LEVEL", "error"),
-    ];
-    let mut env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    env.push(("MEDBOOK_DATABASE__URL".into(), db_url()));
-    let settings = Settings::load_from(&ConfigSources { file: None, env }).unwrap();
+    let rounds = bench::size("BENCH_ROUNDS", 30, 2);
+    let settings: Settings = bench::settings([
+        ("MEDBOOK_PROFILE", "dev".to_owned()),
+        ("MEDBOOK_AUTH__BCRYPT_COST", "12".to_owned()),
+        ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
+        ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
+        ("MEDBOOK_OUTBOX__RELAY_ENABLED", "false".to_owned()),
+        ("MEDBOOK_ACCOUNTS__EMAILS_PER_ADDRESS", "1000000".to_owned()),
+        (
+            "MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT",
+            "1000000".to_owned(),
+        ),
+        (
+            "MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_ACCOUNT",
+            "1000000".to_owned(),
+        ),
+        (
+            "MEDBOOK_AUTH__LOGIN__MAX_FAILURES_PER_CLIENT",
+            "1000000".to_owned(),
+        ),
+        ("MEDBOOK_LOG__LEVEL", "error".to_owned()),
+        ("MEDBOOK_DATABASE__URL", bench::scratch_db(DB)),
+    ]);
     let floor = settings.accounts.response_floor_ms;
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -171,6 +147,5 @@ async fn main() {
         println!("    unknown: p50 {u50:7.1} ms  p90 {u90:7.1} ms  mean {umean:7.1} ms");
         println!("    difference of medians: {:+.1} ms", k50 - u50);
     }
-    let mut admin = PgConnection::establish(&server_url()).unwrap();
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"));
+    bench::drop_scratch_db(DB);
 }

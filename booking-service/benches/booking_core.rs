@@ -27,33 +27,12 @@ use booking_service::settings::Settings;
 use booking_service::startup::Application;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use medbook_shared::config_loader::ConfigSources;
+use medbook_test_support::bench::{self, percentile};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 32;
 const DB: &str = "medbook_bench_core";
-
-fn server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    let s = server_url();
-    format!("{}/{DB}", s.rsplit_once('/').unwrap().0)
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 #[derive(diesel::QueryableByName)]
 struct Id {
@@ -63,21 +42,12 @@ struct Id {
 
 #[tokio::main]
 async fn main() {
-    let smoke = medbook_test_support::bench_smoke();
-    let doctors = env_usize("BENCH_DOCTORS", if smoke { 200 } else { 10_000 });
-    let per_doctor = env_usize("BENCH_SLOTS_PER_DOCTOR", if smoke { 20 } else { 100 });
+    let doctors = bench::size("BENCH_DOCTORS", 10_000, 200);
+    let per_doctor = bench::size("BENCH_SLOTS_PER_DOCTOR", 100, 20);
     // Bookings per client, and search requests per client.
-    let (per_client, rounds) = if smoke { (5, 4) } else { (60, 40) };
-    {
-        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB}"))
-            .unwrap();
-    }
-    let env = [
+    let (per_client, rounds) = bench::smoke((60, 40), (5, 4));
+    let db_url = bench::scratch_db(DB);
+    let settings: Settings = bench::settings([
         ("MEDBOOK_PROFILE", "dev".to_owned()),
         ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
@@ -87,7 +57,7 @@ async fn main() {
         // 32 registrations from one address, and no padding to measure.
         ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000".to_owned()),
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),
-        ("MEDBOOK_DATABASE__URL", db_url()),
+        ("MEDBOOK_DATABASE__URL", db_url.clone()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "16".to_owned()),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
         (
@@ -96,15 +66,7 @@ async fn main() {
         ),
         ("MEDBOOK_CACHE__MEMORY_CAPACITY", "20000".to_owned()),
         ("MEDBOOK_LOG__LEVEL", "error".to_owned()),
-    ];
-    let settings = Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .unwrap();
+    ]);
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let ops_base = format!("http://127.0.0.1:{}", app.ops_port());
@@ -113,7 +75,7 @@ async fn main() {
     // Data at scale, written in SQL for speed: clinics, doctors, slots every 30 minutes
     // over the coming weeks.
     let started = Instant::now();
-    let mut conn = PgConnection::establish(&db_url()).unwrap();
+    let mut conn = PgConnection::establish(&db_url).unwrap();
     conn.batch_execute(&format!(
         "INSERT INTO clinics (id, name, city, address, time_zone)
            SELECT gen_random_uuid(), 'Clinic ' || c, (ARRAY['Berlin','London','New York','Sydney','Tokyo'])[1 + c % 5],

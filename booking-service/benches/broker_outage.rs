@@ -25,6 +25,7 @@
 mod booking;
 
 use booking::BookingApp;
+use medbook_test_support::bench;
 use medbook_test_support::kafka::{PrivateBroker, TestTopics};
 use serde_json::json;
 use std::collections::HashSet;
@@ -33,25 +34,11 @@ use std::time::{Duration, Instant};
 #[tokio::main]
 async fn main() {
     // Delivery timeout and lease (ms), settle time and the bound of the final read (s).
-    let smoke = medbook_test_support::bench_smoke();
-    let (timeout_ms, lease_ms, settle, read_bound) = if smoke {
-        ("3000", "4000", 2, 60)
-    } else {
-        ("300000", "360000", 10, 600)
-    };
-    let outage: u64 = std::env::var("BENCH_OUTAGE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 5 } else { 330 });
-    let bookings: usize = std::env::var("BENCH_OUTAGE_BOOKINGS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 5 } else { 50 });
-    medbook_shared::telemetry::init(
-        "bench",
-        "error",
-        medbook_shared::telemetry::LogOutput::Stderr,
-    );
+    let (timeout_ms, lease_ms, settle, read_bound) =
+        bench::smoke(("300000", "360000", 10, 600), ("3000", "4000", 2, 60));
+    let outage = bench::size("BENCH_OUTAGE_SECS", 330, 5) as u64;
+    let bookings = bench::size("BENCH_OUTAGE_BOOKINGS", 50, 5);
+    bench::quiet_logs();
     let broker = PrivateBroker::start().await;
     let topics = TestTopics::create(&broker.brokers(), 3).await;
     // librdkafka's default delivery timeout, and a lease beyond it.

@@ -50,7 +50,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use medbook_shared::config_loader::ConfigSources;
+use medbook_test_support::bench;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,16 +86,6 @@ const SLOT_KEY: usize = 100_000_000;
 const APPOINTMENT_KEY: usize = 400_000_000;
 const EVENT_KEY: usize = 500_000_000;
 const AUDIT_KEY: usize = 600_000_000;
-
-fn server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    let s = server_url();
-    format!("{}/{DB}", s.rsplit_once('/').unwrap().0)
-}
 
 fn f64_of(n: usize) -> f64 {
     f64::from(u32::try_from(n).unwrap())
@@ -482,7 +472,7 @@ fn pgbench(
     for (k, v) in defines {
         cmd.arg("-D").arg(format!("{k}={v}"));
     }
-    cmd.arg(db_url())
+    cmd.arg(bench::db_url(DB))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().expect("pgbench on PATH");
@@ -556,25 +546,9 @@ fn main() {
 #[allow(clippy::too_many_lines)]
 async fn run() {
     // Smoke mode: every run for a second, fewer doctors to read.
-    let smoke = medbook_test_support::bench_smoke();
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 1 } else { 8 });
-    let read_doctor_count = if smoke {
-        SMOKE_READ_DOCTORS
-    } else {
-        READ_DOCTORS
-    };
-    {
-        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB}"))
-            .unwrap();
-    }
+    let secs = u64::try_from(bench::size("BENCH_SECS", 8, 1)).unwrap();
+    let read_doctor_count = bench::smoke(READ_DOCTORS, SMOKE_READ_DOCTORS);
+    let db_url = bench::scratch_db(DB);
     let mut env = vec![
         ("MEDBOOK_PROFILE", "dev".to_owned()),
         ("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET.to_owned()),
@@ -584,7 +558,7 @@ async fn run() {
         ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),
-        ("MEDBOOK_DATABASE__URL", db_url()),
+        ("MEDBOOK_DATABASE__URL", db_url.clone()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "16".to_owned()),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
         (
@@ -604,14 +578,7 @@ async fn run() {
     if let Ok(brokers) = std::env::var("MEDBOOK_TEST_KAFKA_BROKERS") {
         env.push(("MEDBOOK_KAFKA__BROKERS", brokers));
     }
-    let settings = Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    })
-    .unwrap();
+    let settings: Settings = bench::settings(env);
     let app = Application::build(settings).await.unwrap();
     let base_url = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -621,7 +588,7 @@ async fn run() {
     // scheduled), verified patients.
     let started = Instant::now();
     let base = (Utc::now().timestamp() / 3600 + 48) * 3600;
-    let mut conn = PgConnection::establish(&db_url()).unwrap();
+    let mut conn = PgConnection::establish(&db_url).unwrap();
     conn.batch_execute(&format!(
         "INSERT INTO clinics (id, name, city, address, time_zone)
            SELECT md5(({CLINIC_KEY} + c)::text)::uuid, 'Clinic ' || c,
@@ -667,7 +634,7 @@ async fn run() {
     let log = StatementLog::default();
     let pool = Db::with_statement_log(
         &PoolSettings {
-            url: db_url(),
+            url: db_url.clone(),
             max_size: 1,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
@@ -692,8 +659,7 @@ async fn run() {
     let service = AppointmentService::new(
         Arc::new(PgAppointments::new(
             pool.clone(),
-            OutboxSignal::default(),
-            prometheus::IntCounter::new("bench_reminders", "bench").unwrap(),
+            Arc::new(OutboxSignal::default()),
         )),
         Arc::new(SystemClock),
         BookingPolicy {
@@ -971,7 +937,10 @@ BEGIN;
                     "nullif(:none::text, 'none')",
                     ":labels::text[]",
                     "ARRAY[to_timestamp(:due1), to_timestamp(:due2)]",
+                    // The event's outbox row, then the audit record's (id, aggregate
+                    // id, topic, type, payload, time, request id, sink, traceparent).
                     "md5(:e::text)::uuid",
+                    "md5(:a::text)::uuid",
                     ":topic::text",
                     ":event_type::text",
                     ":payload::text",
@@ -981,9 +950,15 @@ BEGIN;
                     } else {
                         "nullif(:none::text, 'none')"
                     },
-                    // The audit row: id (also its aggregate id), action, payload, time,
-                    // request id; then the writer's traceparent, which both rows keep.
+                    "'kafka'::text",
+                    if w.trace_parent.is_some() {
+                        ":trace_parent::text"
+                    } else {
+                        "nullif(:none::text, 'none')"
+                    },
                     "md5(:au::text)::uuid",
+                    "md5(:au::text)::uuid",
+                    "'audit'::text",
                     ":audit_action::text",
                     ":audit_payload::text",
                     "to_timestamp(:at)",
@@ -992,6 +967,7 @@ BEGIN;
                     } else {
                         "nullif(:none::text, 'none')"
                     },
+                    "'audit'::text",
                     if w.trace_parent.is_some() {
                         ":trace_parent::text"
                     } else {
@@ -1206,8 +1182,5 @@ BEGIN;
     handle.stop(true).await;
     let _ = server.await;
     drop(conn);
-    let mut admin = PgConnection::establish(&server_url()).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-        .unwrap();
+    bench::drop_scratch_db(DB);
 }

@@ -27,7 +27,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use medbook_proto::schedule::v1 as pb;
 use medbook_proto::schedule::v1::schedule_service_client::ScheduleServiceClient;
-use medbook_shared::config_loader::ConfigSources;
+use medbook_test_support::bench::{self, percentile};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,20 +39,6 @@ const WATCHERS: usize = 100;
 const BOOKERS: usize = 16;
 /// One-minute slots of one doctor on one day: room for both booking runs.
 const SLOTS: i64 = 1200;
-
-fn server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    let s = server_url();
-    format!("{}/{DB}", s.rsplit_once('/').unwrap().0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 #[derive(diesel::QueryableByName)]
 struct Id {
@@ -135,22 +121,10 @@ async fn book_all(
 
 #[tokio::main]
 async fn main() {
-    let smoke = medbook_test_support::bench_smoke();
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if smoke { 1 } else { 5 });
-    let slot_count = if smoke { 64 } else { SLOTS };
-    {
-        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB}"))
-            .unwrap();
-    }
-    let env = [
+    let secs = bench::size("BENCH_SECS", 5, 1) as u64;
+    let slot_count = bench::smoke(SLOTS, 64);
+    let db_url = bench::scratch_db(DB);
+    let settings: Settings = bench::settings([
         ("MEDBOOK_PROFILE", "dev".to_owned()),
         ("MEDBOOK_AUTH__BCRYPT_COST", "4".to_owned()),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0".to_owned()),
@@ -158,7 +132,7 @@ async fn main() {
         ("MEDBOOK_GRPC__ADDR", "127.0.0.1:0".to_owned()),
         ("MEDBOOK_ACCOUNTS__REQUESTS_PER_CLIENT", "100000".to_owned()),
         ("MEDBOOK_ACCOUNTS__RESPONSE_FLOOR_MS", "0".to_owned()),
-        ("MEDBOOK_DATABASE__URL", db_url()),
+        ("MEDBOOK_DATABASE__URL", db_url.clone()),
         ("MEDBOOK_DATABASE__POOL_SIZE", "16".to_owned()),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0".to_owned()),
         (
@@ -169,15 +143,7 @@ async fn main() {
         ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
         ("MEDBOOK_REMINDERS__SCHEDULER_ENABLED", "false".to_owned()),
         ("MEDBOOK_LOG__LEVEL", "error".to_owned()),
-    ];
-    let settings = Settings::load_from(&ConfigSources {
-        file: None,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    })
-    .unwrap();
+    ]);
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let grpc = format!("http://127.0.0.1:{}", app.grpc_port().unwrap());
@@ -186,7 +152,7 @@ async fn main() {
     // One clinic in UTC; doctor A with 40 slots over the next days (the listings),
     // doctor B with one-minute slots tomorrow (the bookings and the watched day).
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).date_naive();
-    let mut conn = PgConnection::establish(&db_url()).unwrap();
+    let mut conn = PgConnection::establish(&db_url).unwrap();
     conn.batch_execute(&format!(
         "INSERT INTO clinics (id, name, city, address, time_zone)
            VALUES ('00000000-0000-0000-0000-00000000c001', 'Bench Clinic', 'London', '1 Road', 'UTC');
@@ -397,6 +363,5 @@ async fn main() {
         w.abort();
     }
     drop(conn);
-    let mut admin = PgConnection::establish(&server_url()).unwrap();
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"));
+    bench::drop_scratch_db(DB);
 }

@@ -24,8 +24,8 @@ use booking_service::settings::Settings;
 use booking_service::startup::Application;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use medbook_shared::config_loader::ConfigSources;
 use medbook_shared::telemetry::{OtlpProtocol, TracingSettings};
+use medbook_test_support::bench;
 use opentelemetry::trace::TracerProvider as _;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -46,15 +46,6 @@ const PHASES: usize = 8;
 const SMOKE_PER_CLIENT: usize = 3;
 const SMOKE_PHASES: usize = 2;
 const DB: &str = "medbook_bench_tracing";
-
-fn server_url() -> String {
-    std::env::var("MEDBOOK_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn db_url() -> String {
-    format!("{}/{DB}", server_url().rsplit_once('/').unwrap().0)
-}
 
 #[derive(diesel::QueryableByName)]
 struct Id {
@@ -103,12 +94,7 @@ impl Drop for Rotel {
 
 #[tokio::main]
 async fn main() {
-    let smoke = medbook_test_support::bench_smoke();
-    let (per_client, phases) = if smoke {
-        (SMOKE_PER_CLIENT, SMOKE_PHASES)
-    } else {
-        (PER_CLIENT, PHASES)
-    };
+    let (per_client, phases) = bench::smoke((PER_CLIENT, PHASES), (SMOKE_PER_CLIENT, SMOKE_PHASES));
     let (rotel, endpoint) = match std::env::var("MEDBOOK_BENCH_OTLP_ENDPOINT") {
         Ok(endpoint) => (None, endpoint),
         Err(_) => {
@@ -135,16 +121,8 @@ async fn main() {
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
 
-    {
-        let mut admin = PgConnection::establish(&server_url()).expect("PostgreSQL is required");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB}"))
-            .unwrap();
-    }
-    let env = [
+    let db_url = bench::scratch_db(DB);
+    let settings: Settings = bench::settings([
         ("MEDBOOK_PROFILE", "dev"),
         ("MEDBOOK_AUTH__BCRYPT_COST", "4"),
         ("MEDBOOK_HTTP__ADDR", "127.0.0.1:0"),
@@ -157,22 +135,13 @@ async fn main() {
         ("MEDBOOK_DATABASE__POOL_SIZE", "16"),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0"),
         ("MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT", "1000000"),
-    ];
-    let mut vars: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    vars.push(("MEDBOOK_DATABASE__URL".into(), db_url()));
-    let settings = Settings::load_from(&ConfigSources {
-        file: None,
-        env: vars,
-    })
-    .unwrap();
+        ("MEDBOOK_DATABASE__URL", db_url.as_str()),
+    ]);
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
 
-    let mut conn = PgConnection::establish(&db_url()).unwrap();
+    let mut conn = PgConnection::establish(&db_url).unwrap();
     conn.batch_execute(
         "INSERT INTO clinics (id, name, city, address, time_zone)
            VALUES (gen_random_uuid(), 'Clinic', 'Berlin', '1 Main Street', 'Europe/Berlin');

@@ -105,15 +105,58 @@ pub enum PatientsCommand {
 
 use medbook_service_kit::cli::print_json as out;
 use medbook_service_kit::context::{Actor, Context as WorkContext};
+use medbook_service_kit::runner::{Plan, Service};
+use medbook_shared::telemetry::TracingSettings;
+use std::process::ExitCode;
 
-/// Runs the parsed command.
-pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve);
-    if matches!(command, Command::Serve) {
-        return serve(settings).await;
+/// The booking-service binary: its commands over the shared start-up
+/// ([`medbook_service_kit::runner`]).
+pub struct Binary;
+
+impl Service for Binary {
+    type Cli = Cli;
+    type Command = Command;
+    type Settings = Settings;
+
+    fn plan(cli: Cli) -> Plan<Command> {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => Plan::Serve(Command::Serve),
+            Command::Openapi => {
+                Plan::Standalone(Box::new(|| print_openapi().map(|()| ExitCode::SUCCESS)))
+            }
+            Command::CheckConfig => Plan::CheckConfig,
+            Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
+            command => Plan::Command(command),
+        }
     }
-    // What a command changes is audited as the command (the operator who ran it).
-    let name = match &command {
+
+    fn log_level(settings: &Settings) -> &str {
+        &settings.log.level
+    }
+
+    fn tracing(settings: &Settings) -> &TracingSettings {
+        &settings.tracing
+    }
+
+    async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+        if matches!(command, Command::Serve) {
+            serve(settings).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // What a command changes is audited as the command (the operator who ran it).
+        let context = WorkContext {
+            request_id: None,
+            actor: Some(Actor::System(format!("cli {}", command_name(&command)))),
+            source: Some("cli"),
+            caller: Default::default(),
+        };
+        medbook_service_kit::context::with_context(context, command_run(command, settings)).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
         Command::Serve => "serve",
         Command::Migrate => "migrate",
         Command::CreateAdmin { .. } => "create-admin",
@@ -123,14 +166,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Patients(_) => "patients",
         Command::Healthcheck { .. } => "healthcheck",
         Command::CheckConfig => "check-config",
-    };
-    let context = WorkContext {
-        request_id: None,
-        actor: Some(Actor::System(format!("cli {name}"))),
-        source: Some("cli"),
-        caller: Default::default(),
-    };
-    medbook_service_kit::context::with_context(context, command_run(command, settings)).await
+    }
 }
 
 async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -172,9 +208,6 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
                 .doctor(crate::domain::DoctorId(doctor_id))
                 .await
                 .map_err(|e| anyhow::anyhow!("doctor {doctor_id}: {e}"))?;
-            if doctor.user_id.is_some() {
-                bail!("doctor {doctor_id} already has an account");
-            }
             let password = password_from("MEDBOOK_DOCTOR_PASSWORD", "doctor")?;
             let mut errors = crate::domain::ValidationErrors::new();
             let email = errors.check("email", Email::parse(&email));
@@ -192,22 +225,18 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
                     })
                 })
                 .map_err(|e| anyhow::anyhow!("invalid doctor account: {e}"))?;
-            let account = services.auth.create_doctor_account(reg).await?;
-            let input = crate::domain::booking::DoctorInput {
-                full_name: doctor.full_name,
-                specialty: doctor.specialty,
-                clinic_id: doctor.clinic.id,
-                status: doctor.status,
-                bio: doctor.bio,
-                years_of_experience: doctor.years_of_experience,
-                user_id: Some(account.id),
+            // The account and the doctor's link to it, both or neither.
+            let account = match services.auth.create_doctor_account(doctor.id, reg).await {
+                Err(crate::service::ServiceError::Rejected(
+                    crate::domain::rejection::Rejection::DoctorHasAccount,
+                )) => bail!("doctor {doctor_id} already has an account"),
+                other => other?,
             };
-            services.catalog.update_doctor(doctor.id, input).await?;
             out(&UserResponse::from(account))
         }
         Command::Openapi => print_openapi(),
         Command::Healthcheck { .. } | Command::CheckConfig => {
-            bail!("healthcheck and check-config are answered in main, before start-up")
+            bail!("healthcheck and check-config are answered by the runner, before start-up")
         }
         Command::SeedDemo { doctors, patients } => {
             // Demo accounts have a published password: never in a real clinic's data.
@@ -225,7 +254,7 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
 }
 
 /// Prints the OpenAPI document; needs no configuration.
-pub fn print_openapi() -> anyhow::Result<()> {
+fn print_openapi() -> anyhow::Result<()> {
     out(&crate::transport::http::openapi_document())
 }
 

@@ -37,6 +37,7 @@ use booking::BookingApp;
 use chrono::{DateTime, Utc};
 use diesel::{QueryableByName, RunQueryDsl};
 use medbook_shared::events::*;
+use medbook_test_support::bench::{self, percentile};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
 use medbook_test_support::pg::TestDb;
@@ -44,7 +45,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use support::{doctor, percentile};
+use support::doctor;
 use uuid::Uuid;
 
 /// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
@@ -66,16 +67,16 @@ struct Size {
 impl Size {
     fn get() -> Self {
         let smoke = medbook_test_support::bench_smoke();
-        let secs = |full, small| Duration::from_secs(support::smoke(full, small));
+        let secs = |full, small| Duration::from_secs(bench::smoke(full, small));
         Self {
             smoke,
-            rate: support::size("BENCH_RATE", 20, 5),
-            seconds: support::size("BENCH_SECONDS", 20, 2),
-            patients: support::smoke(20, 3),
-            emails: support::size("BENCH_EMAILS", 3000, 50),
+            rate: bench::size("BENCH_RATE", 20, 5),
+            seconds: bench::size("BENCH_SECONDS", 20, 2),
+            patients: bench::smoke(20, 3),
+            emails: bench::size("BENCH_EMAILS", 3000, 50),
             latency_limit: secs(120, 60),
             throughput_limit: secs(600, 120),
-            poll: Duration::from_millis(support::smoke(2000, 500)),
+            poll: Duration::from_millis(bench::smoke(2000, 500)),
         }
     }
 }
@@ -103,11 +104,7 @@ fn sent_at(db: &TestDb) -> HashMap<Uuid, DateTime<Utc>> {
 
 #[tokio::main]
 async fn main() {
-    medbook_shared::telemetry::init(
-        "bench",
-        "error",
-        medbook_shared::telemetry::LogOutput::Stderr,
-    );
+    bench::quiet_logs();
     let sink = Maildev::shared();
     let size = Size::get();
     latency(&sink, &size).await;

@@ -37,6 +37,7 @@ mod support;
 use booking::BookingApp;
 use chrono::{DateTime, Utc};
 use diesel::{QueryableByName, RunQueryDsl};
+use medbook_test_support::bench::{self, percentile};
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::mail::Maildev;
 use medbook_test_support::pg::TestDb;
@@ -44,7 +45,7 @@ use notification_service::startup::NotificationApp;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{doctor, percentile};
+use support::doctor;
 use uuid::Uuid;
 
 /// The run's size: the `BENCH_*` tunables, else the defaults (small in smoke mode).
@@ -65,12 +66,12 @@ struct Size {
 
 impl Size {
     fn get() -> Self {
-        let secs = |full, small| Duration::from_secs(support::smoke(full, small));
+        let secs = |full, small| Duration::from_secs(bench::smoke(full, small));
         Self {
-            rate: support::size("BENCH_RATE", 20, 5),
-            outage_seconds: support::size("BENCH_OUTAGE_SECONDS", 120, 3),
-            patients: support::smoke(20, 3),
-            reminders: support::size("BENCH_REMINDERS", 1000, 20),
+            rate: bench::size("BENCH_RATE", 20, 5),
+            outage_seconds: bench::size("BENCH_OUTAGE_SECONDS", 120, 3),
+            patients: bench::smoke(20, 3),
+            reminders: bench::size("BENCH_REMINDERS", 1000, 20),
             drain: secs(900, 60),
             booked: secs(300, 60),
             reminded: secs(600, 60),
@@ -131,11 +132,7 @@ async fn practice(
 
 #[tokio::main]
 async fn main() {
-    medbook_shared::telemetry::init(
-        "bench",
-        "error",
-        medbook_shared::telemetry::LogOutput::Stderr,
-    );
+    bench::quiet_logs();
     let size = Size::get();
     outage(&size).await;
     reminders(&size).await;

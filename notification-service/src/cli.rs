@@ -111,37 +111,69 @@ impl ReplayArgs {
 }
 
 use medbook_service_kit::cli::print_json_line as print_json;
+use medbook_service_kit::runner::{Plan, Service};
+use medbook_shared::telemetry::TracingSettings;
+use std::process::ExitCode;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    match cli.command {
-        None | Some(Command::Serve) => {
-            let (app, stop) = NotificationApp::build(&settings).await?;
-            tokio::spawn(async move {
-                let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
-                tracing::info!(
-                    signal,
-                    "shutdown signal received; finishing the message in hand"
-                );
-                stop.stop();
-            });
-            app.run_until_stopped().await
+/// The notification-service binary: its commands over the shared start-up
+/// ([`medbook_service_kit::runner`]).
+pub struct Binary;
+
+impl Service for Binary {
+    type Cli = Cli;
+    type Command = Command;
+    type Settings = Settings;
+
+    fn plan(cli: Cli) -> Plan<Command> {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => Plan::Serve(Command::Serve),
+            Command::CheckConfig => Plan::CheckConfig,
+            Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
+            command => Plan::Command(command),
         }
-        Some(Command::Migrate) => {
-            let db = settings.database.connect().await?;
-            medbook_service_kit::startup::migrate(
-                &db,
-                crate::repository::MIGRATIONS,
-                crate::repository::MIGRATION_LOCK,
-            )
-            .await
-            .map(|_| ())
+    }
+
+    fn log_level(settings: &Settings) -> &str {
+        &settings.log.level
+    }
+
+    fn tracing(settings: &Settings) -> &TracingSettings {
+        &settings.tracing
+    }
+
+    async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+        match command {
+            Command::Serve => {
+                let (app, stop) = NotificationApp::build(&settings).await?;
+                tokio::spawn(async move {
+                    let signal = medbook_service_kit::signals::wait_for_stop_signal().await;
+                    tracing::info!(
+                        signal,
+                        "shutdown signal received; finishing the message in hand"
+                    );
+                    stop.stop();
+                });
+                app.run_until_stopped().await?;
+            }
+            Command::Migrate => {
+                let db = settings.database.connect().await?;
+                medbook_service_kit::startup::migrate(
+                    &db,
+                    crate::repository::MIGRATIONS,
+                    crate::repository::MIGRATION_LOCK,
+                )
+                .await?;
+            }
+            Command::Dlq(cmd) => dlq_command(cmd, &settings).await?,
+            Command::Healthcheck { .. } | Command::CheckConfig => {
+                anyhow::bail!(
+                    "healthcheck and check-config are answered by the runner, before start-up"
+                )
+            }
         }
-        Some(Command::Dlq(cmd)) => dlq_command(cmd, &settings).await,
-        Some(Command::Healthcheck { .. } | Command::CheckConfig) => {
-            anyhow::bail!("healthcheck and check-config are answered in main, before start-up")
-        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -1,12 +1,16 @@
-//! Test support shared by the services' integration tests: the real Kafka-protocol
-//! broker (the shared one, or a private one a test may pause), the real mail sink, and
-//! PostgreSQL databases cloned from migrated templates. `./scripts/test.sh` starts the shared services and sets
-//! the `MEDBOOK_TEST_*` variables; a test run without them fails loudly.
+//! Test support shared by the services' integration tests and benchmarks: the real
+//! Kafka-protocol broker (the shared one, or a private one a test may pause), the real
+//! mail sink, PostgreSQL databases cloned from migrated templates, service binaries run
+//! as processes ([`process`]) and the benchmarks' set-up ([`bench`]).
+//! `./scripts/test.sh` starts the shared services and sets the `MEDBOOK_TEST_*`
+//! variables; a test run without them fails loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod bench;
 pub mod kafka;
 pub mod mail;
 pub mod pg;
+pub mod process;
 
 /// Whether a benchmark runs in its smoke mode (`MEDBOOK_BENCH_SMOKE=1`, as
 /// `./scripts/test.sh` runs every benchmark once): every phase for a moment, with small

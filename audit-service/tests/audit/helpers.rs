@@ -3,11 +3,11 @@
 use base64::Engine;
 use medbook_proto::audit::v1 as pb;
 use medbook_test_support::pg::TestDb;
+use medbook_test_support::process::{service_command, ServiceProcess};
 use pb::audit_service_client::AuditServiceClient;
 use serde_json::Value;
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tonic::transport::Channel;
 use uuid::Uuid;
@@ -99,18 +99,14 @@ impl Config {
 }
 
 pub fn binary(config: &Config) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_audit-service"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(config.env.iter().cloned())
-        .current_dir(std::env::temp_dir());
+    let mut cmd = service_command(env!("CARGO_BIN_EXE_audit-service"));
+    cmd.envs(config.env.iter().cloned());
     cmd
 }
 
-/// The binary, serving.
+/// The binary, serving; its log lines in `lines`.
 pub struct Server {
-    pub child: Child,
-    pub lines: std::sync::mpsc::Receiver<Value>,
+    pub process: ServiceProcess,
     pub grpc: String,
     pub ops: String,
 }
@@ -118,26 +114,8 @@ pub struct Server {
 impl Server {
     /// Starts the service and waits until it is ready.
     pub fn start(config: &Config) -> Self {
-        let mut child = binary(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
         let mut server = Self {
-            child,
-            lines,
+            process: ServiceProcess::spawn(binary(config).stderr(Stdio::null())),
             grpc: String::new(),
             ops: String::new(),
         };
@@ -157,9 +135,7 @@ impl Server {
     }
 
     pub fn next_line(&self, what: &str) -> Value {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no log line while waiting for {what}"))
+        self.process.next_line(what, Duration::from_secs(60))
     }
 
     /// A client that sends each call the credential meant for it, as booking-service
@@ -181,12 +157,8 @@ impl Server {
     }
 
     pub fn stop(&mut self) {
-        assert!(Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
-        let status = medbook_test_support::wait_for_exit(&mut self.child, Duration::from_secs(20));
+        self.process.signal("-TERM");
+        let status = self.process.wait(Duration::from_secs(20));
         assert!(status.success(), "exited with {status}");
     }
 
@@ -195,10 +167,10 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = ServiceProcess;
+    fn deref(&self) -> &ServiceProcess {
+        &self.process
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::helpers::{practice, spawn_app, TestApp, TestUser, JWT_SECRET};
 use diesel::prelude::*;
+use medbook_test_support::process::{service_command, ServiceProcess};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -553,9 +554,9 @@ const AUDIT_APPEND_TOKEN: &str = "test-audit-append-token-5d1e";
 const AUDIT_READ_TOKEN: &str = "test-audit-read-token-0a7c";
 
 /// A real audit-service process (the workspace's binary) on `port`, with its own
-/// database, a dev signing key and both tokens required.
+/// database, a dev signing key and both tokens required; killed when dropped.
 struct AuditProcess {
-    child: std::process::Child,
+    _process: ServiceProcess,
 }
 
 impl AuditProcess {
@@ -572,53 +573,24 @@ impl AuditProcess {
 
     /// Starts it and waits until it listens.
     fn start(db: &medbook_test_support::pg::TestDb, port: u16, key: &std::path::Path) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(Self::binary())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(std::env::temp_dir())
-            .env("MEDBOOK_PROFILE", "dev")
-            .env("MEDBOOK_DATABASE__URL", db.url())
-            .env("MEDBOOK_GRPC__ADDR", format!("127.0.0.1:{port}"))
-            .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
-            .env("MEDBOOK_AUDIT__SIGNING_KEY_FILE", key)
-            .env("MEDBOOK_AUDIT__APPEND_TOKEN", AUDIT_APPEND_TOKEN)
-            .env("MEDBOOK_AUDIT__READ_TOKEN", AUDIT_READ_TOKEN)
-            .arg("serve")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v: Value = serde_json::from_str(&line).unwrap_or_default();
-                if !sent && v["message"] == "grpc listening" {
-                    let _ = tx.send(());
-                    sent = true;
-                }
-            }
-        });
-        rx.recv_timeout(std::time::Duration::from_secs(60))
-            .expect("audit-service did not start");
-        Self { child }
+        let process = ServiceProcess::spawn(
+            service_command(Self::binary())
+                .env("MEDBOOK_PROFILE", "dev")
+                .env("MEDBOOK_DATABASE__URL", db.url())
+                .env("MEDBOOK_GRPC__ADDR", format!("127.0.0.1:{port}"))
+                .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+                .env("MEDBOOK_AUDIT__SIGNING_KEY_FILE", key)
+                .env("MEDBOOK_AUDIT__APPEND_TOKEN", AUDIT_APPEND_TOKEN)
+                .env("MEDBOOK_AUDIT__READ_TOKEN", AUDIT_READ_TOKEN)
+                .arg("serve")
+                .stderr(std::process::Stdio::null()),
+        );
+        process.wait_for("grpc listening", std::time::Duration::from_secs(60));
+        Self { _process: process }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AuditProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        drop(self);
     }
 }
 

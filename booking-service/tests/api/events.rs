@@ -8,6 +8,7 @@ use crate::helpers::{
 use booking_service::settings::Settings;
 use diesel::{QueryableByName, RunQueryDsl};
 use medbook_test_support::kafka::{PrivateBroker, Received, TestTopics};
+use medbook_test_support::process::{service_command, ServiceProcess};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -363,11 +364,8 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
     let sep = if url.contains('?') { '&' } else { '?' };
     let service_url = format!("{url}{sep}application_name={storm_app}");
     let spawn = || {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_booking-service"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(std::env::temp_dir())
-            .env("MEDBOOK_PROFILE", "dev")
+        let mut cmd = service_command(env!("CARGO_BIN_EXE_booking-service"));
+        cmd.env("MEDBOOK_PROFILE", "dev")
             .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
             .env("MEDBOOK_DATABASE__URL", &service_url)
             .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
@@ -381,32 +379,15 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
             .env("MEDBOOK_OUTBOX__POLL_INTERVAL_MS", "100")
             .env("MEDBOOK_OUTBOX__LEASE_MS", "4000")
             .env("MEDBOOK_OUTBOX__MESSAGE_TIMEOUT_MS", "3000")
-            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            let mut sent = false;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let v: Value = serde_json::from_str(&line).unwrap_or_default();
-                if !sent && v["message"] == "listening" {
-                    let _ = tx.send(v["port"].as_u64().unwrap());
-                    sent = true;
-                }
-            }
-        });
-        let port = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("service did not start");
-        (child, format!("http://127.0.0.1:{port}"))
+        let service = ServiceProcess::spawn(&mut cmd);
+        let port = service.wait_for("listening", Duration::from_secs(60))["port"]
+            .as_u64()
+            .unwrap();
+        (service, format!("http://127.0.0.1:{port}"))
     };
 
-    let (mut child, base) = spawn();
+    let (mut service, base) = spawn();
     let slot_ids: Vec<String> = {
         let mut conn = app.db.conn();
         #[derive(QueryableByName)]
@@ -472,11 +453,8 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         count(&app, &sessions) > 0,
         "the service's sessions are not named"
     );
-    std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    service.signal("-KILL");
+    service.child.wait().unwrap();
     for w in workers {
         w.await.unwrap();
     }
@@ -494,7 +472,7 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
     assert!(created >= 60);
 
     // Back up: the new process's relay publishes what the killed one had not.
-    let (mut child, _) = spawn();
+    let (service, _) = spawn();
     let mut reader = topics
         .reader(&["appointments.created", "appointments.cancelled"])
         .await;
@@ -503,8 +481,7 @@ async fn sigkill_during_a_booking_storm_loses_no_event() {
         .read(expected, Duration::from_secs(60), Duration::from_secs(2))
         .await
         .to_vec();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(service);
     let mut events: HashMap<(String, String), usize> = HashMap::new();
     for r in &seen {
         *events

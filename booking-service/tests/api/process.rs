@@ -1,16 +1,13 @@
 //! The real binary: graceful shutdown on SIGTERM, clear failures at start-up.
 
 use crate::helpers::{test_db, JWT_SECRET};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use medbook_test_support::process::{service_command, ServiceProcess};
+use std::process::Command;
 use std::time::Duration;
 
 fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_booking-service"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
+    let mut cmd = service_command(env!("CARGO_BIN_EXE_booking-service"));
+    cmd.env("MEDBOOK_AUTH__JWT_SECRET", JWT_SECRET)
         // Production needs the audit-service's credentials too.
         .env("MEDBOOK_AUDIT__APPEND_TOKEN", "process-test-append-token")
         .env("MEDBOOK_AUDIT__READ_TOKEN", "process-test-read-token");
@@ -20,31 +17,20 @@ fn binary() -> Command {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     let db = test_db();
-    let mut child = binary()
-        .env("MEDBOOK_DATABASE__URL", db.url())
-        .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
-        .env("MEDBOOK_HTTP__SHUTDOWN_GRACE_SECS", "10")
-        .env("MEDBOOK_AUTH__BCRYPT_COST", "13")
-        .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
-        .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
-        // The registration queues a verification e-mail; this test is about HTTP
-        // draining, so no relay waits on a broker that is not there.
-        .env("MEDBOOK_OUTBOX__RELAY_ENABLED", "false")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut service = ServiceProcess::spawn(
+        binary()
+            .env("MEDBOOK_DATABASE__URL", db.url())
+            .env("MEDBOOK_HTTP__ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_HTTP__SHUTDOWN_GRACE_SECS", "10")
+            .env("MEDBOOK_AUTH__BCRYPT_COST", "13")
+            .env("MEDBOOK_HTTP__OPS_ADDR", "127.0.0.1:0")
+            .env("MEDBOOK_GRPC__ADDR", "127.0.0.1:0")
+            // The registration queues a verification e-mail; this test is about HTTP
+            // draining, so no relay waits on a broker that is not there.
+            .env("MEDBOOK_OUTBOX__RELAY_ENABLED", "false"),
+    );
     let (port, ops_port) = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("service did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let v = service.next_line("the service to start", Duration::from_secs(60));
         assert_eq!(
             v["level"].as_str().map(str::is_empty),
             Some(false),
@@ -74,23 +60,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
         (medbook_test_support::metric(&ops, "http_requests_in_flight").await >= 1.0).then_some(())
     })
     .await;
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    service.signal("-TERM");
     let res = in_flight
         .await
         .unwrap()
         .expect("in-flight request was cut off");
     assert_eq!(res.status(), 202);
-    let status = medbook_test_support::wait_for_exit(&mut child, Duration::from_secs(15));
+    let status = service.wait(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
     assert!(
         client.get(format!("{base}/health")).send().await.is_err(),
         "still accepting"
     );
-    let lines: Vec<String> = rx.try_iter().collect();
+    let lines: Vec<String> = service.lines.try_iter().map(|v| v.to_string()).collect();
     assert!(lines.iter().any(|l| l.contains("SIGTERM")), "{lines:?}");
 }
 

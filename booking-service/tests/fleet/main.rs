@@ -29,13 +29,13 @@ use diesel::prelude::*;
 use medbook_test_support::kafka::{PrivateBroker, TestTopics};
 use medbook_test_support::mail::Maildev;
 use medbook_test_support::pg::TestDb;
+use medbook_test_support::process::{service_command, ServiceProcess};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -67,55 +67,33 @@ struct Member {
     name: String,
     binary: PathBuf,
     env: Vec<(String, String)>,
-    child: Option<Child>,
+    process: Option<ServiceProcess>,
     /// Its HTTP base URL (booking-service: the API; notification-service: probes).
     base: String,
-    /// The line that says it is up.
+    /// The message of the log line that says it is up.
     ready_message: &'static str,
 }
 
 impl Member {
     fn start(&mut self) {
-        let mut cmd = Command::new(&self.binary);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .current_dir(std::env::temp_dir())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let ready = self.ready_message;
         // Its log, kept for whoever reads a failure: target/fleet/<name>.log.
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fleet"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("{}.log", self.name)))
-            .unwrap();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut told = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = writeln!(log, "{line}");
-                if !told && line.contains(ready) {
-                    told = true;
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(90))
-            .unwrap_or_else(|_| panic!("{} did not start", self.name));
-        self.child = Some(child);
+        let log = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/fleet"))
+            .join(format!("{}.log", self.name));
+        let process = ServiceProcess::spawn_logging(
+            service_command(&self.binary)
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stderr(Stdio::null()),
+            Some(&log),
+        );
+        process.wait_for(self.ready_message, Duration::from_secs(90));
+        self.process = Some(process);
     }
 
     /// Stops it with `sig` and waits for the exit (SIGTERM: a graceful stop).
     fn stop(&mut self, sig: &str) {
-        let mut child = self.child.take().unwrap();
-        medbook_test_support::signal(&child, sig);
-        medbook_test_support::wait_for_exit(&mut child, Duration::from_secs(60));
+        let mut process = self.process.take().unwrap();
+        process.signal(sig);
+        process.wait(Duration::from_secs(60));
     }
 
     /// Stops it with `sig` and starts it again, off the async workers (both block).
@@ -124,15 +102,6 @@ impl Member {
             self.stop(sig);
             self.start();
         });
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -167,9 +136,9 @@ fn booking_member(name: &str, db: &TestDb, topics: &TestTopics) -> Member {
         name: name.into(),
         binary: booking_binary(),
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        child: None,
+        process: None,
         base: format!("http://{addr}"),
-        ready_message: "\"listening\"",
+        ready_message: "listening",
     }
 }
 
@@ -194,9 +163,9 @@ fn notification_member(name: &str, db: &TestDb, topics: &TestTopics, smtp_port: 
         name: name.into(),
         binary: notification_binary(),
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        child: None,
+        process: None,
         base: format!("http://{addr}"),
-        ready_message: "\"subscribed\"",
+        ready_message: "subscribed",
     }
 }
 
@@ -430,9 +399,7 @@ async fn the_fleet_keeps_its_promises_through_kills_freezes_and_cut_connections(
         .map(|i| booking_member(&format!("booking-{i}"), &booking_db, &topics))
         .collect();
     // Demo data through the CLI: clinics, doctors, a month of slots, patients.
-    let seeded = Command::new(booking_binary())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let seeded = service_command(booking_binary())
         .envs(booking[0].env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         // Demo accounts have a published password: only the dev profile loads them.
         .env("MEDBOOK_PROFILE", "dev")

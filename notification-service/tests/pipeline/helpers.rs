@@ -6,10 +6,10 @@ use medbook_shared::config_loader::ConfigSources;
 use medbook_shared::events::*;
 use medbook_test_support::kafka::TestTopics;
 use medbook_test_support::pg::TestDb;
+use medbook_test_support::process::{service_command, ServiceProcess};
 use notification_service::settings::Settings;
 use notification_service::startup::{NotificationApp, StopHandle};
 use serde_json::Value;
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use uuid::Uuid;
@@ -113,18 +113,12 @@ impl Running {
 
 pub use medbook_test_support::metric;
 
-/// The binary, with `settings` passed as environment variables.
-pub struct Process {
-    pub child: Child,
-    pub lines: std::sync::mpsc::Receiver<Value>,
-}
+/// The binary, with `settings` passed as environment variables; its log lines in
+/// `lines`.
+pub struct Process(ServiceProcess);
 
 pub fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notification-service"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir());
-    cmd
+    service_command(env!("CARGO_BIN_EXE_notification-service"))
 }
 
 pub fn env_of(s: &Settings) -> Vec<(String, String)> {
@@ -182,58 +176,29 @@ pub fn env_of(s: &Settings) -> Vec<(String, String)> {
 
 impl Process {
     pub fn spawn(settings: &Settings) -> Self {
-        let mut child = binary()
-            .envs(env_of(settings))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        Self { child, lines }
+        Self(ServiceProcess::spawn(
+            binary().envs(env_of(settings)).stderr(Stdio::null()),
+        ))
     }
 
     /// The port of its HTTP server, from its log.
     pub fn http(&self) -> String {
-        loop {
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("no 'probes and metrics listening' line");
-            if v["message"] == "probes and metrics listening" {
-                return format!("http://127.0.0.1:{}", v["port"]);
-            }
-        }
-    }
-
-    pub fn signal(&self, sig: &str) {
-        assert!(Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        let v = self
+            .0
+            .wait_for("probes and metrics listening", Duration::from_secs(60));
+        format!("http://127.0.0.1:{}", v["port"])
     }
 
     /// Waits for the exit; returns its status code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        medbook_test_support::wait_for_exit(&mut self.child, timeout).code()
+        self.0.wait(timeout).code()
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Process {
+    type Target = ServiceProcess;
+    fn deref(&self) -> &ServiceProcess {
+        &self.0
     }
 }
 
