@@ -68,6 +68,21 @@ pub enum Command {
     /// Manage patient records.
     #[command(subcommand)]
     Patients(PatientsCommand),
+    /// Manage appointments, as the clinic (an admin).
+    #[command(subcommand)]
+    Appointments(AppointmentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppointmentsCommand {
+    /// Cancel an appointment; the reason is required (the patient is told it) and the
+    /// slot is freed. Prints the appointment as JSON.
+    Cancel {
+        id: uuid::Uuid,
+        /// Why, up to 1000 characters.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +179,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Openapi => "openapi",
         Command::SeedDemo { .. } => "seed-demo",
         Command::Patients(_) => "patients",
+        Command::Appointments(_) => "appointments",
         Command::Healthcheck { .. } => "healthcheck",
         Command::CheckConfig => "check-config",
     }
@@ -250,6 +266,20 @@ async fn command_run(command: Command, settings: Settings) -> anyhow::Result<()>
             out(&report)
         }
         Command::Patients(cmd) => patients(cmd, &Services::build(&settings).await?).await,
+        Command::Appointments(AppointmentsCommand::Cancel { id, reason }) => {
+            let services = Services::build(&settings).await?;
+            // The use case holds the rules, as for HTTP and gRPC: an admin gives a reason.
+            let cancelled = services
+                .appointments
+                .cancel(
+                    crate::service::appointments::Actor::Admin,
+                    crate::domain::AppointmentId(id),
+                    reason,
+                )
+                .await
+                .map_err(refusal)?;
+            out(&crate::transport::http::dto::appointments::AppointmentResponse::from(cancelled))
+        }
     }
 }
 
@@ -280,6 +310,16 @@ fn password_from(var: &str, whose: &str) -> anyhow::Result<String> {
         bail!("no {whose} password: set {var} or pipe it on stdin");
     }
     Ok(password)
+}
+
+/// A use case's refusal in the words HTTP and gRPC use.
+fn refusal(e: crate::service::ServiceError) -> anyhow::Error {
+    use crate::service::ServiceError;
+    use crate::transport::common as wording;
+    match e {
+        ServiceError::Rejected(r) => anyhow::anyhow!("{} ({})", wording::rejection(r), r.code()),
+        other => other.into(),
+    }
 }
 
 async fn patients(cmd: PatientsCommand, services: &Services) -> anyhow::Result<()> {

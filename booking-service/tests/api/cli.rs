@@ -356,3 +356,75 @@ async fn create_doctor_account_links_a_login_that_sees_its_day() {
     );
     assert_eq!(actions, 2);
 }
+
+/// The clinic cancels from the command line under the same rule as over HTTP and
+/// gRPC: a reason is required; with one, the patient's appointment is cancelled.
+#[tokio::test]
+async fn appointments_cancel_requires_a_reason_like_every_admin_cancel() {
+    let app = spawn_app().await;
+    let p = crate::helpers::practice(&app).await;
+    let slot = app.create_slot(&p.admin, &p.doctor_id(), 60, 30).await;
+    let patient = app.patient().await;
+    let booked: Value = app
+        .book(&patient, slot["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = booked["id"].as_str().unwrap().to_owned();
+    let status = || async {
+        let a: Value = app
+            .get(&format!("/api/v1/appointments/{id}"), Some(&patient.access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        a["status"].as_str().unwrap().to_owned()
+    };
+
+    for args in [vec![], vec!["--reason", "  "]] {
+        let out = cli(&app.db)
+            .args(["appointments", "cancel", &id])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("reason: is required when an admin cancels"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(status().await, "booked");
+
+    let cancelled = json_out(
+        &cli(&app.db)
+            .args([
+                "appointments",
+                "cancel",
+                &id,
+                "--reason",
+                "the doctor is ill",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["cancel_reason"], "the doctor is ill");
+    assert_eq!(status().await, "cancelled");
+    // Audited once, as the command.
+    let records = crate::helpers::count(
+        &app,
+        "SELECT count(*) AS n FROM outbox_events WHERE sink = 'audit'
+           AND event_type = 'appointment.cancelled'
+           AND payload::jsonb -> 'actor' ->> 'system' = 'cli appointments'",
+    );
+    assert_eq!(records, 1);
+    // Again: the appointment is no longer active, in the words HTTP uses.
+    let again = cli(&app.db)
+        .args(["appointments", "cancel", &id, "--reason", "twice"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("appointment_not_active"));
+}
