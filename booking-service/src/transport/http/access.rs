@@ -123,8 +123,19 @@ struct RouteRule(Option<Access>);
 /// `/api/v1/%70atients` would match no pattern there and still reach the patients
 /// handler.
 pub fn routed_pattern(req: &actix_web::HttpRequest) -> Option<String> {
-    req.resource_map().match_pattern(req.match_info().as_str())
+    if let Some(RoutePattern(pattern)) = req.extensions().get::<RoutePattern>() {
+        return pattern.clone();
+    }
+    // Matching walks the resource map: once per request, kept for the next asker
+    // (the request log line and metrics, the access check).
+    let pattern = req.resource_map().match_pattern(req.match_info().as_str());
+    req.extensions_mut().insert(RoutePattern(pattern.clone()));
+    pattern
 }
+
+/// The request's route pattern, matched once.
+#[derive(Debug, Clone)]
+struct RoutePattern(Option<String>);
 
 pub fn rule_of(req: &actix_web::HttpRequest) -> Option<Access> {
     if let Some(RouteRule(access)) = req.extensions().get::<RouteRule>() {

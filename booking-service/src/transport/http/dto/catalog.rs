@@ -40,7 +40,9 @@ pub struct ClinicResponse {
     pub city: String,
     pub address: String,
     pub time_zone: String,
+    #[serde(serialize_with = "super::common::rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::common::rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -163,7 +165,9 @@ macro_rules! doctor_dto {
             pub clinic: ClinicResponse,
             pub rating: RatingSummaryResponse,
             $($(#[$fmeta])* pub $extra: Option<Uuid>,)*
+            #[serde(serialize_with = "super::common::rfc3339::serialize")]
             pub created_at: DateTime<Utc>,
+            #[serde(serialize_with = "super::common::rfc3339::serialize")]
             pub updated_at: DateTime<Utc>,
         }
 

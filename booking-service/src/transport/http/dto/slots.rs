@@ -80,7 +80,9 @@ impl From<GenerationReport> for GenerationResponse {
 pub struct SlotResponse {
     pub id: Uuid,
     pub doctor_id: Uuid,
+    #[serde(serialize_with = "super::common::rfc3339::serialize")]
     pub starts_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::common::rfc3339::serialize")]
     pub ends_at: DateTime<Utc>,
     /// `available`, `booked` or `blocked`.
     pub status: String,

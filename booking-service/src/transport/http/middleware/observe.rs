@@ -45,8 +45,7 @@ pub async fn observe(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     // Computed from the app's resource map, before the request is routed.
-    let route = req
-        .match_pattern()
+    let route = crate::transport::http::access::routed_pattern(req.request())
         .unwrap_or_else(|| "unmatched".to_owned());
     let result = next.call(req).await;
     let (status, cause) = match &result {

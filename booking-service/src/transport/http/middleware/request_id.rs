@@ -45,8 +45,7 @@ pub async fn request_id(
     req.extensions_mut().insert(RequestId(id.clone()));
     let header_value = HeaderValue::from_str(&id).ok();
     // Computed from the app's resource map, before the request is routed.
-    let route = req
-        .match_pattern()
+    let route = crate::transport::http::access::routed_pattern(req.request())
         .unwrap_or_else(|| "unmatched".to_owned());
     // Probes and scrapes (every few seconds, forever) are not traced: a trace each
     // would bury the ones people look for.
