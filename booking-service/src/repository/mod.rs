@@ -5,6 +5,8 @@ pub mod accounts;
 pub mod appointments;
 pub mod audit;
 pub mod clinics;
+#[cfg(test)]
+mod contracts;
 pub mod day_feed;
 pub use medbook_service_kit::db;
 pub mod demo;

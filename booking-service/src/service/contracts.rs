@@ -1,13 +1,11 @@
-//! One set of contract tests per storage port, run against the in-memory fake the unit
-//! tests use and against the PostgreSQL implementation: what a fake promises is what the
-//! real thing does, so the fakes cannot drift.
+//! One set of contract tests per storage port, run here against the in-memory fake the
+//! unit tests use and in `repository::contracts` against the PostgreSQL implementation:
+//! what a fake promises is what the real thing does, so the fakes cannot drift.
 
 use super::fakes::{FakeThrottle, FakeTokens, FakeUsers};
 use super::ports::*;
 use crate::domain::{DoctorId, Email, FullName, NewUser, Role, UserId};
-use crate::repository::{Db, PgLoginThrottle, PgRefreshTokens, PgUsers, PoolSettings};
 use chrono::{Duration, Utc};
-use medbook_test_support::pg::TestDb;
 use uuid::Uuid;
 
 fn new_user(email: &str, name: &str) -> NewUser {
@@ -24,7 +22,7 @@ fn new_user(email: &str, name: &str) -> NewUser {
     }
 }
 
-async fn users_contract(users: &dyn UserRepository) {
+pub(crate) async fn users_contract(users: &dyn UserRepository) {
     let ann = users
         .insert(new_user("ann@example.com", "Ann Archer"))
         .await
@@ -94,7 +92,10 @@ async fn users_contract(users: &dyn UserRepository) {
     assert!(users.find_by_id(ann.id).await.unwrap().is_none());
 }
 
-async fn tokens_contract(users: &dyn UserRepository, tokens: &dyn RefreshTokenRepository) {
+pub(crate) async fn tokens_contract(
+    users: &dyn UserRepository,
+    tokens: &dyn RefreshTokenRepository,
+) {
     let owner = users
         .insert(new_user("tess@example.com", "Tess Token"))
         .await
@@ -206,7 +207,7 @@ async fn tokens_contract(users: &dyn UserRepository, tokens: &dyn RefreshTokenRe
     );
 }
 
-async fn throttle_contract(throttle: &dyn LoginThrottle) {
+pub(crate) async fn throttle_contract(throttle: &dyn LoginThrottle) {
     let policy = ThrottlePolicy {
         max_failures: 2,
         window: std::time::Duration::from_secs(60),
@@ -258,7 +259,7 @@ async fn throttle_contract(throttle: &dyn LoginThrottle) {
 
 /// A doctor's account is inserted and linked together, once: an unknown doctor or a
 /// second account leaves nothing behind.
-async fn doctor_accounts_contract(users: &dyn UserRepository, doctor: DoctorId) {
+pub(crate) async fn doctor_accounts_contract(users: &dyn UserRepository, doctor: DoctorId) {
     let mut account = new_user("doc@example.com", "Dana Doctor");
     account.role = Role::Doctor;
     let created = users
@@ -305,61 +306,8 @@ async fn fake_doctor_accounts_keep_the_contract() {
 }
 
 #[tokio::test]
-async fn pg_doctor_accounts_keep_the_contract() {
-    let (db, pool) = pg();
-    let doctor = Uuid::new_v4();
-    db.execute(&format!(
-        "INSERT INTO clinics (id, name, city, address, time_zone)
-         VALUES ('{doctor}', 'C', 'Berlin', 'Main St 1', 'Europe/Berlin');
-         INSERT INTO doctors (id, full_name, specialty, clinic_id, status, bio, years_of_experience)
-         VALUES ('{doctor}', 'Dana Doctor', 'cardiology', '{doctor}', 'active', '', 5)"
-    ));
-    doctor_accounts_contract(&PgUsers::new(pool), DoctorId(doctor)).await;
-    let linked: Vec<(Option<Uuid>,)> = {
-        use diesel::prelude::*;
-        diesel::sql_query(format!("SELECT user_id FROM doctors WHERE id = '{doctor}'"))
-            .load::<LinkedRow>(&mut db.conn())
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.user_id,))
-            .collect()
-    };
-    assert!(linked[0].0.is_some(), "the record names the account");
-}
-
-#[derive(diesel::QueryableByName)]
-struct LinkedRow {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
-    user_id: Option<Uuid>,
-}
-
-/// A pool on a fresh database with the booking schema (the real PostgreSQL of the
-/// test run).
-fn pg() -> (TestDb, Db) {
-    let db = TestDb::migrated(
-        "medbook",
-        crate::repository::migrations::MIGRATIONS,
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations")),
-    );
-    let pool = Db::new(&PoolSettings {
-        url: db.url(),
-        max_size: 2,
-        connect_timeout: std::time::Duration::from_secs(5),
-        statement_timeout: std::time::Duration::from_secs(5),
-    })
-    .unwrap();
-    (db, pool)
-}
-
-#[tokio::test]
 async fn fake_users_keep_the_contract() {
     users_contract(&FakeUsers::default()).await;
-}
-
-#[tokio::test]
-async fn pg_users_keep_the_contract() {
-    let (_db, pool) = pg();
-    users_contract(&PgUsers::new(pool)).await;
 }
 
 #[tokio::test]
@@ -368,18 +316,6 @@ async fn fake_refresh_tokens_keep_the_contract() {
 }
 
 #[tokio::test]
-async fn pg_refresh_tokens_keep_the_contract() {
-    let (_db, pool) = pg();
-    tokens_contract(&PgUsers::new(pool.clone()), &PgRefreshTokens::new(pool)).await;
-}
-
-#[tokio::test]
 async fn fake_throttle_keeps_the_contract() {
     throttle_contract(&FakeThrottle::default()).await;
-}
-
-#[tokio::test]
-async fn pg_throttle_keeps_the_contract() {
-    let (_db, pool) = pg();
-    throttle_contract(&PgLoginThrottle::new(pool)).await;
 }

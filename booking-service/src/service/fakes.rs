@@ -33,8 +33,65 @@ pub struct Fakes {
     pub issuer: Arc<FakeIssuer>,
     pub clock: Arc<FakeClock>,
     pub accounts: Arc<FakeAccounts>,
-    pub revoked: Arc<crate::cache::memory::MemoryRevokedTokens>,
+    pub revoked: Arc<FakeRevokedTokens>,
     pub audit: Arc<FakeAuditLog>,
+}
+
+/// A cache that never forgets or expires (the unit tests need no more).
+#[derive(Default)]
+pub struct FakeCache(Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+#[async_trait]
+impl super::cache_ports::Cache for FakeCache {
+    async fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+    async fn set(&self, key: &str, value: Vec<u8>) {
+        self.0.lock().unwrap().insert(key.to_owned(), value);
+    }
+    async fn invalidate(&self, key: &str) {
+        self.0.lock().unwrap().remove(key);
+    }
+}
+
+/// Revoked token ids and per-user cut-offs, kept forever (the TTLs are the real
+/// stores' business, held by their own tests).
+#[derive(Default)]
+pub struct FakeRevokedTokens {
+    ids: Mutex<std::collections::HashSet<uuid::Uuid>>,
+    users: Mutex<std::collections::HashMap<uuid::Uuid, DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl super::cache_ports::RevokedTokens for FakeRevokedTokens {
+    async fn revoke(
+        &self,
+        token_id: uuid::Uuid,
+        _ttl: Duration,
+    ) -> Result<(), super::cache_ports::CacheError> {
+        self.ids.lock().unwrap().insert(token_id);
+        Ok(())
+    }
+    async fn revoke_user_before(
+        &self,
+        user_id: uuid::Uuid,
+        before: DateTime<Utc>,
+        _ttl: Duration,
+    ) -> Result<(), super::cache_ports::CacheError> {
+        self.users.lock().unwrap().insert(user_id, before);
+        Ok(())
+    }
+    async fn is_revoked(
+        &self,
+        token_id: uuid::Uuid,
+        user_id: uuid::Uuid,
+        issued_at: DateTime<Utc>,
+    ) -> Result<bool, super::cache_ports::CacheError> {
+        // To the millisecond, as the real stores compare.
+        let cut = self.users.lock().unwrap().get(&user_id).copied();
+        Ok(self.ids.lock().unwrap().contains(&token_id)
+            || cut.is_some_and(|c| issued_at.timestamp_millis() < c.timestamp_millis()))
+    }
 }
 
 /// Keeps what it is told, for the unit tests to read.
@@ -99,12 +156,8 @@ impl Fakes {
         )
     }
 
-    fn cache(&self) -> Arc<dyn crate::cache::Cache> {
-        Arc::new(crate::cache::memory::MemoryCache::new(
-            100,
-            Duration::from_secs(60),
-            crate::cache::CacheMetrics::new(&prometheus::Registry::new()).unwrap(),
-        ))
+    fn cache(&self) -> Arc<dyn super::cache_ports::Cache> {
+        Arc::new(FakeCache::default())
     }
 
     /// The stored user with this address.

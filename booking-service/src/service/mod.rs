@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod slots;
 
 #[cfg(test)]
-mod contracts;
+pub(crate) mod contracts;
 #[cfg(test)]
 pub(crate) mod fakes;
 
