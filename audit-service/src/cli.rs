@@ -7,7 +7,6 @@ use crate::signing::SigningKey;
 use clap::{Parser, Subcommand};
 use medbook_service_kit::cli::print_json;
 use medbook_service_kit::runner::{Plan, Service};
-use medbook_shared::telemetry::TracingSettings;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,14 +69,6 @@ impl Service for Binary {
             Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
             command => Plan::Command(command),
         }
-    }
-
-    fn log_level(settings: &Settings) -> &str {
-        &settings.log.level
-    }
-
-    fn tracing(settings: &Settings) -> &TracingSettings {
-        &settings.tracing
     }
 
     async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {

@@ -121,7 +121,6 @@ pub enum PatientsCommand {
 use medbook_service_kit::cli::print_json as out;
 use medbook_service_kit::context::{Actor, Context as WorkContext};
 use medbook_service_kit::runner::{Plan, Service};
-use medbook_shared::telemetry::TracingSettings;
 use std::process::ExitCode;
 
 /// The booking-service binary: its commands over the shared start-up
@@ -143,14 +142,6 @@ impl Service for Binary {
             Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
             command => Plan::Command(command),
         }
-    }
-
-    fn log_level(settings: &Settings) -> &str {
-        &settings.log.level
-    }
-
-    fn tracing(settings: &Settings) -> &TracingSettings {
-        &settings.tracing
     }
 
     async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {

@@ -750,6 +750,14 @@ impl ServiceConfig for Settings {
     fn probe_listener(&self) -> &str {
         &self.http.ops_addr
     }
+
+    fn log_level(&self) -> &str {
+        &self.log.level
+    }
+
+    fn tracing(&self) -> &medbook_shared::telemetry::TracingSettings {
+        &self.tracing
+    }
 }
 
 #[cfg(test)]

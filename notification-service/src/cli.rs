@@ -112,7 +112,6 @@ impl ReplayArgs {
 
 use medbook_service_kit::cli::print_json_line as print_json;
 use medbook_service_kit::runner::{Plan, Service};
-use medbook_shared::telemetry::TracingSettings;
 use std::process::ExitCode;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -133,14 +132,6 @@ impl Service for Binary {
             Command::Healthcheck { timeout_ms } => Plan::Healthcheck { timeout_ms },
             command => Plan::Command(command),
         }
-    }
-
-    fn log_level(settings: &Settings) -> &str {
-        &settings.log.level
-    }
-
-    fn tracing(settings: &Settings) -> &TracingSettings {
-        &settings.tracing
     }
 
     async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {

@@ -313,6 +313,14 @@ impl ServiceConfig for Settings {
     fn probe_listener(&self) -> &str {
         &self.http.addr
     }
+
+    fn log_level(&self) -> &str {
+        &self.log.level
+    }
+
+    fn tracing(&self) -> &medbook_shared::telemetry::TracingSettings {
+        &self.tracing
+    }
 }
 
 #[cfg(test)]

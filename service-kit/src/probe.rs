@@ -30,6 +30,10 @@ pub trait ServiceConfig: DeserializeOwned {
     fn config_report(&self, unknown: Vec<UnknownKey>) -> ConfigReport;
     /// The listener serving `/health`, which `healthcheck` GETs.
     fn probe_listener(&self) -> &str;
+    /// The `log.level` setting (an `EnvFilter` directive, unless `RUST_LOG` is set).
+    fn log_level(&self) -> &str;
+    /// The `tracing` settings (span export).
+    fn tracing(&self) -> &medbook_shared::telemetry::TracingSettings;
 
     /// Reads `sources`, not yet checked, with the keys they set that the service does
     /// not read (one pass).

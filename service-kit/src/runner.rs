@@ -15,7 +15,7 @@
 //! at once.
 
 use crate::probe::{self, ServiceConfig};
-use medbook_shared::telemetry::{self, LogOutput, TracingSettings};
+use medbook_shared::telemetry::{self, LogOutput};
 use std::future::Future;
 use std::process::ExitCode;
 
@@ -50,10 +50,6 @@ pub trait Service {
 
     /// Which kind of command the command line asks for.
     fn plan(cli: Self::Cli) -> Plan<Self::Command>;
-    /// The `log.level` setting (an `EnvFilter` directive, unless `RUST_LOG` is set).
-    fn log_level(settings: &Self::Settings) -> &str;
-    /// The `tracing` settings (span export).
-    fn tracing(settings: &Self::Settings) -> &TracingSettings;
     /// Runs a [`Plan::Serve`] or [`Plan::Command`] command with the checked settings,
     /// telemetry up. An error is reported by [`run`] (exit status 1).
     fn run(
@@ -87,18 +83,14 @@ pub async fn run<S: Service>() -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return config_error(name, &e),
     };
-    let telemetry = match telemetry::init_traced(
-        name,
-        S::log_level(&settings),
-        output,
-        S::tracing(&settings),
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{name}: tracing: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let telemetry =
+        match telemetry::init_traced(name, settings.log_level(), output, settings.tracing()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{name}: tracing: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
     // A typo, or another service's setting, is ignored, but never silently.
     probe::warn_unknown(&unknown_keys);
     let code = match S::run(command, settings).await {
