@@ -94,16 +94,53 @@ impl StoredRecord {
     /// The record its columns describe; `None` when they cannot be one (a tampered
     /// row).
     pub fn record(&self) -> Option<Record> {
-        let changes: Vec<FieldChange> = serde_json::from_str(&self.changes).ok()?;
+        RecordColumns {
+            id: self.id,
+            actor: [&self.actor_kind, &self.actor_id, &self.actor_role],
+            action: &self.action,
+            entity_type: &self.entity_type,
+            entity_id: &self.entity_id,
+            changes: &self.changes,
+            source: &self.source,
+            request_id: &self.request_id,
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+        }
+        .record()
+    }
+}
+
+/// The columns of a stored record that make the record, borrowed from whichever row
+/// holds them ([`StoredRecord`], the repository's own row).
+pub struct RecordColumns<'a> {
+    pub id: Uuid,
+    /// Kind, id and role.
+    pub actor: [&'a str; 3],
+    pub action: &'a str,
+    pub entity_type: &'a str,
+    pub entity_id: &'a str,
+    /// JSON text.
+    pub changes: &'a str,
+    pub source: &'a str,
+    pub request_id: &'a str,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+impl RecordColumns<'_> {
+    /// The record; `None` when the columns cannot be one (a tampered row).
+    pub fn record(&self) -> Option<Record> {
+        let changes: Vec<FieldChange> = serde_json::from_str(self.changes).ok()?;
+        let [kind, id, role] = self.actor;
         Some(Record {
             id: self.id,
-            actor: Actor::from_columns(&self.actor_kind, &self.actor_id, &self.actor_role)?,
-            action: self.action.clone(),
-            entity_type: self.entity_type.clone(),
-            entity_id: self.entity_id.clone(),
+            actor: Actor::from_columns(kind, id, role)?,
+            action: self.action.to_owned(),
+            entity_type: self.entity_type.to_owned(),
+            entity_id: self.entity_id.to_owned(),
             changes,
-            source: self.source.clone(),
-            request_id: self.request_id.clone(),
+            source: self.source.to_owned(),
+            request_id: self.request_id.to_owned(),
             occurred_at: self.occurred_at,
             received_at: self.received_at,
         })

@@ -6,7 +6,7 @@
 use crate::ports::{
     contiguous_leaves, place_batch, AppendOutcome, Cursor, Filter, LogStore, StoredRecord,
 };
-use crate::record::{Actor, FieldChange, Record};
+use crate::record::Record;
 use crate::signing::Checkpoint;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -84,19 +84,19 @@ impl RecordRow {
     /// The record its columns describe; `None` when they cannot be one (a tampered
     /// row).
     pub fn record(&self) -> Option<Record> {
-        let changes: Vec<FieldChange> = serde_json::from_str(&self.changes).ok()?;
-        Some(Record {
+        crate::ports::RecordColumns {
             id: self.id,
-            actor: Actor::from_columns(&self.actor_kind, &self.actor_id, &self.actor_role)?,
-            action: self.action.clone(),
-            entity_type: self.entity_type.clone(),
-            entity_id: self.entity_id.clone(),
-            changes,
-            source: self.source.clone(),
-            request_id: self.request_id.clone(),
+            actor: [&self.actor_kind, &self.actor_id, &self.actor_role],
+            action: &self.action,
+            entity_type: &self.entity_type,
+            entity_id: &self.entity_id,
+            changes: &self.changes,
+            source: &self.source,
+            request_id: &self.request_id,
             occurred_at: self.occurred_at,
             received_at: self.received_at,
-        })
+        }
+        .record()
     }
 
     pub fn index(&self) -> u64 {
