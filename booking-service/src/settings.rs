@@ -85,6 +85,15 @@ booking:
   min_notice_minutes: 60
   horizon_days: 90
   max_active_per_patient: 10
+  change_deadline_minutes: 0
+  manage_url: "http://127.0.0.1:8080/manage"
+  calendar_url: "http://127.0.0.1:8080/calendar"
+waitlist:
+  offer_url: "http://127.0.0.1:8080/waitlist/offer"
+  hold_minutes: 15
+  matcher_enabled: true
+  poll_interval_ms: 1000
+  batch_size: 20
 auth:
   jwt_issuer: medbook
   jwt_audience: medbook-api
@@ -139,6 +148,21 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     pub reminders: ReminderSettings,
     pub accounts: AccountSettings,
+    pub waitlist: WaitlistSettings,
+}
+
+/// The waitlist: how long a freed slot is held for the patient it is offered to, and
+/// the matcher that makes the offers (every replica runs one; they share the work
+/// through row locks).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaitlistSettings {
+    /// The page an offer's link opens, `?token=…` appended.
+    pub offer_url: String,
+    pub hold_minutes: i64,
+    pub matcher_enabled: bool,
+    pub poll_interval_ms: u64,
+    /// Offers made or expired per matcher transaction.
+    pub batch_size: i64,
 }
 
 /// E-mail verification and password reset (see `service::accounts`).
@@ -325,6 +349,13 @@ pub struct BookingSettings {
     pub horizon_days: i64,
     /// Upcoming active appointments a patient may hold.
     pub max_active_per_patient: i64,
+    /// A patient may cancel or reschedule up to this many minutes before the visit
+    /// (0: until it starts). Clinics and doctors may set their own.
+    pub change_deadline_minutes: i64,
+    /// The page an appointment's manage link opens, `?token=…` appended.
+    pub manage_url: String,
+    /// Where calendar feeds are served, `/<token>.ics` appended.
+    pub calendar_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -449,6 +480,9 @@ impl Settings {
         for (key, url) in [
             ("accounts.verify_email_url", &a.verify_email_url),
             ("accounts.reset_password_url", &a.reset_password_url),
+            ("booking.manage_url", &self.booking.manage_url),
+            ("booking.calendar_url", &self.booking.calendar_url),
+            ("waitlist.offer_url", &self.waitlist.offer_url),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('#') {
                 return Err(bad(key, "must be an http(s) URL without a #fragment"));
@@ -567,6 +601,21 @@ impl Settings {
         if self.booking.max_active_per_patient < 1 {
             return Err(bad("booking.max_active_per_patient", "must be at least 1"));
         }
+        if self.booking.change_deadline_minutes < 0 {
+            return Err(bad(
+                "booking.change_deadline_minutes",
+                "must not be negative",
+            ));
+        }
+        if self.waitlist.hold_minutes < 1 {
+            return Err(bad("waitlist.hold_minutes", "must be at least 1"));
+        }
+        if self.waitlist.poll_interval_ms == 0 || self.waitlist.batch_size < 1 {
+            return Err(bad(
+                "waitlist.poll_interval_ms",
+                "poll_interval_ms and batch_size must be at least 1",
+            ));
+        }
         self.kafka.validate()?;
         let o = &self.outbox;
         if o.batch_size < 1 {
@@ -629,11 +678,25 @@ impl Settings {
         }
     }
 
+    /// Appointments' manage links, keyed by the signing secret.
+    pub fn manage_links(&self) -> crate::domain::links::ManageLinks {
+        crate::domain::links::ManageLinks::new(
+            self.jwt_secret().expose_secret().as_bytes(),
+            &self.booking.manage_url,
+        )
+    }
+
     pub fn booking_policy(&self) -> crate::domain::booking::BookingPolicy {
         crate::domain::booking::BookingPolicy {
             min_notice: chrono::Duration::minutes(self.booking.min_notice_minutes),
             horizon: chrono::Duration::days(self.booking.horizon_days),
             max_active_per_patient: self.booking.max_active_per_patient,
+            change_deadline: chrono::Duration::minutes(self.booking.change_deadline_minutes),
+            no_show_limit: None,
+            no_show_window: chrono::Duration::days(
+                crate::domain::booking::DEFAULT_NO_SHOW_WINDOW_DAYS,
+            ),
+            no_show_email: false,
         }
     }
 

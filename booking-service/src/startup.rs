@@ -178,6 +178,7 @@ impl Services {
                 )),
                 clock.clone(),
                 settings.booking_policy(),
+                settings.manage_links(),
             )
             .with_reminders(settings.reminder_plan())
             .with_metrics(crate::service::booking_metrics::BookingMetrics::new(
@@ -219,7 +220,7 @@ impl Services {
     pub fn reminder_scheduler(&self, settings: &Settings) -> Option<ReminderScheduler> {
         settings.reminders.scheduler_enabled.then(|| {
             ReminderScheduler::new(
-                Arc::new(PgReminders::new(self.db.clone())),
+                Arc::new(PgReminders::new(self.db.clone(), settings.manage_links())),
                 self.clock.clone(),
                 self.outbox_signal.clone(),
                 settings.scheduler_config(),

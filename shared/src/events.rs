@@ -28,24 +28,34 @@ pub const TOPIC_REMINDERS: &str = "appointments.reminders";
 /// Topic of account e-mails: verification and reset links, security notices. Its
 /// messages carry single-use links, so its retention is short (kafka/topics.txt).
 pub const TOPIC_ACCOUNTS: &str = "accounts.emails";
+/// Topic of attendance outcomes recorded after a visit started (no-shows).
+pub const TOPIC_ATTENDANCE: &str = "appointments.attendance";
+/// Topic of waitlist offers: a freed slot held for the first patient in line. Its
+/// messages carry a booking link that dies with the hold (minutes), so its retention
+/// is short (kafka/topics.txt).
+pub const TOPIC_WAITLIST: &str = "waitlist.offers";
 /// Dead letters of the notification-service.
 pub const TOPIC_DLQ: &str = "notifications.dlq";
 /// Every topic the system uses, dead letters last.
-pub const ALL_TOPICS: [&str; 6] = [
+pub const ALL_TOPICS: [&str; 8] = [
     TOPIC_CREATED,
     TOPIC_CANCELLED,
     TOPIC_RESCHEDULED,
     TOPIC_REMINDERS,
     TOPIC_ACCOUNTS,
+    TOPIC_ATTENDANCE,
+    TOPIC_WAITLIST,
     TOPIC_DLQ,
 ];
 /// The topics the notification-service consumes.
-pub const EVENT_TOPICS: [&str; 5] = [
+pub const EVENT_TOPICS: [&str; 7] = [
     TOPIC_CREATED,
     TOPIC_CANCELLED,
     TOPIC_RESCHEDULED,
     TOPIC_REMINDERS,
     TOPIC_ACCOUNTS,
+    TOPIC_ATTENDANCE,
+    TOPIC_WAITLIST,
 ];
 
 /// Kafka header names that travel with events.
@@ -79,10 +89,15 @@ pub enum EventType {
     RegistrationAttempted,
     /// The account's address was changed; told to the old address.
     EmailChanged,
+    /// The patient did not come to an appointment that started (recorded by the
+    /// doctor or an admin).
+    NoShow,
+    /// A freed slot is held for a patient on the doctor's waitlist.
+    WaitlistOffer,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 10] = [
         Self::Created,
         Self::Cancelled,
         Self::Rescheduled,
@@ -91,6 +106,8 @@ impl EventType {
         Self::PasswordReset,
         Self::RegistrationAttempted,
         Self::EmailChanged,
+        Self::NoShow,
+        Self::WaitlistOffer,
     ];
 
     /// The envelope's `type` value.
@@ -104,6 +121,8 @@ impl EventType {
             Self::PasswordReset => "account.password_reset",
             Self::RegistrationAttempted => "account.registration_attempted",
             Self::EmailChanged => "account.email_changed",
+            Self::NoShow => "appointment.no_show",
+            Self::WaitlistOffer => "waitlist.offer",
         }
     }
 
@@ -118,6 +137,8 @@ impl EventType {
             | Self::PasswordReset
             | Self::RegistrationAttempted
             | Self::EmailChanged => TOPIC_ACCOUNTS,
+            Self::NoShow => TOPIC_ATTENDANCE,
+            Self::WaitlistOffer => TOPIC_WAITLIST,
         }
     }
 
@@ -167,6 +188,11 @@ pub struct AppointmentSnapshot {
     /// is stale. Events written before versions existed decode as 0.
     #[serde(default)]
     pub version: i32,
+    /// The patient's link to see, cancel or reschedule this appointment without
+    /// logging in. The same link in every e-mail of the appointment (it survives
+    /// reschedules); it stops working when the appointment ends or is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage_url: Option<String>,
 }
 
 impl AppointmentSnapshot {
@@ -217,6 +243,34 @@ pub struct Reminder {
     pub offset: String,
     /// When it fell due.
     pub due_at: DateTime<Utc>,
+}
+
+/// A patient did not come: recorded once the appointment started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoShow {
+    #[serde(flatten)]
+    pub appointment: AppointmentSnapshot,
+    /// Whether the clinic e-mails patients about their missed visits (off unless the
+    /// clinic turns it on); the event is published either way.
+    pub email_patient: bool,
+}
+
+/// A slot that freed up, held for the first patient in line on the doctor's waitlist
+/// until `expires_at`. Following `link` books it; after `expires_at` the offer moves on
+/// to the next in line, so an e-mail that could not be sent by then is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitlistOffer {
+    /// The waitlist entry the offer is for (the message key).
+    pub entry_id: Uuid,
+    pub slot_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub patient: PatientInfo,
+    pub doctor: DoctorInfo,
+    pub clinic: ClinicInfo,
+    /// The full URL, token included. Only the token's hash is stored.
+    pub link: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The account an e-mail goes to: `email` is the address it is sent to (for an
@@ -295,6 +349,7 @@ impl AccountEvent {
 pub enum Event {
     Appointment(AppointmentEvent),
     Account(AccountEvent),
+    Waitlist(WaitlistOffer),
 }
 
 impl Event {
@@ -302,6 +357,7 @@ impl Event {
         match self {
             Self::Appointment(e) => e.event_type(),
             Self::Account(e) => e.event_type(),
+            Self::Waitlist(_) => EventType::WaitlistOffer,
         }
     }
 
@@ -309,15 +365,17 @@ impl Event {
     pub fn appointment(&self) -> Option<&AppointmentSnapshot> {
         match self {
             Self::Appointment(e) => Some(e.appointment()),
-            Self::Account(_) => None,
+            Self::Account(_) | Self::Waitlist(_) => None,
         }
     }
 
-    /// What the event is about: the appointment's id, or the account's.
+    /// What the event is about: the appointment's id, the account's, or the waitlist
+    /// entry's.
     pub fn aggregate_id(&self) -> Uuid {
         match self {
             Self::Appointment(e) => e.appointment().appointment_id,
             Self::Account(e) => e.account().id,
+            Self::Waitlist(o) => o.entry_id,
         }
     }
 }
@@ -334,6 +392,12 @@ impl From<AccountEvent> for Event {
     }
 }
 
+impl From<WaitlistOffer> for Event {
+    fn from(o: WaitlistOffer) -> Self {
+        Self::Waitlist(o)
+    }
+}
+
 /// The payload, by event type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppointmentEvent {
@@ -341,6 +405,7 @@ pub enum AppointmentEvent {
     Cancelled(Cancellation),
     Rescheduled(Reschedule),
     Reminder(Reminder),
+    NoShow(NoShow),
 }
 
 impl AppointmentEvent {
@@ -350,6 +415,7 @@ impl AppointmentEvent {
             Self::Cancelled(_) => EventType::Cancelled,
             Self::Rescheduled(_) => EventType::Rescheduled,
             Self::Reminder(_) => EventType::Reminder,
+            Self::NoShow(_) => EventType::NoShow,
         }
     }
 
@@ -360,6 +426,7 @@ impl AppointmentEvent {
             Self::Cancelled(c) => &c.appointment,
             Self::Rescheduled(r) => &r.appointment,
             Self::Reminder(r) => &r.appointment,
+            Self::NoShow(n) => &n.appointment,
         }
     }
 }
@@ -392,8 +459,10 @@ enum DataRef<'a> {
     Cancelled(&'a Cancellation),
     Rescheduled(&'a Reschedule),
     Reminder(&'a Reminder),
+    NoShow(&'a NoShow),
     Link(&'a AccountLink),
     EmailChange(&'a EmailChange),
+    Offer(&'a WaitlistOffer),
 }
 
 /// The envelope's fields as they travel; `data` is decoded once `type` is known.
@@ -439,6 +508,8 @@ impl EventEnvelope {
             Event::Appointment(AppointmentEvent::Cancelled(d)) => DataRef::Cancelled(d),
             Event::Appointment(AppointmentEvent::Rescheduled(d)) => DataRef::Rescheduled(d),
             Event::Appointment(AppointmentEvent::Reminder(d)) => DataRef::Reminder(d),
+            Event::Appointment(AppointmentEvent::NoShow(d)) => DataRef::NoShow(d),
+            Event::Waitlist(d) => DataRef::Offer(d),
             Event::Account(
                 AccountEvent::VerifyEmail(d)
                 | AccountEvent::PasswordReset(d)
@@ -493,6 +564,12 @@ impl EventEnvelope {
             EventType::EmailChanged => {
                 AccountEvent::EmailChanged(serde_json::from_value(data).map_err(malformed)?).into()
             }
+            EventType::NoShow => {
+                AppointmentEvent::NoShow(serde_json::from_value(data).map_err(malformed)?).into()
+            }
+            EventType::WaitlistOffer => Event::Waitlist(
+                serde_json::from_value::<WaitlistOffer>(data).map_err(malformed)?,
+            ),
         };
         Ok(Self {
             id: wire.id,
@@ -532,6 +609,7 @@ mod tests {
                 time_zone: "Europe/Berlin".into(),
             },
             version: 3,
+            manage_url: Some("https://medbook.example/manage?token=abc".into()),
         }
     }
 
@@ -566,7 +644,40 @@ mod tests {
                     due_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap(),
                 }),
             ),
+            EventEnvelope::new(
+                at,
+                AppointmentEvent::NoShow(NoShow {
+                    appointment: snapshot(),
+                    email_patient: true,
+                }),
+            ),
         ]
+    }
+
+    #[test]
+    fn waitlist_offers_round_trip_keyed_by_the_entry() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap();
+        let a = snapshot();
+        let offer = WaitlistOffer {
+            entry_id: Uuid::new_v4(),
+            slot_id: a.slot_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            patient: a.patient,
+            doctor: a.doctor,
+            clinic: a.clinic,
+            link: "https://medbook.example/waitlist/offer?token=abc".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 11, 22, 8, 15, 0).unwrap(),
+        };
+        let e = EventEnvelope::new(at, offer.clone());
+        assert_eq!(e.event_type().topic(), TOPIC_WAITLIST);
+        assert_eq!(e.key(), offer.entry_id.to_string());
+        assert!(e.appointment().is_none());
+        let bytes = e.encode().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["type"], "waitlist.offer");
+        assert_eq!(v["data"]["expires_at"], "2026-11-22T08:15:00Z");
+        assert_eq!(EventEnvelope::decode(&bytes), Ok(e));
     }
 
     fn account_events() -> Vec<EventEnvelope> {
@@ -645,9 +756,11 @@ mod tests {
                     assert_eq!(data["offset"], "24h");
                     assert_eq!(data["due_at"], "2026-11-30T09:30:00Z");
                 }
+                EventType::NoShow => assert_eq!(data["email_patient"], true),
                 other => panic!("{other:?} is not an appointment event"),
             }
             assert_eq!(data["version"], 3);
+            assert_eq!(data["manage_url"], "https://medbook.example/manage?token=abc");
             assert_eq!(e.key(), data["appointment_id"].as_str().unwrap());
         }
     }

@@ -259,8 +259,10 @@ pub fn parse_text(raw: &str, max: usize, allow_empty: bool) -> Result<String, St
     Ok(s.to_owned())
 }
 
-/// Limits on what a patient may book, from configuration.
-#[derive(Debug, Clone, Copy)]
+/// Limits on what a patient may book, cancel and move: the service's defaults from
+/// configuration, or, with [`BookingPolicy::for_practice`], a clinic's own rules with
+/// its doctor's overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BookingPolicy {
     /// A slot must start at least this long from now.
     pub min_notice: Duration,
@@ -268,6 +270,141 @@ pub struct BookingPolicy {
     pub horizon: Duration,
     /// Future active appointments a patient may hold at once.
     pub max_active_per_patient: i64,
+    /// A patient may cancel or reschedule up to this long before the visit (admins
+    /// still may, with a reason).
+    pub change_deadline: Duration,
+    /// This many no-shows within `no_show_window` stop self-service booking (admins can
+    /// still book for the patient). `None`: never.
+    pub no_show_limit: Option<i64>,
+    pub no_show_window: Duration,
+    /// Whether the patient is e-mailed about a recorded no-show.
+    pub no_show_email: bool,
+}
+
+/// Days of no-shows counted when a clinic sets a limit but no window.
+pub const DEFAULT_NO_SHOW_WINDOW_DAYS: i64 = 180;
+
+/// A clinic's own booking rules; `None`: the service's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClinicPolicy {
+    pub min_notice_minutes: Option<i32>,
+    pub horizon_days: Option<i32>,
+    pub change_deadline_minutes: Option<i32>,
+    pub max_active_per_patient: Option<i32>,
+    pub no_show_limit: Option<i32>,
+    pub no_show_window_days: Option<i32>,
+    pub no_show_email: bool,
+}
+
+/// A doctor's overrides of their clinic's rules about their own schedule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DoctorPolicy {
+    pub min_notice_minutes: Option<i32>,
+    pub horizon_days: Option<i32>,
+    pub change_deadline_minutes: Option<i32>,
+}
+
+/// Inclusive bounds of each policy value, as the database checks them.
+pub mod policy_bounds {
+    pub const MINUTES: (i32, i32) = (0, 525_600);
+    pub const HORIZON_DAYS: (i32, i32) = (1, 730);
+    pub const MAX_ACTIVE: (i32, i32) = (1, 100);
+    pub const NO_SHOW_LIMIT: (i32, i32) = (1, 100);
+    pub const NO_SHOW_WINDOW_DAYS: (i32, i32) = (1, 3650);
+}
+
+fn check_bound(
+    e: &mut super::ValidationErrors,
+    field: &'static str,
+    value: Option<i32>,
+    (min, max): (i32, i32),
+) {
+    if let Some(v) = value {
+        if !(min..=max).contains(&v) {
+            e.push(field, format!("must be between {min} and {max}"));
+        }
+    }
+}
+
+impl ClinicPolicy {
+    pub fn validate(self) -> Result<Self, super::ValidationErrors> {
+        use policy_bounds::*;
+        let mut e = super::ValidationErrors::new();
+        check_bound(
+            &mut e,
+            "min_notice_minutes",
+            self.min_notice_minutes,
+            MINUTES,
+        );
+        check_bound(&mut e, "horizon_days", self.horizon_days, HORIZON_DAYS);
+        check_bound(
+            &mut e,
+            "change_deadline_minutes",
+            self.change_deadline_minutes,
+            MINUTES,
+        );
+        check_bound(
+            &mut e,
+            "max_active_per_patient",
+            self.max_active_per_patient,
+            MAX_ACTIVE,
+        );
+        check_bound(&mut e, "no_show_limit", self.no_show_limit, NO_SHOW_LIMIT);
+        check_bound(
+            &mut e,
+            "no_show_window_days",
+            self.no_show_window_days,
+            NO_SHOW_WINDOW_DAYS,
+        );
+        e.finish(|| Some(self))
+    }
+}
+
+impl DoctorPolicy {
+    pub fn validate(self) -> Result<Self, super::ValidationErrors> {
+        use policy_bounds::*;
+        let mut e = super::ValidationErrors::new();
+        check_bound(
+            &mut e,
+            "min_notice_minutes",
+            self.min_notice_minutes,
+            MINUTES,
+        );
+        check_bound(&mut e, "horizon_days", self.horizon_days, HORIZON_DAYS);
+        check_bound(
+            &mut e,
+            "change_deadline_minutes",
+            self.change_deadline_minutes,
+            MINUTES,
+        );
+        e.finish(|| Some(self))
+    }
+}
+
+impl BookingPolicy {
+    /// The rules of one doctor's practice: the doctor's override, else the clinic's
+    /// rule, else this (the service's default).
+    pub fn for_practice(self, clinic: &ClinicPolicy, doctor: &DoctorPolicy) -> BookingPolicy {
+        let minutes = |v: Option<i32>| v.map(|m| Duration::minutes(i64::from(m)));
+        let days = |v: Option<i32>| v.map(|d| Duration::days(i64::from(d)));
+        BookingPolicy {
+            min_notice: minutes(doctor.min_notice_minutes)
+                .or(minutes(clinic.min_notice_minutes))
+                .unwrap_or(self.min_notice),
+            horizon: days(doctor.horizon_days)
+                .or(days(clinic.horizon_days))
+                .unwrap_or(self.horizon),
+            change_deadline: minutes(doctor.change_deadline_minutes)
+                .or(minutes(clinic.change_deadline_minutes))
+                .unwrap_or(self.change_deadline),
+            max_active_per_patient: clinic
+                .max_active_per_patient
+                .map_or(self.max_active_per_patient, i64::from),
+            no_show_limit: clinic.no_show_limit.map(i64::from).or(self.no_show_limit),
+            no_show_window: days(clinic.no_show_window_days).unwrap_or(self.no_show_window),
+            no_show_email: clinic.no_show_email || self.no_show_email,
+        }
+    }
 }
 
 /// Why a slot cannot be booked (or moved to).
@@ -289,11 +426,23 @@ pub enum BookingRejection {
     IdempotencyKeyReused,
     /// The patient has not proved control of their e-mail address yet.
     EmailUnverified,
+    /// Too close to the visit for a patient to cancel or reschedule (clinic policy).
+    ChangeDeadlinePassed,
+    /// The patient has another active appointment at an overlapping time.
+    PatientOverlap,
+    /// The patient missed too many visits lately to book themselves (clinic policy).
+    TooManyNoShows,
+    /// The slot is held for a patient on the doctor's waitlist.
+    SlotHeld,
+    /// Attendance can be recorded once the appointment has started.
+    NotStarted,
+    /// The appointment's attendance was recorded already.
+    AttendanceRecorded,
 }
 
 impl BookingRejection {
     /// Every rejection, for metric series that exist before the first refusal.
-    pub const ALL: [BookingRejection; 15] = [
+    pub const ALL: [BookingRejection; 21] = [
         Self::SlotNotFound,
         Self::SlotTaken,
         Self::SlotBlocked,
@@ -309,6 +458,12 @@ impl BookingRejection {
         Self::AlreadyStarted,
         Self::IdempotencyKeyReused,
         Self::EmailUnverified,
+        Self::ChangeDeadlinePassed,
+        Self::PatientOverlap,
+        Self::TooManyNoShows,
+        Self::SlotHeld,
+        Self::NotStarted,
+        Self::AttendanceRecorded,
     ];
 
     /// The stable machine code (both not-found rejections are `not_found`).
@@ -328,6 +483,12 @@ impl BookingRejection {
             Self::AlreadyStarted => "appointment_started",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::EmailUnverified => "email_unverified",
+            Self::ChangeDeadlinePassed => "change_deadline_passed",
+            Self::PatientOverlap => "overlapping_appointment",
+            Self::TooManyNoShows => "too_many_no_shows",
+            Self::SlotHeld => "slot_held",
+            Self::NotStarted => "appointment_not_started",
+            Self::AttendanceRecorded => "attendance_recorded",
         }
     }
 }
@@ -438,7 +599,58 @@ mod tests {
         min_notice: Duration::hours(2),
         horizon: Duration::days(90),
         max_active_per_patient: 5,
+        change_deadline: Duration::zero(),
+        no_show_limit: None,
+        no_show_window: Duration::days(180),
+        no_show_email: false,
     };
+
+    #[test]
+    fn a_doctors_override_wins_over_the_clinic_which_wins_over_the_default() {
+        let clinic = ClinicPolicy {
+            min_notice_minutes: Some(60),
+            change_deadline_minutes: Some(24 * 60),
+            max_active_per_patient: Some(2),
+            no_show_limit: Some(3),
+            no_show_email: true,
+            ..ClinicPolicy::default()
+        };
+        let doctor = DoctorPolicy {
+            min_notice_minutes: Some(0),
+            ..DoctorPolicy::default()
+        };
+        let p = POLICY.for_practice(&clinic, &doctor);
+        assert_eq!(p.min_notice, Duration::zero());
+        assert_eq!(p.horizon, Duration::days(90));
+        assert_eq!(p.change_deadline, Duration::hours(24));
+        assert_eq!(p.max_active_per_patient, 2);
+        assert_eq!(p.no_show_limit, Some(3));
+        assert_eq!(p.no_show_window, Duration::days(180));
+        assert!(p.no_show_email);
+        assert_eq!(
+            POLICY.for_practice(&ClinicPolicy::default(), &DoctorPolicy::default()),
+            POLICY
+        );
+    }
+
+    #[test]
+    fn policy_values_out_of_bounds_are_refused_by_field() {
+        let e = ClinicPolicy {
+            horizon_days: Some(0),
+            no_show_limit: Some(101),
+            ..ClinicPolicy::default()
+        }
+        .validate()
+        .unwrap_err();
+        let fields: Vec<_> = e.0.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["horizon_days", "no_show_limit"]);
+        assert!(DoctorPolicy {
+            change_deadline_minutes: Some(-1),
+            ..DoctorPolicy::default()
+        }
+        .validate()
+        .is_err());
+    }
 
     #[test]
     fn bookable_rules() {

@@ -10,15 +10,16 @@
 
 use super::booking::{
     check_bookable, check_patient, Appointment, AppointmentStatus, BookingPolicy, BookingRejection,
-    DoctorStatus, Slot, SlotStatus,
+    ClinicPolicy, DoctorPolicy, DoctorStatus, Slot, SlotStatus,
 };
+use super::links::ManageLinks;
 use super::reminders::{DueReminder, ReminderPlan};
 use super::{AppointmentId, SlotId, UserId};
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use medbook_shared::events::{
     AppointmentEvent, AppointmentSnapshot, Cancellation, CancelledBy, ClinicInfo, DoctorInfo,
-    EventEnvelope, PatientInfo, PreviousSlot, Reschedule,
+    EventEnvelope, NoShow, PatientInfo, PreviousSlot, Reschedule,
 };
 
 use super::audit::{json, AuditEntry};
@@ -36,6 +37,14 @@ impl Actor {
         match self {
             Actor::Patient(id) => Some(id),
             Actor::Admin => None,
+        }
+    }
+
+    /// Who the audit trail and the events name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Patient(_) => "patient",
+            Actor::Admin => "admin",
         }
     }
 
@@ -66,9 +75,13 @@ pub struct BookingRequest {
     pub reason: String,
     pub idempotency: Option<Idempotency>,
     pub now: DateTime<Utc>,
+    /// The service's default rules; the slot's clinic and doctor may have their own.
     pub policy: BookingPolicy,
     /// Reminders to schedule with the booking.
     pub reminders: ReminderPlan,
+    /// An admin booking for the patient: the no-show limit does not apply.
+    pub by_admin: bool,
+    pub links: ManageLinks,
 }
 
 /// The appointment an earlier request with the same idempotency key created.
@@ -86,8 +99,53 @@ pub struct PatientFacts {
     /// Their booked appointments still ahead, counted up to the policy's cap (the
     /// count stops there, so it costs the same whatever their history).
     pub upcoming: i64,
+    /// Their no-shows within the clinic's window (counted when the clinic sets a limit).
+    pub no_shows: i64,
     /// Set when the request's idempotency key was used before.
     pub earlier: Option<EarlierBooking>,
+}
+
+/// A slot's hold for a waitlisted patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldFacts {
+    pub entry_id: uuid::Uuid,
+    pub patient_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a change does to the hold on the slot it takes: the holder's own booking uses
+/// it up (their waitlist entry is then booked); an expired hold is released for anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldRelease {
+    pub slot_id: SlotId,
+    pub entry_id: uuid::Uuid,
+    /// The holder booked it.
+    pub used: bool,
+}
+
+/// Whether `patient` may take a slot with this hold at `now`, and what becomes of it.
+pub fn check_hold(
+    slot_id: SlotId,
+    hold: Option<&HoldFacts>,
+    patient: UserId,
+    now: DateTime<Utc>,
+) -> Result<Option<HoldRelease>, BookingRejection> {
+    let Some(h) = hold else { return Ok(None) };
+    if h.patient_id == patient {
+        return Ok(Some(HoldRelease {
+            slot_id,
+            entry_id: h.entry_id,
+            used: true,
+        }));
+    }
+    if h.expires_at > now {
+        return Err(BookingRejection::SlotHeld);
+    }
+    Ok(Some(HoldRelease {
+        slot_id,
+        entry_id: h.entry_id,
+        used: false,
+    }))
 }
 
 /// A slot, its row locked, with its doctor and clinic.
@@ -98,6 +156,9 @@ pub struct SlotFacts {
     pub doctor_status: DoctorStatus,
     pub clinic: ClinicInfo,
     pub time_zone: Tz,
+    pub clinic_policy: ClinicPolicy,
+    pub doctor_policy: DoctorPolicy,
+    pub hold: Option<HoldFacts>,
 }
 
 /// What a booking request comes to.
@@ -119,6 +180,9 @@ pub struct NewBooking {
     pub reminders: Vec<DueReminder>,
     pub event: EventEnvelope,
     pub audit: AuditEntry,
+    /// The hash of the appointment's manage-link token.
+    pub manage_token_hash: String,
+    pub hold: Option<HoldRelease>,
 }
 
 pub fn decide_booking(
@@ -134,9 +198,20 @@ pub fn decide_booking(
         return Ok(BookingDecision::Replay(earlier.appointment_id));
     }
     let facts = slot.ok_or(BookingRejection::SlotNotFound)?;
-    check_bookable(&facts.slot, facts.doctor_status, req.now, &req.policy)?;
-    if patient.upcoming >= req.policy.max_active_per_patient {
+    let policy = req
+        .policy
+        .for_practice(&facts.clinic_policy, &facts.doctor_policy);
+    check_bookable(&facts.slot, facts.doctor_status, req.now, &policy)?;
+    let hold = check_hold(facts.slot.id, facts.hold.as_ref(), req.patient_id, req.now)?;
+    if patient.upcoming >= policy.max_active_per_patient {
         return Err(BookingRejection::TooManyActive);
+    }
+    if !req.by_admin
+        && policy
+            .no_show_limit
+            .is_some_and(|limit| patient.no_shows >= limit)
+    {
+        return Err(BookingRejection::TooManyNoShows);
     }
     let now = as_stored(req.now);
     let version = 1;
@@ -164,8 +239,11 @@ pub fn decide_booking(
         &patient.patient,
         &facts.doctor,
         &facts.clinic,
+        &req.links,
     );
     Ok(BookingDecision::Book(Box::new(NewBooking {
+        manage_token_hash: req.links.hash(appointment.id, appointment.patient_id),
+        hold,
         reminders: req
             .reminders
             .schedule(appointment.starts_at, facts.time_zone, now),
@@ -178,6 +256,8 @@ pub fn decide_booking(
                 "starts_at": appointment.starts_at,
                 "status": appointment.status.as_str(),
                 "version": version,
+                "by": if req.by_admin { "admin" } else { "patient" },
+                "from_waitlist": hold.is_some_and(|h| h.used),
             }),
         ),
         appointment,
@@ -198,19 +278,47 @@ pub struct AppointmentFacts {
     pub doctor_status: DoctorStatus,
     pub clinic: ClinicInfo,
     pub time_zone: Tz,
+    pub clinic_policy: ClinicPolicy,
+    pub doctor_policy: DoctorPolicy,
 }
 
 impl AppointmentFacts {
     /// What the appointment's events say about it now (a reminder's snapshot).
-    pub fn snapshot(&self) -> AppointmentSnapshot {
+    pub fn snapshot(&self, links: &ManageLinks) -> AppointmentSnapshot {
         snapshot(
             &self.appointment,
             self.version,
             &self.patient,
             &self.doctor,
             &self.clinic,
+            links,
         )
     }
+
+    /// The rules of this appointment's practice.
+    pub fn policy(&self, defaults: BookingPolicy) -> BookingPolicy {
+        defaults.for_practice(&self.clinic_policy, &self.doctor_policy)
+    }
+}
+
+/// A patient may change an appointment only before the clinic's deadline (and before
+/// it starts); an admin at any time.
+fn check_patient_may_change(
+    actor: Actor,
+    starts_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    policy: &BookingPolicy,
+) -> Result<(), BookingRejection> {
+    if actor.patient_id().is_none() {
+        return Ok(());
+    }
+    if starts_at <= now {
+        return Err(BookingRejection::AlreadyStarted);
+    }
+    if starts_at - now < policy.change_deadline {
+        return Err(BookingRejection::ChangeDeadlinePassed);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +330,7 @@ pub struct RescheduleRequest {
     pub policy: BookingPolicy,
     /// The reminders of the new time replace the pending ones of the old.
     pub reminders: ReminderPlan,
+    pub links: ManageLinks,
 }
 
 /// A move to write: one slot freed, one taken, the appointment updated, its pending
@@ -235,6 +344,7 @@ pub struct RescheduleDecision {
     pub reminders: Vec<DueReminder>,
     pub event: EventEnvelope,
     pub audit: AuditEntry,
+    pub hold: Option<HoldRelease>,
 }
 
 /// `new_slot`: the requested slot. It and the appointment's current slot are locked
@@ -244,6 +354,7 @@ pub fn decide_reschedule(
     req: &RescheduleRequest,
     current: Option<&AppointmentFacts>,
     new_slot: Option<&Slot>,
+    new_slot_hold: Option<&HoldFacts>,
 ) -> Result<RescheduleDecision, BookingRejection> {
     let facts = current
         .filter(|f| req.actor.may_act_on(&f.appointment))
@@ -258,13 +369,13 @@ pub fn decide_reschedule(
     let new = new_slot
         .filter(|s| s.id == req.new_slot_id)
         .ok_or(BookingRejection::SlotNotFound)?;
-    if req.actor.patient_id().is_some() && a.starts_at <= req.now {
-        return Err(BookingRejection::AlreadyStarted);
-    }
+    let policy = facts.policy(req.policy);
+    check_patient_may_change(req.actor, a.starts_at, req.now, &policy)?;
     if new.doctor_id != a.doctor_id {
         return Err(BookingRejection::DifferentDoctor);
     }
-    check_bookable(new, facts.doctor_status, req.now, &req.policy)?;
+    check_bookable(new, facts.doctor_status, req.now, &policy)?;
+    let hold = check_hold(new.id, new_slot_hold, a.patient_id, req.now)?;
     let now = as_stored(req.now);
     let version = facts.version + 1;
     let appointment = Appointment {
@@ -281,6 +392,7 @@ pub fn decide_reschedule(
             &facts.patient,
             &facts.doctor,
             &facts.clinic,
+            &req.links,
         ),
         previous: PreviousSlot {
             slot_id: a.slot_id.0,
@@ -301,6 +413,7 @@ pub fn decide_reschedule(
         taken: (new.id, SlotStatus::Booked),
         appointment,
         version,
+        hold,
     })
 }
 
@@ -311,6 +424,8 @@ pub struct CancelRequest {
     pub actor: Actor,
     pub reason: Option<String>,
     pub now: DateTime<Utc>,
+    pub policy: BookingPolicy,
+    pub links: ManageLinks,
 }
 
 /// A cancellation to write: the appointment updated, its slot freed when still ahead,
@@ -337,9 +452,7 @@ pub fn decide_cancel(
     if a.status != AppointmentStatus::Booked {
         return Err(BookingRejection::NotActive);
     }
-    if req.actor.patient_id().is_some() && a.starts_at <= req.now {
-        return Err(BookingRejection::AlreadyStarted);
-    }
+    check_patient_may_change(req.actor, a.starts_at, req.now, &facts.policy(req.policy))?;
     let now = as_stored(req.now);
     let version = facts.version + 1;
     let appointment = Appointment {
@@ -356,6 +469,7 @@ pub fn decide_cancel(
             &facts.patient,
             &facts.doctor,
             &facts.clinic,
+            &req.links,
         ),
         cancelled_by: match req.actor {
             Actor::Patient(_) => CancelledBy::Patient,
@@ -380,6 +494,137 @@ pub fn decide_cancel(
     })
 }
 
+/// Whether a started visit was attended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attendance {
+    Attended,
+    NoShow,
+}
+
+impl Attendance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attendance::Attended => "attended",
+            Attendance::NoShow => "no_show",
+        }
+    }
+
+    pub fn status(self) -> AppointmentStatus {
+        match self {
+            Attendance::Attended => AppointmentStatus::Completed,
+            Attendance::NoShow => AppointmentStatus::NoShow,
+        }
+    }
+}
+
+impl std::str::FromStr for Attendance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "attended" => Ok(Attendance::Attended),
+            "no_show" => Ok(Attendance::NoShow),
+            _ => Err("must be one of: attended, no_show".into()),
+        }
+    }
+}
+
+/// Who records attendance: the appointment's doctor (their user account) or an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorder {
+    Doctor {
+        user: UserId,
+        doctor: super::DoctorId,
+    },
+    Admin(UserId),
+}
+
+#[derive(Debug, Clone)]
+pub struct AttendanceRequest {
+    pub appointment_id: AppointmentId,
+    pub recorder: Recorder,
+    pub outcome: Attendance,
+    pub now: DateTime<Utc>,
+    pub policy: BookingPolicy,
+    pub links: ManageLinks,
+}
+
+/// The outcome to write: the appointment's status, who recorded it, and (no-shows) the
+/// event the clinic's e-mail setting rides on.
+#[derive(Debug, Clone)]
+pub struct AttendanceDecision {
+    pub appointment: Appointment,
+    pub version: i32,
+    pub marked_by: UserId,
+    pub event: Option<EventEnvelope>,
+    pub audit: AuditEntry,
+}
+
+/// `current`: the appointment, locked. Once it has started, its doctor or an admin
+/// records it attended or missed, once; another doctor gets "not found".
+pub fn decide_attendance(
+    req: &AttendanceRequest,
+    current: Option<&AppointmentFacts>,
+) -> Result<AttendanceDecision, BookingRejection> {
+    let facts = current
+        .filter(|f| match req.recorder {
+            Recorder::Doctor { doctor, .. } => f.appointment.doctor_id == doctor,
+            Recorder::Admin(_) => true,
+        })
+        .ok_or(BookingRejection::AppointmentNotFound)?;
+    let a = &facts.appointment;
+    match a.status {
+        AppointmentStatus::Booked => {}
+        AppointmentStatus::Completed | AppointmentStatus::NoShow => {
+            return Err(BookingRejection::AttendanceRecorded)
+        }
+        AppointmentStatus::Cancelled => return Err(BookingRejection::NotActive),
+    }
+    if a.starts_at > req.now {
+        return Err(BookingRejection::NotStarted);
+    }
+    let now = as_stored(req.now);
+    let version = facts.version + 1;
+    let appointment = Appointment {
+        status: req.outcome.status(),
+        updated_at: now,
+        ..a.clone()
+    };
+    let (marked_by, by) = match req.recorder {
+        Recorder::Doctor { user, .. } => (user, "doctor"),
+        Recorder::Admin(user) => (user, "admin"),
+    };
+    let event = (req.outcome == Attendance::NoShow).then(|| {
+        EventEnvelope::new(
+            now,
+            AppointmentEvent::NoShow(NoShow {
+                appointment: snapshot(
+                    &appointment,
+                    version,
+                    &facts.patient,
+                    &facts.doctor,
+                    &facts.clinic,
+                    &req.links,
+                ),
+                email_patient: facts.policy(req.policy).no_show_email,
+            }),
+        )
+    });
+    Ok(AttendanceDecision {
+        audit: AuditEntry::new("appointment.attendance", "appointment", a.id)
+            .field(
+                "status",
+                json(&a.status.as_str()),
+                json(&appointment.status.as_str()),
+            )
+            .field("recorded_by", None, json(&by))
+            .field("version", json(&facts.version), json(&version)),
+        appointment,
+        version,
+        marked_by,
+        event,
+    })
+}
+
 /// What the appointment's events say about it.
 fn snapshot(
     a: &Appointment,
@@ -387,6 +632,7 @@ fn snapshot(
     patient: &PatientInfo,
     doctor: &DoctorInfo,
     clinic: &ClinicInfo,
+    links: &ManageLinks,
 ) -> AppointmentSnapshot {
     AppointmentSnapshot {
         appointment_id: a.id.0,
@@ -398,6 +644,7 @@ fn snapshot(
         doctor: doctor.clone(),
         clinic: clinic.clone(),
         version,
+        manage_url: Some(links.url(a.id, a.patient_id)),
     }
 }
 
@@ -413,7 +660,15 @@ mod tests {
         min_notice: Duration::hours(2),
         horizon: Duration::days(90),
         max_active_per_patient: 2,
+        change_deadline: Duration::zero(),
+        no_show_limit: None,
+        no_show_window: Duration::days(180),
+        no_show_email: false,
     };
+
+    fn links() -> ManageLinks {
+        ManageLinks::new(b"test secret", "https://clinic.example/manage")
+    }
 
     fn now() -> DateTime<Utc> {
         // Sub-microsecond digits on purpose: decisions store to the microsecond.
@@ -429,6 +684,7 @@ mod tests {
             },
             email_verified: true,
             upcoming,
+            no_shows: 0,
             earlier: None,
         }
     }
@@ -469,6 +725,9 @@ mod tests {
             doctor_status,
             clinic: clinic(),
             time_zone: chrono_tz::Europe::Berlin,
+            clinic_policy: ClinicPolicy::default(),
+            doctor_policy: DoctorPolicy::default(),
+            hold: None,
         }
     }
 
@@ -489,6 +748,8 @@ mod tests {
             now: now(),
             policy: POLICY,
             reminders: plan(),
+            by_admin: false,
+            links: links(),
         }
     }
 
@@ -633,6 +894,8 @@ mod tests {
             doctor_status: DoctorStatus::Active,
             clinic: clinic(),
             time_zone: chrono_tz::Europe::Berlin,
+            clinic_policy: ClinicPolicy::default(),
+            doctor_policy: DoctorPolicy::default(),
         }
     }
 
@@ -644,6 +907,7 @@ mod tests {
             now: now(),
             policy: POLICY,
             reminders: plan(),
+            links: links(),
         }
     }
 
@@ -654,7 +918,7 @@ mod tests {
     fn a_move_frees_one_slot_takes_another_and_replaces_reminders() {
         let cur = current(Duration::days(2), AppointmentStatus::Booked);
         let new = slot(21, Duration::days(3), SlotStatus::Available);
-        let d = decide_reschedule(&move_to(OWNER, 21), Some(&cur), Some(&new)).unwrap();
+        let d = decide_reschedule(&move_to(OWNER, 21), Some(&cur), Some(&new), None).unwrap();
         assert_eq!(d.freed, (cur.appointment.slot_id, SlotStatus::Available));
         assert_eq!(d.taken, (new.id, SlotStatus::Booked));
         assert_eq!(d.version, 4);
@@ -679,7 +943,7 @@ mod tests {
         let new = slot(21, Duration::days(3), SlotStatus::Available);
         let reject =
             |req: &RescheduleRequest, cur: Option<&AppointmentFacts>, new: Option<&Slot>| {
-                decide_reschedule(req, cur, new).err()
+                decide_reschedule(req, cur, new, None).err()
             };
         assert_eq!(
             reject(&move_to(OWNER, 21), None, Some(&new)),
@@ -708,7 +972,9 @@ mod tests {
             Some(BookingRejection::AlreadyStarted)
         );
         // An admin may move an appointment that has started.
-        assert!(decide_reschedule(&move_to(Actor::Admin, 21), Some(&started), Some(&new)).is_ok());
+        assert!(
+            decide_reschedule(&move_to(Actor::Admin, 21), Some(&started), Some(&new), None).is_ok()
+        );
         let mut elsewhere = new.clone();
         elsewhere.doctor_id = DoctorId(Uuid::from_u128(77));
         assert_eq!(
@@ -734,7 +1000,192 @@ mod tests {
             actor,
             reason: Some("ill".into()),
             now: now(),
+            policy: POLICY,
+            links: links(),
         }
+    }
+
+    #[test]
+    fn every_event_carries_the_same_manage_link_and_the_booking_stores_its_hash() {
+        let s = slot_facts(
+            slot(20, Duration::days(2), SlotStatus::Available),
+            DoctorStatus::Active,
+        );
+        let b = booked(decide_booking(&request(None), &patient(0), Some(&s)));
+        let a = (b.appointment.id, b.appointment.patient_id);
+        let url = links().url(a.0, a.1);
+        assert_eq!(b.event.appointment().unwrap().manage_url, Some(url.clone()));
+        assert_eq!(b.manage_token_hash, links().hash(a.0, a.1));
+        let c = current(Duration::days(2), AppointmentStatus::Booked);
+        let moved = decide_reschedule(
+            &move_to(Actor::Admin, 21),
+            Some(&c),
+            Some(&slot(21, Duration::days(3), SlotStatus::Available)),
+            None,
+        )
+        .unwrap();
+        let cancelled = decide_cancel(&cancel(Actor::Admin), Some(&c)).unwrap();
+        for e in [&moved.event, &cancelled.event] {
+            assert_eq!(e.appointment().unwrap().manage_url, Some(url.clone()));
+        }
+    }
+
+    #[test]
+    fn a_patient_may_not_change_an_appointment_after_the_clinics_deadline() {
+        let mut c = current(Duration::hours(20), AppointmentStatus::Booked);
+        c.clinic_policy.change_deadline_minutes = Some(24 * 60);
+        let patient = Actor::Patient(UserId(Uuid::from_u128(1)));
+        assert_eq!(
+            decide_cancel(&cancel(patient), Some(&c)).unwrap_err(),
+            BookingRejection::ChangeDeadlinePassed
+        );
+        assert_eq!(
+            decide_reschedule(
+                &move_to(patient, 21),
+                Some(&c),
+                Some(&slot(21, Duration::days(3), SlotStatus::Available)),
+                None,
+            )
+            .unwrap_err(),
+            BookingRejection::ChangeDeadlinePassed
+        );
+        assert!(decide_cancel(&cancel(Actor::Admin), Some(&c)).is_ok());
+        // The doctor's override wins over the clinic's deadline.
+        c.doctor_policy.change_deadline_minutes = Some(60);
+        assert!(decide_cancel(&cancel(patient), Some(&c)).is_ok());
+    }
+
+    #[test]
+    fn a_held_slot_is_only_the_holders_until_the_hold_expires() {
+        let mut s = slot_facts(
+            slot(20, Duration::days(2), SlotStatus::Available),
+            DoctorStatus::Active,
+        );
+        let entry = Uuid::from_u128(77);
+        s.hold = Some(HoldFacts {
+            entry_id: entry,
+            patient_id: UserId(Uuid::from_u128(99)),
+            expires_at: now() + Duration::minutes(5),
+        });
+        assert_eq!(
+            decide_booking(&request(None), &patient(0), Some(&s)).unwrap_err(),
+            BookingRejection::SlotHeld
+        );
+        s.hold = s.hold.map(|h| HoldFacts {
+            patient_id: UserId(Uuid::from_u128(1)),
+            ..h
+        });
+        let b = booked(decide_booking(&request(None), &patient(0), Some(&s)));
+        assert_eq!(
+            b.hold,
+            Some(HoldRelease {
+                slot_id: s.slot.id,
+                entry_id: entry,
+                used: true
+            })
+        );
+        s.hold = Some(HoldFacts {
+            entry_id: entry,
+            patient_id: UserId(Uuid::from_u128(99)),
+            expires_at: now(),
+        });
+        let b = booked(decide_booking(&request(None), &patient(0), Some(&s)));
+        assert_eq!(b.hold.map(|h| h.used), Some(false), "expired: released");
+    }
+
+    #[test]
+    fn too_many_no_shows_stop_self_service_but_not_an_admin() {
+        let mut s = slot_facts(
+            slot(20, Duration::days(2), SlotStatus::Available),
+            DoctorStatus::Active,
+        );
+        s.clinic_policy.no_show_limit = Some(2);
+        let mut p = patient(0);
+        p.no_shows = 2;
+        assert_eq!(
+            decide_booking(&request(None), &p, Some(&s)).unwrap_err(),
+            BookingRejection::TooManyNoShows
+        );
+        let mut by_admin = request(None);
+        by_admin.by_admin = true;
+        assert!(decide_booking(&by_admin, &p, Some(&s)).is_ok());
+        p.no_shows = 1;
+        assert!(decide_booking(&request(None), &p, Some(&s)).is_ok());
+        // The clinic's cap replaces the default.
+        s.clinic_policy.max_active_per_patient = Some(1);
+        assert_eq!(
+            decide_booking(&request(None), &patient(1), Some(&s)).unwrap_err(),
+            BookingRejection::TooManyActive
+        );
+    }
+
+    fn attendance(recorder: Recorder, outcome: Attendance, at: DateTime<Utc>) -> AttendanceRequest {
+        AttendanceRequest {
+            appointment_id: AppointmentId(Uuid::from_u128(10)),
+            recorder,
+            outcome,
+            now: at,
+            policy: POLICY,
+            links: links(),
+        }
+    }
+
+    #[test]
+    fn attendance_is_recorded_once_after_the_start_by_the_doctor_or_an_admin() {
+        let mut c = current(Duration::hours(1), AppointmentStatus::Booked);
+        let own = Recorder::Doctor {
+            user: UserId(Uuid::from_u128(50)),
+            doctor: c.appointment.doctor_id,
+        };
+        let later = now() + Duration::hours(2);
+        assert_eq!(
+            decide_attendance(&attendance(own, Attendance::NoShow, now()), Some(&c)).unwrap_err(),
+            BookingRejection::NotStarted
+        );
+        let other = Recorder::Doctor {
+            user: UserId(Uuid::from_u128(51)),
+            doctor: crate::domain::DoctorId(Uuid::from_u128(52)),
+        };
+        assert_eq!(
+            decide_attendance(&attendance(other, Attendance::NoShow, later), Some(&c)).unwrap_err(),
+            BookingRejection::AppointmentNotFound
+        );
+        let d = decide_attendance(&attendance(own, Attendance::NoShow, later), Some(&c)).unwrap();
+        assert_eq!(d.appointment.status, AppointmentStatus::NoShow);
+        assert_eq!(d.version, 4);
+        assert_eq!(d.marked_by, UserId(Uuid::from_u128(50)));
+        let Some(Event::Appointment(AppointmentEvent::NoShow(n))) = d.event.map(|e| e.event) else {
+            panic!("a no-show is an event")
+        };
+        assert!(!n.email_patient, "no e-mail unless the clinic turns it on");
+        c.clinic_policy.no_show_email = true;
+        let d = decide_attendance(
+            &attendance(
+                Recorder::Admin(UserId(Uuid::from_u128(60))),
+                Attendance::NoShow,
+                later,
+            ),
+            Some(&c),
+        )
+        .unwrap();
+        let Some(Event::Appointment(AppointmentEvent::NoShow(n))) = d.event.map(|e| e.event) else {
+            panic!("a no-show is an event")
+        };
+        assert!(n.email_patient);
+        let attended =
+            decide_attendance(&attendance(own, Attendance::Attended, later), Some(&c)).unwrap();
+        assert_eq!(attended.appointment.status, AppointmentStatus::Completed);
+        assert!(attended.event.is_none());
+        c.appointment.status = AppointmentStatus::NoShow;
+        assert_eq!(
+            decide_attendance(&attendance(own, Attendance::Attended, later), Some(&c)).unwrap_err(),
+            BookingRejection::AttendanceRecorded
+        );
+        c.appointment.status = AppointmentStatus::Cancelled;
+        assert_eq!(
+            decide_attendance(&attendance(own, Attendance::Attended, later), Some(&c)).unwrap_err(),
+            BookingRejection::NotActive
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod decisions;
 pub mod errors;
 pub mod ids;
 pub mod inputs;
+pub mod links;
 pub mod password_policy;
 pub mod rejection;
 pub mod reminders;

@@ -17,13 +17,16 @@ use super::slots::SlotRow;
 use super::sql::Sql;
 use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{
-    Appointment, AppointmentStatus, BookingRejection, DoctorStatus, Slot, SlotStatus,
+    Appointment, AppointmentStatus, BookingRejection, ClinicPolicy, DoctorPolicy, DoctorStatus,
+    Slot, SlotStatus,
 };
 use crate::domain::decisions::{
-    decide_booking, decide_cancel, decide_reschedule, AppointmentFacts, BookingDecision,
-    BookingRequest, CancelDecision, CancelRequest, EarlierBooking, NewBooking, PatientFacts,
+    decide_attendance, decide_booking, decide_cancel, decide_reschedule, AppointmentFacts,
+    AttendanceDecision, AttendanceRequest, BookingDecision, BookingRequest, CancelDecision,
+    CancelRequest, EarlierBooking, HoldFacts, HoldRelease, NewBooking, PatientFacts,
     RescheduleDecision, RescheduleRequest, SlotFacts,
 };
+use crate::domain::links::ManageLinks;
 use crate::domain::reminders::DueReminder;
 use crate::domain::schedule::parse_time_zone;
 use crate::domain::{AppointmentId, ClinicId, DoctorId, SlotId, UserId};
@@ -164,14 +167,22 @@ struct PatientRow {
 /// The slot's row, locked, with its doctor and clinic, and the patient's side of the
 /// decision: their upcoming booked appointments counted up to the cap (an index range
 /// scan that stops there) and the request's earlier idempotency record, if any.
-const SLOT_FACTS: &str = "
+const SLOT_FACTS: &str = concat!(
+    "
 SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
-       d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
-       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone,
+       h.entry_id AS hold_entry_id, h.patient_id AS hold_patient_id, h.expires_at AS hold_expires_at,
+       ",
+    practice_columns!(),
+    ",
        (SELECT count(*) FROM (
             SELECT 1 FROM appointments a
             WHERE a.patient_id = $2 AND a.status = $3 AND a.starts_at > $4
-            LIMIT $5) AS capped) AS upcoming,
+            LIMIT COALESCE(c.max_active_per_patient, $5)) AS capped) AS upcoming,
+       CASE WHEN COALESCE(c.no_show_limit, $7) IS NULL THEN 0 ELSE
+       (SELECT count(*) FROM appointments a
+        WHERE a.patient_id = $2 AND a.status = 'no_show'
+          AND a.starts_at > $4 - make_interval(days => COALESCE(c.no_show_window_days, $8)))
+       END AS no_shows,
        (SELECT i.request_hash FROM booking_idempotency i
         WHERE i.patient_id = $2 AND i.key = $6) AS request_hash,
        (SELECT i.appointment_id FROM booking_idempotency i
@@ -179,8 +190,10 @@ SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
 FROM slots s
 JOIN doctors d ON d.id = s.doctor_id
 JOIN clinics c ON c.id = d.clinic_id
+LEFT JOIN slot_holds h ON h.slot_id = s.id
 WHERE s.id = $1
-FOR UPDATE OF s";
+FOR UPDATE OF s"
+);
 
 /// The earlier idempotency record alone, for a request whose slot does not exist (the
 /// key reused with another slot is refused as such, not as an unknown slot).
@@ -220,12 +233,178 @@ struct SlotFactsRow {
     #[diesel(sql_type = Text)]
     status: String,
     #[diesel(embed)]
+    hold: HoldRow,
+    #[diesel(embed)]
     practice: PracticeRow,
     #[diesel(sql_type = BigInt)]
     upcoming: i64,
+    #[diesel(sql_type = BigInt)]
+    no_shows: i64,
     #[diesel(embed)]
     earlier: EarlierRow,
 }
+
+/// A slot's hold, when it has one (`LEFT JOIN slot_holds h`).
+#[derive(QueryableByName)]
+struct HoldRow {
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    hold_entry_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    hold_patient_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    hold_expires_at: Option<DateTime<Utc>>,
+}
+
+impl HoldRow {
+    fn facts(&self) -> Option<HoldFacts> {
+        Some(HoldFacts {
+            entry_id: self.hold_entry_id?,
+            patient_id: UserId(self.hold_patient_id?),
+            expires_at: self.hold_expires_at?,
+        })
+    }
+}
+
+/// The hold of one slot.
+const SLOT_HOLD: &str = "
+SELECT entry_id AS hold_entry_id, patient_id AS hold_patient_id, expires_at AS hold_expires_at
+FROM slot_holds WHERE slot_id = $1";
+
+fn slot_hold(conn: &mut PgConnection, slot_id: Uuid) -> Result<Option<HoldFacts>, RepoError> {
+    Ok(Sql::new(SLOT_HOLD)
+        .bind::<SqlUuid, _>(slot_id)
+        .get_result::<HoldRow>(conn)
+        .optional()
+        .map_err(map_err)?
+        .and_then(|h| h.facts()))
+}
+
+/// A hold the change uses up or releases, before the change is written (the hold
+/// trigger would refuse the appointment otherwise): the holder's entry is booked, or
+/// (an expired hold someone else takes) back in line with the slot passed.
+const RELEASE_HOLD: &str = "
+WITH released AS (
+    DELETE FROM slot_holds WHERE slot_id = $1 RETURNING entry_id, slot_id
+), passed AS (
+    INSERT INTO waitlist_passes (entry_id, slot_id)
+    SELECT entry_id, slot_id FROM released WHERE NOT $2
+    ON CONFLICT DO NOTHING
+)
+UPDATE waitlist_entries SET status = CASE WHEN $2 THEN 'booked' ELSE 'waiting' END,
+       updated_at = $3
+WHERE id IN (SELECT entry_id FROM released)";
+
+/// After the booking is written: the holder's entry points at it.
+const LINK_ENTRY: &str = "UPDATE waitlist_entries SET appointment_id = $1 WHERE id = $2";
+
+fn release_hold(
+    conn: &mut PgConnection,
+    hold: &HoldRelease,
+    at: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    Sql::new(RELEASE_HOLD)
+        .bind::<SqlUuid, _>(hold.slot_id)
+        .bind::<Bool, _>(hold.used)
+        .bind::<Timestamptz, _>(at)
+        .execute(conn)
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+fn link_entry(
+    conn: &mut PgConnection,
+    hold: Option<&HoldRelease>,
+    appointment: Uuid,
+) -> Result<(), RepoError> {
+    match hold {
+        Some(h) if h.used => Sql::new(LINK_ENTRY)
+            .bind::<SqlUuid, _>(appointment)
+            .bind::<SqlUuid, _>(h.entry_id)
+            .execute(conn)
+            .map(|_| ())
+            .map_err(map_err),
+        _ => Ok(()),
+    }
+}
+
+/// The columns of [`PracticeRow`], from `doctors d` and `clinics c`.
+macro_rules! practice_columns {
+    () => {
+        "d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
+       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone,
+       c.min_notice_minutes AS c_min_notice, c.horizon_days AS c_horizon,
+       c.change_deadline_minutes AS c_deadline, c.max_active_per_patient AS c_max_active,
+       c.no_show_limit AS c_no_show_limit, c.no_show_window_days AS c_no_show_window,
+       c.no_show_email AS c_no_show_email,
+       d.min_notice_minutes AS d_min_notice, d.horizon_days AS d_horizon,
+       d.change_deadline_minutes AS d_deadline"
+    };
+}
+use practice_columns;
+
+/// A clinic's policy columns.
+#[derive(QueryableByName)]
+pub(super) struct ClinicPolicyRow {
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_min_notice: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_horizon: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_deadline: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_max_active: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_no_show_limit: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    c_no_show_window: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    c_no_show_email: bool,
+}
+
+impl From<&ClinicPolicyRow> for ClinicPolicy {
+    fn from(r: &ClinicPolicyRow) -> Self {
+        ClinicPolicy {
+            min_notice_minutes: r.c_min_notice,
+            horizon_days: r.c_horizon,
+            change_deadline_minutes: r.c_deadline,
+            max_active_per_patient: r.c_max_active,
+            no_show_limit: r.c_no_show_limit,
+            no_show_window_days: r.c_no_show_window,
+            no_show_email: r.c_no_show_email,
+        }
+    }
+}
+
+/// A doctor's policy columns.
+#[derive(QueryableByName)]
+pub(super) struct DoctorPolicyRow {
+    #[diesel(sql_type = Nullable<Integer>)]
+    d_min_notice: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    d_horizon: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    d_deadline: Option<i32>,
+}
+
+impl From<&DoctorPolicyRow> for DoctorPolicy {
+    fn from(r: &DoctorPolicyRow) -> Self {
+        DoctorPolicy {
+            min_notice_minutes: r.d_min_notice,
+            horizon_days: r.d_horizon,
+            change_deadline_minutes: r.d_deadline,
+        }
+    }
+}
+
+/// What a practice's facts come to.
+type Practice = (
+    DoctorInfo,
+    DoctorStatus,
+    ClinicInfo,
+    chrono_tz::Tz,
+    ClinicPolicy,
+    DoctorPolicy,
+);
 
 /// A doctor with their clinic, as the fact statements select them.
 #[derive(QueryableByName)]
@@ -246,13 +425,16 @@ struct PracticeRow {
     address: String,
     #[diesel(sql_type = Text)]
     time_zone: String,
+    #[diesel(embed)]
+    clinic_policy: ClinicPolicyRow,
+    #[diesel(embed)]
+    doctor_policy: DoctorPolicyRow,
 }
 
 impl PracticeRow {
-    fn facts(
-        self,
-        doctor_id: Uuid,
-    ) -> Result<(DoctorInfo, DoctorStatus, ClinicInfo, chrono_tz::Tz), RepoError> {
+    fn facts(self, doctor_id: Uuid) -> Result<Practice, RepoError> {
+        let clinic_policy = ClinicPolicy::from(&self.clinic_policy);
+        let doctor_policy = DoctorPolicy::from(&self.doctor_policy);
         Ok((
             DoctorInfo {
                 id: doctor_id,
@@ -270,15 +452,19 @@ impl PracticeRow {
                 time_zone: self.time_zone.clone(),
             },
             parse_time_zone(&self.time_zone).map_err(internal)?,
+            clinic_policy,
+            doctor_policy,
         ))
     }
 }
 
 impl SlotFactsRow {
     /// The slot's facts, and the patient's: upcoming count and earlier record.
-    fn split(self) -> Result<(SlotFacts, i64, Option<EarlierBooking>), RepoError> {
+    fn split(self) -> Result<(SlotFacts, (i64, i64), Option<EarlierBooking>), RepoError> {
         let r = self;
-        let (doctor, doctor_status, clinic, time_zone) = r.practice.facts(r.doctor_id)?;
+        let hold = r.hold.facts();
+        let (doctor, doctor_status, clinic, time_zone, clinic_policy, doctor_policy) =
+            r.practice.facts(r.doctor_id)?;
         let slot = SlotFacts {
             slot: Slot {
                 id: SlotId(r.id),
@@ -291,8 +477,11 @@ impl SlotFactsRow {
             doctor_status,
             clinic,
             time_zone,
+            clinic_policy,
+            doctor_policy,
+            hold,
         };
-        Ok((slot, r.upcoming, r.earlier.record()))
+        Ok((slot, (r.upcoming, r.no_shows), r.earlier.record()))
     }
 }
 
@@ -304,9 +493,10 @@ macro_rules! appointment_facts {
             "
 SELECT a.id, a.slot_id, a.patient_id, a.status, a.reason, a.cancel_reason, a.cancelled_at,
        a.created_at, a.updated_at, a.version, s.starts_at, s.ends_at,
-       u.email, u.full_name AS patient_name,
-       d.id AS doctor_id, d.full_name AS doctor_name, d.specialty, d.status AS doctor_status,
-       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
+       u.email, u.full_name AS patient_name, d.id AS doctor_id,
+       ",
+            practice_columns!(),
+            "
 FROM appointments a
 JOIN slots s ON s.id = a.slot_id
 JOIN users u ON u.id = a.patient_id
@@ -318,7 +508,7 @@ WHERE a.id = $1
         )
     };
 }
-const APPOINTMENT_FACTS: &str = appointment_facts!("FOR UPDATE OF a");
+pub(super) const APPOINTMENT_FACTS: &str = appointment_facts!("FOR UPDATE OF a");
 const APPOINTMENT_AND_SLOT_FACTS: &str = appointment_facts!("FOR UPDATE OF a, s");
 
 #[derive(QueryableByName)]
@@ -360,7 +550,8 @@ struct AppointmentFactsRow {
 impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
     type Error = RepoError;
     fn try_from(r: AppointmentFactsRow) -> Result<Self, RepoError> {
-        let (doctor, doctor_status, clinic, time_zone) = r.practice.facts(r.doctor_id)?;
+        let (doctor, doctor_status, clinic, time_zone, clinic_policy, doctor_policy) =
+            r.practice.facts(r.doctor_id)?;
         Ok(AppointmentFacts {
             appointment: Appointment {
                 id: AppointmentId(r.id),
@@ -390,6 +581,8 @@ impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
             doctor_status,
             clinic,
             time_zone,
+            clinic_policy,
+            doctor_policy,
         })
     }
 }
@@ -399,13 +592,14 @@ impl TryFrom<AppointmentFactsRow> for AppointmentFacts {
 pub(super) fn current_snapshot(
     conn: &mut PgConnection,
     id: Uuid,
+    links: &ManageLinks,
 ) -> Result<medbook_shared::events::AppointmentSnapshot, RepoError> {
     appointment_facts(conn, APPOINTMENT_FACTS, id)?
-        .map(|f| f.snapshot())
+        .map(|f| f.snapshot(links))
         .ok_or_else(|| RepoError::Internal(anyhow::anyhow!("appointment {id} vanished")))
 }
 
-fn appointment_facts(
+pub(super) fn appointment_facts(
     conn: &mut PgConnection,
     sql: &'static str,
     id: Uuid,
@@ -447,8 +641,9 @@ WITH taken AS (
     UPDATE slots SET status = $1 WHERE id = $2
 ), appointment AS (
     INSERT INTO appointments
-        (id, slot_id, patient_id, doctor_id, status, reason, starts_at, created_at, updated_at, version)
-    VALUES ($3, $2, $4, $5, $6, $7, $8, $9, $9, $10)
+        (id, slot_id, patient_id, doctor_id, status, reason, starts_at, created_at, updated_at, version,
+         ends_at, manage_token_hash)
+    VALUES ($3, $2, $4, $5, $6, $7, $8, $9, $9, $10, $33, $34)
 ), idempotency AS (
     INSERT INTO booking_idempotency (patient_id, key, request_hash, appointment_id, created_at)
     SELECT $4, $11, $12, $3, $9 WHERE $11::text IS NOT NULL
@@ -480,6 +675,8 @@ fn write_booking(conn: &mut PgConnection, b: &NewBooking) -> Result<(), RepoErro
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
     bind_rows(q, &b.event, &b.audit, a.created_at)?
+        .bind::<Timestamptz, _>(a.ends_at)
+        .bind::<Text, _>(b.manage_token_hash.clone())
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -493,7 +690,8 @@ WITH freed AS (
 ), taken AS (
     UPDATE slots SET status = $3 WHERE id = $4
 ), moved AS (
-    UPDATE appointments SET slot_id = $4, starts_at = $5, updated_at = $6, version = $7
+    UPDATE appointments SET slot_id = $4, starts_at = $5, updated_at = $6, version = $7,
+           ends_at = $29
     WHERE id = $8
 ), dropped AS (
     DELETE FROM appointment_reminders WHERE appointment_id = $8 AND published_at IS NULL
@@ -521,6 +719,7 @@ fn write_reschedule(conn: &mut PgConnection, d: &RescheduleDecision) -> Result<(
         .bind::<Array<Text>, _>(labels)
         .bind::<Array<Timestamptz>, _>(due);
     bind_rows(q, &d.event, &d.audit, a.updated_at)?
+        .bind::<Timestamptz, _>(a.ends_at)
         .execute(conn)
         .map(|_| ())
         .map_err(map_err)
@@ -577,13 +776,15 @@ fn book_in_tx(
         .bind::<Timestamptz, _>(req.now)
         .bind::<BigInt, _>(req.policy.max_active_per_patient)
         .bind::<Nullable<Text>, _>(key.clone())
+        .bind::<Nullable<BigInt>, _>(req.policy.no_show_limit)
+        .bind::<Integer, _>(i32::try_from(req.policy.no_show_window.num_days()).unwrap_or(i32::MAX))
         .get_result(conn)
         .optional()
         .map_err(map_err)?;
-    let (upcoming, earlier, slot) = match row {
+    let ((upcoming, no_shows), earlier, slot) = match row {
         Some(r) => {
-            let (slot, upcoming, earlier) = r.split()?;
-            (upcoming, earlier, Some(slot))
+            let (slot, counts, earlier) = r.split()?;
+            (counts, earlier, Some(slot))
         }
         None => {
             let earlier = match key {
@@ -596,7 +797,7 @@ fn book_in_tx(
                     .and_then(EarlierRow::record),
                 None => None,
             };
-            (0, earlier, None)
+            ((0, 0), earlier, None)
         }
     };
     let patient = PatientFacts {
@@ -607,6 +808,7 @@ fn book_in_tx(
         },
         email_verified: p.email_verified,
         upcoming,
+        no_shows,
         earlier,
     };
     match decide_booking(req, &patient, slot.as_ref()) {
@@ -619,7 +821,11 @@ fn book_in_tx(
             0,
         ))),
         Ok(BookingDecision::Book(b)) => {
+            if let Some(hold) = &b.hold {
+                release_hold(conn, hold, b.appointment.created_at)?;
+            }
             write_booking(conn, &b)?;
+            link_entry(conn, b.hold.as_ref(), b.appointment.id.0)?;
             Ok(Ok((
                 Booked {
                     appointment: b.appointment,
@@ -637,6 +843,7 @@ fn reschedule_in_tx(
 ) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
     let current = appointment_facts(conn, APPOINTMENT_FACTS, req.appointment_id.into())?;
     let mut new_slot = None;
+    let mut hold = None;
     if let Some(c) = &current {
         // Both slots, locked in id order.
         let mut ids = [c.appointment.slot_id.0, req.new_slot_id.0];
@@ -652,10 +859,16 @@ fn reschedule_in_tx(
             .find(|s| s.id == req.new_slot_id.0)
             .map(Slot::try_from)
             .transpose()?;
+        if new_slot.is_some() {
+            hold = slot_hold(conn, req.new_slot_id.0)?;
+        }
     }
-    match decide_reschedule(req, current.as_ref(), new_slot.as_ref()) {
+    match decide_reschedule(req, current.as_ref(), new_slot.as_ref(), hold.as_ref()) {
         Err(rejection) => Ok(Err(rejection)),
         Ok(d) => {
+            if let Some(hold) = &d.hold {
+                release_hold(conn, hold, d.appointment.updated_at)?;
+            }
             write_reschedule(conn, &d)?;
             Ok(Ok((d.appointment, d.reminders.len())))
         }
@@ -676,13 +889,62 @@ fn cancel_in_tx(
     }
 }
 
-/// The partial unique index caught a second active appointment on a slot (the row
-/// locks make this unreachable, but the database has the last word). Mapped after the
+/// Attendance: the appointment's outcome and who recorded it with its audit record in
+/// one statement, then the no-show's event when there is one.
+const WRITE_ATTENDANCE: &str = "
+WITH marked AS (
+    UPDATE appointments
+    SET status = $1, attendance_marked_at = $2, attendance_marked_by = $3, updated_at = $2,
+        version = $4
+    WHERE id = $5
+)
+INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
+VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+fn write_attendance(conn: &mut PgConnection, d: &AttendanceDecision) -> Result<(), RepoError> {
+    let a = &d.appointment;
+    let audit = AuditRecord::from_entry(d.audit.clone(), a.updated_at).row()?;
+    let q = Sql::new(WRITE_ATTENDANCE)
+        .bind::<Text, _>(a.status.as_str())
+        .bind::<Timestamptz, _>(a.updated_at)
+        .bind::<SqlUuid, _>(d.marked_by)
+        .bind::<Integer, _>(d.version)
+        .bind::<SqlUuid, _>(a.id);
+    audit.bind(q).execute(conn).map_err(map_err)?;
+    match &d.event {
+        Some(e) => super::outbox::enqueue(conn, e),
+        None => Ok(()),
+    }
+}
+
+fn attendance_in_tx(
+    conn: &mut PgConnection,
+    req: &AttendanceRequest,
+) -> Result<Result<(Appointment, usize), BookingRejection>, RepoError> {
+    let current = appointment_facts(conn, APPOINTMENT_FACTS, req.appointment_id.into())?;
+    match decide_attendance(req, current.as_ref()) {
+        Err(rejection) => Ok(Err(rejection)),
+        Ok(d) => {
+            write_attendance(conn, &d)?;
+            Ok(Ok((d.appointment, 0)))
+        }
+    }
+}
+
+/// A rule the database enforces caught what the row locks did not (a second active
+/// appointment on a slot, a patient's overlapping appointment made concurrently, a
+/// slot held for someone else): the database has the last word. Mapped after the
 /// transaction has rolled back, never inside it.
 fn slot_taken_on_unique<T>(e: RepoError) -> Result<Result<T, BookingRejection>, RepoError> {
     match e {
         RepoError::UniqueViolation(c) if c == "appointments_one_active_per_slot" => {
             Ok(Err(BookingRejection::SlotTaken))
+        }
+        RepoError::UniqueViolation(c) if c == "slot_holds_slot_held" => {
+            Ok(Err(BookingRejection::SlotHeld))
+        }
+        RepoError::ExclusionViolation(c) if c == "appointments_patient_no_overlap" => {
+            Ok(Err(BookingRejection::PatientOverlap))
         }
         other => Err(other),
     }
@@ -743,6 +1005,30 @@ impl AppointmentRepository for PgAppointments {
             .transaction(move |conn| cancel_in_tx(conn, &req))
             .await
             .map(|r| self.committed(r))
+    }
+
+    async fn record_attendance(
+        &self,
+        req: AttendanceRequest,
+    ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
+        self.db
+            .transaction(move |conn| attendance_in_tx(conn, &req))
+            .await
+            .map(|r| self.committed(r))
+    }
+
+    async fn by_manage_token(&self, token_hash: String) -> Result<Option<Appointment>, RepoError> {
+        self.db
+            .run(move |conn| {
+                appointment_query!()
+                    .filter(appointments::manage_token_hash.eq(token_hash))
+                    .first::<AppointmentTuple>(conn)
+                    .optional()
+                    .map_err(map_err)?
+                    .map(to_appointment)
+                    .transpose()
+            })
+            .await
     }
 
     async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError> {

@@ -44,11 +44,13 @@ FOR UPDATE OF r, a SKIP LOCKED";
 
 pub struct PgReminders {
     db: Db,
+    /// The manage link every reminder carries.
+    links: crate::domain::links::ManageLinks,
 }
 
 impl PgReminders {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, links: crate::domain::links::ManageLinks) -> Self {
+        Self { db, links }
     }
 }
 
@@ -59,6 +61,7 @@ impl ReminderStore for PgReminders {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<ReminderBatch, RepoError> {
+        let links = self.links.clone();
         self.db
             .transaction(move |conn| {
                 let rows: Vec<DueRow> = diesel::sql_query(CLAIM_DUE)
@@ -69,7 +72,7 @@ impl ReminderStore for PgReminders {
                 let mut batch = ReminderBatch::default();
                 for row in rows {
                     let appointment =
-                        super::appointments::current_snapshot(conn, row.appointment_id)?;
+                        super::appointments::current_snapshot(conn, row.appointment_id, &links)?;
                     // Rows are replaced with every change of the appointment, so the
                     // snapshot's version is the row's. An appointment that has started
                     // means the scheduler was down for the reminder's whole window: a

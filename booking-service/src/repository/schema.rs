@@ -15,6 +15,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         email_verified_at -> Nullable<Timestamptz>,
         pending_email -> Nullable<Text>,
+        calendar_token_hash -> Nullable<Text>,
     }
 }
 
@@ -80,6 +81,13 @@ diesel::table! {
         time_zone -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        min_notice_minutes -> Nullable<Int4>,
+        horizon_days -> Nullable<Int4>,
+        change_deadline_minutes -> Nullable<Int4>,
+        max_active_per_patient -> Nullable<Int4>,
+        no_show_limit -> Nullable<Int4>,
+        no_show_window_days -> Nullable<Int4>,
+        no_show_email -> Bool,
     }
 }
 
@@ -97,6 +105,10 @@ diesel::table! {
         rating_count -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        min_notice_minutes -> Nullable<Int4>,
+        horizon_days -> Nullable<Int4>,
+        change_deadline_minutes -> Nullable<Int4>,
+        calendar_token_hash -> Nullable<Text>,
     }
 }
 
@@ -125,6 +137,10 @@ diesel::table! {
         updated_at -> Timestamptz,
         version -> Int4,
         starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        attendance_marked_at -> Nullable<Timestamptz>,
+        attendance_marked_by -> Nullable<Uuid>,
+        manage_token_hash -> Nullable<Text>,
     }
 }
 
@@ -184,6 +200,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    waitlist_entries (id) {
+        id -> Uuid,
+        patient_id -> Uuid,
+        doctor_id -> Uuid,
+        from_date -> Date,
+        to_date -> Date,
+        status -> Text,
+        appointment_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    slot_holds (slot_id) {
+        slot_id -> Uuid,
+        entry_id -> Uuid,
+        patient_id -> Uuid,
+        token_hash -> Text,
+        expires_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    waitlist_passes (entry_id, slot_id) {
+        entry_id -> Uuid,
+        slot_id -> Uuid,
+    }
+}
+
 diesel::joinable!(doctors -> clinics (clinic_id));
 diesel::joinable!(slots -> doctors (doctor_id));
 diesel::joinable!(appointments -> slots (slot_id));
@@ -201,5 +249,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     reviews,
     booking_idempotency,
     outbox_events,
-    appointment_reminders
+    appointment_reminders,
+    waitlist_entries,
+    slot_holds,
+    waitlist_passes
 );

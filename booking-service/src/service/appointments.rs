@@ -6,9 +6,13 @@
 use super::booking_ports::{AppointmentFilter, AppointmentRepository, Booked};
 use super::ports::{Clock, Page, PageRequest};
 use super::ServiceError;
-use crate::domain::booking::{Appointment, BookingPolicy, BookingRejection};
-use crate::domain::decisions::{BookingRequest, CancelRequest, Idempotency, RescheduleRequest};
+use crate::domain::booking::{Appointment, AppointmentStatus, BookingPolicy, BookingRejection};
+use crate::domain::decisions::{
+    Attendance, AttendanceRequest, BookingRequest, CancelRequest, Idempotency, Recorder,
+    RescheduleRequest,
+};
 use crate::domain::inputs;
+use crate::domain::links::{self, ManageLinks};
 use crate::domain::reminders::ReminderPlan;
 use crate::domain::UserId;
 use crate::domain::{AppointmentId, SlotId};
@@ -17,6 +21,14 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use crate::domain::decisions::Actor;
+
+/// The audit trail's actor for a patient acting through a link.
+fn patient_actor(patient: UserId) -> medbook_service_kit::context::Actor {
+    medbook_service_kit::context::Actor::User {
+        id: patient.0.to_string(),
+        role: crate::domain::Role::Patient.as_str().to_owned(),
+    }
+}
 
 /// A booking rule's refusal as the service's error (the two not-found ones as
 /// not found).
@@ -33,7 +45,20 @@ pub struct AppointmentService {
     clock: Arc<dyn Clock>,
     policy: BookingPolicy,
     reminders: ReminderPlan,
+    links: ManageLinks,
     metrics: Option<super::booking_metrics::BookingMetrics>,
+}
+
+/// What an appointment's manage link finds.
+#[derive(Debug, Clone)]
+pub enum Managed {
+    /// Booked and not yet started: it can be cancelled or moved (within the clinic's
+    /// rules).
+    Active(Appointment),
+    /// Cancelled: the link says so, and when.
+    Cancelled(Appointment),
+    /// Started, attended, missed: the link has no more to do.
+    Over(Appointment),
 }
 
 impl AppointmentService {
@@ -41,12 +66,14 @@ impl AppointmentService {
         appointments: Arc<dyn AppointmentRepository>,
         clock: Arc<dyn Clock>,
         policy: BookingPolicy,
+        links: ManageLinks,
     ) -> Self {
         Self {
             appointments,
             clock,
             policy,
             reminders: ReminderPlan::default(),
+            links,
             metrics: None,
         }
     }
@@ -88,6 +115,32 @@ impl AppointmentService {
         reason: String,
         idempotency_key: Option<String>,
     ) -> Result<Booked, ServiceError> {
+        self.book_as(patient, slot_id, reason, idempotency_key, false)
+            .await
+    }
+
+    /// An admin books for a patient: the clinic's rules hold, except the no-show limit
+    /// (that one stops self-service only).
+    #[tracing::instrument(skip_all, fields(patient_id = %patient, slot_id = %slot_id))]
+    pub async fn book_for_patient(
+        &self,
+        patient: UserId,
+        slot_id: SlotId,
+        reason: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Booked, ServiceError> {
+        self.book_as(patient, slot_id, reason, idempotency_key, true)
+            .await
+    }
+
+    async fn book_as(
+        &self,
+        patient: UserId,
+        slot_id: SlotId,
+        reason: String,
+        idempotency_key: Option<String>,
+        by_admin: bool,
+    ) -> Result<Booked, ServiceError> {
         let idempotency = idempotency_key.map(|key| Idempotency {
             request_hash: hex::encode(Sha256::digest(format!("{slot_id}\n{reason}").as_bytes())),
             key,
@@ -101,6 +154,8 @@ impl AppointmentService {
             now: self.clock.now(),
             policy: self.policy,
             reminders: self.reminders.clone(),
+            by_admin,
+            links: self.links.clone(),
         };
         let booked = self.counted(self.appointments.book(req).await?)?;
         if !booked.replayed {
@@ -128,8 +183,10 @@ impl AppointmentService {
             actor,
             reason,
             now: self.clock.now(),
+            policy: self.policy,
+            links: self.links.clone(),
         };
-        let cancelled = self.appointments.cancel(req).await?.map_err(rejection)?;
+        let cancelled = self.counted(self.appointments.cancel(req).await?)?;
         self.count(|m| m.cancelled(by));
         Ok(cancelled)
     }
@@ -148,10 +205,90 @@ impl AppointmentService {
             now: self.clock.now(),
             policy: self.policy,
             reminders: self.reminders.clone(),
+            links: self.links.clone(),
         };
         let moved = self.counted(self.appointments.reschedule(req).await?)?;
         self.count(|m| m.rescheduled());
         Ok(moved)
+    }
+
+    /// Records whether a started visit was attended: its doctor (a doctor's account
+    /// linked to `doctor`) or an admin, once. A no-show is published (the clinic
+    /// decides whether the patient is e-mailed) and counts toward the clinic's limit.
+    #[tracing::instrument(skip_all, fields(appointment_id = %id, outcome = outcome.as_str()))]
+    pub async fn record_attendance(
+        &self,
+        recorder: Recorder,
+        id: AppointmentId,
+        outcome: Attendance,
+    ) -> Result<Appointment, ServiceError> {
+        let req = AttendanceRequest {
+            appointment_id: id,
+            recorder,
+            outcome,
+            now: self.clock.now(),
+            policy: self.policy,
+            links: self.links.clone(),
+        };
+        let marked = self.counted(self.appointments.record_attendance(req).await?)?;
+        self.count(|m| m.attendance(outcome));
+        Ok(marked)
+    }
+
+    /// What a manage link opens. A link that is malformed or matches nothing is "not
+    /// found" (`link`); a stale one finds its appointment, which says what happened.
+    pub async fn managed(&self, token: &str) -> Result<Managed, ServiceError> {
+        if !links::well_formed(token) {
+            return Err(ServiceError::NotFound("link"));
+        }
+        let a = self
+            .appointments
+            .by_manage_token(links::token_hash(token))
+            .await?
+            .ok_or(ServiceError::NotFound("link"))?;
+        Ok(match a.status {
+            AppointmentStatus::Cancelled => Managed::Cancelled(a),
+            AppointmentStatus::Booked if a.starts_at > self.clock.now() => Managed::Active(a),
+            _ => Managed::Over(a),
+        })
+    }
+
+    /// Cancels through a manage link: as the patient, under the patient's rules, and
+    /// audited as the patient.
+    pub async fn cancel_by_link(
+        &self,
+        token: &str,
+        reason: Option<String>,
+    ) -> Result<Appointment, ServiceError> {
+        let a = self.linked(token).await?;
+        let actor = Actor::Patient(a.patient_id);
+        medbook_service_kit::context::with_actor(
+            patient_actor(a.patient_id),
+            self.cancel(actor, a.id, reason),
+        )
+        .await
+    }
+
+    /// Moves through a manage link to another slot of the same doctor, as the patient.
+    pub async fn reschedule_by_link(
+        &self,
+        token: &str,
+        new_slot: SlotId,
+    ) -> Result<Appointment, ServiceError> {
+        let a = self.linked(token).await?;
+        let actor = Actor::Patient(a.patient_id);
+        medbook_service_kit::context::with_actor(
+            patient_actor(a.patient_id),
+            self.reschedule(actor, a.id, new_slot),
+        )
+        .await
+    }
+
+    /// The appointment of a manage link, whatever its state (the change decides).
+    async fn linked(&self, token: &str) -> Result<Appointment, ServiceError> {
+        Ok(match self.managed(token).await? {
+            Managed::Active(a) | Managed::Cancelled(a) | Managed::Over(a) => a,
+        })
     }
 
     /// An appointment; a patient asking for someone else's gets "not found".
@@ -250,6 +387,22 @@ mod tests {
                 Actor::Admin => Ok(appointment(UserId(Uuid::new_v4()))),
             })
         }
+        async fn record_attendance(
+            &self,
+            _: AttendanceRequest,
+        ) -> Result<Result<Appointment, BookingRejection>, RepoError> {
+            Ok(Err(BookingRejection::NotStarted))
+        }
+        async fn by_manage_token(&self, hash: String) -> Result<Option<Appointment>, RepoError> {
+            let links = ManageLinks::new(b"k", "https://x/manage");
+            Ok(self
+                .stored
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|a| links.hash(a.id, a.patient_id) == hash)
+                .cloned())
+        }
         async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError> {
             Ok(self
                 .stored
@@ -282,8 +435,41 @@ mod tests {
                 min_notice: chrono::Duration::minutes(30),
                 horizon: chrono::Duration::days(10),
                 max_active_per_patient: 3,
+                change_deadline: chrono::Duration::zero(),
+                no_show_limit: None,
+                no_show_window: chrono::Duration::days(180),
+                no_show_email: false,
             },
+            ManageLinks::new(b"k", "https://x/manage"),
         )
+    }
+
+    #[tokio::test]
+    async fn a_manage_link_finds_its_appointment_and_says_what_became_of_it() {
+        let repo = Arc::new(FakeAppointments::default());
+        let svc = service(repo.clone());
+        let links = ManageLinks::new(b"k", "https://x/manage");
+        let mut a = appointment(UserId(Uuid::new_v4()));
+        a.starts_at = Utc::now() + chrono::Duration::days(1);
+        repo.stored.lock().unwrap().push(a.clone());
+        let token = links.token(a.id, a.patient_id);
+        assert!(
+            matches!(svc.managed(&token).await, Ok(Managed::Active(found)) if found.id == a.id)
+        );
+        for bad in ["", "short", &links::random_token()] {
+            assert!(matches!(
+                svc.managed(bad).await,
+                Err(ServiceError::NotFound("link"))
+            ));
+        }
+        repo.stored.lock().unwrap()[0].status = AppointmentStatus::Cancelled;
+        assert!(matches!(
+            svc.managed(&token).await,
+            Ok(Managed::Cancelled(_))
+        ));
+        repo.stored.lock().unwrap()[0].status = AppointmentStatus::Booked;
+        repo.stored.lock().unwrap()[0].starts_at = Utc::now() - chrono::Duration::minutes(1);
+        assert!(matches!(svc.managed(&token).await, Ok(Managed::Over(_))));
     }
 
     #[tokio::test]

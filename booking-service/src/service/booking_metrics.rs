@@ -6,12 +6,17 @@
 use crate::domain::booking::BookingRejection;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+/// The waitlist's event labels.
+pub const WAITLIST_EVENTS: [&str; 5] = ["joined", "left", "offered", "offer_expired", "booked"];
+
 #[derive(Clone)]
 pub struct BookingMetrics {
     booked: IntCounter,
     cancelled: IntCounterVec,
     rescheduled: IntCounter,
     rejections: IntCounterVec,
+    attendance: IntCounterVec,
+    waitlist: IntCounterVec,
 }
 
 impl BookingMetrics {
@@ -21,6 +26,8 @@ impl BookingMetrics {
         registry.register(Box::new(m.cancelled.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
         registry.register(Box::new(m.rejections.clone()))?;
+        registry.register(Box::new(m.attendance.clone()))?;
+        registry.register(Box::new(m.waitlist.clone()))?;
         Ok(m)
     }
 
@@ -45,7 +52,27 @@ impl BookingMetrics {
                 ),
                 &["reason"],
             )?,
+            attendance: IntCounterVec::new(
+                Opts::new(
+                    "appointments_attendance_total",
+                    "Started appointments recorded, by outcome (attended, no_show)",
+                ),
+                &["outcome"],
+            )?,
+            waitlist: IntCounterVec::new(
+                Opts::new(
+                    "waitlist_events_total",
+                    "Waitlist activity: joined, left, offered, offer_expired, booked",
+                ),
+                &["event"],
+            )?,
         };
+        for outcome in ["attended", "no_show"] {
+            m.attendance.with_label_values(&[outcome]);
+        }
+        for event in WAITLIST_EVENTS {
+            m.waitlist.with_label_values(&[event]);
+        }
         for by in ["patient", "admin"] {
             m.cancelled.with_label_values(&[by]);
         }
@@ -65,6 +92,15 @@ impl BookingMetrics {
 
     pub fn rescheduled(&self) {
         self.rescheduled.inc();
+    }
+
+    pub fn attendance(&self, outcome: crate::domain::decisions::Attendance) {
+        self.attendance.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Counts `n` waitlist events of a kind ([`WAITLIST_EVENTS`]).
+    pub fn waitlist(&self, event: &'static str, n: u64) {
+        self.waitlist.with_label_values(&[event]).inc_by(n);
     }
 
     /// Counts a refusal of the booking rules (not an outage), by its code.

@@ -8,7 +8,9 @@ use crate::domain::booking::{
     Appointment, AppointmentStatus, AuthorShownAs, BookingRejection, Clinic, ClinicInput, Doctor,
     DoctorInput, DoctorStatus, Rating, Review, Slot, SlotStatus,
 };
-use crate::domain::decisions::{BookingRequest, CancelRequest, RescheduleRequest};
+use crate::domain::decisions::{
+    AttendanceRequest, BookingRequest, CancelRequest, RescheduleRequest,
+};
 use crate::domain::schedule::SlotRange;
 use crate::domain::{AppointmentId, ClinicId, DoctorId, ReviewId, SlotId, UserId};
 use async_trait::async_trait;
@@ -193,6 +195,13 @@ pub trait AppointmentRepository: Send + Sync {
         &self,
         req: CancelRequest,
     ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
+    /// Locks the facts of `decide_attendance`, and writes its decision.
+    async fn record_attendance(
+        &self,
+        req: AttendanceRequest,
+    ) -> Result<Result<Appointment, BookingRejection>, RepoError>;
+    /// The appointment whose manage-link token hashes to `token_hash`.
+    async fn by_manage_token(&self, token_hash: String) -> Result<Option<Appointment>, RepoError>;
     async fn get(&self, id: AppointmentId) -> Result<Option<Appointment>, RepoError>;
     async fn list(
         &self,

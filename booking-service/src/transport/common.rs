@@ -27,7 +27,12 @@ pub fn refusal(r: Rejection) -> Refusal {
         Rejection::Booking(b) => match b {
             B::EmailUnverified => Refusal::ActFirst,
             B::SlotNotFound | B::AppointmentNotFound => Refusal::NotFound,
-            B::SlotTaken | B::SlotBlocked | B::SameSlot | B::NotActive => Refusal::Clash,
+            B::SlotTaken
+            | B::SlotBlocked
+            | B::SameSlot
+            | B::NotActive
+            | B::SlotHeld
+            | B::AttendanceRecorded => Refusal::Clash,
             B::SlotInPast
             | B::TooShortNotice
             | B::BeyondHorizon
@@ -35,7 +40,11 @@ pub fn refusal(r: Rejection) -> Refusal {
             | B::TooManyActive
             | B::DifferentDoctor
             | B::AlreadyStarted
-            | B::IdempotencyKeyReused => Refusal::Rule,
+            | B::IdempotencyKeyReused
+            | B::ChangeDeadlinePassed
+            | B::PatientOverlap
+            | B::TooManyNoShows
+            | B::NotStarted => Refusal::Rule,
         },
         Rejection::Review(r) => match r {
             ReviewRejection::NotYourAppointment => Refusal::NotFound,
@@ -113,6 +122,18 @@ fn booking(r: BookingRejection) -> &'static str {
         DifferentDoctor => "an appointment can only move to a slot of the same doctor",
         AlreadyStarted => "the appointment has already started",
         IdempotencyKeyReused => "this Idempotency-Key was used with a different request",
+        ChangeDeadlinePassed => {
+            "it is too close to the appointment to cancel or move it online; the clinic's \
+             deadline has passed, so call the clinic"
+        }
+        PatientOverlap => "you already have an appointment at an overlapping time",
+        TooManyNoShows => {
+            "you missed too many recent appointments to book online; the clinic can book \
+             for you"
+        }
+        SlotHeld => "the slot is held for a patient on the waitlist",
+        NotStarted => "attendance can be recorded once the appointment has started",
+        AttendanceRecorded => "the appointment's attendance has already been recorded",
     }
 }
 
