@@ -666,7 +666,12 @@ async fn run() {
             min_notice: chrono::Duration::zero(),
             horizon: chrono::Duration::days(90),
             max_active_per_patient: MAX_ACTIVE,
+            change_deadline: chrono::Duration::zero(),
+            no_show_limit: None,
+            no_show_window: chrono::Duration::days(180),
+            no_show_email: false,
         },
+        booking_service::domain::links::ManageLinks::new(b"bench", "http://127.0.0.1:8080/manage"),
     )
     .with_reminders(ReminderPlan::parse(&["24h", "2h"]).unwrap());
     let mut booking_sql = Vec::new();

@@ -88,6 +88,7 @@ booking:
   change_deadline_minutes: 0
   manage_url: "http://127.0.0.1:8080/manage"
   calendar_url: "http://127.0.0.1:8080/calendar"
+  calendar_organizer: "no-reply@medbook.local"
 waitlist:
   offer_url: "http://127.0.0.1:8080/waitlist/offer"
   hold_minutes: 15
@@ -356,6 +357,9 @@ pub struct BookingSettings {
     pub manage_url: String,
     /// Where calendar feeds are served, `/<token>.ics` appended.
     pub calendar_url: String,
+    /// The feeds' ORGANIZER: the address the notification-service sends from, so the
+    /// feed's events and the e-mails' attachments are the same events.
+    pub calendar_organizer: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -675,6 +679,20 @@ impl Settings {
             self.auth.max_concurrent_hashes
         } else {
             std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
+    pub fn matcher_config(&self) -> crate::service::waitlist::MatcherConfig {
+        let w = &self.waitlist;
+        crate::service::waitlist::MatcherConfig {
+            rules: crate::service::waitlist::OfferRules {
+                hold: chrono::Duration::minutes(w.hold_minutes),
+                offer_url: w.offer_url.clone(),
+                defaults: self.booking_policy(),
+            },
+            batch_size: w.batch_size,
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            backoff_max: Duration::from_secs(30),
         }
     }
 

@@ -51,6 +51,10 @@ pub struct Services {
     pub appointments: Arc<AppointmentService>,
     pub reviews: Arc<ReviewService>,
     pub schedule: Arc<DaySchedule>,
+    pub policies: Arc<crate::service::policies::PolicyService>,
+    pub waitlist: Arc<crate::service::waitlist::WaitlistService>,
+    pub calendar: Arc<crate::service::calendar::CalendarService>,
+    pub booking_metrics: crate::service::booking_metrics::BookingMetrics,
     pub revoked: Arc<dyn RevokedTokens>,
     pub issuer: Arc<dyn TokenIssuer>,
     pub clock: Arc<dyn Clock>,
@@ -167,6 +171,8 @@ impl Services {
             catalog.clone(),
         ));
         let reminder_metrics = ReminderMetrics::new(metrics.registry())?;
+        let booking_metrics =
+            crate::service::booking_metrics::BookingMetrics::new(metrics.registry())?;
         let appointments = Arc::new(
             AppointmentService::new(
                 Arc::new(PgAppointments::new(
@@ -181,10 +187,26 @@ impl Services {
                 settings.manage_links(),
             )
             .with_reminders(settings.reminder_plan())
-            .with_metrics(crate::service::booking_metrics::BookingMetrics::new(
-                metrics.registry(),
-            )?),
+            .with_metrics(booking_metrics.clone()),
         );
+        let policies = Arc::new(crate::service::policies::PolicyService::new(
+            Arc::new(crate::repository::policies::PgPolicies::new(db.clone())),
+            settings.booking_policy(),
+        ));
+        let waitlist = Arc::new(
+            crate::service::waitlist::WaitlistService::new(
+                Arc::new(crate::repository::waitlist::PgWaitlist::new(db.clone())),
+                appointments.clone(),
+                clock.clone(),
+            )
+            .with_metrics(booking_metrics.clone()),
+        );
+        let calendar = Arc::new(crate::service::calendar::CalendarService::new(
+            Arc::new(crate::repository::calendar::PgCalendars::new(db.clone())),
+            clock.clone(),
+            &settings.booking.calendar_url,
+            &settings.booking.calendar_organizer,
+        ));
         let reviews = Arc::new(ReviewService::new(
             Arc::new(PgReviews::new(db.clone())),
             cache,
@@ -213,6 +235,28 @@ impl Services {
             clock,
             outbox_signal,
             reminder_metrics,
+            policies,
+            waitlist,
+            calendar,
+            booking_metrics,
+        })
+    }
+
+    /// The waitlist matcher, if this replica runs one (`waitlist.matcher_enabled`).
+    pub fn waitlist_matcher(
+        &self,
+        settings: &Settings,
+    ) -> Option<crate::service::waitlist::WaitlistMatcher> {
+        settings.waitlist.matcher_enabled.then(|| {
+            crate::service::waitlist::WaitlistMatcher::new(
+                Arc::new(crate::repository::waitlist::PgWaitlist::new(
+                    self.db.clone(),
+                )),
+                self.clock.clone(),
+                self.outbox_signal.clone(),
+                settings.matcher_config(),
+            )
+            .with_metrics(self.booking_metrics.clone())
         })
     }
 
@@ -309,6 +353,9 @@ impl Services {
             appointments: self.appointments,
             reviews: self.reviews,
             schedule: self.schedule,
+            policies: self.policies,
+            waitlist: self.waitlist,
+            calendar: self.calendar,
             authenticator,
             audit_log: Arc::new(AuditLogService::new(Arc::new(audit))),
             metrics: self.metrics,
@@ -354,6 +401,8 @@ pub struct Application {
     relay: Option<BackgroundTask>,
     audit_relay: Option<BackgroundTask>,
     scheduler: Option<BackgroundTask>,
+    /// The waitlist matcher, when `waitlist.matcher_enabled`.
+    matcher: Option<BackgroundTask>,
     /// The gRPC ScheduleService, when `grpc.enabled`.
     grpc: Option<(u16, BackgroundTask)>,
     /// The day feed's listener (committed appointment changes, for the gRPC day
@@ -407,6 +456,9 @@ impl Application {
         let scheduler = services
             .reminder_scheduler(&settings)
             .map(|scheduler| BackgroundTask::spawn(|stop| scheduler.run(stop)));
+        let matcher = services
+            .waitlist_matcher(&settings)
+            .map(|matcher| BackgroundTask::spawn(|stop| matcher.run(stop)));
         let audit_check: Arc<dyn EventPublisher> = Arc::new(shipping.audit.clone());
         let kafka_check = shipping.publisher.clone();
         let state = actix_web::web::Data::new(services.into_state(&settings, shipping.audit));
@@ -509,6 +561,7 @@ impl Application {
             relay,
             audit_relay,
             scheduler,
+            matcher,
             grpc,
             day_feed,
         })
@@ -549,7 +602,13 @@ impl Application {
                 .stop("day feed listener did not stop in time")
                 .await;
         }
-        // The scheduler first: its last round's events then still reach the relay.
+        // The scheduler and the matcher first: their last round's events then still
+        // reach the relay.
+        if let Some(matcher) = self.matcher {
+            matcher
+                .stop("waitlist matcher did not stop in time; its round rolls back")
+                .await;
+        }
         if let Some(scheduler) = self.scheduler {
             scheduler
                 .stop("reminder scheduler did not stop in time; its batch rolls back")

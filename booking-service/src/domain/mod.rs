@@ -16,6 +16,7 @@ pub mod reminders;
 pub mod schedule;
 pub mod user;
 pub mod values;
+pub mod waitlist;
 
 pub use client::ClientNetwork;
 pub use errors::{FieldError, ValidationErrors};

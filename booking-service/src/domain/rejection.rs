@@ -73,6 +73,10 @@ pub enum Rejection {
     InUse,
     /// A concurrent change won; the request may be retried.
     ConcurrentUpdate,
+    /// The patient already waits for this doctor.
+    AlreadyWaiting,
+    /// A waitlist offer lapsed, was booked or withdrawn.
+    OfferGone,
 }
 
 impl Rejection {
@@ -98,6 +102,8 @@ impl Rejection {
             Rejection::Overlap => "overlap",
             Rejection::InUse => "in_use",
             Rejection::ConcurrentUpdate => "concurrent_update",
+            Rejection::AlreadyWaiting => "already_on_waitlist",
+            Rejection::OfferGone => "offer_gone",
         }
     }
 }

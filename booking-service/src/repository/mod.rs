@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod appointments;
 pub mod audit;
+pub mod calendar;
 pub mod clinics;
 #[cfg(test)]
 mod contracts;
@@ -14,6 +15,7 @@ pub mod doctors;
 pub mod ids;
 pub mod migrations;
 pub mod outbox;
+pub mod policies;
 pub mod refresh_tokens;
 pub mod reminders;
 pub mod reviews;
@@ -22,6 +24,7 @@ pub mod slots;
 pub use medbook_service_kit::sql;
 pub mod throttle;
 pub mod users;
+pub mod waitlist;
 
 pub use accounts::PgAccounts;
 pub use appointments::PgAppointments;

@@ -10,16 +10,19 @@ pub mod authenticate;
 pub mod booking_metrics;
 pub mod booking_ports;
 pub mod cache_ports;
+pub mod calendar;
 pub mod catalog;
 pub mod day_feed;
 pub mod error;
 pub mod outbox;
 pub mod patients;
+pub mod policies;
 pub mod ports;
 pub mod reminders;
 pub mod reviews;
 pub mod schedule;
 pub mod slots;
+pub mod waitlist;
 
 #[cfg(test)]
 pub(crate) mod contracts;

@@ -151,6 +151,27 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Who a day's appointment is with, as the doctor's own patient list shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientCard {
+    pub full_name: String,
+    /// Full years on the day of the visit, when the patient gave a birth date.
+    pub age: Option<u32>,
+}
+
+/// Full years from `birth` to `on` (0 before the first birthday; `None` if `on` is
+/// before `birth`).
+pub fn age_on(birth: NaiveDate, on: NaiveDate) -> Option<u32> {
+    on.years_since(birth)
+}
+
+/// A day's appointment with its patient.
+#[derive(Debug, Clone)]
+pub struct DayEntry {
+    pub appointment: Appointment,
+    pub patient: PatientCard,
+}
+
 pub struct DaySchedule {
     catalog: Arc<CatalogService>,
     appointments: Arc<AppointmentService>,
@@ -276,6 +297,47 @@ impl DaySchedule {
             starts,
             ends,
         })
+    }
+
+    /// The patient of a day's appointment: name and age on the day.
+    pub async fn card(&self, a: &Appointment, day: &Day) -> Result<PatientCard, ServiceError> {
+        let user = self.users.find_by_id(a.patient_id).await?;
+        let on = a.starts_at.with_timezone(&day.time_zone).date_naive();
+        Ok(match user {
+            Some(u) => PatientCard {
+                full_name: u.full_name,
+                age: u.birth_date.and_then(|b| age_on(b, on)),
+            },
+            // An account deleted since (its history kept): no name to show.
+            None => PatientCard {
+                full_name: String::new(),
+                age: None,
+            },
+        })
+    }
+
+    /// The day's appointments that are not cancelled, earliest first, with who each
+    /// patient is (one lookup per patient).
+    pub async fn entries(&self, day: &Day) -> Result<Vec<DayEntry>, ServiceError> {
+        let appointments = self.appointments(day).await?;
+        let mut cards: std::collections::HashMap<UserId, PatientCard> =
+            std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(appointments.len());
+        for a in appointments {
+            let patient = match cards.get(&a.patient_id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.card(&a, day).await?;
+                    cards.insert(a.patient_id, c.clone());
+                    c
+                }
+            };
+            out.push(DayEntry {
+                appointment: a,
+                patient,
+            });
+        }
+        Ok(out)
     }
 
     /// The day's appointments that are not cancelled, earliest first.

@@ -65,7 +65,9 @@ pub fn refusal(r: Rejection) -> Refusal {
         | Rejection::Duplicate
         | Rejection::Overlap
         | Rejection::InUse
-        | Rejection::ConcurrentUpdate => Refusal::Clash,
+        | Rejection::ConcurrentUpdate
+        | Rejection::AlreadyWaiting
+        | Rejection::OfferGone => Refusal::Clash,
     }
 }
 
@@ -98,6 +100,11 @@ pub fn rejection(r: Rejection) -> &'static str {
         Rejection::Overlap => "overlaps an existing record",
         Rejection::InUse => "the record is referenced by other records",
         Rejection::ConcurrentUpdate => "the record was changed concurrently; retry the request",
+        Rejection::AlreadyWaiting => "you are already on this doctor's waitlist",
+        Rejection::OfferGone => {
+            "this offer is no longer open: it lapsed, or the slot was booked; you stay on the \
+             waitlist for the next one"
+        }
     }
 }
 

@@ -289,7 +289,7 @@ async fn cancel_appointment_holds_the_admin_reason_rule() {
 
 /// A user with role `doctor` (there is no sign-up for doctors: the role is set in the
 /// database), linked to the doctor by an admin over HTTP.
-async fn doctor_user(app: &TestApp, admin: &TestUser, doctor: &Value) -> TestUser {
+pub(crate) async fn doctor_user(app: &TestApp, admin: &TestUser, doctor: &Value) -> TestUser {
     let user = app.patient().await;
     app.db.execute(&format!(
         "UPDATE users SET role = 'doctor' WHERE id = '{}'",

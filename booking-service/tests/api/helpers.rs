@@ -63,6 +63,9 @@ pub fn test_settings(db: &TestDb) -> Settings {
         // Audit records wait in the outbox; `audit.rs` runs the relay against a real
         // audit-service.
         ("MEDBOOK_AUDIT__RELAY_ENABLED", "false".to_owned()),
+        // Waitlist offers are made by rounds the tests in `clinic_care.rs` drive with
+        // a clock of their own; one test runs the matcher as a replica does.
+        ("MEDBOOK_WAITLIST__MATCHER_ENABLED", "false".to_owned()),
     ];
     Settings::load_from(&ConfigSources {
         file: None,

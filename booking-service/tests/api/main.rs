@@ -19,6 +19,7 @@ mod audit_reader;
 mod auth;
 mod catalog;
 mod cli;
+mod clinic_care;
 mod day_feed;
 mod errors;
 mod events;

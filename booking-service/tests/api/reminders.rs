@@ -323,6 +323,7 @@ async fn a_replica_passes_over_the_rows_another_holds_and_claims_the_next_free_o
             statement_timeout: Duration::from_secs(5),
         })
         .unwrap(),
+        a.settings.manage_links(),
     );
     // This replica claims the next five at once: work shared, not taken in turns.
     let batch = store.publish_due(Utc::now(), 5).await.unwrap();

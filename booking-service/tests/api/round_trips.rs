@@ -76,7 +76,12 @@ fn fixture() -> Fixture {
             min_notice: Duration::hours(2),
             horizon: Duration::days(90),
             max_active_per_patient: 5,
+            change_deadline: Duration::zero(),
+            no_show_limit: None,
+            no_show_window: Duration::days(180),
+            no_show_email: false,
         },
+        booking_service::domain::links::ManageLinks::new(b"bench", "http://127.0.0.1:8080/manage"),
     )
     .with_reminders(ReminderPlan::parse(&["24h", "2h"]).unwrap());
     Fixture {

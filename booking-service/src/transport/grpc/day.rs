@@ -15,7 +15,7 @@
 //! fresh snapshot the same way; that restart is not the watcher's fault and does not
 //! count towards [`MAX_RESYNCS`].
 
-use super::appointment;
+use super::day_appointment;
 use crate::domain::booking::AppointmentStatus;
 use crate::domain::AppointmentId;
 use crate::service::schedule::{ChangeKind, Day, DaySchedule, FeedEvent};
@@ -50,13 +50,16 @@ pub const MAX_RESYNCS: u32 = 3;
 pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 async fn snapshot(schedule: &DaySchedule, day: &Day) -> Result<(pb::DayEvent, Shown), Status> {
-    let appointments = schedule.appointments(day).await.map_err(super::status)?;
-    let held = appointments.iter().map(|a| (a.id, a.starts_at)).collect();
+    let appointments = schedule.entries(day).await.map_err(super::status)?;
+    let held = appointments
+        .iter()
+        .map(|e| (e.appointment.id, e.appointment.starts_at))
+        .collect();
     let event = pb::DayEvent {
         kind: Some(pb::day_event::Kind::Snapshot(pb::DaySnapshot {
             date: day.date.to_string(),
             time_zone: day.time_zone.name().to_owned(),
-            appointments: appointments.into_iter().map(appointment).collect(),
+            appointments: appointments.into_iter().map(day_appointment).collect(),
         })),
     };
     Ok((event, held))
@@ -206,16 +209,29 @@ async fn run(
                                     held.remove(&a.id);
                                 }
                             }
-                            let event = pb::DayEvent {
-                                kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
-                                    kind: kind.into(),
-                                    appointment: Some(appointment(a)),
-                                })),
-                            };
-                            if tx.capacity() > 1 && tx.try_send(Ok(event)).is_ok() {
-                                Behind::No
-                            } else {
-                                Behind::Slow
+                            match schedule.card(&a, &day).await {
+                                Err(e) => {
+                                    tracing::warn!(doctor_id = %day.doctor.id, error = %e, "day watcher: patient not readable; resyncing");
+                                    Behind::Unheard
+                                }
+                                Ok(patient) => {
+                                    let event = pb::DayEvent {
+                                        kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
+                                            kind: kind.into(),
+                                            appointment: Some(day_appointment(
+                                                crate::service::schedule::DayEntry {
+                                                    appointment: a,
+                                                    patient,
+                                                },
+                                            )),
+                                        })),
+                                    };
+                                    if tx.capacity() > 1 && tx.try_send(Ok(event)).is_ok() {
+                                        Behind::No
+                                    } else {
+                                        Behind::Slow
+                                    }
+                                }
                             }
                         }
                     }

@@ -148,6 +148,17 @@ pub(crate) fn appointment(a: crate::domain::booking::Appointment) -> pb::Appoint
         reason: a.reason,
         status: a.status.as_str().to_owned(),
         version: 0,
+        patient_name: String::new(),
+        patient_age: None,
+    }
+}
+
+/// A day's appointment with who the patient is.
+pub(crate) fn day_appointment(e: crate::service::schedule::DayEntry) -> pb::Appointment {
+    pb::Appointment {
+        patient_name: e.patient.full_name,
+        patient_age: e.patient.age,
+        ..appointment(e.appointment)
     }
 }
 

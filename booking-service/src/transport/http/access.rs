@@ -36,6 +36,7 @@ const PATIENT: Access = Access::Roles(&[Role::Patient]);
 const PATIENT_OR_ADMIN: Access = Access::Roles(&[Role::Patient, Role::Admin]);
 const ADMIN: Access = Access::Roles(&[Role::Admin]);
 const DOCTOR: Access = Access::Roles(&[Role::Doctor]);
+const DOCTOR_OR_ADMIN: Access = Access::Roles(&[Role::Doctor, Role::Admin]);
 use Access::Public;
 
 /// Every route of the public listener: method, route pattern, access.
@@ -89,6 +90,28 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/account/reset-password", Public),
     ("GET", "/api/v1/audit", ADMIN),
     ("GET", "/api/v1/doctor/appointments", DOCTOR),
+    ("POST", "/api/v1/doctor/calendar-feed", DOCTOR),
+    (
+        "POST",
+        "/api/v1/appointments/{id}/attendance",
+        DOCTOR_OR_ADMIN,
+    ),
+    ("POST", "/api/v1/patients/{id}/appointments", ADMIN),
+    ("GET", "/api/v1/clinics/{id}/policy", Public),
+    ("PUT", "/api/v1/clinics/{id}/policy", ADMIN),
+    ("GET", "/api/v1/doctors/{id}/policy", Public),
+    ("PUT", "/api/v1/doctors/{id}/policy", ADMIN),
+    ("GET", "/api/v1/me/waitlist", PATIENT),
+    ("POST", "/api/v1/me/waitlist", PATIENT),
+    ("DELETE", "/api/v1/me/waitlist/{id}", PATIENT),
+    ("POST", "/api/v1/me/calendar-feed", PATIENT),
+    // Links that act without a login: the secret token is the credential.
+    ("GET", "/manage", Public),
+    ("POST", "/manage/cancel", Public),
+    ("POST", "/manage/reschedule", Public),
+    ("GET", "/waitlist/offer", Public),
+    ("POST", "/waitlist/offer", Public),
+    ("GET", "/calendar/{file}", Public),
     // The OpenAPI document and Swagger UI (`swagger`, routed only when
     // `http.swagger_ui` is on): outside the document, public.
     ("GET", "/openapi.json", Public),

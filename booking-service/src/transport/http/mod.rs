@@ -6,6 +6,7 @@ pub mod dto;
 pub mod error;
 pub mod extractors;
 pub mod handlers;
+pub mod link_pages;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -17,7 +18,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{http::header, Error};
-use handlers::{appointments, audit, auth, catalog, doctor, me, ops, patients, reviews, slots};
+use handlers::{
+    appointments, audit, auth, catalog, clinic_care, doctor, me, ops, patients, reviews, slots,
+};
 use paperclip::actix::{web, OpenApiExt};
 use std::time::Duration;
 
@@ -115,6 +118,41 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/appointments/{id}").route(web::get().to(appointments::get)))
             .service(web::resource("/audit").route(web::get().to(audit::list)))
             .service(web::resource("/doctor/appointments").route(web::get().to(doctor::my_day)))
+            .service(
+                web::resource("/doctor/calendar-feed")
+                    .route(web::post().to(clinic_care::rotate_doctor_feed)),
+            )
+            .service(
+                web::resource("/appointments/{id}/attendance")
+                    .route(web::post().to(clinic_care::record_attendance)),
+            )
+            .service(
+                web::resource("/patients/{id}/appointments")
+                    .route(web::post().to(clinic_care::book_for_patient)),
+            )
+            .service(
+                web::resource("/clinics/{id}/policy")
+                    .route(web::get().to(clinic_care::get_clinic_policy))
+                    .route(web::put().to(clinic_care::put_clinic_policy)),
+            )
+            .service(
+                web::resource("/doctors/{id}/policy")
+                    .route(web::get().to(clinic_care::get_doctor_policy))
+                    .route(web::put().to(clinic_care::put_doctor_policy)),
+            )
+            .service(
+                web::resource("/me/waitlist")
+                    .route(web::get().to(clinic_care::my_waitlist))
+                    .route(web::post().to(clinic_care::join_waitlist)),
+            )
+            .service(
+                web::resource("/me/waitlist/{id}")
+                    .route(web::delete().to(clinic_care::leave_waitlist)),
+            )
+            .service(
+                web::resource("/me/calendar-feed")
+                    .route(web::post().to(clinic_care::rotate_my_feed)),
+            )
             .service(
                 web::resource("/appointments/{id}/cancel")
                     .route(web::post().to(appointments::cancel)),
@@ -230,6 +268,27 @@ pub fn build_app(
             actix_web::web::resource(pages::RESET_PATH)
                 .route(actix_web::web::get().to(pages::reset_form))
                 .route(actix_web::web::post().to(pages::reset_submit)),
+        )
+        .service(
+            actix_web::web::resource(link_pages::MANAGE_PATH)
+                .route(actix_web::web::get().to(link_pages::manage_page)),
+        )
+        .service(
+            actix_web::web::resource(link_pages::MANAGE_CANCEL_PATH)
+                .route(actix_web::web::post().to(link_pages::manage_cancel)),
+        )
+        .service(
+            actix_web::web::resource(link_pages::MANAGE_RESCHEDULE_PATH)
+                .route(actix_web::web::post().to(link_pages::manage_reschedule)),
+        )
+        .service(
+            actix_web::web::resource(link_pages::OFFER_PATH)
+                .route(actix_web::web::get().to(link_pages::offer_page))
+                .route(actix_web::web::post().to(link_pages::offer_accept)),
+        )
+        .service(
+            actix_web::web::resource("/calendar/{file}")
+                .route(actix_web::web::get().to(link_pages::calendar_feed)),
         )
         .app_data(error::extractor_configs::form(config.max_body_bytes))
         .wrap(from_fn(access::authorize))

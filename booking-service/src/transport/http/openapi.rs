@@ -98,6 +98,28 @@ pub fn finish(mut spec: Value) -> Value {
             }),
         ),
         (
+            "/api/v1/patients/{id}/appointments",
+            "post",
+            json!({
+                "201": {"description": "Booked for the patient", "content": schema("AppointmentResponse")},
+                "200": {"description": "A retry with the same Idempotency-Key: the original appointment", "content": schema("AppointmentResponse")}
+            }),
+        ),
+        (
+            "/api/v1/me/waitlist",
+            "post",
+            json!({
+                "201": {"description": "In line", "content": schema("WaitlistEntryResponse")}
+            }),
+        ),
+        (
+            "/api/v1/me/waitlist/{id}",
+            "delete",
+            json!({
+                "204": {"description": "Left the line; a slot held for the entry is released"}
+            }),
+        ),
+        (
             "/api/v1/doctors/{id}",
             "delete",
             json!({

@@ -33,7 +33,7 @@ pub struct ResetForm {
     pub new_password: String,
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -55,7 +55,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .body(html)
 }
 
-fn missing_token() -> HttpResponse {
+pub(crate) fn missing_token() -> HttpResponse {
     page(
         StatusCode::BAD_REQUEST,
         "Incomplete link",
@@ -65,7 +65,7 @@ fn missing_token() -> HttpResponse {
 
 /// A refused request as the API maps it (status, escaped messages, the cause of a
 /// 5xx for the request log), rendered as a page.
-fn refused(title: &str, e: ServiceError, next_step: &str) -> HttpResponse {
+pub(crate) fn refused(title: &str, e: ServiceError, next_step: &str) -> HttpResponse {
     let api = ApiError::from(e);
     let mut res = page(
         api.status,

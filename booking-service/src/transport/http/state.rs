@@ -22,6 +22,9 @@ pub struct AppState {
     pub appointments: Arc<AppointmentService>,
     pub reviews: Arc<ReviewService>,
     pub schedule: Arc<DaySchedule>,
+    pub policies: Arc<crate::service::policies::PolicyService>,
+    pub waitlist: Arc<crate::service::waitlist::WaitlistService>,
+    pub calendar: Arc<crate::service::calendar::CalendarService>,
     /// Who is calling, from a bearer token (shared with gRPC).
     pub authenticator: Arc<Authenticator>,
     /// The audit log, read by `GET /api/v1/audit`.

@@ -8,4 +8,6 @@ pub mod catalog;
 pub mod common;
 pub mod filters;
 pub mod patients;
+pub mod policies;
 pub mod slots;
+pub mod waitlist;

@@ -1,6 +1,7 @@
 //! `/api/v1/doctor/...`: what a doctor's own account sees.
 
 use crate::domain::Role;
+use crate::service::schedule::DayEntry;
 use crate::transport::http::dto::appointments::AppointmentResponse;
 use crate::transport::http::error::ApiError;
 use crate::transport::http::extractors::DoctorCaller;
@@ -23,8 +24,46 @@ pub struct DoctorDay {
     pub date: NaiveDate,
     /// The clinic's IANA time zone, in which `date` is meant.
     pub time_zone: String,
-    /// The day's appointments that are not cancelled, earliest first.
-    pub appointments: Vec<AppointmentResponse>,
+    /// The day's appointments that are not cancelled, earliest first, each with who
+    /// the patient is: the doctor's own patient list.
+    pub appointments: Vec<DayAppointment>,
+}
+
+/// An appointment of the day with its patient's name and age.
+#[derive(Debug, Serialize, Apiv2Schema)]
+pub struct DayAppointment {
+    pub id: uuid::Uuid,
+    pub slot_id: uuid::Uuid,
+    pub patient_id: uuid::Uuid,
+    /// The patient's full name (empty if the account was deleted since).
+    pub patient_name: String,
+    /// The patient's age in full years on the day, if they gave a birth date.
+    pub patient_age: Option<u32>,
+    pub doctor_id: uuid::Uuid,
+    pub starts_at: chrono::DateTime<chrono::Utc>,
+    pub ends_at: chrono::DateTime<chrono::Utc>,
+    /// `booked`, `completed` (attended) or `no_show`.
+    pub status: String,
+    /// What the patient wrote when booking.
+    pub reason: String,
+}
+
+impl From<DayEntry> for DayAppointment {
+    fn from(e: DayEntry) -> Self {
+        let a = AppointmentResponse::from(e.appointment);
+        Self {
+            id: a.id,
+            slot_id: a.slot_id,
+            patient_id: a.patient_id,
+            patient_name: e.patient.full_name,
+            patient_age: e.patient.age,
+            doctor_id: a.doctor_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            status: a.status,
+            reason: a.reason,
+        }
+    }
 }
 
 /// My appointments of a day
@@ -43,7 +82,7 @@ pub async fn my_day(
     let day = schedule
         .day((user, Role::Doctor), doctor, query.date)
         .await?;
-    let appointments = schedule.appointments(&day).await?;
+    let appointments = schedule.entries(&day).await?;
     Ok(web::Json(DoctorDay {
         doctor_id: day.doctor.id.0,
         date: day.date,

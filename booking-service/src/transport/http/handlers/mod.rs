@@ -5,6 +5,7 @@ pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod catalog;
+pub mod clinic_care;
 pub mod doctor;
 pub mod me;
 pub mod ops;

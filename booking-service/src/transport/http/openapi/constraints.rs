@@ -75,8 +75,28 @@ const NESTED: &[(&str, &str, &str)] = &[
     ),
     (
         "AppointmentResponse",
+        "AppointmentPage",
+        "/properties/items/items",
+    ),
+    (
+        "DayAppointment",
         "DoctorDay",
         "/properties/appointments/items",
+    ),
+    (
+        "EffectivePolicy",
+        "ClinicPolicyResponse",
+        "/properties/effective",
+    ),
+    (
+        "WaitlistEntryResponse",
+        "WaitlistResponse",
+        "/properties/entries/items",
+    ),
+    (
+        "HeldSlotResponse",
+        "WaitlistEntryResponse",
+        "/properties/offer",
     ),
 ];
 
@@ -519,9 +539,45 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
             one_of(AuthorShownAs::ALL),
         ),
         ("ReviewResponse", "rating", range(Rating::MIN, Rating::MAX)),
+        // Clinic policies, attendance, the waitlist.
+        (
+            "AttendanceRequest",
+            "outcome",
+            one_of(&["attended", "no_show"]),
+        ),
+        (
+            "DayAppointment",
+            "status",
+            one_of(&["booked", "completed", "no_show"]),
+        ),
+        ("DayAppointment", "patient_age", at_least(0)),
+        (
+            "WaitlistEntryResponse",
+            "status",
+            one_of(&["waiting", "offered", "booked", "left"]),
+        ),
         // Ops.
         ("HealthResponse", "status", one_of(&["ok"])),
     ];
+    {
+        use crate::domain::booking::policy_bounds::*;
+        let bound = |(min, max): (i32, i32)| range(i64::from(min), i64::from(max));
+        for schema in [
+            "ClinicPolicyRequest",
+            "ClinicPolicyResponse",
+            "DoctorPolicyRequest",
+            "DoctorPolicyResponse",
+        ] {
+            rules.push((schema, "min_notice_minutes", bound(MINUTES)));
+            rules.push((schema, "horizon_days", bound(HORIZON_DAYS)));
+            rules.push((schema, "change_deadline_minutes", bound(MINUTES)));
+        }
+        for schema in ["ClinicPolicyRequest", "ClinicPolicyResponse"] {
+            rules.push((schema, "max_active_per_patient", bound(MAX_ACTIVE)));
+            rules.push((schema, "no_show_limit", bound(NO_SHOW_LIMIT)));
+            rules.push((schema, "no_show_window_days", bound(NO_SHOW_WINDOW_DAYS)));
+        }
+    }
     for schema in ["RegisterRequest", "PatientRequest", PATIENT_REPLACEMENT] {
         rules.extend(profile(schema));
     }
@@ -784,6 +840,20 @@ fn operation_rules() -> Vec<(&'static str, &'static str, Vec<FieldRule>)> {
                 "required (not blank) when an admin cancels".to_owned(),
             )],
         ),
+        (
+            "/api/v1/me/waitlist",
+            "post",
+            vec![
+                (
+                    "to_date",
+                    format!(
+                        "not before `from_date`, less than {} days after it, and not in the past",
+                        crate::domain::waitlist::MAX_RANGE_DAYS
+                    ),
+                ),
+                ("doctor_id", "must name an existing doctor".to_owned()),
+            ],
+        ),
     ]
 }
 
@@ -891,6 +961,10 @@ mod tests {
             refuses::<dto::appointments::CancelRequest>(),
             refuses::<dto::appointments::RescheduleRequest>(),
             refuses::<dto::appointments::ReviewRequest>(),
+            refuses::<dto::policies::ClinicPolicyRequest>(),
+            refuses::<dto::policies::DoctorPolicyRequest>(),
+            refuses::<dto::waitlist::JoinWaitlistRequest>(),
+            refuses::<dto::waitlist::AttendanceRequest>(),
         ]
         .into_iter()
         .chain([PATIENT_REPLACEMENT.to_owned()])
