@@ -14,10 +14,11 @@
 )]
 use crate::domain::booking::{parse_clinic, DoctorInput, DoctorStatus};
 use crate::domain::schedule::{RawWeeklyTemplate, WeeklyTemplate};
-use crate::domain::{Password, PatientProfile, RawPatient};
+use crate::domain::{Email, FullName, Password, PatientProfile, RawPatient};
 use crate::repository::demo::{has_clinics, insert_past_visits, PastVisit};
+use crate::service::auth::Registration;
 use crate::startup::Services;
-use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, Duration, DurationRound, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
 
 const CLINICS: &[(&str, &str, &str, &str)] = &[
@@ -116,9 +117,15 @@ pub struct DemoReport {
     pub past_visits: u64,
     /// Every demo patient has this password; their e-mails are patientNN@demo.medbook.local.
     pub patient_password: &'static str,
+    /// Doctors with a login: doctorNN@demo.medbook.local, this password.
+    pub doctor_accounts: usize,
+    pub doctor_password: &'static str,
 }
 
 pub const DEMO_PATIENT_PASSWORD: &str = "demo-patient";
+pub const DEMO_DOCTOR_PASSWORD: &str = "demo-doctor";
+/// How many doctors get a login (the first active ones).
+const DOCTOR_ACCOUNTS: usize = 5;
 
 pub async fn seed(
     services: &Services,
@@ -134,6 +141,8 @@ pub async fn seed(
         upcoming_appointments: 0,
         past_visits: 0,
         patient_password: DEMO_PATIENT_PASSWORD,
+        doctor_accounts: 0,
+        doctor_password: DEMO_DOCTOR_PASSWORD,
     };
     if has_clinics(&services.db).await? {
         report.skipped = true;
@@ -283,6 +292,47 @@ pub async fn seed(
                 starts_at: start,
                 ends_at: start + Duration::minutes(30),
                 review,
+                status: "completed",
+            });
+        }
+    }
+    // Doctors with a login, each with two visits earlier today whose attendance is
+    // theirs to record (attended or no-show), beside their upcoming days.
+    let with_login: Vec<_> = doctors
+        .iter()
+        .filter(|d| d.status == DoctorStatus::Active)
+        .take(DOCTOR_ACCOUNTS)
+        .collect();
+    let now = Utc::now();
+    let half_hour = now
+        .duration_trunc(Duration::minutes(30))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (n, doctor) in with_login.iter().enumerate() {
+        let reg = Registration {
+            email: Email::parse(&format!("doctor{:02}@demo.medbook.local", n + 1))
+                .map_err(anyhow::Error::msg)?,
+            password: Password::parse(DEMO_DOCTOR_PASSWORD).map_err(anyhow::Error::msg)?,
+            full_name: FullName::parse(&doctor.full_name).map_err(anyhow::Error::msg)?,
+            birth_date: None,
+            gender: None,
+            phone: None,
+        };
+        services.auth.create_doctor_account(doctor.id, reg).await?;
+        report.doctor_accounts += 1;
+        for k in 0..2usize {
+            // Each patient's visits of today are hours apart, whoever the doctor.
+            let index = n * 2 + k;
+            let round = i64::try_from(index / patients.len().max(1)).unwrap_or(0);
+            let half_hours = 1 + 2 * i64::try_from(k).unwrap_or(0) + 4 * round;
+            let start = half_hour - Duration::minutes(30 * half_hours);
+            let patient = &patients[index % patients.len()];
+            visits.push(PastVisit {
+                doctor_id: doctor.id.into(),
+                patient_id: patient.id.0,
+                starts_at: start,
+                ends_at: start + Duration::minutes(30),
+                review: None,
+                status: "booked",
             });
         }
     }

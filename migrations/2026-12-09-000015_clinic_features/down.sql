@@ -1,3 +1,5 @@
+DROP TRIGGER appointments_take_slot_times ON appointments;
+DROP FUNCTION appointments_take_slot_times();
 DROP TRIGGER appointments_respect_holds ON appointments;
 DROP FUNCTION appointments_respect_holds();
 DROP TABLE waitlist_passes;

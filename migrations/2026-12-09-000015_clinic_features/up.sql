@@ -33,6 +33,19 @@ ALTER TABLE appointments
     ADD COLUMN manage_token_hash text;
 UPDATE appointments a SET ends_at = s.ends_at FROM slots s WHERE s.id = a.slot_id;
 ALTER TABLE appointments ALTER COLUMN ends_at SET NOT NULL;
+-- Whatever writes an appointment or moves it to another slot, it carries that slot's
+-- times (a statement that names them gets the same values).
+CREATE FUNCTION appointments_take_slot_times() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT s.starts_at, s.ends_at INTO NEW.starts_at, NEW.ends_at
+      FROM slots s WHERE s.id = NEW.slot_id;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER appointments_take_slot_times
+    BEFORE INSERT OR UPDATE OF slot_id ON appointments
+    FOR EACH ROW EXECUTE FUNCTION appointments_take_slot_times();
 CREATE UNIQUE INDEX appointments_manage_token_hash_key ON appointments (manage_token_hash);
 -- Appointments booked before this rule that already overlap keep their history: only
 -- the later of each overlapping pair is cancelled, so the constraint can hold.

@@ -13,7 +13,6 @@ use super::audit::AuditRecord;
 use super::db::{map_err, Db};
 use super::outbox::OutboxRow;
 use super::schema::{appointments, clinics, doctors, slots};
-use super::slots::SlotRow;
 use super::sql::Sql;
 use crate::domain::audit::AuditEntry;
 use crate::domain::booking::{
@@ -265,18 +264,29 @@ impl HoldRow {
     }
 }
 
-/// The hold of one slot.
-const SLOT_HOLD: &str = "
-SELECT entry_id AS hold_entry_id, patient_id AS hold_patient_id, expires_at AS hold_expires_at
-FROM slot_holds WHERE slot_id = $1";
+/// A reschedule's two slots, locked in id order, with their holds.
+const LOCK_SLOTS: &str = "
+SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
+       h.entry_id AS hold_entry_id, h.patient_id AS hold_patient_id, h.expires_at AS hold_expires_at
+FROM slots s LEFT JOIN slot_holds h ON h.slot_id = s.id
+WHERE s.id = ANY($1)
+ORDER BY s.id
+FOR UPDATE OF s";
 
-fn slot_hold(conn: &mut PgConnection, slot_id: Uuid) -> Result<Option<HoldFacts>, RepoError> {
-    Ok(Sql::new(SLOT_HOLD)
-        .bind::<SqlUuid, _>(slot_id)
-        .get_result::<HoldRow>(conn)
-        .optional()
-        .map_err(map_err)?
-        .and_then(|h| h.facts()))
+#[derive(QueryableByName)]
+struct LockedSlotRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    doctor_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    starts_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    ends_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(embed)]
+    hold: HoldRow,
 }
 
 /// A hold the change uses up or releases, before the change is written (the hold
@@ -458,9 +468,12 @@ impl PracticeRow {
     }
 }
 
+/// A slot's facts, the patient's counts (upcoming, no-shows) and earlier record.
+type SplitFacts = (SlotFacts, (i64, i64), Option<EarlierBooking>);
+
 impl SlotFactsRow {
     /// The slot's facts, and the patient's: upcoming count and earlier record.
-    fn split(self) -> Result<(SlotFacts, (i64, i64), Option<EarlierBooking>), RepoError> {
+    fn split(self) -> Result<SplitFacts, RepoError> {
         let r = self;
         let hold = r.hold.facts();
         let (doctor, doctor_status, clinic, time_zone, clinic_policy, doctor_policy) =
@@ -845,22 +858,22 @@ fn reschedule_in_tx(
     let mut new_slot = None;
     let mut hold = None;
     if let Some(c) = &current {
-        // Both slots, locked in id order.
+        // Both slots, locked in id order, with the requested one's hold.
         let mut ids = [c.appointment.slot_id.0, req.new_slot_id.0];
         ids.sort();
-        new_slot = slots::table
-            .filter(slots::id.eq_any(ids))
-            .order(slots::id.asc())
-            .select(SlotRow::as_select())
-            .for_update()
+        let rows: Vec<LockedSlotRow> = Sql::new(LOCK_SLOTS)
+            .bind::<Array<SqlUuid>, _>(ids.to_vec())
             .load(conn)
-            .map_err(map_err)?
-            .into_iter()
-            .find(|s| s.id == req.new_slot_id.0)
-            .map(Slot::try_from)
-            .transpose()?;
-        if new_slot.is_some() {
-            hold = slot_hold(conn, req.new_slot_id.0)?;
+            .map_err(map_err)?;
+        if let Some(r) = rows.into_iter().find(|r| r.id == req.new_slot_id.0) {
+            hold = r.hold.facts();
+            new_slot = Some(Slot {
+                id: SlotId(r.id),
+                doctor_id: DoctorId(r.doctor_id),
+                starts_at: r.starts_at,
+                ends_at: r.ends_at,
+                status: r.status.parse::<SlotStatus>().map_err(internal)?,
+            });
         }
     }
     match decide_reschedule(req, current.as_ref(), new_slot.as_ref(), hold.as_ref()) {

@@ -17,6 +17,9 @@ pub struct PastVisit {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub review: Option<(i16, String)>,
+    /// `completed`, or `booked` for a visit of today whose attendance the doctor has
+    /// yet to record.
+    pub status: &'static str,
 }
 
 /// Writes the visits; a visit whose slot would overlap an existing one is skipped.
@@ -46,9 +49,10 @@ pub async fn insert_past_visits(db: &Db, visits: Vec<PastVisit>) -> Result<u64, 
                     appointments::slot_id.eq(slot_id),
                     appointments::patient_id.eq(v.patient_id),
                     appointments::doctor_id.eq(v.doctor_id),
-                    appointments::status.eq("completed"),
+                    appointments::status.eq(v.status),
                     appointments::reason.eq("Routine visit"),
                     appointments::starts_at.eq(v.starts_at),
+                    appointments::ends_at.eq(v.ends_at),
                     appointments::created_at.eq(v.starts_at - chrono::Duration::days(7)),
                     appointments::updated_at.eq(v.ends_at),
                 ))

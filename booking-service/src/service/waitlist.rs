@@ -84,7 +84,7 @@ pub trait WaitlistMatching: Send + Sync {
 #[derive(Debug, Clone)]
 pub enum OfferState {
     /// Held for the patient until `slot.expires_at`.
-    Open(OfferView),
+    Open(Box<OfferView>),
     /// It lapsed, was booked or withdrawn: nothing to book any more.
     Gone,
 }
@@ -171,7 +171,9 @@ impl WaitlistService {
             return Err(ServiceError::NotFound("offer"));
         }
         Ok(match self.repo.offer(links::token_hash(token)).await? {
-            Some(view) if view.slot.expires_at > self.clock.now() => OfferState::Open(view),
+            Some(view) if view.slot.expires_at > self.clock.now() => {
+                OfferState::Open(Box::new(view))
+            }
             _ => OfferState::Gone,
         })
     }

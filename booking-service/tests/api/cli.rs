@@ -305,6 +305,65 @@ async fn seed_demo_loads_a_living_data_set_once() {
         .await
         .unwrap();
     assert!(mine["total"].as_i64().unwrap() >= 1, "{mine}");
+
+    // Demo doctors log in and see today's visits, named, waiting for their attendance.
+    assert_eq!(report["doctor_accounts"], 5);
+    let login = app
+        .login("doctor01@demo.medbook.local", "demo-doctor")
+        .await;
+    assert_eq!(login.status(), 200);
+    let token = login.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The day of the latest of them in the clinic's zone (today, unless seeded just
+    // after midnight there).
+    #[derive(diesel::QueryableByName)]
+    struct Day {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        day: String,
+    }
+    let latest: Day = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT to_char(a.starts_at AT TIME ZONE c.time_zone, 'YYYY-MM-DD') AS day
+               FROM appointments a JOIN doctors d ON d.id = a.doctor_id
+               JOIN clinics c ON c.id = d.clinic_id JOIN users u ON u.id = d.user_id
+              WHERE u.email = 'doctor01@demo.medbook.local' AND a.status = 'booked'
+                AND a.starts_at < now()
+              ORDER BY a.starts_at DESC LIMIT 1",
+        ),
+        &mut app.db.conn(),
+    )
+    .unwrap();
+    let day: Value = app
+        .get(
+            &format!("/api/v1/doctor/appointments?date={}", latest.day),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let started: Vec<&Value> = day["appointments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "booked")
+        .collect();
+    assert!(!started.is_empty(), "{day}");
+    assert!(!started[0]["patient_name"].as_str().unwrap().is_empty());
+    let res = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/appointments/{}/attendance",
+                started[0]["id"].as_str().unwrap()
+            ),
+            Some(&token),
+            &serde_json::json!({"outcome": "no_show"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
 #[tokio::test]

@@ -197,7 +197,12 @@ async fn due_reminders_become_one_event_each_and_moved_or_cancelled_ones_none() 
     let d3 = id(&app
         .create_doctor(&p.admin, &clinic, "Dr. Three", "Neurology")
         .await);
-    let patient = app.patient().await;
+    // Three patients: one patient's appointments never overlap in time.
+    let (patient, second, third) = (
+        app.patient().await,
+        app.patient().await,
+        app.patient().await,
+    );
     // Each slot starts an hour and a few seconds from now: the 1 h reminder is due in
     // a few seconds.
     let start = Utc::now() + chrono::Duration::seconds(3600 + 6);
@@ -208,20 +213,20 @@ async fn due_reminders_become_one_event_each_and_moved_or_cancelled_ones_none() 
     let dropped = slot_at(&app, &d3, start);
 
     let a: Value = app.book(&patient, &kept).await.json().await.unwrap();
-    let b: Value = app.book(&patient, &far).await.json().await.unwrap();
-    let c: Value = app.book(&patient, &dropped).await.json().await.unwrap();
+    let b: Value = app.book(&second, &far).await.json().await.unwrap();
+    let c: Value = app.book(&third, &dropped).await.json().await.unwrap();
     // b's reminder was written for five hours ahead; moving it replaces it.
     assert_eq!(pending_of(&app, &id(&b)).len(), 1);
     post(
         &app,
-        &patient,
+        &second,
         &format!("/api/v1/appointments/{}/reschedule", id(&b)),
         json!({"slot_id": moved_to}),
     )
     .await;
     post(
         &app,
-        &patient,
+        &third,
         &format!("/api/v1/appointments/{}/cancel", id(&c)),
         json!({}),
     )
