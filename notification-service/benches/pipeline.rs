@@ -261,6 +261,7 @@ async fn throughput(sink: &Maildev, size: &Size) {
                         time_zone: "Europe/Berlin".into(),
                     },
                     version: 1,
+                    manage_url: None,
                 }),
             );
             (

@@ -1,4 +1,5 @@
-//! The Kafka side of the service: a consumer-group member on the appointment topics.
+//! The Kafka side of the service: a consumer-group member on the event topics
+//! (`EVENT_TOPICS`: appointments, attendance, accounts, waitlist offers).
 //!
 //! One task polls the consumer and hands each message to a worker of its partition;
 //! each partition's worker handles its messages one after the other (so one
@@ -10,11 +11,11 @@
 //! waits. How many emails are sent at once is bounded by `smtp.max_connections`.
 //!
 //! Offsets are stored (`enable.auto.offset.store=false`) only after the handler has
-//! finished with a message — email accepted, duplicate or stale reminder skipped, dead
-//! letter acknowledged — and committed periodically and on shutdown, so a crash
-//! redelivers at most the messages since the last commit, which the delivery log
-//! de-duplicates. A revoked partition's worker is told to let go of its message; its
-//! new owner takes it over.
+//! finished with a message — email accepted, duplicate, stale reminder or expired link
+//! or offer skipped, no e-mail wanted, dead letter acknowledged — and committed
+//! periodically and on shutdown, so a crash redelivers at most the messages since the
+//! last commit, which the delivery log de-duplicates. A revoked partition's worker is
+//! told to let go of its message; its new owner takes it over.
 
 use crate::service::{HandleError, Incoming, Metrics, NotificationHandler, Outcome};
 use crate::settings::Settings;
@@ -96,7 +97,7 @@ impl ConsumerContext for Context {
 
 pub type EventConsumer = StreamConsumer<Context>;
 
-/// A group member subscribed to the appointment topics, and the stream of its
+/// A group member subscribed to the event topics, and the stream of its
 /// assignment changes.
 pub struct Subscription {
     consumer: EventConsumer,

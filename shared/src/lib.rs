@@ -7,6 +7,7 @@
 
 pub mod config_loader;
 pub mod events;
+pub mod ics;
 pub mod kafka;
 pub mod kafka_log;
 pub mod telemetry;

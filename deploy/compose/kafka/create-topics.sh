@@ -23,10 +23,11 @@ while read -r topic _; do
     case "$topic" in '' | '#'*) continue ;; esac
     config=()
     # kafka/topics.txt: accounts.emails carries single-use links that expire within
-    # 24 h, so it keeps its messages for 24 h only.
-    if [ "$topic" = accounts.emails ]; then
-        config=(--config retention.ms=86400000)
-    fi
+    # 24 h, waitlist.offers booking links that die with their hold (minutes): both keep
+    # their messages for 24 h only.
+    case "$topic" in
+        accounts.emails | waitlist.offers) config=(--config retention.ms=86400000) ;;
+    esac
     "$kafka_topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
         --topic "$topic" --partitions "$partitions" --replication-factor 1 "${config[@]}"
     created=$((created + 1))

@@ -24,7 +24,7 @@
 //! to any address. The only recipient-specific text these e-mails carry is the
 //! recipient's own address and, in an address-change notice, the new address.
 
-use super::mail::{escape_html, Email, RenderError};
+use super::mail::{escape_html, html_button, web_link, Email, RenderError};
 use chrono::{DateTime, Utc};
 use medbook_shared::events::{AccountEvent, AccountLink, EventEnvelope};
 
@@ -46,17 +46,10 @@ struct Link<'a> {
 }
 
 impl<'a> Link<'a> {
-    /// The link of `l`, if it is a plain http(s) URL: anything else (`javascript:`, a
-    /// line break) has no place in an `href` or a text body.
+    /// The link of `l`, if it is a plain http(s) URL ([`web_link`]).
     fn of(l: &'a AccountLink, label: &'static str) -> Result<Self, RenderError> {
-        let url = l.link.as_str();
-        let lower = url.to_ascii_lowercase();
-        let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
-        if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(RenderError::UnsafeLink);
-        }
         Ok(Self {
-            url,
+            url: web_link(&l.link)?,
             label,
             expires_at: l.expires_at,
         })
@@ -179,14 +172,7 @@ fn html_body(greeting: &str, c: &Content<'_>) -> String {
         out.push_str(&p(s));
     }
     if let Some(link) = &c.link {
-        let href = escape_html(link.url);
-        out.push_str(&format!(
-            "<p><a href=\"{href}\" style=\"display:inline-block;padding:10px 18px;\
-             background:#1a5fb4;color:#ffffff;text-decoration:none;border-radius:4px\">{}</a></p>\
-             <p>If the button does not work, open this address in your browser:<br>\
-             <a href=\"{href}\">{href}</a></p>",
-            escape_html(link.label)
-        ));
+        out.push_str(&html_button(link.url, link.label));
         out.push_str(&p(&link.validity()));
     }
     for s in &c.outro {
@@ -208,7 +194,9 @@ mod tests {
     fn render(e: &EventEnvelope, _organizer: &str) -> Result<Email, RenderError> {
         match &e.event {
             Event::Account(account) => super::render(e, account),
-            Event::Appointment(_) => panic!("not an account event: {}", e.event_type().as_str()),
+            Event::Appointment(_) | Event::Waitlist(_) => {
+                panic!("not an account event: {}", e.event_type().as_str())
+            }
         }
     }
 

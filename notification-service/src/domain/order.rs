@@ -2,13 +2,16 @@
 //!
 //! Every appointment event carries the appointment's version: booking makes version 1,
 //! each reschedule and the cancellation add one. Reminders carry the version they were
-//! written for and add nothing. Created, rescheduled and cancelled events travel on
-//! different topics, so different workers may hold them at the same time; what decides
-//! whether an e-mail may leave is what the patient has been told so far (`told`: the
-//! latest version whose e-mail was sent, or that was dead-lettered and so decided):
+//! written for and add nothing; so does a no-show notice, which the booking-service
+//! records without changing the version (it tells about the appointment as it stands).
+//! Created, rescheduled and cancelled events travel on different topics, so different
+//! workers may hold them at the same time; what decides whether an e-mail may leave is
+//! what the patient has been told so far (`told`: the latest version whose e-mail was
+//! sent, or that was dead-lettered and so decided):
 //!
-//! - a change of version `v` goes out once `told` is `v - 1`; a reminder once `told` is
-//!   its own version;
+//! - a change of version `v` goes out once `told` is `v - 1`; a reminder or a no-show
+//!   notice (a *repeat* of its version) once `told` is its own version, and leaves
+//!   `told` as it was, so it never holds a later change back;
 //! - anything older than `told` is superseded: the patient already knows a later
 //!   state, and an old confirmation must not arrive as if it were current;
 //! - while an earlier version is still being handled, the e-mail waits — bounded: after
@@ -26,8 +29,9 @@ pub struct Turn {
     pub appointment_id: Uuid,
     /// The appointment's version the e-mail tells about.
     pub version: i32,
-    /// A reminder repeats its version; every other appointment e-mail advances it.
-    pub reminder: bool,
+    /// A reminder or a no-show notice repeats its version; every other appointment
+    /// e-mail advances it.
+    pub repeats: bool,
 }
 
 /// Whether an e-mail may be sent now.
@@ -58,7 +62,7 @@ pub fn decide(
     if holder.is_some_and(|h| h != me) {
         return TurnDecision::WaitBusy;
     }
-    let next_due = if turn.reminder {
+    let next_due = if turn.repeats {
         turn.version
     } else {
         turn.version.saturating_sub(1)
@@ -77,13 +81,13 @@ mod tests {
         Turn {
             appointment_id: Uuid::nil(),
             version,
-            reminder: false,
+            repeats: false,
         }
     }
 
     fn reminder(version: i32) -> Turn {
         Turn {
-            reminder: true,
+            repeats: true,
             ..change(version)
         }
     }

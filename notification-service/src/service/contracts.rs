@@ -98,10 +98,10 @@ pub(crate) async fn order_store_contract(store: &dyn OrderStore) {
     let change = |version| Turn {
         appointment_id: id,
         version,
-        reminder: false,
+        repeats: false,
     };
     let reminder = |version| Turn {
-        reminder: true,
+        repeats: true,
         ..change(version)
     };
 
@@ -204,7 +204,7 @@ pub(crate) async fn order_store_contract(store: &dyn OrderStore) {
     let fresh = Turn {
         appointment_id: Uuid::new_v4(),
         version: 2,
-        reminder: true,
+        repeats: true,
     };
     assert_eq!(
         store.take_turn(&fresh, a, lease, false, t0).await.unwrap(),

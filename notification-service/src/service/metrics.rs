@@ -23,6 +23,7 @@ pub struct Metrics {
     reminders_sent: IntCounter,
     reminders_skipped: IntCounterVec,
     account_emails_skipped: IntCounterVec,
+    offers_skipped: IntCounterVec,
     smtp_reconnects: IntCounter,
     rebalances: IntCounterVec,
     paused: IntGauge,
@@ -42,7 +43,7 @@ impl Metrics {
             handled: IntCounterVec::new(
                 Opts::new(
                     "emails_handled_total",
-                    "Messages handled, by outcome: sent, duplicate, skipped, dead_lettered",
+                    "Messages handled, by outcome: sent, duplicate, skipped, not_wanted (no e-mail asked for: a no-show of a clinic that does not e-mail patients about them), dead_lettered",
                 ),
                 &["outcome"],
             )?,
@@ -105,6 +106,13 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            offers_skipped: IntCounterVec::new(
+                Opts::new(
+                    "waitlist_offers_skipped_total",
+                    "Waitlist offers dropped: their hold ended (offer_expired) before sending",
+                ),
+                &["reason"],
+            )?,
             smtp_reconnects: IntCounter::new(
                 "smtp_reconnects_total",
                 "Kept-open SMTP connections found closed by the server and replaced",
@@ -159,6 +167,8 @@ impl Metrics {
         }
         m.account_emails_skipped
             .with_label_values(&[SkipReason::LinkExpired.as_str()]);
+        m.offers_skipped
+            .with_label_values(&[SkipReason::OfferExpired.as_str()]);
         for kind in ["unavailable", "transient", "permanent", "refused"] {
             m.send_failures.with_label_values(&[kind]);
         }
@@ -176,6 +186,7 @@ impl Metrics {
         m.registry.register(Box::new(m.reminders_skipped.clone()))?;
         m.registry
             .register(Box::new(m.account_emails_skipped.clone()))?;
+        m.registry.register(Box::new(m.offers_skipped.clone()))?;
         m.registry.register(Box::new(m.smtp_reconnects.clone()))?;
         m.registry.register(Box::new(m.rebalances.clone()))?;
         m.registry.register(Box::new(m.paused.clone()))?;
@@ -200,14 +211,20 @@ impl Metrics {
                 .inc(),
             Outcome::Duplicate => self.duplicates.inc(),
             Outcome::Skipped(SkipReason::Superseded) => self.superseded.inc(),
-            Outcome::Skipped(reason) if reason.is_appointment() => self
+            Outcome::Skipped(reason @ (SkipReason::Stale | SkipReason::Started)) => self
                 .reminders_skipped
                 .with_label_values(&[reason.as_str()])
                 .inc(),
-            Outcome::Skipped(reason) => self
+            Outcome::Skipped(reason @ SkipReason::LinkExpired) => self
                 .account_emails_skipped
                 .with_label_values(&[reason.as_str()])
                 .inc(),
+            Outcome::Skipped(reason @ SkipReason::OfferExpired) => self
+                .offers_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc(),
+            // Counted by `emails_handled_total{outcome="not_wanted"}` alone.
+            Outcome::NotWanted => {}
             Outcome::DeadLettered(kind) => {
                 self.dead_lettered.with_label_values(&[kind.as_str()]).inc()
             }

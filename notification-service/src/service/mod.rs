@@ -15,9 +15,15 @@
 //! Reminders are sent only while they are current: the delivery log keeps the latest
 //! version of every appointment seen in any appointment event, and a reminder for an
 //! older version, or for an appointment that has started, is dropped, not sent late.
-//! Account e-mails (verification and reset links, security notices) take the same
-//! path, de-duplicated by event id, without versions; one whose link has expired is
-//! dropped too — a link that no longer works helps nobody.
+//! A no-show notice is sent only when the clinic asked for it (`email_patient`); one it
+//! did not ask for is consumed without an e-mail ([`Outcome::NotWanted`]). Sent, it
+//! takes its turn like a reminder: it repeats the appointment's current version.
+//! Account e-mails (verification and reset links, security notices) and waitlist
+//! offers take the same path, de-duplicated by event id, without versions; one whose
+//! link has expired, or whose offer's hold has ended, is dropped too — a link that no
+//! longer works helps nobody, and an offered slot has gone to the next in line. These
+//! deadlines are checked again right before every attempt, and a retry never waits
+//! past them.
 //!
 //! Only when `handle` returns may the consumer store the offset. The handler depends
 //! on its ports ([`ports`]) only, time included, so its rules are tested without I/O.
@@ -31,6 +37,7 @@ pub mod metrics;
 pub mod ports;
 
 use crate::domain::email;
+use chrono::{DateTime, Utc};
 pub use health::SmtpStatus;
 use medbook_shared::events::{AppointmentEvent, AppointmentSnapshot, Event, EventEnvelope};
 pub use metrics::Metrics;
@@ -71,7 +78,7 @@ impl RetryPolicy {
 }
 
 /// Why an email was not sent: a reminder no longer current, an account link that no
-/// longer works.
+/// longer works, a waitlist offer whose hold ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     /// The appointment changed (moved, cancelled) after the reminder was written.
@@ -80,6 +87,9 @@ pub enum SkipReason {
     Started,
     /// The account e-mail's link expired before it could be sent.
     LinkExpired,
+    /// The waitlist offer expired (its slot went to the next in line) before it could
+    /// be sent.
+    OfferExpired,
     /// The patient was already told about a later version of the appointment (a
     /// confirmation that arrives after the cancellation, a replayed old dead letter).
     Superseded,
@@ -91,15 +101,8 @@ impl SkipReason {
             Self::Stale => "stale",
             Self::Started => "started",
             Self::LinkExpired => "link_expired",
+            Self::OfferExpired => "offer_expired",
             Self::Superseded => "superseded",
-        }
-    }
-
-    /// Whether an appointment e-mail was dropped (else an account e-mail).
-    pub fn is_appointment(self) -> bool {
-        match self {
-            Self::Stale | Self::Started | Self::Superseded => true,
-            Self::LinkExpired => false,
         }
     }
 }
@@ -113,20 +116,30 @@ pub enum Outcome {
     },
     /// Already sent before (redelivery or replay): nothing done.
     Duplicate,
-    /// A reminder or account e-mail no longer worth sending.
+    /// A reminder, account e-mail or offer no longer worth sending.
     Skipped(SkipReason),
+    /// An event nobody asked to be e-mailed about: a no-show of a clinic that does not
+    /// e-mail patients about missed visits. Consumed, nothing sent.
+    NotWanted,
     DeadLettered(FailureKind),
 }
 
 impl Outcome {
     /// Every outcome's label in `emails_handled_total` (and on the consumer span).
-    pub const LABELS: [&'static str; 4] = ["sent", "duplicate", "skipped", "dead_lettered"];
+    pub const LABELS: [&'static str; 5] = [
+        "sent",
+        "duplicate",
+        "skipped",
+        "not_wanted",
+        "dead_lettered",
+    ];
 
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Sent { .. } => "sent",
             Outcome::Duplicate => "duplicate",
             Outcome::Skipped(_) => "skipped",
+            Outcome::NotWanted => "not_wanted",
             Outcome::DeadLettered(_) => "dead_lettered",
         }
     }
@@ -310,26 +323,30 @@ impl NotificationHandler {
     }
 
     /// Whether the email is still worth sending (`None`: send it): a reminder while
-    /// its appointment is current and ahead, an account e-mail while its link works.
+    /// its appointment is current and ahead, an account e-mail while its link works, an
+    /// offer while it holds.
     async fn skip_reason(
         &self,
         event: &EventEnvelope,
         cancel: &watch::Receiver<bool>,
     ) -> Result<Option<SkipReason>, HandleError> {
+        if let Some(reason) = self.too_late(event) {
+            return Ok(Some(reason));
+        }
         match &event.event {
             Event::Appointment(AppointmentEvent::Reminder(r)) => {
-                if r.appointment.has_started(self.clock.now()) {
-                    return Ok(Some(SkipReason::Started));
-                }
                 let latest = self.latest_version(&r.appointment, cancel).await?;
                 Ok((latest > r.appointment.version).then_some(SkipReason::Stale))
             }
-            Event::Appointment(_) => Ok(None),
-            Event::Account(a) => Ok(a
-                .expires_at()
-                .is_some_and(|expires_at| expires_at <= self.clock.now())
-                .then_some(SkipReason::LinkExpired)),
+            Event::Appointment(_) | Event::Account(_) | Event::Waitlist(_) => Ok(None),
         }
+    }
+
+    /// Whether the e-mail's own deadline ([`deadline`]) has passed by the clock.
+    fn too_late(&self, event: &EventEnvelope) -> Option<SkipReason> {
+        deadline(event)
+            .filter(|(at, _)| *at <= self.clock.now())
+            .map(|(_, reason)| reason)
     }
 
     /// Records the appointment's version; returns the latest known.
@@ -376,6 +393,10 @@ impl NotificationHandler {
                 return self.dead_letter(message, None, letter, cancel).await;
             }
         };
+        if !wanted(&event) {
+            tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), "no e-mail wanted for this event (the clinic does not e-mail patients about missed visits)");
+            return Ok(Outcome::NotWanted);
+        }
         // This handling's lease owner: two events of one appointment handled by two
         // workers of this process are two owners.
         let me = Uuid::new_v4();
@@ -420,7 +441,7 @@ impl NotificationHandler {
                     // Sent before, perhaps by a consumer that died before recording
                     // that the patient was told: record it now (idempotent).
                     if let Some(turn) = &turn {
-                        self.end_turn(turn, me, !turn.reminder).await;
+                        self.end_turn(turn, me, !turn.repeats).await;
                     }
                     return Ok(Outcome::Duplicate);
                 }
@@ -447,6 +468,15 @@ impl NotificationHandler {
                     self.release(event.id).await;
                     return Ok(Outcome::Skipped(SkipReason::Superseded));
                 }
+            }
+            // However long the claim, the turn or the server took: never sent late.
+            if let Some(reason) = self.too_late(&event) {
+                tracing::info!(event_id = %event.id, event_type = event.event_type().as_str(), reason = reason.as_str(), "email dropped: its deadline passed before it could be sent");
+                if let Some(turn) = &turn {
+                    self.end_turn(turn, me, false).await;
+                }
+                self.release(event.id).await;
+                return Ok(Outcome::Skipped(reason));
             }
             attempts += 1;
             let error = match self.mailer.send(&email).await {
@@ -502,7 +532,15 @@ impl NotificationHandler {
                 );
                 return self.dead_letter(message, Some(held), letter, cancel).await;
             }
-            let wait = self.retry.jittered(attempts).min(self.retry.max_age - age);
+            // A retry never waits past the e-mail's deadline: it is dropped at it.
+            let until_deadline = deadline(&event).map_or(Duration::MAX, |(at, _)| {
+                (at - self.clock.now()).to_std().unwrap_or_default()
+            });
+            let wait = self
+                .retry
+                .jittered(attempts)
+                .min(self.retry.max_age - age)
+                .min(until_deadline);
             tracing::info!(event_id = %event.id, attempts, %error, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "sending failed; will retry");
             self.metrics.retrying(1);
             let paused = self
@@ -533,7 +571,7 @@ impl NotificationHandler {
             tokio::time::sleep(DEPENDENCY_RETRY).await;
         }
         if let Some(turn) = &turn {
-            self.end_turn(turn, me, !turn.reminder).await;
+            self.end_turn(turn, me, !turn.repeats).await;
         }
         if matches!(
             event.event,
@@ -706,7 +744,7 @@ impl NotificationHandler {
             // This version is decided: later ones need not wait for it. A replay of
             // the letter is still sent while no later version was told.
             if let Some(turn) = held.turn {
-                self.end_turn(turn, held.me, !turn.reminder).await;
+                self.end_turn(turn, held.me, !turn.repeats).await;
             }
         }
         tracing::warn!(kind = kind.as_str(), error = %letter.error, attempts = letter.attempts, "message dead-lettered");
@@ -750,7 +788,8 @@ struct OrderWait {
     forced: bool,
 }
 
-/// The order slot of an appointment event's e-mail; account e-mails have none.
+/// The order slot of an appointment event's e-mail; account e-mails and waitlist offers
+/// have none (they are de-duplicated by event id only).
 fn turn_of(event: &EventEnvelope) -> Option<Turn> {
     match &event.event {
         Event::Appointment(e) => {
@@ -758,10 +797,40 @@ fn turn_of(event: &EventEnvelope) -> Option<Turn> {
             Some(Turn {
                 appointment_id: a.appointment_id,
                 version: a.version,
-                reminder: matches!(e, AppointmentEvent::Reminder(_)),
+                // Neither changes the appointment: they tell about the version as it is.
+                repeats: matches!(
+                    e,
+                    AppointmentEvent::Reminder(_) | AppointmentEvent::NoShow(_)
+                ),
             })
         }
-        Event::Account(_) => None,
+        Event::Account(_) | Event::Waitlist(_) => None,
+    }
+}
+
+/// Whether anyone wants an e-mail about `event`: not about a no-show the clinic does
+/// not e-mail patients about.
+fn wanted(event: &EventEnvelope) -> bool {
+    match &event.event {
+        Event::Appointment(AppointmentEvent::NoShow(n)) => n.email_patient,
+        Event::Appointment(_) | Event::Account(_) | Event::Waitlist(_) => true,
+    }
+}
+
+/// When the e-mail stops being worth sending, and why: a reminder when its
+/// appointment starts, an account link when it expires, an offer when its hold ends.
+/// The other e-mails have no deadline.
+fn deadline(event: &EventEnvelope) -> Option<(DateTime<Utc>, SkipReason)> {
+    match &event.event {
+        // `AppointmentSnapshot::has_started`: due at the start, as the scheduler sees it.
+        Event::Appointment(AppointmentEvent::Reminder(r)) => {
+            Some((r.appointment.starts_at, SkipReason::Started))
+        }
+        Event::Appointment(_) => None,
+        Event::Account(a) => a
+            .expires_at()
+            .map(|expires_at| (expires_at, SkipReason::LinkExpired)),
+        Event::Waitlist(o) => Some((o.expires_at, SkipReason::OfferExpired)),
     }
 }
 

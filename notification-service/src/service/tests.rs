@@ -98,6 +98,7 @@ fn event(tz: &str) -> EventEnvelope {
                 time_zone: tz.into(),
             },
             version: 1,
+            manage_url: Some("https://medbook.example/appointments/manage?token=m".into()),
         }),
     )
 }
@@ -906,4 +907,244 @@ async fn mail_expires_by_the_clock_and_its_dead_letter_is_stamped_by_it() {
     assert_eq!(outcome, Ok(Outcome::DeadLettered(FailureKind::Expired)));
     let letters = r.dlq.letters.lock().unwrap();
     assert_eq!(letters[0].1.failed_at, clock.now());
+}
+
+/// The no-show of `booked`'s appointment at `version`, e-mailed or not.
+fn no_show_of(booked: &EventEnvelope, version: i32, email_patient: bool) -> EventEnvelope {
+    let mut a = booked.appointment().unwrap().clone();
+    a.version = version;
+    EventEnvelope::new(
+        chrono::Utc::now(),
+        AppointmentEvent::NoShow(NoShow {
+            appointment: a,
+            email_patient,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_no_show_the_clinic_does_not_email_about_is_consumed_without_an_email() {
+    let r = rig(DAY, 10);
+    let booked = event("UTC");
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    let quiet = no_show_of(&booked, 1, false);
+    assert_eq!(
+        r.handler.handle(&encoded(&quiet)).await,
+        Ok(Outcome::NotWanted)
+    );
+    // Nothing claimed or recorded: not even a time zone is needed to decide it.
+    let mut unrenderable = no_show_of(&event("Mars/Base"), 1, false);
+    unrenderable.id = Uuid::new_v4();
+    assert_eq!(
+        r.handler.handle(&encoded(&unrenderable)).await,
+        Ok(Outcome::NotWanted)
+    );
+    assert!(r.log.status(quiet.id).is_none());
+    assert_eq!(subjects(&r), ["Appointment confirmed"]);
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+    let metrics = r.handler.metrics.render().unwrap();
+    assert!(
+        metrics.contains("emails_handled_total{outcome=\"not_wanted\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_wanted_no_show_of_the_told_version_goes_at_once_and_holds_no_later_change_back() {
+    let r = rig(DAY, 10);
+    let booked = event("UTC");
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    // Same version as the confirmation that was told: not stale, not superseded.
+    let started = Instant::now();
+    let missed = no_show_of(&booked, 1, true);
+    assert!(matches!(
+        r.handler.handle(&encoded(&missed)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(started.elapsed() < ORDER_WAIT, "it did not wait");
+    assert_eq!(
+        r.handler.handle(&encoded(&missed)).await,
+        Ok(Outcome::Duplicate)
+    );
+    // It repeated version 1 and advanced nothing: version 2 goes right after it.
+    let started = Instant::now();
+    assert!(matches!(
+        r.handler.handle(&encoded(&cancelled(&booked, 2))).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(started.elapsed() < ORDER_WAIT, "the change waited");
+    assert_eq!(
+        subjects(&r),
+        [
+            "Appointment confirmed",
+            "We missed you",
+            "Appointment cancelled"
+        ]
+    );
+    let sent = r.mailer.sent.lock().unwrap();
+    assert!(sent[1].calendar.is_none());
+    assert!(!sent[1].text.contains("Cancel or reschedule"));
+    assert!(sent[0].text.contains("Cancel or reschedule: https://"));
+}
+
+#[tokio::test]
+async fn a_no_show_handled_before_its_confirmation_waits_for_it() {
+    let r = Arc::new(rig(DAY, 10));
+    let booked = event("UTC");
+    let task = {
+        let r = r.clone();
+        let m = encoded(&no_show_of(&booked, 1, true));
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    let id = booked.appointment().unwrap().appointment_id;
+    medbook_test_support::eventually("the no-show waits", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { r.order.waited(id).then_some(()) }
+    })
+    .await;
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(matches!(
+        r.handler.handle(&encoded(&booked)).await,
+        Ok(Outcome::Sent { .. })
+    ));
+    assert!(matches!(task.await.unwrap(), Ok(Outcome::Sent { .. })));
+    assert_eq!(subjects(&r), ["Appointment confirmed", "We missed you"]);
+}
+
+/// A waitlist offer for Ann, held for another `holds_for`.
+fn offer(holds_for: chrono::Duration) -> EventEnvelope {
+    let a = event("Europe/Berlin").appointment().unwrap().clone();
+    EventEnvelope::new(
+        chrono::Utc::now(),
+        WaitlistOffer {
+            entry_id: Uuid::new_v4(),
+            slot_id: a.slot_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            patient: a.patient,
+            doctor: a.doctor,
+            clinic: a.clinic,
+            link: "https://medbook.example/waitlist/offer?token=0ff3r".into(),
+            expires_at: chrono::Utc::now() + holds_for,
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_offer_is_sent_once_by_event_id_without_touching_appointment_versions() {
+    let r = rig(DAY, 10);
+    let e = offer(chrono::Duration::minutes(15));
+    let m = encoded(&e);
+    assert_eq!(
+        r.handler.handle(&m).await,
+        Ok(Outcome::Sent {
+            attempts: 1,
+            takeover: false
+        })
+    );
+    assert_eq!(r.handler.handle(&m).await, Ok(Outcome::Duplicate));
+    let sent = r.mailer.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].subject.starts_with("A slot opened up"));
+    assert!(sent[0].text.contains("token=0ff3r"));
+    assert_eq!(r.log.status(e.id), Some("sent"));
+    assert_eq!(*r.order.version_calls.lock().unwrap(), 0);
+    assert!(r.order.rows.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_offer_that_expired_before_it_could_be_sent_is_dropped() {
+    let r = rig(DAY, 10);
+    let e = offer(-chrono::Duration::seconds(1));
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::Skipped(SkipReason::OfferExpired))
+    );
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+    assert!(r.log.status(e.id).is_none());
+    assert!(r.dlq.letters.lock().unwrap().is_empty());
+    let metrics = r.handler.metrics.render().unwrap();
+    assert!(
+        metrics.contains("waitlist_offers_skipped_total{reason=\"offer_expired\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("account_emails_skipped_total{reason=\"link_expired\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_offer_waiting_for_the_server_is_dropped_when_its_hold_ends_not_after_the_backoff() {
+    // A backoff far longer than the test: only the offer's expiry may end the wait.
+    let mut r = rig(DAY, 10);
+    r.handler.retry.initial_backoff = Duration::from_secs(3600);
+    r.handler.retry.max_backoff = Duration::from_secs(3600);
+    r.mailer
+        .script
+        .lock()
+        .unwrap()
+        .extend((0..10).map(|_| Err(SendError::Transient("451 later".into()))));
+    let e = offer(chrono::Duration::milliseconds(400));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), r.handler.handle(&encoded(&e)))
+        .await
+        .expect("still waiting after the offer expired");
+    assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::OfferExpired)));
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 1);
+    assert!(r.mailer.sent.lock().unwrap().is_empty());
+    assert!(r.log.status(e.id).is_none(), "the claim is released");
+}
+
+#[tokio::test]
+async fn an_offer_that_expires_while_another_consumer_holds_it_is_never_sent() {
+    let (r, clock) = rig_at_rest(DAY);
+    let r = Arc::new(r);
+    *r.log.busy.lock().unwrap() = u32::MAX;
+    let e = offer(chrono::Duration::minutes(5));
+    let task = {
+        let r = r.clone();
+        let m = encoded(&e);
+        tokio::spawn(async move { r.handler.handle(&m).await })
+    };
+    medbook_test_support::eventually("the claim is tried", Duration::from_secs(10), || {
+        let r = r.clone();
+        async move { (*r.log.busy.lock().unwrap() < u32::MAX).then_some(()) }
+    })
+    .await;
+    // The other consumer lets go only after the hold ended.
+    clock.advance(Duration::from_secs(6 * 60));
+    *r.log.busy.lock().unwrap() = 0;
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Ok(Outcome::Skipped(SkipReason::OfferExpired)));
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+    assert!(r.log.status(e.id).is_none());
+}
+
+#[tokio::test]
+async fn an_offer_with_an_unusable_link_is_dead_lettered_as_permanent() {
+    let r = rig(DAY, 10);
+    let mut e = offer(chrono::Duration::minutes(15));
+    if let Event::Waitlist(o) = &mut e.event {
+        o.link = "javascript:alert(1)".into();
+    }
+    assert_eq!(
+        r.handler.handle(&encoded(&e)).await,
+        Ok(Outcome::DeadLettered(FailureKind::Permanent))
+    );
+    assert_eq!(*r.mailer.calls.lock().unwrap(), 0);
+    let letters = r.dlq.letters.lock().unwrap();
+    assert!(
+        !letters[0].1.error.contains("javascript"),
+        "{}",
+        letters[0].1.error
+    );
 }

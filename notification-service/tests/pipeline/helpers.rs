@@ -231,7 +231,51 @@ pub fn created(email: &str) -> EventEnvelope {
                 time_zone: "Europe/Berlin".into(),
             },
             version: 1,
+            manage_url: Some(format!(
+                "http://medbook.test/appointments/manage?token={}",
+                Uuid::new_v4().simple()
+            )),
         }),
+    )
+}
+
+/// The manage link of `booked`'s appointment.
+pub fn manage_url(booked: &EventEnvelope) -> String {
+    booked.appointment().unwrap().manage_url.clone().unwrap()
+}
+
+/// The no-show of `booked`'s appointment (its version unchanged), e-mailed to the
+/// patient or not as the clinic chose.
+pub fn no_show(booked: &EventEnvelope, email_patient: bool) -> EventEnvelope {
+    EventEnvelope::new(
+        Utc::now(),
+        AppointmentEvent::NoShow(NoShow {
+            appointment: booked.appointment().unwrap().clone(),
+            email_patient,
+        }),
+    )
+}
+
+/// A waitlist offer for `email` of a slot in Berlin, held for another `holds_for`
+/// (negative: expired), its booking link carrying a token of its own.
+pub fn offer(email: &str, holds_for: chrono::Duration) -> EventEnvelope {
+    let a = created(email).appointment().unwrap().clone();
+    EventEnvelope::new(
+        Utc::now(),
+        WaitlistOffer {
+            entry_id: Uuid::new_v4(),
+            slot_id: a.slot_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            patient: a.patient,
+            doctor: a.doctor,
+            clinic: a.clinic,
+            link: format!(
+                "http://medbook.test/waitlist/offer?token={}&lang=en",
+                Uuid::new_v4().simple()
+            ),
+            expires_at: Utc::now() + holds_for,
+        },
     )
 }
 

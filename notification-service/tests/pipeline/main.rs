@@ -12,11 +12,13 @@
 )]
 
 mod accounts;
+mod appointment_emails;
 mod booking;
 mod consumer;
 mod dlq;
 mod e2e;
 mod helpers;
+mod offers;
 mod order;
 mod outage;
 mod process;
