@@ -567,9 +567,9 @@ impl EventEnvelope {
             EventType::NoShow => {
                 AppointmentEvent::NoShow(serde_json::from_value(data).map_err(malformed)?).into()
             }
-            EventType::WaitlistOffer => Event::Waitlist(
-                serde_json::from_value::<WaitlistOffer>(data).map_err(malformed)?,
-            ),
+            EventType::WaitlistOffer => {
+                Event::Waitlist(serde_json::from_value::<WaitlistOffer>(data).map_err(malformed)?)
+            }
         };
         Ok(Self {
             id: wire.id,
@@ -760,7 +760,10 @@ mod tests {
                 other => panic!("{other:?} is not an appointment event"),
             }
             assert_eq!(data["version"], 3);
-            assert_eq!(data["manage_url"], "https://medbook.example/manage?token=abc");
+            assert_eq!(
+                data["manage_url"],
+                "https://medbook.example/manage?token=abc"
+            );
             assert_eq!(e.key(), data["appointment_id"].as_str().unwrap());
         }
     }
