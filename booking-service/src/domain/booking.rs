@@ -438,11 +438,13 @@ pub enum BookingRejection {
     NotStarted,
     /// The appointment's attendance was recorded already.
     AttendanceRecorded,
+    /// No patient account has this id (an admin booking for someone).
+    PatientNotFound,
 }
 
 impl BookingRejection {
     /// Every rejection, for metric series that exist before the first refusal.
-    pub const ALL: [BookingRejection; 21] = [
+    pub const ALL: [BookingRejection; 22] = [
         Self::SlotNotFound,
         Self::SlotTaken,
         Self::SlotBlocked,
@@ -464,12 +466,13 @@ impl BookingRejection {
         Self::SlotHeld,
         Self::NotStarted,
         Self::AttendanceRecorded,
+        Self::PatientNotFound,
     ];
 
     /// The stable machine code (both not-found rejections are `not_found`).
     pub fn code(self) -> &'static str {
         match self {
-            Self::SlotNotFound | Self::AppointmentNotFound => "not_found",
+            Self::SlotNotFound | Self::AppointmentNotFound | Self::PatientNotFound => "not_found",
             Self::SlotTaken => "slot_taken",
             Self::SlotBlocked => "slot_unavailable",
             Self::SlotInPast => "slot_in_past",

@@ -148,7 +148,7 @@ fn internal(e: impl std::fmt::Display) -> RepoError {
 /// is then in view.
 const LOCK_PATIENT: &str = "
 SELECT id, email, full_name, email_verified_at IS NOT NULL AS email_verified
-FROM users WHERE id = $1
+FROM users WHERE id = $1 AND role = 'patient'
 FOR UPDATE";
 
 #[derive(QueryableByName)]
@@ -777,10 +777,14 @@ fn book_in_tx(
     conn: &mut PgConnection,
     req: &BookingRequest,
 ) -> Result<Result<(Booked, usize), BookingRejection>, RepoError> {
-    let p: PatientRow = Sql::new(LOCK_PATIENT)
+    let Some(p) = Sql::new(LOCK_PATIENT)
         .bind::<SqlUuid, _>(req.patient_id)
-        .get_result(conn)
-        .map_err(map_err)?;
+        .get_result::<PatientRow>(conn)
+        .optional()
+        .map_err(map_err)?
+    else {
+        return Ok(Err(BookingRejection::PatientNotFound));
+    };
     let key = req.idempotency.as_ref().map(|i| i.key.clone());
     let row: Option<SlotFactsRow> = Sql::new(SLOT_FACTS)
         .bind::<SqlUuid, _>(req.slot_id)

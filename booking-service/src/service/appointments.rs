@@ -36,6 +36,7 @@ pub fn rejection(r: BookingRejection) -> ServiceError {
     match r {
         BookingRejection::SlotNotFound => ServiceError::NotFound("slot"),
         BookingRejection::AppointmentNotFound => ServiceError::NotFound("appointment"),
+        BookingRejection::PatientNotFound => ServiceError::NotFound("patient"),
         other => ServiceError::Rejected(other.into()),
     }
 }

@@ -26,7 +26,7 @@ pub fn refusal(r: Rejection) -> Refusal {
     match r {
         Rejection::Booking(b) => match b {
             B::EmailUnverified => Refusal::ActFirst,
-            B::SlotNotFound | B::AppointmentNotFound => Refusal::NotFound,
+            B::SlotNotFound | B::AppointmentNotFound | B::PatientNotFound => Refusal::NotFound,
             B::SlotTaken
             | B::SlotBlocked
             | B::SameSlot
@@ -113,6 +113,7 @@ fn booking(r: BookingRejection) -> &'static str {
     match r {
         SlotNotFound => "slot not found",
         AppointmentNotFound => "appointment not found",
+        PatientNotFound => "patient not found",
         EmailUnverified => {
             "verify your e-mail address before booking: follow the link we sent you, or ask \
              for a new one with POST /api/v1/me/email-verification"

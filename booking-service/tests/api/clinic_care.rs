@@ -586,6 +586,18 @@ async fn a_doctor_records_a_no_show_once_and_the_clinics_limit_stops_self_servic
         )
         .await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    // Only for a patient who exists: another id, or a staff account, is not found.
+    for someone in [uuid::Uuid::new_v4(), doctor.id] {
+        let res = app
+            .send_json(
+                Method::POST,
+                &format!("/api/v1/patients/{someone}/appointments"),
+                Some(&p.admin.access),
+                &json!({"slot_id": third["id"]}),
+            )
+            .await;
+        assert_error(res, 404, "not_found").await;
+    }
     let metrics = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("appointments_attendance_total{outcome=\"no_show\"} 2"),

@@ -843,16 +843,13 @@ fn operation_rules() -> Vec<(&'static str, &'static str, Vec<FieldRule>)> {
         (
             "/api/v1/me/waitlist",
             "post",
-            vec![
-                (
-                    "to_date",
-                    format!(
-                        "not before `from_date`, less than {} days after it, and not in the past",
-                        crate::domain::waitlist::MAX_RANGE_DAYS
-                    ),
+            vec![(
+                "to_date",
+                format!(
+                    "not before `from_date`, less than {} days after it, and not in the past",
+                    crate::domain::waitlist::MAX_RANGE_DAYS
                 ),
-                ("doctor_id", "must name an existing doctor".to_owned()),
-            ],
+            )],
         ),
     ]
 }
