@@ -615,3 +615,87 @@ async fn a_day_watch_ends_with_its_access() {
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("expired"), "{status:?}");
 }
+
+/// A doctor records attendance over gRPC under the HTTP rules, and the day they watch
+/// names its patients.
+#[tokio::test]
+async fn a_doctor_records_attendance_and_sees_named_patients() {
+    let app = spawn_app().await;
+    let p = practice(&app).await;
+    let doctor = doctor_user(&app, &p.admin, &p.doctor).await;
+    let patient = app.patient().await;
+    let slot = app.create_slot(&p.admin, &p.doctor_id(), 60, 30).await;
+    let booked: Value = app
+        .book(&patient, slot["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = booked["id"].as_str().unwrap().to_owned();
+    let mut c = client(&app).await;
+    let mark = |outcome: &str| pb::RecordAttendanceRequest {
+        appointment_id: id.clone(),
+        outcome: outcome.to_owned(),
+    };
+    let err = c
+        .record_attendance(authed(mark("no_show"), &doctor))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let err = c
+        .record_attendance(authed(mark("late"), &doctor))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "outcome"
+    );
+    let err = c
+        .record_attendance(authed(mark("no_show"), &patient))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // The day the doctor watches names the patient.
+    let date = chrono::DateTime::parse_from_rfc3339(slot["starts_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive()
+        .to_string();
+    let mut stream = c
+        .stream_daily_appointments(authed(
+            pb::StreamDailyAppointmentsRequest {
+                doctor_id: p.doctor_id(),
+                date,
+            },
+            &doctor,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let pb::day_event::Kind::Snapshot(day) =
+        next_event_within(&mut stream, Duration::from_secs(10)).await
+    else {
+        panic!("a snapshot first")
+    };
+    let shown = day.appointments.iter().find(|a| a.id == id).unwrap();
+    assert_eq!(shown.patient_name, "Test Patient");
+
+    app.db.execute(&format!(
+        "UPDATE slots SET starts_at = now() - interval '1 hour', ends_at = now() - interval '30 minutes'
+          WHERE id = '{}'",
+        slot["id"].as_str().unwrap()
+    ));
+    let marked = c
+        .record_attendance(authed(mark("attended"), &doctor))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(marked.status, "completed");
+    let err = c
+        .record_attendance(authed(mark("no_show"), &p.admin))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+}

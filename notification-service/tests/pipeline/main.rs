@@ -14,6 +14,7 @@
 mod accounts;
 mod appointment_emails;
 mod booking;
+mod clinic_flow;
 mod consumer;
 mod dlq;
 mod e2e;

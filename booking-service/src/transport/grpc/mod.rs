@@ -291,6 +291,52 @@ impl ScheduleService for Schedule {
         Ok(Response::new(appointment(cancelled)))
     }
 
+    async fn record_attendance(
+        &self,
+        request: Request<pb::RecordAttendanceRequest>,
+    ) -> Result<Response<pb::Appointment>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let mut errors = Vec::new();
+        let id = inputs::id("appointment_id", &r.appointment_id)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let outcome = r
+            .outcome
+            .parse::<crate::domain::decisions::Attendance>()
+            .map_err(|m| errors.push(FieldError::new("outcome", m)))
+            .ok();
+        let (Some(id), Some(outcome)) = (id, outcome) else {
+            return Err(invalid(errors));
+        };
+        let recorder = match caller.role {
+            Role::Admin => crate::domain::decisions::Recorder::Admin(caller.id),
+            Role::Doctor => crate::domain::decisions::Recorder::Doctor {
+                user: caller.id,
+                doctor: self
+                    .cases
+                    .schedule
+                    .own_doctor(caller.id)
+                    .await
+                    .map_err(status)?,
+            },
+            Role::Patient => {
+                return Err(Status::permission_denied(
+                    "only the appointment's doctor or an admin records attendance",
+                ))
+            }
+        };
+        let marked = as_caller(
+            &caller,
+            self.cases
+                .appointments
+                .record_attendance(recorder, AppointmentId(id), outcome),
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(appointment(marked)))
+    }
+
     type StreamDailyAppointmentsStream = DayStream;
 
     async fn stream_daily_appointments(
