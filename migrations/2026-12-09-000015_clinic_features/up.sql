@@ -73,6 +73,9 @@ CREATE TABLE waitlist_entries (
     to_date    date NOT NULL,
     status     text NOT NULL CHECK (status IN ('waiting', 'offered', 'booked', 'left')),
     appointment_id uuid REFERENCES appointments (id) ON DELETE SET NULL,
+    -- SHA-256 of the token of the entry's latest offer: the link still finds the entry
+    -- once the hold is gone (a second click on a booked offer shows the booking).
+    offer_token_hash text,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
     CONSTRAINT waitlist_dates_ordered CHECK (to_date >= from_date)
@@ -80,6 +83,7 @@ CREATE TABLE waitlist_entries (
 -- One live entry per patient and doctor; the line is first come, first served.
 CREATE UNIQUE INDEX waitlist_one_live_entry ON waitlist_entries (patient_id, doctor_id)
     WHERE status IN ('waiting', 'offered');
+CREATE INDEX waitlist_offer_token ON waitlist_entries (offer_token_hash);
 CREATE INDEX waitlist_line ON waitlist_entries (doctor_id, created_at, id)
     WHERE status = 'waiting';
 

@@ -209,6 +209,7 @@ diesel::table! {
         to_date -> Date,
         status -> Text,
         appointment_id -> Nullable<Uuid>,
+        offer_token_hash -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

@@ -283,7 +283,8 @@ WITH held AS (
     INSERT INTO slot_holds (slot_id, entry_id, patient_id, token_hash, expires_at, created_at)
     VALUES ($1, $2, $3, $4, $5, $6)
 ), offered AS (
-    UPDATE waitlist_entries SET status = 'offered', updated_at = $6 WHERE id = $2
+    UPDATE waitlist_entries SET status = 'offered', updated_at = $6, offer_token_hash = $4
+    WHERE id = $2
 )
 INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
 VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15),
@@ -415,6 +416,38 @@ impl WaitlistRepository for PgWaitlist {
                     now,
                 )?;
                 Ok(true)
+            })
+            .await
+    }
+
+    async fn booked_from_offer(
+        &self,
+        token_hash: String,
+    ) -> Result<Option<(UserId, crate::domain::AppointmentId)>, RepoError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = SqlUuid)]
+            patient_id: Uuid,
+            #[diesel(sql_type = SqlUuid)]
+            appointment_id: Uuid,
+        }
+        self.db
+            .run(move |conn| {
+                Ok(Sql::new(
+                    "SELECT patient_id, appointment_id FROM waitlist_entries
+                      WHERE offer_token_hash = $1 AND status = 'booked'
+                        AND appointment_id IS NOT NULL",
+                )
+                .bind::<Text, _>(token_hash)
+                .get_result::<Row>(conn)
+                .optional()
+                .map_err(map_err)?
+                .map(|r| {
+                    (
+                        UserId(r.patient_id),
+                        crate::domain::AppointmentId(r.appointment_id),
+                    )
+                }))
             })
             .await
     }

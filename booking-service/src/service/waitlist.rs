@@ -11,10 +11,11 @@ use super::outbox::OutboxSignal;
 use super::ports::{Clock, RepoError};
 use super::ServiceError;
 use crate::domain::booking::BookingPolicy;
+use crate::domain::decisions::Actor;
 use crate::domain::links;
 use crate::domain::rejection::Rejection;
 use crate::domain::waitlist::{parse_range, OfferView, WaitlistEntry};
-use crate::domain::{DoctorId, UserId};
+use crate::domain::{AppointmentId, DoctorId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use medbook_service_kit::retry::Backoff;
@@ -53,6 +54,11 @@ pub trait WaitlistRepository: Send + Sync {
         -> Result<bool, RepoError>;
     /// The held offer whose link token hashes to `token_hash`.
     async fn offer(&self, token_hash: String) -> Result<Option<OfferView>, RepoError>;
+    /// The patient and appointment an offer with this token was booked as.
+    async fn booked_from_offer(
+        &self,
+        token_hash: String,
+    ) -> Result<Option<(UserId, AppointmentId)>, RepoError>;
 }
 
 /// What the matcher needs to offer a slot: how long it is held, where the link
@@ -85,7 +91,9 @@ pub trait WaitlistMatching: Send + Sync {
 pub enum OfferState {
     /// Held for the patient until `slot.expires_at`.
     Open(Box<OfferView>),
-    /// It lapsed, was booked or withdrawn: nothing to book any more.
+    /// Booked from this offer already.
+    Booked(UserId, AppointmentId),
+    /// It lapsed, or was withdrawn: nothing to book any more.
     Gone,
 }
 
@@ -170,11 +178,15 @@ impl WaitlistService {
         if !links::well_formed(token) {
             return Err(ServiceError::NotFound("offer"));
         }
-        Ok(match self.repo.offer(links::token_hash(token)).await? {
+        let hash = links::token_hash(token);
+        Ok(match self.repo.offer(hash.clone()).await? {
             Some(view) if view.slot.expires_at > self.clock.now() => {
                 OfferState::Open(Box::new(view))
             }
-            _ => OfferState::Gone,
+            _ => match self.repo.booked_from_offer(hash).await? {
+                Some((patient, appointment)) => OfferState::Booked(patient, appointment),
+                None => OfferState::Gone,
+            },
         })
     }
 
@@ -182,8 +194,19 @@ impl WaitlistService {
     /// (audited so), under the clinic's rules; the hold is used up and the entry booked
     /// in the booking's own transaction.
     pub async fn accept(&self, token: &str) -> Result<Booked, ServiceError> {
-        let OfferState::Open(view) = self.offer(token).await? else {
-            return Err(Rejection::OfferGone.into());
+        let view = match self.offer(token).await? {
+            OfferState::Open(view) => view,
+            // A second press: the booking it made.
+            OfferState::Booked(patient, appointment) => {
+                return Ok(Booked {
+                    appointment: self
+                        .appointments
+                        .get(Actor::Patient(patient), appointment.0)
+                        .await?,
+                    replayed: true,
+                })
+            }
+            OfferState::Gone => return Err(Rejection::OfferGone.into()),
         };
         let actor = medbook_service_kit::context::Actor::User {
             id: view.patient_id.0.to_string(),
@@ -195,7 +218,7 @@ impl WaitlistService {
                 view.patient_id,
                 view.slot.slot_id,
                 String::new(),
-                // A second click replays the first booking instead of failing.
+                // Two presses at once: the second replays the first's booking.
                 Some(format!("waitlist-offer-{}", view.entry_id)),
             ),
         )

@@ -812,14 +812,22 @@ async fn a_freed_slot_is_held_for_the_first_in_line_and_passes_on_when_the_offer
     assert_eq!(theirs["entries"][0]["status"], "booked");
     let appointment = theirs["entries"][0]["appointment_id"].as_str().unwrap();
     assert_eq!(appointment_status(&app, appointment).1, slot_id);
-    // A second click finds the offer used up: nothing more is booked.
+    // A second press shows the booking it made; nothing more is booked.
     let again = form(
         &app,
         "/waitlist/offer",
         &[("token", &token_of(&second_link))],
     )
     .await;
-    assert_eq!(again.status(), 410);
+    assert_eq!(again.status(), 200);
+    assert!(again.text().await.unwrap().contains("Appointment booked"));
+    let (status, _, html) = page(
+        &app,
+        &format!("/waitlist/offer?token={}", token_of(&second_link)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("You booked this time"), "{html}");
     assert_eq!(
         count(
             &app,

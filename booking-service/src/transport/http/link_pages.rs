@@ -316,6 +316,27 @@ pub async fn offer_page(state: web::Data<AppState>, query: web::Query<TokenQuery
                 escape(&token),
             ),
         ),
+        Ok(OfferState::Booked(patient, appointment)) => {
+            match state
+                .appointments
+                .get(
+                    crate::domain::decisions::Actor::Patient(patient),
+                    appointment.0,
+                )
+                .await
+            {
+                Ok(a) => page(
+                    StatusCode::OK,
+                    "You booked this time",
+                    &format!(
+                        "{}<p>It is booked from this offer. The confirmation e-mail has a \
+                         link to cancel or move it.</p>",
+                        summary(&a)
+                    ),
+                ),
+                Err(e) => refused("This page is not available", e, "Try again in a moment."),
+            }
+        }
         Ok(OfferState::Gone) => offer_gone(),
         Err(ServiceError::NotFound(_)) => link_not_found(),
         Err(e) => refused("This page is not available", e, "Try again in a moment."),
