@@ -490,6 +490,16 @@ impl WaitlistMatching for PgWaitlist {
                     .bind::<BigInt, _>(limit)
                     .load(conn)
                     .map_err(map_err)?;
+                // An entry whose held slot was deleted (the hold went with it, by
+                // cascade) is back in line.
+                Sql::new(
+                    "UPDATE waitlist_entries e SET status = 'waiting', updated_at = $1
+                      WHERE e.status = 'offered'
+                        AND NOT EXISTS (SELECT 1 FROM slot_holds h WHERE h.entry_id = e.id)",
+                )
+                .bind::<Timestamptz, _>(now)
+                .execute(conn)
+                .map_err(map_err)?;
                 for l in &lapsed {
                     audit(
                         conn,

@@ -875,6 +875,28 @@ async fn a_hold_is_a_database_rule_and_leaving_releases_it() {
         err.to_string().contains("held for another patient"),
         "{err}"
     );
+    // A held slot the clinic deletes takes its hold with it; the entry is back in line
+    // and offered the next free slot.
+    let other_slot = app.create_slot(&p.admin, &doctor, 26 * 60, 30).await;
+    assert_eq!(
+        m.round().await.unwrap(),
+        (0, 0),
+        "one offer per entry at a time"
+    );
+    let res = app
+        .request(Method::DELETE, &format!("/api/v1/slots/{slot_id}"))
+        .bearer_auth(&p.admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    assert_eq!(m.round().await.unwrap(), (0, 1));
+    assert_eq!(
+        offers_to(&app, &waiting.email)[0]["data"]["slot_id"],
+        other_slot["id"]
+    );
+    let slot = other_slot;
+    let slot_id = slot["id"].as_str().unwrap();
     // Leaving releases the hold at once.
     let res = app
         .request(
