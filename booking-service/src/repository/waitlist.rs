@@ -188,8 +188,8 @@ struct LapsedRow {
 
 /// The next offer to make: the first entry in line (oldest) with a free slot it has not
 /// passed, in its range (the clinic's calendar days), that its patient could book now
-/// (the practice's notice and horizon, no overlap with their other appointments), its
-/// earliest such slot. Entry and slot locked, skipping what another replica holds.
+/// (a verified address, the practice's notice, horizon, cap and no-show limit, no
+/// overlap with their other appointments), its earliest such slot. Entry and slot locked, skipping what another replica holds.
 const NEXT_MATCH: &str = "
 SELECT e.id AS entry_id, s.id AS slot_id, s.starts_at, s.ends_at,
        u.id AS patient_id, u.email, u.full_name AS patient_name,
@@ -201,6 +201,16 @@ JOIN doctors d ON d.id = e.doctor_id AND d.status = 'active'
 JOIN clinics c ON c.id = d.clinic_id
 JOIN slots s ON s.doctor_id = e.doctor_id AND s.status = 'available'
 WHERE e.status = 'waiting'
+  AND u.email_verified_at IS NOT NULL
+  -- Under the practice's cap on upcoming appointments, and not stopped by no-shows.
+  AND (SELECT count(*) FROM appointments a
+        WHERE a.patient_id = e.patient_id AND a.status = 'booked' AND a.starts_at > $1)
+      < COALESCE(c.max_active_per_patient, $4)
+  AND (c.no_show_limit IS NULL OR
+       (SELECT count(*) FROM appointments a
+         WHERE a.patient_id = e.patient_id AND a.status = 'no_show'
+           AND a.starts_at > $1 - make_interval(days => COALESCE(c.no_show_window_days, $5)))
+       < c.no_show_limit)
   AND s.starts_at >= $1 + make_interval(mins => COALESCE(d.min_notice_minutes, c.min_notice_minutes, $2))
   AND s.starts_at <= $1 + make_interval(days => COALESCE(d.horizon_days, c.horizon_days, $3))
   AND (s.starts_at AT TIME ZONE c.time_zone)::date BETWEEN e.from_date AND e.to_date
@@ -527,6 +537,9 @@ impl WaitlistMatching for PgWaitlist {
         let mut clashes = 0;
         let notice = i32::try_from(rules.defaults.min_notice.num_minutes()).unwrap_or(i32::MAX);
         let horizon = i32::try_from(rules.defaults.horizon.num_days()).unwrap_or(i32::MAX);
+        let cap = rules.defaults.max_active_per_patient;
+        let no_show_window =
+            i32::try_from(rules.defaults.no_show_window.num_days()).unwrap_or(i32::MAX);
         while i64::try_from(made).unwrap_or(i64::MAX) < limit {
             let (hold, url) = (rules.hold, rules.offer_url.clone());
             let offered = self
@@ -536,6 +549,8 @@ impl WaitlistMatching for PgWaitlist {
                         .bind::<Timestamptz, _>(now)
                         .bind::<Integer, _>(notice)
                         .bind::<Integer, _>(horizon)
+                        .bind::<BigInt, _>(cap)
+                        .bind::<Integer, _>(no_show_window)
                         .get_result::<MatchRow>(conn)
                         .optional()
                         .map_err(map_err)?

@@ -951,6 +951,41 @@ async fn two_matchers_share_the_work_and_never_offer_a_slot_twice() {
     for patient in &patients[..4] {
         assert_eq!(offers_to(&app, &patient.email).len(), 1);
     }
+    // A patient who could not book is passed over: at the clinic's cap, the next
+    // entry in line gets the freed slot.
+    post_put_policy(
+        &app,
+        &p.admin,
+        &id_of(&p.clinic),
+        json!({"max_active_per_patient": 1}),
+    )
+    .await;
+    let capped = &patients[4];
+    let booked = app.create_slot(&p.admin, &doctor, 48 * 60, 30).await;
+    app.db.execute(&format!(
+        "UPDATE waitlist_entries SET status = 'left' WHERE patient_id = '{}'",
+        capped.id
+    ));
+    book_ok(&app, capped, &booked).await;
+    app.db.execute(&format!(
+        "UPDATE waitlist_entries SET status = 'waiting' WHERE patient_id = '{}'",
+        capped.id
+    ));
+    app.create_slot(&p.admin, &doctor, 24 * 60 + 4 * 30, 30)
+        .await;
+    assert_eq!(a.round().await.unwrap(), (0, 1));
+    assert!(offers_to(&app, &capped.email).is_empty());
+    assert_eq!(offers_to(&app, &patients[5].email).len(), 1);
+}
+
+async fn post_put_policy(app: &TestApp, admin: &TestUser, clinic: &str, body: Value) {
+    post_put(
+        app,
+        admin,
+        &format!("/api/v1/clinics/{clinic}/policy"),
+        body,
+    )
+    .await;
 }
 
 #[tokio::test]
