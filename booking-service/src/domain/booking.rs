@@ -326,22 +326,33 @@ fn check_bound(
     }
 }
 
+/// The bounds of the rules a clinic and a doctor both set (notice, horizon, deadline).
+fn check_schedule(
+    e: &mut super::ValidationErrors,
+    min_notice_minutes: Option<i32>,
+    horizon_days: Option<i32>,
+    change_deadline_minutes: Option<i32>,
+) {
+    use policy_bounds::*;
+    check_bound(e, "min_notice_minutes", min_notice_minutes, MINUTES);
+    check_bound(e, "horizon_days", horizon_days, HORIZON_DAYS);
+    check_bound(
+        e,
+        "change_deadline_minutes",
+        change_deadline_minutes,
+        MINUTES,
+    );
+}
+
 impl ClinicPolicy {
     pub fn validate(self) -> Result<Self, super::ValidationErrors> {
         use policy_bounds::*;
         let mut e = super::ValidationErrors::new();
-        check_bound(
+        check_schedule(
             &mut e,
-            "min_notice_minutes",
             self.min_notice_minutes,
-            MINUTES,
-        );
-        check_bound(&mut e, "horizon_days", self.horizon_days, HORIZON_DAYS);
-        check_bound(
-            &mut e,
-            "change_deadline_minutes",
+            self.horizon_days,
             self.change_deadline_minutes,
-            MINUTES,
         );
         check_bound(
             &mut e,
@@ -362,20 +373,12 @@ impl ClinicPolicy {
 
 impl DoctorPolicy {
     pub fn validate(self) -> Result<Self, super::ValidationErrors> {
-        use policy_bounds::*;
         let mut e = super::ValidationErrors::new();
-        check_bound(
+        check_schedule(
             &mut e,
-            "min_notice_minutes",
             self.min_notice_minutes,
-            MINUTES,
-        );
-        check_bound(&mut e, "horizon_days", self.horizon_days, HORIZON_DAYS);
-        check_bound(
-            &mut e,
-            "change_deadline_minutes",
+            self.horizon_days,
             self.change_deadline_minutes,
-            MINUTES,
         );
         e.finish(|| Some(self))
     }

@@ -221,18 +221,8 @@ impl EarlierRow {
 
 #[derive(QueryableByName)]
 struct SlotFactsRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    doctor_id: Uuid,
-    #[diesel(sql_type = Timestamptz)]
-    starts_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
-    ends_at: DateTime<Utc>,
-    #[diesel(sql_type = Text)]
-    status: String,
     #[diesel(embed)]
-    hold: HoldRow,
+    slot: LockedSlotRow,
     #[diesel(embed)]
     practice: PracticeRow,
     #[diesel(sql_type = BigInt)]
@@ -273,6 +263,7 @@ WHERE s.id = ANY($1)
 ORDER BY s.id
 FOR UPDATE OF s";
 
+/// A slot's row and its hold (`slots s LEFT JOIN slot_holds h`).
 #[derive(QueryableByName)]
 struct LockedSlotRow {
     #[diesel(sql_type = SqlUuid)]
@@ -287,6 +278,18 @@ struct LockedSlotRow {
     status: String,
     #[diesel(embed)]
     hold: HoldRow,
+}
+
+impl LockedSlotRow {
+    fn slot(&self) -> Result<Slot, RepoError> {
+        Ok(Slot {
+            id: SlotId(self.id),
+            doctor_id: DoctorId(self.doctor_id),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            status: self.status.parse::<SlotStatus>().map_err(internal)?,
+        })
+    }
 }
 
 /// A hold the change uses up or releases, before the change is written (the hold
@@ -475,17 +478,11 @@ impl SlotFactsRow {
     /// The slot's facts, and the patient's: upcoming count and earlier record.
     fn split(self) -> Result<SplitFacts, RepoError> {
         let r = self;
-        let hold = r.hold.facts();
+        let hold = r.slot.hold.facts();
         let (doctor, doctor_status, clinic, time_zone, clinic_policy, doctor_policy) =
-            r.practice.facts(r.doctor_id)?;
+            r.practice.facts(r.slot.doctor_id)?;
         let slot = SlotFacts {
-            slot: Slot {
-                id: SlotId(r.id),
-                doctor_id: DoctorId(r.doctor_id),
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-                status: r.status.parse::<SlotStatus>().map_err(internal)?,
-            },
+            slot: r.slot.slot()?,
             doctor,
             doctor_status,
             clinic,
@@ -871,13 +868,7 @@ fn reschedule_in_tx(
             .map_err(map_err)?;
         if let Some(r) = rows.into_iter().find(|r| r.id == req.new_slot_id.0) {
             hold = r.hold.facts();
-            new_slot = Some(Slot {
-                id: SlotId(r.id),
-                doctor_id: DoctorId(r.doctor_id),
-                starts_at: r.starts_at,
-                ends_at: r.ends_at,
-                status: r.status.parse::<SlotStatus>().map_err(internal)?,
-            });
+            new_slot = Some(r.slot()?);
         }
     }
     match decide_reschedule(req, current.as_ref(), new_slot.as_ref(), hold.as_ref()) {

@@ -3,6 +3,7 @@
 
 use super::audit::AuditRecord;
 use super::db::{map_err, Db};
+use super::parties::{parties_columns, PartiesRow};
 use super::sql::Sql;
 use crate::domain::audit::AuditEntry;
 use crate::service::calendar::{CalendarRepository, FeedItem, FeedOwner};
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Text, Timestamptz, Uuid as SqlUuid};
-use medbook_shared::events::{AppointmentSnapshot, ClinicInfo, DoctorInfo, PatientInfo};
+use medbook_shared::events::AppointmentSnapshot;
 use uuid::Uuid;
 
 #[derive(QueryableByName)]
@@ -31,9 +32,9 @@ macro_rules! items_query {
         concat!(
             "
 SELECT a.id, a.slot_id, a.starts_at, a.ends_at, a.reason, a.version, a.status = 'cancelled' AS cancelled,
-       a.updated_at, u.id AS patient_id, u.email, u.full_name AS patient_name,
-       d.id AS doctor_id, d.full_name AS doctor_name, d.specialty,
-       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
+       a.updated_at, ",
+            parties_columns!(),
+            "
 FROM appointments a
 JOIN users u ON u.id = a.patient_id
 JOIN doctors d ON d.id = a.doctor_id
@@ -65,32 +66,13 @@ struct ItemRow {
     cancelled: bool,
     #[diesel(sql_type = Timestamptz)]
     updated_at: DateTime<Utc>,
-    #[diesel(sql_type = SqlUuid)]
-    patient_id: Uuid,
-    #[diesel(sql_type = Text)]
-    email: String,
-    #[diesel(sql_type = Text)]
-    patient_name: String,
-    #[diesel(sql_type = SqlUuid)]
-    doctor_id: Uuid,
-    #[diesel(sql_type = Text)]
-    doctor_name: String,
-    #[diesel(sql_type = Text)]
-    specialty: String,
-    #[diesel(sql_type = SqlUuid)]
-    clinic_id: Uuid,
-    #[diesel(sql_type = Text)]
-    clinic_name: String,
-    #[diesel(sql_type = Text)]
-    city: String,
-    #[diesel(sql_type = Text)]
-    address: String,
-    #[diesel(sql_type = Text)]
-    time_zone: String,
+    #[diesel(embed)]
+    parties: PartiesRow,
 }
 
 impl From<ItemRow> for FeedItem {
     fn from(r: ItemRow) -> Self {
+        let (patient, doctor, clinic) = r.parties.infos();
         FeedItem {
             appointment: AppointmentSnapshot {
                 appointment_id: r.id,
@@ -98,23 +80,9 @@ impl From<ItemRow> for FeedItem {
                 starts_at: r.starts_at,
                 ends_at: r.ends_at,
                 reason: r.reason,
-                patient: PatientInfo {
-                    id: r.patient_id,
-                    email: r.email,
-                    full_name: r.patient_name,
-                },
-                doctor: DoctorInfo {
-                    id: r.doctor_id,
-                    full_name: r.doctor_name,
-                    specialty: r.specialty,
-                },
-                clinic: ClinicInfo {
-                    id: r.clinic_id,
-                    name: r.clinic_name,
-                    city: r.city,
-                    address: r.address,
-                    time_zone: r.time_zone,
-                },
+                patient,
+                doctor,
+                clinic,
                 version: r.version,
                 manage_url: None,
             },

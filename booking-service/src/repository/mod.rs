@@ -15,6 +15,7 @@ pub mod doctors;
 pub mod ids;
 pub mod migrations;
 pub mod outbox;
+mod parties;
 pub mod policies;
 pub mod refresh_tokens;
 pub mod reminders;

@@ -9,6 +9,7 @@
 use super::audit::AuditRecord;
 use super::db::{map_err, Db};
 use super::outbox::OutboxRow;
+use super::parties::{parties_columns, PartiesRow};
 use super::sql::Sql;
 use crate::domain::audit::AuditEntry;
 use crate::domain::waitlist::{
@@ -23,7 +24,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use medbook_shared::events::{ClinicInfo, DoctorInfo, PatientInfo};
 use uuid::Uuid;
 
 fn internal(e: impl std::fmt::Display) -> RepoError {
@@ -190,11 +190,11 @@ struct LapsedRow {
 /// passed, in its range (the clinic's calendar days), that its patient could book now
 /// (a verified address, the practice's notice, horizon, cap and no-show limit, no
 /// overlap with their other appointments), its earliest such slot. Entry and slot locked, skipping what another replica holds.
-const NEXT_MATCH: &str = "
-SELECT e.id AS entry_id, s.id AS slot_id, s.starts_at, s.ends_at,
-       u.id AS patient_id, u.email, u.full_name AS patient_name,
-       d.id AS doctor_id, d.full_name AS doctor_name, d.specialty,
-       c.id AS clinic_id, c.name AS clinic_name, c.city, c.address, c.time_zone
+const NEXT_MATCH: &str = concat!(
+    "
+SELECT e.id AS entry_id, s.id AS slot_id, s.starts_at, s.ends_at, ",
+    parties_columns!(),
+    "
 FROM waitlist_entries e
 JOIN users u ON u.id = e.patient_id
 JOIN doctors d ON d.id = e.doctor_id AND d.status = 'active'
@@ -222,7 +222,8 @@ WHERE e.status = 'waiting'
         AND tstzrange(a.starts_at, a.ends_at, '[)') && tstzrange(s.starts_at, s.ends_at, '[)'))
 ORDER BY e.created_at, e.id, s.starts_at
 LIMIT 1
-FOR UPDATE OF e, s SKIP LOCKED";
+FOR UPDATE OF e, s SKIP LOCKED"
+);
 
 #[derive(QueryableByName)]
 struct MatchRow {
@@ -234,54 +235,21 @@ struct MatchRow {
     starts_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     ends_at: DateTime<Utc>,
-    #[diesel(sql_type = SqlUuid)]
-    patient_id: Uuid,
-    #[diesel(sql_type = Text)]
-    email: String,
-    #[diesel(sql_type = Text)]
-    patient_name: String,
-    #[diesel(sql_type = SqlUuid)]
-    doctor_id: Uuid,
-    #[diesel(sql_type = Text)]
-    doctor_name: String,
-    #[diesel(sql_type = Text)]
-    specialty: String,
-    #[diesel(sql_type = SqlUuid)]
-    clinic_id: Uuid,
-    #[diesel(sql_type = Text)]
-    clinic_name: String,
-    #[diesel(sql_type = Text)]
-    city: String,
-    #[diesel(sql_type = Text)]
-    address: String,
-    #[diesel(sql_type = Text)]
-    time_zone: String,
+    #[diesel(embed)]
+    parties: PartiesRow,
 }
 
 impl From<MatchRow> for Match {
     fn from(r: MatchRow) -> Self {
+        let (patient, doctor, clinic) = r.parties.infos();
         Match {
             entry_id: r.entry_id,
             slot_id: SlotId(r.slot_id),
             starts_at: r.starts_at,
             ends_at: r.ends_at,
-            patient: PatientInfo {
-                id: r.patient_id,
-                email: r.email,
-                full_name: r.patient_name,
-            },
-            doctor: DoctorInfo {
-                id: r.doctor_id,
-                full_name: r.doctor_name,
-                specialty: r.specialty,
-            },
-            clinic: ClinicInfo {
-                id: r.clinic_id,
-                name: r.clinic_name,
-                city: r.city,
-                address: r.address,
-                time_zone: r.time_zone,
-            },
+            patient,
+            doctor,
+            clinic,
         }
     }
 }

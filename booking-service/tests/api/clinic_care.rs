@@ -6,7 +6,8 @@
 
 use crate::grpc::doctor_user;
 use crate::helpers::{
-    assert_error, count, id_of, post_ok, practice, spawn_app, spawn_app_with, TestApp, TestUser,
+    assert_error, count, id_of, post_ok, practice, spawn_app, spawn_app_with, Practice, TestApp,
+    TestUser,
 };
 use booking_service::repository::waitlist::PgWaitlist;
 use booking_service::repository::{Db, PoolSettings};
@@ -89,6 +90,12 @@ async fn book_ok(app: &TestApp, patient: &TestUser, slot: &Value) -> Value {
     let res = app.book(patient, slot["id"].as_str().unwrap()).await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     res.json().await.unwrap()
+}
+
+/// Books, as `patient`, a new 30-minute slot of the practice's doctor `minutes` ahead.
+async fn book_in(app: &TestApp, p: &Practice, patient: &TestUser, minutes: i64) -> Value {
+    let slot = app.create_slot(&p.admin, &p.doctor_id(), minutes, 30).await;
+    book_ok(app, patient, &slot).await
 }
 
 fn appointment_status(app: &TestApp, id: &str) -> (String, String) {
@@ -486,12 +493,7 @@ async fn a_doctor_records_a_no_show_once_and_the_clinics_limit_stops_self_servic
     let p = practice(&app).await;
     let doctor = doctor_user(&app, &p.admin, &p.doctor).await;
     let patient = app.patient().await;
-    let first = book_ok(
-        &app,
-        &patient,
-        &app.create_slot(&p.admin, &p.doctor_id(), 60, 30).await,
-    )
-    .await;
+    let first = book_in(&app, &p, &patient, 60).await;
     let path = format!("/api/v1/appointments/{}/attendance", id_of(&first));
     let mark = |user: &TestUser, outcome: &str| {
         let (app, path, token, outcome) = (&app, &path, user.access.clone(), outcome.to_owned());
@@ -551,12 +553,7 @@ async fn a_doctor_records_a_no_show_once_and_the_clinics_limit_stops_self_servic
         json!({"no_show_limit": 2, "no_show_window_days": 30, "no_show_email": true}),
     )
     .await;
-    let second = book_ok(
-        &app,
-        &patient,
-        &app.create_slot(&p.admin, &p.doctor_id(), 120, 30).await,
-    )
-    .await;
+    let second = book_in(&app, &p, &patient, 120).await;
     started(&app, &second, 4);
     post_ok(
         &app,
@@ -896,7 +893,6 @@ async fn a_hold_is_a_database_rule_and_leaving_releases_it() {
         other_slot["id"]
     );
     let slot = other_slot;
-    let slot_id = slot["id"].as_str().unwrap();
     // Leaving releases the hold at once.
     let res = app
         .request(
@@ -1046,18 +1042,8 @@ async fn patients_and_doctors_subscribe_to_calendar_feeds_at_urls_they_can_rotat
     let p = practice(&app).await;
     let doctor = doctor_user(&app, &p.admin, &p.doctor).await;
     let patient = app.patient().await;
-    let kept = book_ok(
-        &app,
-        &patient,
-        &app.create_slot(&p.admin, &p.doctor_id(), 120, 30).await,
-    )
-    .await;
-    let dropped = book_ok(
-        &app,
-        &patient,
-        &app.create_slot(&p.admin, &p.doctor_id(), 240, 30).await,
-    )
-    .await;
+    let kept = book_in(&app, &p, &patient, 120).await;
+    let dropped = book_in(&app, &p, &patient, 240).await;
     post_ok(
         &app,
         &patient,

@@ -32,12 +32,18 @@ pub async fn book(
         .appointments
         .book(patient, SlotId(body.slot_id), reason, key.key)
         .await?;
+    Ok(booked_response(booked))
+}
+
+/// 201 with a new booking, 200 with the one an earlier request with the same
+/// `Idempotency-Key` made.
+pub(super) fn booked_response(booked: crate::service::booking_ports::Booked) -> HttpResponse {
     let body = AppointmentResponse::from(booked.appointment);
-    Ok(if booked.replayed {
+    if booked.replayed {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::Created().json(body)
-    })
+    }
 }
 
 /// List appointments

@@ -154,12 +154,7 @@ pub async fn book_for_patient(
             key.key,
         )
         .await?;
-    let body = AppointmentResponse::from(booked.appointment);
-    Ok(if booked.replayed {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::Created().json(body)
-    })
+    Ok(super::appointments::booked_response(booked))
 }
 
 /// My waitlist
