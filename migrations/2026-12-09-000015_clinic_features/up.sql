@@ -64,14 +64,15 @@ CREATE INDEX appointments_patient_no_shows ON appointments (patient_id, starts_a
     WHERE status = 'no_show';
 
 -- The waitlist: a patient waits for a slot of a doctor between two dates (the clinic's
--- calendar days). `offered` while a slot is held for the entry.
+-- calendar days). A waiting entry with a row in `slot_holds` has an offer out: that is
+-- what "offered" means, stored once.
 CREATE TABLE waitlist_entries (
     id         uuid PRIMARY KEY,
     patient_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     doctor_id  uuid NOT NULL REFERENCES doctors (id) ON DELETE CASCADE,
     from_date  date NOT NULL,
     to_date    date NOT NULL,
-    status     text NOT NULL CHECK (status IN ('waiting', 'offered', 'booked', 'left')),
+    status     text NOT NULL CHECK (status IN ('waiting', 'booked', 'left')),
     appointment_id uuid REFERENCES appointments (id) ON DELETE SET NULL,
     -- SHA-256 of the token of the entry's latest offer: the link still finds the entry
     -- once the hold is gone (a second click on a booked offer shows the booking).
@@ -82,7 +83,7 @@ CREATE TABLE waitlist_entries (
 );
 -- One live entry per patient and doctor; the line is first come, first served.
 CREATE UNIQUE INDEX waitlist_one_live_entry ON waitlist_entries (patient_id, doctor_id)
-    WHERE status IN ('waiting', 'offered');
+    WHERE status = 'waiting';
 CREATE INDEX waitlist_offer_token ON waitlist_entries (offer_token_hash);
 CREATE INDEX waitlist_line ON waitlist_entries (doctor_id, created_at, id)
     WHERE status = 'waiting';

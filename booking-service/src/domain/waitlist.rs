@@ -19,7 +19,7 @@ pub const MAX_RANGE_DAYS: i64 = 92;
 pub enum WaitlistStatus {
     /// In line.
     Waiting,
-    /// A slot is held for the entry.
+    /// Waiting, with a slot held for it (derived from the hold, not stored).
     Offered,
     /// The patient booked an offered slot.
     Booked,

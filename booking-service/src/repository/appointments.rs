@@ -294,7 +294,7 @@ impl LockedSlotRow {
 
 /// A hold the change uses up or releases, before the change is written (the hold
 /// trigger would refuse the appointment otherwise): the holder's entry is booked, or
-/// (an expired hold someone else takes) back in line with the slot passed.
+/// (an expired hold someone else takes) stays in line with the slot passed.
 const RELEASE_HOLD: &str = "
 WITH released AS (
     DELETE FROM slot_holds WHERE slot_id = $1 RETURNING entry_id, slot_id
@@ -303,9 +303,8 @@ WITH released AS (
     SELECT entry_id, slot_id FROM released WHERE NOT $2
     ON CONFLICT DO NOTHING
 )
-UPDATE waitlist_entries SET status = CASE WHEN $2 THEN 'booked' ELSE 'waiting' END,
-       updated_at = $3
-WHERE id IN (SELECT entry_id FROM released)";
+UPDATE waitlist_entries SET status = 'booked', updated_at = $3
+WHERE $2 AND id IN (SELECT entry_id FROM released)";
 
 /// After the booking is written: the holder's entry points at it.
 const LINK_ENTRY: &str = "UPDATE waitlist_entries SET appointment_id = $1 WHERE id = $2";

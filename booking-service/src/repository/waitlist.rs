@@ -36,7 +36,8 @@ macro_rules! entry_query {
         concat!(
             "
 SELECT e.id, e.patient_id, e.doctor_id, d.full_name AS doctor_name, e.from_date, e.to_date,
-       e.status, e.appointment_id, e.created_at,
+       CASE WHEN h.slot_id IS NULL THEN e.status ELSE 'offered' END AS status,
+       e.appointment_id, e.created_at,
        h.slot_id AS held_slot_id, s.starts_at AS held_starts_at, s.ends_at AS held_ends_at,
        h.expires_at AS held_expires_at
 FROM waitlist_entries e
@@ -160,7 +161,8 @@ struct OfferRow {
     time_zone: String,
 }
 
-/// Lapsed holds, claimed; each entry back in line with the slot passed.
+/// Lapsed holds, claimed and released; each entry, still waiting, never gets that slot
+/// again.
 const EXPIRE: &str = "
 WITH lapsed AS (
     DELETE FROM slot_holds WHERE slot_id IN (
@@ -170,9 +172,6 @@ WITH lapsed AS (
 ), passed AS (
     INSERT INTO waitlist_passes (entry_id, slot_id)
     SELECT entry_id, slot_id FROM lapsed ON CONFLICT DO NOTHING
-), back AS (
-    UPDATE waitlist_entries SET status = 'waiting', updated_at = $1
-    WHERE id IN (SELECT entry_id FROM lapsed) AND status = 'offered'
 )
 SELECT entry_id, slot_id, patient_id FROM lapsed";
 
@@ -201,6 +200,7 @@ JOIN doctors d ON d.id = e.doctor_id AND d.status = 'active'
 JOIN clinics c ON c.id = d.clinic_id
 JOIN slots s ON s.doctor_id = e.doctor_id AND s.status = 'available'
 WHERE e.status = 'waiting'
+  AND NOT EXISTS (SELECT 1 FROM slot_holds held WHERE held.entry_id = e.id)
   AND u.email_verified_at IS NOT NULL
   -- Under the practice's cap on upcoming appointments, and not stopped by no-shows.
   AND (SELECT count(*) FROM appointments a
@@ -254,15 +254,14 @@ impl From<MatchRow> for Match {
     }
 }
 
-/// An offer, in one statement: the hold, the entry offered, the event and the audit
-/// record.
+/// An offer, in one statement: the hold, the entry's offer token, the event and the
+/// audit record.
 const WRITE_OFFER: &str = "
 WITH held AS (
     INSERT INTO slot_holds (slot_id, entry_id, patient_id, token_hash, expires_at, created_at)
     VALUES ($1, $2, $3, $4, $5, $6)
 ), offered AS (
-    UPDATE waitlist_entries SET status = 'offered', updated_at = $6, offer_token_hash = $4
-    WHERE id = $2
+    UPDATE waitlist_entries SET updated_at = $6, offer_token_hash = $4 WHERE id = $2
 )
 INSERT INTO outbox_events (id, aggregate_id, topic, event_type, payload, created_at, request_id, sink, trace_parent)
 VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15),
@@ -350,7 +349,7 @@ impl WaitlistRepository for PgWaitlist {
             .run(move |conn| {
                 Sql::new(entry_query!(
                     "WHERE e.patient_id = $1
-                     ORDER BY e.status IN ('waiting', 'offered') DESC, e.created_at DESC
+                     ORDER BY e.status = 'waiting' DESC, e.created_at DESC
                      LIMIT 100"
                 ))
                 .bind::<SqlUuid, _>(patient)
@@ -374,7 +373,7 @@ impl WaitlistRepository for PgWaitlist {
                 let left = Sql::new(
                     "WITH released AS (DELETE FROM slot_holds WHERE entry_id = $1)
                      UPDATE waitlist_entries SET status = 'left', updated_at = $3
-                     WHERE id = $1 AND patient_id = $2 AND status IN ('waiting', 'offered')",
+                     WHERE id = $1 AND patient_id = $2 AND status = 'waiting'",
                 )
                 .bind::<SqlUuid, _>(id)
                 .bind::<SqlUuid, _>(patient)
@@ -468,16 +467,6 @@ impl WaitlistMatching for PgWaitlist {
                     .bind::<BigInt, _>(limit)
                     .load(conn)
                     .map_err(map_err)?;
-                // An entry whose held slot was deleted (the hold went with it, by
-                // cascade) is back in line.
-                Sql::new(
-                    "UPDATE waitlist_entries e SET status = 'waiting', updated_at = $1
-                      WHERE e.status = 'offered'
-                        AND NOT EXISTS (SELECT 1 FROM slot_holds h WHERE h.entry_id = e.id)",
-                )
-                .bind::<Timestamptz, _>(now)
-                .execute(conn)
-                .map_err(map_err)?;
                 for l in &lapsed {
                     audit(
                         conn,

@@ -62,14 +62,14 @@ impl ChangeNotice {
 #[derive(Debug)]
 pub struct Announced {
     pub notice: ChangeNotice,
-    appointment: OnceCell<Option<Appointment>>,
+    entry: OnceCell<Option<DayEntry>>,
 }
 
 impl Announced {
     pub fn new(notice: ChangeNotice) -> Self {
         Self {
             notice,
-            appointment: OnceCell::new(),
+            entry: OnceCell::new(),
         }
     }
 }
@@ -225,21 +225,22 @@ impl DaySchedule {
         &self.feed
     }
 
-    /// The announced appointment as it is now (`None` if it is gone), read as the day
-    /// view reads appointments; looked up once per announcement, for all watchers.
-    pub async fn announced(
-        &self,
-        announced: &Announced,
-    ) -> Result<Option<Appointment>, ServiceError> {
+    /// The announced appointment as it is now, with its patient (`None` if it is
+    /// gone), read as the day view reads them; looked up once per announcement, for all
+    /// watchers.
+    pub async fn announced(&self, announced: &Announced) -> Result<Option<DayEntry>, ServiceError> {
         announced
-            .appointment
+            .entry
             .get_or_try_init(|| async {
                 match self
                     .appointments
                     .get(Actor::Admin, announced.notice.appointment_id.0)
                     .await
                 {
-                    Ok(a) => Ok(Some(a)),
+                    Ok(a) => Ok(Some(DayEntry {
+                        patient: self.card(&a).await?,
+                        appointment: a,
+                    })),
                     Err(ServiceError::NotFound(_)) => Ok(None),
                     Err(e) => Err(e),
                 }
@@ -299,10 +300,14 @@ impl DaySchedule {
         })
     }
 
-    /// The patient of a day's appointment: name and age on the day.
-    pub async fn card(&self, a: &Appointment, day: &Day) -> Result<PatientCard, ServiceError> {
+    /// The patient of an appointment: name, and age on the day of the visit in its
+    /// clinic's zone.
+    async fn card(&self, a: &Appointment) -> Result<PatientCard, ServiceError> {
         let user = self.users.find_by_id(a.patient_id).await?;
-        let on = a.starts_at.with_timezone(&day.time_zone).date_naive();
+        let on = match a.time_zone.parse::<Tz>() {
+            Ok(tz) => a.starts_at.with_timezone(&tz).date_naive(),
+            Err(_) => a.starts_at.date_naive(),
+        };
         Ok(match user {
             Some(u) => PatientCard {
                 full_name: u.full_name,
@@ -327,7 +332,7 @@ impl DaySchedule {
             let patient = match cards.get(&a.patient_id) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = self.card(&a, day).await?;
+                    let c = self.card(&a).await?;
                     cards.insert(a.patient_id, c.clone());
                     c
                 }

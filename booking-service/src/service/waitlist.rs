@@ -48,7 +48,7 @@ pub trait WaitlistRepository: Send + Sync {
     async fn join(&self, entry: NewEntry) -> Result<Result<WaitlistEntry, JoinRefusal>, RepoError>;
     /// The patient's entries, live ones first, newest first.
     async fn list(&self, patient: UserId) -> Result<Vec<WaitlistEntry>, RepoError>;
-    /// Leaves the line: a live entry becomes `left` and its hold, if any, is released.
+    /// Leaves the line: a waiting entry becomes `left` and its hold, if any, is released.
     /// `false`: no live entry of the patient has this id.
     async fn leave(&self, patient: UserId, id: Uuid, now: DateTime<Utc>)
         -> Result<bool, RepoError>;

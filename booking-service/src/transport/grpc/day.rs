@@ -188,7 +188,8 @@ async fn run(
                             Behind::Unheard
                         }
                         Ok(None) => continue,
-                        Ok(Some(a)) => {
+                        Ok(Some(entry)) => {
+                            let a = &entry.appointment;
                             if a.doctor_id != day.doctor.id {
                                 continue;
                             }
@@ -209,29 +210,16 @@ async fn run(
                                     held.remove(&a.id);
                                 }
                             }
-                            match schedule.card(&a, &day).await {
-                                Err(e) => {
-                                    tracing::warn!(doctor_id = %day.doctor.id, error = %e, "day watcher: patient not readable; resyncing");
-                                    Behind::Unheard
-                                }
-                                Ok(patient) => {
-                                    let event = pb::DayEvent {
-                                        kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
-                                            kind: kind.into(),
-                                            appointment: Some(day_appointment(
-                                                crate::service::schedule::DayEntry {
-                                                    appointment: a,
-                                                    patient,
-                                                },
-                                            )),
-                                        })),
-                                    };
-                                    if tx.capacity() > 1 && tx.try_send(Ok(event)).is_ok() {
-                                        Behind::No
-                                    } else {
-                                        Behind::Slow
-                                    }
-                                }
+                            let event = pb::DayEvent {
+                                kind: Some(pb::day_event::Kind::Change(pb::AppointmentChange {
+                                    kind: kind.into(),
+                                    appointment: Some(day_appointment(entry)),
+                                })),
+                            };
+                            if tx.capacity() > 1 && tx.try_send(Ok(event)).is_ok() {
+                                Behind::No
+                            } else {
+                                Behind::Slow
                             }
                         }
                     }

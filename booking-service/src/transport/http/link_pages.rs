@@ -5,8 +5,9 @@
 //! The same rules as the account pages (`pages`): opening a link (GET) changes
 //! nothing — mail scanners and previews fetch links — and only the page's form POSTs
 //! act, through the same use cases as the JSON API, as the patient the link is for
-//! (audited so). No script, a strict CSP, never cached, no referrer (the token is in
-//! the URL). A stale link says what became of the appointment or the offer.
+//! (audited so). No script, a strict CSP, never cached (`Cache-Control: no-store`, as
+//! every response but the public catalogue's), no referrer (the token is in the URL). A
+//! stale link says what became of the appointment or the offer.
 
 use super::pages::{missing_token, page, refused, TokenQuery};
 use crate::domain::booking::Appointment;
@@ -60,14 +61,6 @@ fn local(t: DateTime<Utc>, zone: &str) -> String {
     }
 }
 
-fn no_store(mut res: HttpResponse) -> HttpResponse {
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    res
-}
-
 fn summary(a: &Appointment) -> String {
     format!(
         "<p><strong>{}</strong> at {}<br>{} ({})</p>{}",
@@ -98,9 +91,9 @@ pub async fn manage_page(
     query: web::Query<TokenQuery>,
 ) -> HttpResponse {
     let Some(token) = query.into_inner().token.filter(|t| !t.trim().is_empty()) else {
-        return no_store(missing_token());
+        return missing_token();
     };
-    no_store(match state.appointments.managed(&token).await {
+    match state.appointments.managed(&token).await {
         Ok(Managed::Active(a)) => manage_active(&state, &token, a).await,
         Ok(Managed::Cancelled(a)) => page(
             StatusCode::OK,
@@ -124,7 +117,7 @@ pub async fn manage_page(
         ),
         Err(ServiceError::NotFound(_)) => link_not_found(),
         Err(e) => refused("This page is not available", e, "Try again in a moment."),
-    })
+    }
 }
 
 async fn manage_active(state: &AppState, token: &str, a: Appointment) -> HttpResponse {
@@ -222,25 +215,23 @@ pub async fn manage_cancel(
 ) -> HttpResponse {
     let form = form.into_inner();
     let reason = form.reason.filter(|r| !r.trim().is_empty());
-    no_store(
-        match state.appointments.cancel_by_link(&form.token, reason).await {
-            Ok(a) => page(
-                StatusCode::OK,
-                "Appointment cancelled",
-                &format!(
-                    "{}<p>Your appointment is cancelled and the time is free for someone else. \
+    match state.appointments.cancel_by_link(&form.token, reason).await {
+        Ok(a) => page(
+            StatusCode::OK,
+            "Appointment cancelled",
+            &format!(
+                "{}<p>Your appointment is cancelled and the time is free for someone else. \
                  We have sent you a confirmation.</p>",
-                    summary(&a)
-                ),
+                summary(&a)
             ),
-            Err(ServiceError::NotFound("link")) => link_not_found(),
-            Err(e) => refused(
-                "The appointment was not cancelled",
-                e,
-                "Open the link from the e-mail again to see the appointment as it is now.",
-            ),
-        },
-    )
+        ),
+        Err(ServiceError::NotFound("link")) => link_not_found(),
+        Err(e) => refused(
+            "The appointment was not cancelled",
+            e,
+            "Open the link from the e-mail again to see the appointment as it is now.",
+        ),
+    }
 }
 
 /// `POST /manage/reschedule`: moves as the patient.
@@ -250,35 +241,33 @@ pub async fn manage_reschedule(
 ) -> HttpResponse {
     let form = form.into_inner();
     let Some(slot) = form.slot_id else {
-        return no_store(page(
+        return page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Choose a time",
             "<p>Pick one of the free times, then press the button. Go back to try again.</p>",
-        ));
+        );
     };
-    no_store(
-        match state
-            .appointments
-            .reschedule_by_link(&form.token, SlotId(slot))
-            .await
-        {
-            Ok(a) => page(
-                StatusCode::OK,
-                "Appointment moved",
-                &format!(
-                    "{}<p>This is your new time; the link in your e-mail keeps working for \
+    match state
+        .appointments
+        .reschedule_by_link(&form.token, SlotId(slot))
+        .await
+    {
+        Ok(a) => page(
+            StatusCode::OK,
+            "Appointment moved",
+            &format!(
+                "{}<p>This is your new time; the link in your e-mail keeps working for \
                      it. We have sent you a confirmation.</p>",
-                    summary(&a)
-                ),
+                summary(&a)
             ),
-            Err(ServiceError::NotFound("link")) => link_not_found(),
-            Err(e) => refused(
-                "The appointment was not moved",
-                e,
-                "Open the link from the e-mail again to choose another time.",
-            ),
-        },
-    )
+        ),
+        Err(ServiceError::NotFound("link")) => link_not_found(),
+        Err(e) => refused(
+            "The appointment was not moved",
+            e,
+            "Open the link from the e-mail again to choose another time.",
+        ),
+    }
 }
 
 fn offer_gone() -> HttpResponse {
@@ -294,9 +283,9 @@ fn offer_gone() -> HttpResponse {
 /// `GET /waitlist/offer?token=…`: the held slot and the button that books it.
 pub async fn offer_page(state: web::Data<AppState>, query: web::Query<TokenQuery>) -> HttpResponse {
     let Some(token) = query.into_inner().token.filter(|t| !t.trim().is_empty()) else {
-        return no_store(missing_token());
+        return missing_token();
     };
-    no_store(match state.waitlist.offer(&token).await {
+    match state.waitlist.offer(&token).await {
         Ok(OfferState::Open(o)) => page(
             StatusCode::OK,
             "A time is free for you",
@@ -340,12 +329,12 @@ pub async fn offer_page(state: web::Data<AppState>, query: web::Query<TokenQuery
         Ok(OfferState::Gone) => offer_gone(),
         Err(ServiceError::NotFound(_)) => link_not_found(),
         Err(e) => refused("This page is not available", e, "Try again in a moment."),
-    })
+    }
 }
 
 /// `POST /waitlist/offer`: books the held slot as the patient it is held for.
 pub async fn offer_accept(state: web::Data<AppState>, form: web::Form<OfferForm>) -> HttpResponse {
-    no_store(match state.waitlist.accept(&form.token).await {
+    match state.waitlist.accept(&form.token).await {
         Ok(booked) => {
             let a = booked.appointment;
             page(
@@ -365,7 +354,7 @@ pub async fn offer_accept(state: web::Data<AppState>, form: web::Form<OfferForm>
             e,
             "You are still on the waitlist; we will e-mail you when another time frees up.",
         ),
-    })
+    }
 }
 
 /// `GET /calendar/{token}.ics`: a calendar feed.
@@ -377,7 +366,6 @@ pub async fn calendar_feed(state: web::Data<AppState>, file: web::Path<String>) 
     match state.calendar.feed(token).await {
         Ok(feed) => HttpResponse::Ok()
             .content_type("text/calendar; charset=utf-8")
-            .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::REFERRER_POLICY, "no-referrer"))
             .insert_header((
                 header::CONTENT_DISPOSITION,
