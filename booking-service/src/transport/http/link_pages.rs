@@ -138,15 +138,21 @@ async fn manage_active(state: &AppState, token: &str, a: Appointment) -> HttpRes
             ),
         );
     }
-    let slots = match SlotFilter::parse(
+    let filter = SlotFilter::parse(
         a.doctor_id,
         Some(now),
         Some(now + chrono::Duration::days(MOVE_WINDOW_DAYS)),
         Some("available"),
         now,
-    ) {
-        Ok(filter) => state.slots.list(filter).await.unwrap_or_default(),
-        Err(_) => Vec::new(),
+    )
+    .map_err(ServiceError::from);
+    let slots = match filter {
+        Ok(filter) => state.slots.list(filter).await,
+        Err(e) => Err(e),
+    };
+    let slots = match slots {
+        Ok(slots) => slots,
+        Err(e) => return refused("This page is not available", e, "Try again in a moment."),
     };
     let choices: String = slots
         .iter()
