@@ -443,11 +443,13 @@ pub enum BookingRejection {
     AttendanceRecorded,
     /// No patient account has this id (an admin booking for someone).
     PatientNotFound,
+    /// An admin moving an appointment past the clinic's deadline must say why.
+    ReasonRequired,
 }
 
 impl BookingRejection {
     /// Every rejection, for metric series that exist before the first refusal.
-    pub const ALL: [BookingRejection; 22] = [
+    pub const ALL: [BookingRejection; 23] = [
         Self::SlotNotFound,
         Self::SlotTaken,
         Self::SlotBlocked,
@@ -470,6 +472,7 @@ impl BookingRejection {
         Self::NotStarted,
         Self::AttendanceRecorded,
         Self::PatientNotFound,
+        Self::ReasonRequired,
     ];
 
     /// The stable machine code (both not-found rejections are `not_found`).
@@ -495,6 +498,7 @@ impl BookingRejection {
             Self::SlotHeld => "slot_held",
             Self::NotStarted => "appointment_not_started",
             Self::AttendanceRecorded => "attendance_recorded",
+            Self::ReasonRequired => "reason_required",
         }
     }
 }

@@ -331,6 +331,8 @@ pub struct RescheduleRequest {
     /// The reminders of the new time replace the pending ones of the old.
     pub reminders: ReminderPlan,
     pub links: ManageLinks,
+    /// Why (an admin); required past the clinic's deadline for patients.
+    pub reason: Option<String>,
 }
 
 /// A move to write: one slot freed, one taken, the appointment updated, its pending
@@ -371,6 +373,14 @@ pub fn decide_reschedule(
         .ok_or(BookingRejection::SlotNotFound)?;
     let policy = facts.policy(req.policy);
     check_patient_may_change(req.actor, a.starts_at, req.now, &policy)?;
+    // Past a deadline the clinic set (patients may no longer), an admin says why.
+    if req.actor == Actor::Admin
+        && policy.change_deadline > chrono::Duration::zero()
+        && a.starts_at - req.now < policy.change_deadline
+        && req.reason.is_none()
+    {
+        return Err(BookingRejection::ReasonRequired);
+    }
     if new.doctor_id != a.doctor_id {
         return Err(BookingRejection::DifferentDoctor);
     }
@@ -408,7 +418,8 @@ pub fn decide_reschedule(
         audit: AuditEntry::new("appointment.rescheduled", "appointment", a.id)
             .field("slot_id", json(&a.slot_id), json(&new.id))
             .field("starts_at", json(&a.starts_at), json(&new.starts_at))
-            .field("version", json(&facts.version), json(&version)),
+            .field("version", json(&facts.version), json(&version))
+            .field("reason", None, json(&req.reason)),
         freed: (a.slot_id, SlotStatus::Available),
         taken: (new.id, SlotStatus::Booked),
         appointment,
@@ -908,6 +919,7 @@ mod tests {
             policy: POLICY,
             reminders: plan(),
             links: links(),
+            reason: None,
         }
     }
 
@@ -1050,6 +1062,15 @@ mod tests {
             BookingRejection::ChangeDeadlinePassed
         );
         assert!(decide_cancel(&cancel(Actor::Admin), Some(&c)).is_ok());
+        // An admin moving it past the deadline says why.
+        let new = slot(21, Duration::days(3), SlotStatus::Available);
+        let mut by_admin = move_to(Actor::Admin, 21);
+        assert_eq!(
+            decide_reschedule(&by_admin, Some(&c), Some(&new), None).unwrap_err(),
+            BookingRejection::ReasonRequired
+        );
+        by_admin.reason = Some("the doctor is ill".into());
+        assert!(decide_reschedule(&by_admin, Some(&c), Some(&new), None).is_ok());
         // The doctor's override wins over the clinic's deadline.
         c.doctor_policy.change_deadline_minutes = Some(60);
         assert!(decide_cancel(&cancel(patient), Some(&c)).is_ok());

@@ -34,6 +34,15 @@ pub fn cancel_reason(actor: Actor, raw: Option<&str>) -> Result<Option<String>, 
     Ok(reason)
 }
 
+/// The reason an admin gives for moving an appointment: optional text; past the
+/// clinic's deadline the booking rules require one (`reason_required`).
+pub fn change_reason(raw: Option<&str>) -> Result<Option<String>, ValidationErrors> {
+    raw.map(|r| parse_text(r, MAX_REASON_CHARS, true))
+        .transpose()
+        .map(|r| r.filter(|r| !r.trim().is_empty()))
+        .map_err(|m| ValidationErrors(vec![FieldError::new("reason", m)]))
+}
+
 /// Whether `s` is a valid idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] visible
 /// ASCII characters.
 pub fn valid_idempotency_key(s: &str) -> bool {

@@ -198,7 +198,9 @@ impl AppointmentService {
         actor: Actor,
         id: AppointmentId,
         new_slot_id: SlotId,
+        reason: Option<String>,
     ) -> Result<Appointment, ServiceError> {
+        let reason = inputs::change_reason(reason.as_deref())?;
         let req = RescheduleRequest {
             appointment_id: id,
             actor,
@@ -207,6 +209,7 @@ impl AppointmentService {
             policy: self.policy,
             reminders: self.reminders.clone(),
             links: self.links.clone(),
+            reason,
         };
         let moved = self.counted(self.appointments.reschedule(req).await?)?;
         self.count(|m| m.rescheduled());
@@ -280,7 +283,7 @@ impl AppointmentService {
         let actor = Actor::Patient(a.patient_id);
         medbook_service_kit::context::with_actor(
             patient_actor(a.patient_id),
-            self.reschedule(actor, a.id, new_slot),
+            self.reschedule(actor, a.id, new_slot, None),
         )
         .await
     }

@@ -44,7 +44,8 @@ pub fn refusal(r: Rejection) -> Refusal {
             | B::ChangeDeadlinePassed
             | B::PatientOverlap
             | B::TooManyNoShows
-            | B::NotStarted => Refusal::Rule,
+            | B::NotStarted
+            | B::ReasonRequired => Refusal::Rule,
         },
         Rejection::Review(r) => match r {
             ReviewRejection::NotYourAppointment => Refusal::NotFound,
@@ -142,6 +143,10 @@ fn booking(r: BookingRejection) -> &'static str {
         SlotHeld => "the slot is held for a patient on the waitlist",
         NotStarted => "attendance can be recorded once the appointment has started",
         AttendanceRecorded => "the appointment's attendance has already been recorded",
+        ReasonRequired => {
+            "past the clinic's deadline for patients, an admin moving an appointment must \
+             give a reason"
+        }
     }
 }
 

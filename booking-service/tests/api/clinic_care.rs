@@ -319,7 +319,6 @@ async fn the_clinics_change_deadline_stops_late_patient_changes_but_not_admins()
         .await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 
-    // Admins still act, with a reason, whatever the deadline.
     post_put(
         &app,
         &p.admin,
@@ -327,6 +326,26 @@ async fn the_clinics_change_deadline_stops_late_patient_changes_but_not_admins()
         json!({"change_deadline_minutes": 600}),
     )
     .await;
+    // Admins still act, with a reason, whatever the deadline.
+    let third = app.create_slot(&p.admin, &p.doctor_id(), 300, 30).await;
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/appointments/{id}/reschedule"),
+            Some(&p.admin.access),
+            &json!({"slot_id": third["id"]}),
+        )
+        .await;
+    assert_error(res, 422, "reason_required").await;
+    let res = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/appointments/{id}/reschedule"),
+            Some(&p.admin.access),
+            &json!({"slot_id": third["id"], "reason": "the doctor asked"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     post_ok(
         &app,
         &p.admin,

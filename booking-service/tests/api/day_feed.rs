@@ -236,6 +236,7 @@ async fn changes_made_in_sql_or_by_a_command_reach_the_watchers() {
             Actor::Admin,
             AppointmentId(by_command.parse().unwrap()),
             SlotId(later.parse().unwrap()),
+            None,
         )
         .await
         .unwrap();

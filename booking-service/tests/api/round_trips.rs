@@ -216,6 +216,7 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
             patient,
             booked.id,
             booking_service::domain::SlotId(f.slots[1]),
+            None,
         )
         .await
         .unwrap();
@@ -226,6 +227,7 @@ async fn a_reschedule_is_five_round_trips_and_a_cancellation_four() {
             patient,
             booked.id,
             booking_service::domain::SlotId(f.slots[2]),
+            None,
         )
         .await
         .unwrap();

@@ -39,6 +39,9 @@ pub struct CancelRequest {
 pub struct RescheduleRequest {
     /// Another available slot of the same doctor.
     pub slot_id: Uuid,
+    /// Up to 1000 characters: why (an admin); required of an admin past the clinic's
+    /// deadline for patients.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Apiv2Schema)]

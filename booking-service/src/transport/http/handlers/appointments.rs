@@ -110,7 +110,12 @@ pub async fn reschedule(
     Ok(web::Json(
         state
             .appointments
-            .reschedule(actor, AppointmentId(id.into_inner()), SlotId(body.slot_id))
+            .reschedule(
+                actor,
+                AppointmentId(id.into_inner()),
+                SlotId(body.slot_id),
+                body.reason.clone(),
+            )
             .await?
             .into(),
     ))

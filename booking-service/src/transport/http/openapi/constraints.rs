@@ -521,6 +521,7 @@ fn property_rules() -> Vec<(&'static str, &'static str, Value)> {
         // Appointments and reviews.
         ("BookRequest", "reason", text(MAX_REASON_CHARS, true)),
         ("CancelRequest", "reason", text(MAX_REASON_CHARS, true)),
+        ("RescheduleRequest", "reason", text(MAX_REASON_CHARS, true)),
         (
             "AppointmentResponse",
             "status",
