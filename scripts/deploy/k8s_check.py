@@ -112,8 +112,12 @@ STRIMZI_FORBIDDEN_EXCEPTIONS = set(
     ).split(", ")
 )
 STRIMZI_LISTENER_TYPES = {"internal", "route", "loadbalancer", "nodeport", "ingress", "cluster-ip", "tlsroute"}
-# kafka/topics.txt: "accounts.emails … in production give it retention.ms=86400000".
-TOPIC_CONFIG = {"accounts.emails": {"retention.ms": 86400000}}
+# kafka/topics.txt: "accounts.emails … in production give it retention.ms=86400000", and
+# waitlist.offers "retention.ms=86400000 like accounts.emails" (both carry links).
+TOPIC_CONFIG = {
+    "accounts.emails": {"retention.ms": 86400000},
+    "waitlist.offers": {"retention.ms": 86400000},
+}
 
 # Monitoring per pod (deploy/prometheus/prometheus-kubernetes.yml).
 PROMETHEUS_K8S_CONFIG = "deploy/prometheus/prometheus-kubernetes.yml"
@@ -428,9 +432,10 @@ class Checker:
             self.err(where, f"no KafkaTopic for {missing} (kafka/topics.txt)")
         if extra:
             self.err(where, f"KafkaTopics {extra} are not in kafka/topics.txt")
-        for key in TOPIC_CONFIG.get("accounts.emails", {}):
-            if f"{key}=" not in self._read("kafka/topics.txt"):
-                self.err(where, f"kafka/topics.txt no longer mentions {key} for accounts.emails: update TOPIC_CONFIG")
+        for topic, config in TOPIC_CONFIG.items():
+            for key in config:
+                if f"{key}=" not in self._read("kafka/topics.txt"):
+                    self.err(where, f"kafka/topics.txt no longer mentions {key} for {topic}: update TOPIC_CONFIG")
 
         # The services' bootstrap address is this cluster's plain listener.
         ns = kafka["metadata"].get("namespace", NAMESPACE)

@@ -123,11 +123,12 @@ pub fn http_status(listen: &str, path: &str, timeout: Duration) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("cannot connect to {target}: {e}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(
-        stream,
+    // One write: `write!` on an unbuffered stream would send the request in pieces.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: medbook-healthcheck\r\n\
          Connection: close\r\n\r\n"
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     // The status line is all that is needed; it fits in the first read or few.
     let mut head = Vec::with_capacity(256);
     let mut buf = [0_u8; 256];
@@ -279,9 +280,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // The whole request head, however many reads it takes.
+            let mut head = Vec::new();
             let mut buf = [0_u8; 1024];
-            let n = s.read(&mut buf).unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /health HTTP/1.1\r\n"));
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            assert!(String::from_utf8_lossy(&head).starts_with("GET /health HTTP/1.1\r\n"));
             s.write_all(response.as_bytes()).unwrap();
         });
         format!("0.0.0.0:{}", addr.port())
