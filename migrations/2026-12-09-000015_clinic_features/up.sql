@@ -102,6 +102,23 @@ CREATE TABLE slot_holds (
 );
 CREATE INDEX slot_holds_expiry ON slot_holds (expires_at);
 
+-- When a slot last became free: created, or freed by a cancellation, a reschedule away
+-- or an unblock. The waitlist offers an entry only slots that became free after it
+-- joined; a slot already free then can simply be booked.
+ALTER TABLE slots ADD COLUMN available_since timestamptz NOT NULL DEFAULT now();
+CREATE FUNCTION slots_mark_available_since() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'available' AND OLD.status IS DISTINCT FROM 'available' THEN
+        NEW.available_since := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER slots_mark_available_since
+    BEFORE UPDATE OF status ON slots
+    FOR EACH ROW EXECUTE FUNCTION slots_mark_available_since();
+
 -- A slot an entry was offered and let pass: never offered to that entry again.
 CREATE TABLE waitlist_passes (
     entry_id uuid NOT NULL REFERENCES waitlist_entries (id) ON DELETE CASCADE,

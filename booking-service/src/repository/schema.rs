@@ -120,6 +120,7 @@ diesel::table! {
         ends_at -> Timestamptz,
         status -> Text,
         created_at -> Timestamptz,
+        available_since -> Timestamptz,
     }
 }
 

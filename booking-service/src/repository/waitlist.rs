@@ -185,8 +185,8 @@ struct LapsedRow {
     patient_id: Uuid,
 }
 
-/// The next offer to make: the first entry in line (oldest) with a free slot it has not
-/// passed, in its range (the clinic's calendar days), that its patient could book now
+/// The next offer to make: the first entry in line (oldest) with a slot that became free
+/// after it joined and that it has not passed, in its range (the clinic's calendar days), that its patient could book now
 /// (a verified address, the practice's notice, horizon, cap and no-show limit, no
 /// overlap with their other appointments), its earliest such slot. Entry and slot locked, skipping what another replica holds.
 const NEXT_MATCH: &str = concat!(
@@ -211,6 +211,7 @@ WHERE e.status = 'waiting'
          WHERE a.patient_id = e.patient_id AND a.status = 'no_show'
            AND a.starts_at > $1 - make_interval(days => COALESCE(c.no_show_window_days, $5)))
        < c.no_show_limit)
+  AND s.available_since > e.created_at
   AND s.starts_at >= $1 + make_interval(mins => COALESCE(d.min_notice_minutes, c.min_notice_minutes, $2))
   AND s.starts_at <= $1 + make_interval(days => COALESCE(d.horizon_days, c.horizon_days, $3))
   AND (s.starts_at AT TIME ZONE c.time_zone)::date BETWEEN e.from_date AND e.to_date

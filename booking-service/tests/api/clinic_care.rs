@@ -871,11 +871,14 @@ async fn a_hold_is_a_database_rule_and_leaving_releases_it() {
     let p = practice(&app).await;
     let doctor = p.doctor_id();
     let (waiting, other) = (app.patient().await, app.patient().await);
+    // A slot already free when they join is theirs to book: no offer is made for it.
+    app.create_slot(&p.admin, &doctor, 20 * 60, 30).await;
     let entry = join(&app, &waiting, &doctor, 3).await;
+    let m = matcher(&app, std::sync::Arc::new(TestClock::new()));
+    assert_eq!(m.round().await.unwrap(), (0, 0));
+    // A new slot is offered as soon as it opens.
     let slot = app.create_slot(&p.admin, &doctor, 24 * 60, 30).await;
     let slot_id = slot["id"].as_str().unwrap();
-    // A new slot is offered as soon as it opens.
-    let m = matcher(&app, std::sync::Arc::new(TestClock::new()));
     assert_eq!(m.round().await.unwrap(), (0, 1));
     let err = diesel::RunQueryDsl::execute(
         diesel::sql_query(format!(

@@ -175,8 +175,9 @@ pub async fn my_waitlist(
 /// Join a doctor's waitlist
 ///
 /// Wait for a slot of the doctor between `from_date` and `to_date` (the clinic's
-/// calendar, at most 92 days). When one is free, the first patient in line is e-mailed
-/// an offer and the slot is held for them for a while (`waitlist.hold_minutes`); an
+/// calendar, at most 92 days). When one frees up (a cancellation, a reschedule, a new
+/// slot; slots already free when you join are yours to book), the first patient in line
+/// is e-mailed an offer and the slot is held for them for a while (`waitlist.hold_minutes`); an
 /// unanswered offer passes to the next in line. One live entry per doctor (409
 /// `already_on_waitlist`).
 #[api_v2_operation(tags(Waitlist))]
