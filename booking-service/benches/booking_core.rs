@@ -138,10 +138,14 @@ async fn main() {
     // As following the verification links does: only verified patients book.
     conn.batch_execute("UPDATE users SET email_verified_at = now()")
         .unwrap();
+    // One doctor per client (a patient never holds two appointments at one time):
+    // ordered by time, then doctor, so that every CLIENTS-th slot is one doctor's.
+    assert!(per_doctor >= per_client, "each client books one doctor's slots");
     let slot_ids: Vec<uuid::Uuid> = diesel::sql_query(format!(
-        "SELECT id FROM slots WHERE doctor_id IN (SELECT id FROM doctors WHERE status = 'active' ORDER BY id LIMIT {})
-         ORDER BY id LIMIT {}",
-        CLIENTS * per_client / per_doctor.min(per_client) + 1,
+        "SELECT s.id FROM slots s
+           JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM doctors
+                  WHERE status = 'active' ORDER BY id LIMIT {CLIENTS}) d ON d.id = s.doctor_id
+         ORDER BY s.starts_at, d.n LIMIT {}",
         CLIENTS * per_client
     ))
     .load::<Id>(&mut conn)

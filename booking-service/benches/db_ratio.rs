@@ -32,7 +32,7 @@
 //! (`MEDBOOK_BENCH_SMOKE=1`) each run lasts 1 s and fewer doctors are read uncached.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use booking_service::domain::booking::BookingPolicy;
+use booking_service::domain::booking::{BookingPolicy, DEFAULT_NO_SHOW_WINDOW_DAYS};
 use booking_service::domain::reminders::ReminderPlan;
 use booking_service::domain::{Role, UserId};
 use booking_service::repository::db::DbError;
@@ -155,10 +155,6 @@ fn substitute(sql: &str, values: &[&str]) -> String {
     out
 }
 
-/// The repository whose hand-written statements the booking sends; read (not
-/// compiled) here to learn which bind each placeholder of a statement is.
-const APPOINTMENTS_RS: &str = include_str!("../src/repository/appointments.rs");
-
 /// The `$n` placeholders of `sql`, in order of appearance.
 fn placeholders(sql: &str) -> Vec<usize> {
     sql.split('$')
@@ -174,17 +170,8 @@ fn placeholders(sql: &str) -> Vec<usize> {
 /// appearance, so the statement on the wire has `$1…$m` where the constant has
 /// repeated and reordered `$n`. Given the values of the constant's binds (in `.bind`
 /// order), the values of the wire's placeholders; checks that `sent` is the constant
-/// `name` of `appointments.rs` renumbered that way.
-fn wire_values<'a>(name: &str, sent: &str, by_bind: &[&'a str]) -> Vec<&'a str> {
-    let start = APPOINTMENTS_RS
-        .find(&format!("const {name}: &str = \""))
-        .unwrap_or_else(|| panic!("no const {name} in appointments.rs"));
-    let text = APPOINTMENTS_RS
-        .get(start..)
-        .and_then(|t| t.split_once('"'))
-        .and_then(|(_, t)| t.split_once("\";"))
-        .map(|(t, _)| t)
-        .unwrap();
+/// `name` of `repository::appointments` (`text`) renumbered that way.
+fn wire_values<'a>(name: &str, text: &str, sent: &str, by_bind: &[&'a str]) -> Vec<&'a str> {
     let order = placeholders(text);
     let renumbered = {
         let values: Vec<String> = (1..=order.len()).map(|k| format!("${k}")).collect();
@@ -905,12 +892,18 @@ BEGIN;
 ",
         command(
             &patient_facts,
-            &wire_values("LOCK_PATIENT", &patient_facts, &["md5(:p::text)::uuid"])
+            &wire_values(
+                "LOCK_PATIENT",
+                booking_service::repository::appointments::LOCK_PATIENT,
+                &patient_facts,
+                &["md5(:p::text)::uuid"]
+            )
         ),
         command(
             &slot_facts,
             &wire_values(
                 "SLOT_FACTS",
+                booking_service::repository::appointments::SLOT_FACTS,
                 &slot_facts,
                 &[
                     "md5(:k::text)::uuid",
@@ -919,6 +912,9 @@ BEGIN;
                     "to_timestamp(:at)",
                     ":cap::int8",
                     "nullif(:none::text, 'none')",
+                    // No no-show limit by default; the window's days.
+                    "nullif(:none::text, 'none')::int8",
+                    ":no_show_days::int4",
                 ]
             )
         ),
@@ -926,6 +922,7 @@ BEGIN;
             &write,
             &wire_values(
                 "WRITE_BOOKING",
+                booking_service::repository::appointments::WRITE_BOOKING,
                 &write,
                 &[
                     ":slot_status::text",
@@ -978,6 +975,9 @@ BEGIN;
                     } else {
                         "nullif(:none::text, 'none')"
                     },
+                    // The appointment's end and its manage-link token's hash.
+                    "to_timestamp(:start + 1800)",
+                    "md5(:a::text)",
                 ]
             )
         ),
@@ -988,6 +988,7 @@ BEGIN;
         ("booked", w.status.clone()),
         ("slot_status", w.slot_status.clone()),
         ("cap", MAX_ACTIVE.to_string()),
+        ("no_show_days", DEFAULT_NO_SHOW_WINDOW_DAYS.to_string()),
         ("reason", REASON.to_owned()),
         ("version", w.version.to_string()),
         ("labels", w.labels.clone()),

@@ -135,6 +135,8 @@ async fn main() {
         ("MEDBOOK_DATABASE__POOL_SIZE", "16"),
         ("MEDBOOK_BOOKING__MIN_NOTICE_MINUTES", "0"),
         ("MEDBOOK_BOOKING__MAX_ACTIVE_PER_PATIENT", "1000000"),
+        // 20 000 slots at times of their own reach 417 days ahead.
+        ("MEDBOOK_BOOKING__HORIZON_DAYS", "730"),
         ("MEDBOOK_DATABASE__URL", db_url.as_str()),
     ]);
     let app = Application::build(settings).await.unwrap();
@@ -148,12 +150,15 @@ async fn main() {
          INSERT INTO doctors (id, full_name, specialty, clinic_id, status, rating_sum, rating_count)
            SELECT gen_random_uuid(), 'Dr. Bench ' || d, 'Cardiology', (SELECT id FROM clinics), 'active', 0, 0
            FROM generate_series(0, 199) d;
+         -- Every slot at a time of its own: a patient never holds two overlapping
+         -- appointments, and each client books many.
          INSERT INTO slots (id, doctor_id, starts_at, ends_at, status)
            SELECT gen_random_uuid(), d.id,
-                  date_trunc('hour', now()) + interval '2 hours' + s * interval '30 minutes',
-                  date_trunc('hour', now()) + interval '2 hours' + s * interval '30 minutes' + interval '30 minutes',
+                  date_trunc('hour', now()) + interval '2 hours' + (d.n * 100 + s) * interval '30 minutes',
+                  date_trunc('hour', now()) + interval '2 hours' + (d.n * 100 + s) * interval '30 minutes' + interval '30 minutes',
                   'available'
-           FROM doctors d CROSS JOIN generate_series(0, 99) s;
+           FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM doctors) d
+           CROSS JOIN generate_series(0, 99) s;
          ANALYZE;",
     )
     .unwrap();

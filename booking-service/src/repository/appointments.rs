@@ -146,7 +146,8 @@ fn internal(e: impl std::fmt::Display) -> RepoError {
 /// idempotency record hold. Its own statement, so that the next one (the slot's) takes
 /// its snapshot after the lock: whatever an earlier booking of this patient committed
 /// is then in view.
-const LOCK_PATIENT: &str = "
+/// (Public for `benches/db_ratio.rs`, which replays it with pgbench.)
+pub const LOCK_PATIENT: &str = "
 SELECT id, email, full_name, email_verified_at IS NOT NULL AS email_verified
 FROM users WHERE id = $1 AND role = 'patient'
 FOR UPDATE";
@@ -166,7 +167,8 @@ struct PatientRow {
 /// The slot's row, locked, with its doctor and clinic, and the patient's side of the
 /// decision: their upcoming booked appointments counted up to the cap (an index range
 /// scan that stops there) and the request's earlier idempotency record, if any.
-const SLOT_FACTS: &str = concat!(
+/// (Public for `benches/db_ratio.rs`, which replays it with pgbench.)
+pub const SLOT_FACTS: &str = concat!(
     "
 SELECT s.id, s.doctor_id, s.starts_at, s.ends_at, s.status,
        h.entry_id AS hold_entry_id, h.patient_id AS hold_patient_id, h.expires_at AS hold_expires_at,
@@ -645,7 +647,8 @@ fn reminder_arrays(reminders: &[DueReminder]) -> (Vec<String>, Vec<DateTime<Utc>
 /// Everything a booking writes, in one statement: the slot taken, the appointment, its
 /// idempotency record (when the request had a key), its reminders and its event.
 /// Foreign keys between the parts are checked at the end of the statement.
-const WRITE_BOOKING: &str = "
+/// (Public for `benches/db_ratio.rs`, which replays it with pgbench.)
+pub const WRITE_BOOKING: &str = "
 WITH taken AS (
     UPDATE slots SET status = $1 WHERE id = $2
 ), appointment AS (
