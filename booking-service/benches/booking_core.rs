@@ -140,7 +140,10 @@ async fn main() {
         .unwrap();
     // One doctor per client (a patient never holds two appointments at one time):
     // ordered by time, then doctor, so that every CLIENTS-th slot is one doctor's.
-    assert!(per_doctor >= per_client, "each client books one doctor's slots");
+    assert!(
+        per_doctor >= per_client,
+        "each client books one doctor's slots"
+    );
     let slot_ids: Vec<uuid::Uuid> = diesel::sql_query(format!(
         "SELECT s.id FROM slots s
            JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM doctors
